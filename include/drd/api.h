@@ -1,0 +1,54 @@
+/* api.h - the HTTP server (libmicrohttpd, its own internal thread) and
+ * the JSON API. Reads are served from an immutable status snapshot that
+ * the main loop publishes, and from the HTTP thread's own read-only SQLite
+ * connection. Mutations are queued to the main loop (eventfd) and answered
+ * 202 with the request id; HTTP never executes an action itself.
+ *
+ * Two listeners: the unix socket (no token; its file mode 0660 guards it)
+ * and optionally TCP `listen` (Authorization: Bearer TOKEN required for
+ * everything but /healthz). */
+#ifndef DRD_API_H
+#define DRD_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct api api_t;
+
+typedef struct {
+    const char *listen;      /* "127.0.0.1:8080", "[::1]:8080", or NULL/"" */
+    const char *socket_path; /* unix socket, or NULL/"" */
+    const char *token;       /* bearer token for TCP, or NULL (TCP then refuses all but /healthz) */
+    const char *db_path;     /* SQLite file, opened read-only by the HTTP thread */
+    const char *web_root;    /* directory with the page, or NULL */
+} api_options;
+
+typedef enum {
+    API_CMD_FAILOVER = 1,
+    API_CMD_FAILBACK,
+    API_CMD_APPROVE,
+    API_CMD_REJECT,
+} api_cmd_kind;
+
+typedef struct api_cmd {
+    int64_t request_id;
+    api_cmd_kind kind;
+    int64_t approval_id;     /* for APPROVE/REJECT */
+    char reason[256];
+    char actor[64];          /* "socket", "token", "session:..." */
+    struct api_cmd *next;
+} api_cmd;
+
+api_t *api_start(const api_options *o, char *err, size_t errlen);
+void api_stop(api_t *a);                      /* accepts NULL; joins the thread */
+
+/* Replace the status document (a complete JSON text, copied). */
+void api_publish_status(api_t *a, const char *json);
+
+/* eventfd that becomes readable when commands are queued. */
+int api_cmd_fd(api_t *a);
+/* Pop the oldest queued command (caller frees with free()), or NULL. */
+api_cmd *api_cmd_pop(api_t *a);
+
+#endif

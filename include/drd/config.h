@@ -1,0 +1,88 @@
+/* config.h - drd's INI configuration: one option table drives parsing,
+ * defaults, bounds, validation ("FILE:LINE: message"), ${section.key}
+ * expansion and masking. Reload = load a fresh config_t, then swap. */
+#ifndef DRD_CONFIG_H
+#define DRD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    char *url;              /* libpq URI or conninfo used by drd's probes */
+    char *app_url;          /* what the app gets in DATABASE_URL (default: url) */
+    char *password_file;    /* optional; first line is the password */
+    char *password;         /* loaded from password_file, or NULL */
+} config_target;
+
+typedef struct config {
+    char *path;             /* the file this came from */
+    char *dir;              /* its directory: relative paths resolve here */
+
+    config_target primary, backup;
+
+    int64_t probe_interval_ms, probe_timeout_ms, probe_cooldown_ms;
+    int64_t probe_failures, probe_successes;
+
+    char *failover_policy;  /* auto | approve | manual */
+    int64_t failover_min_outage_ms, failover_block_ms;
+    char *failover_runbook;
+    char *failover_fence;   /* read-only | nologin | command | none */
+    char *failover_fence_command;
+    bool failover_fence_required;
+
+    char *failback_runbook;
+
+    char *app_env_file, *app_env_key, *app_stop, *app_start, *app_health_url;
+    char *app_user;          /* optional: run app commands as this user */
+
+    char *http_listen;       /* host:port, or NULL/"" for none */
+    char *http_socket;       /* unix socket path */
+    char *http_token_file;
+    char *http_token;        /* loaded from token_file */
+    char *http_web_root;
+
+    char *state_db;
+
+    char *notify_webhook;
+
+    char *log_level;
+
+    /* every (section, key, value, line) as read, for ${section.key} */
+    struct config_entry { char *section, *key, *value; int line; } *entries;
+    size_t n_entries;
+} config_t;
+
+typedef struct {
+    char **msgs;             /* "FILE:LINE: message" or "FILE: message" */
+    size_t n;
+} config_errors;
+
+/* Parse and validate. Returns NULL if there was any error (all collected
+ * in errs, which the caller frees with config_errors_free). */
+config_t *config_load(const char *path, config_errors *errs);
+void config_free(config_t *c);                     /* accepts NULL */
+void config_errors_free(config_errors *e);
+void config_error_add(config_errors *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Raw value of section.key as written in the file (after defaults are
+ * applied for table options), or NULL. Sections like "step x" allowed. */
+const char *config_get(const config_t *c, const char *section, const char *key);
+
+/* Expand ${section.key} references in `in`. Returns a malloc'd string, or
+ * NULL with a message in err naming the unknown variable. "$$" is "$". */
+char *config_expand(const config_t *c, const char *in, char *err, size_t errlen);
+
+/* Resolve a path relative to the config file's directory (malloc'd). */
+char *config_path(const config_t *c, const char *p);
+
+/* Options that need a restart to change; returns a malloc'd, comma
+ * separated list of the ones that differ, or NULL if none. */
+char *config_restart_needed(const config_t *old, const config_t *new_);
+
+/* Print every option with its effective value, secrets masked (drd -n -v). */
+void config_dump(const config_t *c, FILE *out);
+
+#endif

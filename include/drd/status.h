@@ -1,0 +1,31 @@
+/* status.h - the status document of DESIGN.md §3 (drctl status --json,
+ * GET /api/status), built from the daemon's live state or, when the daemon
+ * is down, from the SQLite file. One builder so both always agree. */
+#ifndef DRD_STATUS_H
+#define DRD_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "drd/store.h"
+
+typedef struct {
+    char active[16];              /* "primary" | "backup" */
+    bool daemon_running;
+    int64_t generated_at;         /* wall ms */
+    int64_t started_at;           /* daemon start, wall ms (0 if unknown) */
+    store_target primary, backup;
+    json_t *run;                  /* borrowed; NULL -> "run": null */
+    json_t *approvals;            /* borrowed array; NULL -> [] */
+} status_snapshot;
+
+/* {"active":..., "daemon":"running"|"not running", "generated_at":...,
+ *  "targets":{"primary":{"healthy":b,"breaker":"closed"|"open"|"half_open",
+ *  "latency_ms":n,"last_error":str|null,"in_recovery":b,"reachable":b,
+ *  "last_probe_at":n|null,"breaker_since":n|null},"backup":{...}},
+ *  "run":{...}|null, "approvals":[...]} */
+json_t *status_to_json(const status_snapshot *s);
+/* Fill a snapshot from the store (daemon_running=false). */
+bool status_from_store(store_t *st, status_snapshot *out);
+
+#endif

@@ -1,0 +1,109 @@
+/* store.h - drd's SQLite state. The daemon's connection is the only
+ * writer (WAL, BEGIN IMMEDIATE, prepared statements kept for the life of
+ * the connection, synchronous=FULL); readers (the HTTP thread, drctl when
+ * the daemon is down) open it read-only. Schema migrations run by
+ * PRAGMA user_version, all in one transaction; a database whose version is
+ * newer than this binary is refused. Times are wall-clock ms since epoch. */
+#ifndef DRD_STORE_H
+#define DRD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "drd/breaker.h"
+
+typedef struct store store_t;
+
+#define STORE_NAME_LEN 16
+
+/* Open read-write, creating the file (and its directory, mode 0700) and
+ * migrating as needed. NULL with a message in err on failure. */
+store_t *store_open(const char *path, char *err, size_t errlen);
+/* Open an existing database read-only (no migration, no creation).
+ * Refuses a schema newer than this binary. */
+store_t *store_open_readonly(const char *path, char *err, size_t errlen);
+void store_close(store_t *s);                       /* accepts NULL */
+int store_schema_version(store_t *s);
+/* The latest schema version this binary knows. */
+int store_latest_version(void);
+
+/* ---- current state of each target (one row per target) ---- */
+typedef struct {
+    char name[STORE_NAME_LEN];    /* "primary" | "backup" */
+    bool healthy;                 /* breaker closed and last probe ok */
+    bool reachable;               /* last probe ok */
+    bool in_recovery;
+    breaker_state breaker;
+    int64_t latency_ms;           /* last probe */
+    char last_error[256];         /* masked; "" when none */
+    int64_t last_probe_at;        /* 0 = never */
+    int64_t breaker_since;        /* when the breaker entered its state */
+} store_target;
+
+bool store_target_put(store_t *s, const store_target *t);
+/* false if there is no row for name (or on error: then err is logged). */
+bool store_target_get(store_t *s, const char *name, store_target *out);
+
+/* ---- probe statistics: per-minute aggregates (bounded by pruning) ---- */
+typedef struct {
+    char target[STORE_NAME_LEN];
+    int64_t minute;               /* wall ms / 60000 */
+    int64_t probes, failures;
+    int64_t latency_sum_ms, latency_max_ms;
+} store_probe_minute;
+
+/* Insert, or add to an existing row for (target, minute). */
+bool store_probe_minute_add(store_t *s, const store_probe_minute *m);
+/* Delete aggregates older than `before` (wall ms). Returns rows deleted or -1. */
+int64_t store_probe_prune(store_t *s, int64_t before);
+typedef bool (*store_probe_cb)(const store_probe_minute *m, void *arg);
+/* Rows for target with minute >= since_minute, oldest first. */
+bool store_probe_minutes(store_t *s, const char *target, int64_t since_minute,
+                         store_probe_cb cb, void *arg);
+
+/* ---- events: breaker transitions, incidents, daemon lifecycle ---- */
+typedef struct {
+    int64_t id;
+    int64_t at;
+    char kind[32];                /* "breaker" "incident" "daemon" "config" ... */
+    char target[STORE_NAME_LEN];  /* "" when not about a target */
+    char message[512];            /* masked */
+} store_event;
+
+/* Returns the new event id, or 0 on error. */
+int64_t store_event_add(store_t *s, int64_t at, const char *kind,
+                        const char *target, const char *message);
+typedef bool (*store_event_cb)(const store_event *e, void *arg); /* false stops */
+/* Events with id > since_id, oldest first, at most limit. */
+bool store_events_since(store_t *s, int64_t since_id, int limit,
+                        store_event_cb cb, void *arg);
+/* Newest first, at most limit. */
+bool store_events_recent(store_t *s, int limit, store_event_cb cb, void *arg);
+
+/* ---- incidents: one per outage of a target ---- */
+typedef struct {
+    int64_t id;
+    char target[STORE_NAME_LEN];
+    int64_t started_at;
+    int64_t ended_at;             /* 0 while open */
+    char reason[256];
+} store_incident;
+
+/* Returns the new id, or 0 on error. */
+int64_t store_incident_open(store_t *s, const char *target, int64_t at, const char *reason);
+bool store_incident_close(store_t *s, int64_t id, int64_t at);
+/* The open incident of target, or 0 if none (-1 on error). */
+int64_t store_incident_find_open(store_t *s, const char *target);
+typedef bool (*store_incident_cb)(const store_incident *i, void *arg);
+/* Newest first. */
+bool store_incidents_recent(store_t *s, int limit, store_incident_cb cb, void *arg);
+
+/* ---- small key/value state ("active" = "primary"|"backup", ...) ---- */
+bool store_kv_set(store_t *s, const char *key, const char *value);
+/* false if absent (out set to ""). */
+bool store_kv_get(store_t *s, const char *key, char *out, size_t n);
+
+/* Run fn inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if fn returns false). */
+bool store_tx(store_t *s, bool (*fn)(store_t *s, void *arg), void *arg);
+
+#endif
