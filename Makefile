@@ -14,7 +14,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WERROR   := $(if $(CI),-Werror,)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
-            -Wno-unused-parameter $(WERROR) -Iinclude $(PKG_CFLAGS)
+            -Wno-unused-parameter -Wno-format-truncation $(WERROR) -Iinclude $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -29,6 +29,7 @@ TOOLS_SRC := $(wildcard tests/tools/*.c)
 TOOLS_BIN := $(TOOLS_SRC:tests/tools/%.c=build/tools/%)
 
 .PHONY: all deps check unit demo bench install clean lint
+.SECONDARY:
 all: bin/drd bin/drctl $(TOOLS_BIN)
 
 bin/drd: build/obj/drd.o $(LIB_OBJ) | bin

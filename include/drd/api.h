@@ -36,6 +36,7 @@ typedef struct api_cmd {
     api_cmd_kind kind;
     int64_t approval_id;     /* for APPROVE/REJECT */
     char reason[256];
+    char choice[16];         /* APPROVE of a step needing attention: "retry" | "skip" | "abort" | "" */
     char actor[64];          /* "socket", "token", "session:..." */
     struct api_cmd *next;
 } api_cmd;

@@ -85,4 +85,25 @@ char *config_restart_needed(const config_t *old, const config_t *new_);
 /* Print every option with its effective value, secrets masked (drd -n -v). */
 void config_dump(const config_t *c, FILE *out);
 
+/* The INI reader behind config_load, also for runbook files.
+ * Syntax: "[section]" (name trimmed, may contain spaces: "[step stop-app]");
+ * "key = value" (key: a-z 0-9 _ -); full-line comments start with # or ;;
+ * an inline comment is whitespace followed by # ("a ; b" stays "a ; b");
+ * a value in double quotes is literal (may hold #), with \" and \\ escapes;
+ * no line length limit; a UTF-8 BOM is skipped; CRLF is accepted.
+ * on_entry is called for each "key = value" in file order, and once per
+ * section header with key == NULL and value == NULL (so empty sections and
+ * header lines are seen). Strings are only valid during the call. Return
+ * false from on_entry to stop reading. Syntax errors ("FILE:LINE: ...":
+ * line without "=", key outside a section, bad key, malformed header,
+ * unterminated quote, duplicate key in a section) are added to errs and
+ * reading goes on. Returns false if the file could not be read, on_entry
+ * stopped it, or any error was added to errs during the call. */
+typedef bool (*ini_entry_fn)(void *arg, const char *section, const char *key,
+                             const char *value, int line);
+bool ini_read(const char *path,
+              bool (*on_entry)(void *arg, const char *section, const char *key,
+                               const char *value, int line),
+              void *arg, config_errors *errs);
+
 #endif

@@ -4,6 +4,7 @@
 #define DRD_LOOP_H
 
 #include <stdbool.h>
+#include <poll.h>
 #include <stdint.h>
 
 typedef struct loop loop_t;

@@ -20,6 +20,7 @@ typedef struct {
 } status_snapshot;
 
 /* {"active":..., "daemon":"running"|"not running", "generated_at":...,
+ *  "started_at":n|null,
  *  "targets":{"primary":{"healthy":b,"breaker":"closed"|"open"|"half_open",
  *  "latency_ms":n,"last_error":str|null,"in_recovery":b,"reachable":b,
  *  "last_probe_at":n|null,"breaker_since":n|null},"backup":{...}},

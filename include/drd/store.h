@@ -106,4 +106,96 @@ bool store_kv_get(store_t *s, const char *key, char *out, size_t n);
 /* Run fn inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if fn returns false). */
 bool store_tx(store_t *s, bool (*fn)(store_t *s, void *arg), void *arg);
 
+/* ---- runbook runs (schema v2) ----
+ * Run states:  running | waiting | succeeded | failed | aborted
+ * Step states: pending | running | done | failed | skipped | needs_attention
+ * Approval states: pending | approved | rejected | expired
+ * Every write here is durable (synchronous=FULL) before the function
+ * returns: the executor relies on it to resume after kill -9. */
+typedef struct {
+    int64_t id;
+    char kind[16];                /* "failover" | "failback" */
+    char state[16];
+    char reason[256];
+    char started_by[64];          /* "policy", "socket", "token", ... */
+    int64_t request_id;           /* API request that started it, 0 if none */
+    int64_t incident_id;          /* 0 if none */
+    int64_t created_at, finished_at;
+    int current_step;             /* index of the step in progress, -1 if none */
+    char runbook[256];            /* path */
+    char error[512];              /* why it failed, "" otherwise */
+} store_run;
+
+typedef struct {
+    int64_t run_id;
+    int idx;
+    char name[64];
+    char action[32];
+    char state[20];
+    int attempts;
+    int64_t started_at, finished_at;  /* of the last attempt; 0 = not yet */
+    int exit_code;                /* exec steps; -1 when killed or n/a */
+    char error[512];
+    char *params;                 /* the step as JSON (malloc'd by getters) */
+    char *output;                 /* last 64 KiB of output, masked (malloc'd by getters, may be NULL) */
+} store_step;
+
+/* Create a run and its steps (params: JSON texts, one per step) in one
+ * transaction; the run starts in state "running", current_step -1.
+ * Returns the run id, 0 on error. */
+int64_t store_run_create(store_t *s, const store_run *r, const char *const *names,
+                         const char *const *actions, const char *const *params, int n_steps);
+bool store_run_update(store_t *s, int64_t run_id, const char *state, int current_step,
+                      const char *error, int64_t finished_at);
+bool store_run_get(store_t *s, int64_t run_id, store_run *out);
+/* The run in state running or waiting (at most one), 0 if none, -1 on error. */
+int64_t store_run_active(store_t *s);
+typedef bool (*store_run_cb)(const store_run *r, void *arg);
+bool store_runs_recent(store_t *s, int limit, store_run_cb cb, void *arg);
+
+/* Update the mutable columns of one step (state, attempts, times,
+ * exit_code, error); output is replaced only when non-NULL. */
+bool store_step_update(store_t *s, const store_step *st);
+typedef bool (*store_step_cb)(const store_step *st, void *arg);
+/* Steps of a run in order; params/output pointers valid during the call. */
+bool store_steps_of(store_t *s, int64_t run_id, store_step_cb cb, void *arg);
+void store_step_free(store_step *st);          /* frees params/output */
+
+typedef struct {
+    int64_t id;
+    int64_t run_id;               /* 0 for a policy approval (before any run) */
+    int step_idx;                 /* -1 when not about a step */
+    char kind[16];                /* "policy" | "step" | "attention" */
+    char state[16];
+    char prompt[512];
+    int64_t created_at, expires_at, decided_at;
+    char decided_by[64];
+    char reason[256];             /* the decider's reason */
+    char choice[16];              /* attention approvals: retry | skip | abort */
+} store_approval;
+
+/* Returns the new id, 0 on error. */
+int64_t store_approval_create(store_t *s, const store_approval *a);
+/* Decide a pending approval; false if it is not pending (then nothing
+ * changes) or on error. */
+bool store_approval_decide(store_t *s, int64_t id, const char *state, const char *decided_by,
+                           const char *reason, const char *choice, int64_t at);
+bool store_approval_get(store_t *s, int64_t id, store_approval *out);
+typedef bool (*store_approval_cb)(const store_approval *a, void *arg);
+bool store_approvals_pending(store_t *s, store_approval_cb cb, void *arg);
+bool store_approvals_of_run(store_t *s, int64_t run_id, store_approval_cb cb, void *arg);
+
+/* ---- API requests: what became of a queued mutation ---- */
+typedef struct {
+    int64_t id;                   /* the request id answered with 202 */
+    char kind[16];                /* failover | failback | approve | reject */
+    char state[16];               /* accepted | refused */
+    char actor[64];
+    int64_t run_id;               /* the run it started or touched, 0 if none */
+    char error[256];              /* why it was refused */
+    int64_t at;
+} store_request;
+bool store_request_put(store_t *s, const store_request *r);
+bool store_request_get(store_t *s, int64_t id, store_request *out);
+
 #endif

@@ -1,0 +1,55 @@
+/* monitor.h - watches both targets: schedules probes at a fixed cadence,
+ * feeds the breakers, opens/closes incidents, persists transitions, keeps
+ * per-minute probe statistics, and publishes the status snapshot.
+ * Lives on the main loop; the only writer of target state. */
+#ifndef DRD_MONITOR_H
+#define DRD_MONITOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "drd/api.h"
+#include "drd/breaker.h"
+#include "drd/config.h"
+#include "drd/loop.h"
+#include "drd/probe.h"
+#include "drd/store.h"
+
+typedef enum { TARGET_PRIMARY = 0, TARGET_BACKUP = 1, TARGET_COUNT = 2 } target_id;
+
+typedef struct monitor monitor_t;
+
+/* Called after each breaker transition has been persisted. */
+typedef void (*monitor_transition_cb)(void *arg, target_id t, const breaker_transition *tr);
+/* Called after each probe result has been applied. */
+typedef void (*monitor_probe_cb)(void *arg, target_id t, const probe_result *r);
+
+monitor_t *monitor_new(loop_t *loop, store_t *store, const config_t *cfg);
+void monitor_free(monitor_t *m);                          /* accepts NULL */
+/* Begin probing both targets. */
+void monitor_start(monitor_t *m);
+/* Apply a reloaded config (probe settings, URLs). cfg must outlive m or
+ * the next reconfigure. */
+void monitor_reconfigure(monitor_t *m, const config_t *cfg);
+void monitor_set_api(monitor_t *m, api_t *api);
+void monitor_set_listeners(monitor_t *m, monitor_transition_cb on_transition,
+                           monitor_probe_cb on_probe, void *arg);
+/* Flush per-minute statistics and the current target state (at shutdown). */
+void monitor_flush(monitor_t *m);
+
+const store_target *monitor_target(const monitor_t *m, target_id t);
+breaker_state monitor_breaker(const monitor_t *m, target_id t);
+/* ms the target's breaker has been in its current state. */
+int64_t monitor_state_age(const monitor_t *m, target_id t);
+const char *target_name(target_id t);
+
+/* The active side ("primary" | "backup"), persisted in kv "active". */
+const char *monitor_active(const monitor_t *m);
+bool monitor_set_active(monitor_t *m, const char *side);
+
+/* Extra pieces of the status document owned by other modules (runs,
+ * approvals); borrowed until the next call. Then republish. */
+void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals);
+void monitor_publish(monitor_t *m);
+
+#endif

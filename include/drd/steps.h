@@ -1,0 +1,47 @@
+/* steps.h - one function per runbook action (exec, switch-env,
+ * wait-healthy, fence, notify). Each runs on the event loop without
+ * blocking it and reports once through the callback, never from inside
+ * step_begin. The executor owns approvals and the step state machine;
+ * this module only does the work. */
+#ifndef DRD_STEPS_H
+#define DRD_STEPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "drd/config.h"
+#include "drd/fetch.h"
+#include "drd/loop.h"
+#include "drd/monitor.h"
+#include "drd/runbook.h"
+#include "drd/store.h"
+
+typedef struct {
+    loop_t *loop;
+    const config_t *cfg;
+    monitor_t *monitor;
+    fetch_t *fetch;
+    store_t *store;
+    int64_t run_id;              /* for DRD_RUN_ID in exec's environment (0 outside runs) */
+    const char *run_kind;        /* "failover" | "failback" | "" */
+} step_env;
+
+typedef struct {
+    bool ok;
+    int exit_code;               /* exec: the exit status; -1 otherwise or when killed */
+    char error[512];             /* why it failed ("" when ok) */
+    char note[256];              /* what happened, for the history ("" if nothing to say) */
+    const char *output;          /* masked output (exec), valid during the callback; may be NULL */
+} step_outcome;
+
+typedef void (*step_done_cb)(void *arg, const step_outcome *o);
+typedef struct step_run step_run;
+
+/* Start the work of step s (any action but approve). NULL only on OOM. */
+step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg);
+/* Stop it without a callback (daemon shutting down). Accepts NULL. */
+void step_cancel(step_run *r);
+
+/* kv key holding the target whose fence is pending ("" or absent = none). */
+#define FENCE_PENDING_KEY "fence_pending"
+
+#endif

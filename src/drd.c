@@ -1,0 +1,426 @@
+/* drd.c - the supervisor daemon's main: arguments, signals and wiring.
+ *
+ *   drd -c FILE [-f]     run (in the foreground with -f)
+ *   drd -c FILE -n       check the configuration and exit
+ */
+#include "drd/api.h"
+#include "drd/config.h"
+#include "drd/executor.h"
+#include "drd/fetch.h"
+#include "drd/log.h"
+#include "drd/loop.h"
+#include "drd/monitor.h"
+#include "drd/policy.h"
+#include "drd/runbook.h"
+#include "drd/store.h"
+#include "drd/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef DRD_VERSION
+#define DRD_VERSION "0.1.0"
+#endif
+
+typedef struct {
+    const char *config_path;
+    config_t *cfg;
+    loop_t *loop;
+    store_t *store;
+    api_t *api;
+    monitor_t *monitor;
+    fetch_t *fetch;
+    executor_t *executor;
+    policy_t *policy;
+    int sigfd;
+    int lockfd;
+    int ready_fd;            /* write end of the pipe the parent waits on (-1 with -f) */
+} daemon_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: drd -c FILE [-f] [-n]\n"
+            "  -c FILE   configuration file (default /etc/drd/drd.conf)\n"
+            "  -f        stay in the foreground\n"
+            "  -n        check the configuration, print 'configuration OK' or the errors\n"
+            "  -V        print the version\n");
+}
+
+static void print_errors(const config_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static void apply_log_settings(const config_t *cfg)
+{
+    log_level lvl;
+    if (cfg->log_level != NULL && log_parse_level(cfg->log_level, &lvl))
+        log_set_level(lvl);
+}
+
+/* Both runbooks must load: a daemon that cannot fail over is misconfigured. */
+static bool check_runbooks(const config_t *cfg, config_errors *errs)
+{
+    runbook_t *a = runbook_load(cfg->failover_runbook, cfg, errs);
+    runbook_t *b = runbook_load(cfg->failback_runbook, cfg, errs);
+    bool ok = a != NULL && b != NULL;
+    runbook_free(a);
+    runbook_free(b);
+    return ok;
+}
+
+static void reload(daemon_t *d)
+{
+    config_errors errs = { 0 };
+    config_t *fresh = config_load(d->config_path, &errs);
+    if (fresh == NULL) {
+        log_error("reload: %s has errors, keeping the running configuration:", d->config_path);
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("  %s", errs.msgs[i]);
+        config_errors_free(&errs);
+        return;
+    }
+    if (!check_runbooks(fresh, &errs)) {
+        log_error("reload: a runbook has errors, keeping the running configuration:");
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("  %s", errs.msgs[i]);
+        config_errors_free(&errs);
+        config_free(fresh);
+        return;
+    }
+    config_errors_free(&errs);
+    char *restart = config_restart_needed(d->cfg, fresh);
+    if (restart != NULL) {
+        log_warn("reload: %s changed; these take effect after a restart", restart);
+        free(restart);
+    }
+    apply_log_settings(fresh);
+    monitor_reconfigure(d->monitor, fresh);
+    executor_reconfigure(d->executor, fresh);
+    policy_reconfigure(d->policy, fresh);
+    config_free(d->cfg);
+    d->cfg = fresh;
+    store_event_add(d->store, wall_ms(), "config", "", "configuration reloaded");
+    log_info("reload: configuration reloaded from %s", d->config_path);
+}
+
+static void on_signal(loop_t *loop, int fd, short revents, void *arg)
+{
+    daemon_t *d = arg;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            log_info("received %s, stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            loop_stop(loop);
+            break;
+        case SIGHUP:
+            log_info("received SIGHUP, reloading %s", d->config_path);
+            reload(d);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void republish(void *arg)
+{
+    daemon_t *d = arg;
+    json_t *run = executor_run_json(d->executor);
+    json_t *approvals = executor_approvals_json(d->executor);
+    monitor_set_status_extras(d->monitor, run, approvals);
+    monitor_publish(d->monitor);
+    monitor_set_status_extras(d->monitor, NULL, NULL);
+    json_decref(run);
+    json_decref(approvals);
+}
+
+static void on_transition(void *arg, target_id t, const breaker_transition *tr)
+{
+    daemon_t *d = arg;
+    policy_on_transition(d->policy, t, tr);
+    republish(d);
+}
+
+static void on_probe(void *arg, target_id t, const probe_result *r)
+{
+    daemon_t *d = arg;
+    policy_on_probe(d->policy, t, r);
+}
+
+static void on_run_done(void *arg, int64_t run_id, const char *kind, const char *state)
+{
+    daemon_t *d = arg;
+    policy_on_run_done(d->policy, run_id, kind, state);
+    republish(d);
+}
+
+static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject" };
+
+/* Carry out one queued API request and record what became of it. */
+static void handle_cmd(daemon_t *d, const api_cmd *c)
+{
+    store_request rq;
+    char err[512] = "";
+    int64_t run = 0;
+    bool ok = false;
+
+    memset(&rq, 0, sizeof rq);
+    rq.id = c->request_id;
+    str_copy(rq.kind, cmd_names[c->kind], sizeof rq.kind);
+    str_copy(rq.actor, c->actor, sizeof rq.actor);
+    rq.at = wall_ms();
+
+    switch (c->kind) {
+    case API_CMD_FAILOVER:
+    case API_CMD_FAILBACK: {
+        const char *kind = c->kind == API_CMD_FAILOVER ? "failover" : "failback";
+        int64_t incident = store_incident_find_open(d->store, "primary");
+        run = executor_start(d->executor, kind, c->reason[0] ? c->reason : "requested by an operator",
+                             c->actor, c->request_id, incident > 0 ? incident : 0, err, sizeof err);
+        ok = run != 0;
+        break;
+    }
+    case API_CMD_APPROVE:
+    case API_CMD_REJECT: {
+        bool approve = c->kind == API_CMD_APPROVE;
+        store_approval a;
+        if (!store_approval_get(d->store, c->approval_id, &a)) {
+            snprintf(err, sizeof err, "no approval %lld", (long long)c->approval_id);
+        } else if (strcmp(a.kind, "policy") == 0) {
+            ok = policy_decide(d->policy, c->approval_id, approve, c->actor, c->reason, &run, err, sizeof err);
+        } else {
+            run = a.run_id;
+            ok = executor_decide(d->executor, c->approval_id, approve, c->choice, c->actor, c->reason,
+                                 err, sizeof err);
+        }
+        break;
+    }
+    default:
+        snprintf(err, sizeof err, "unknown request");
+        break;
+    }
+    str_copy(rq.state, ok ? "accepted" : "refused", sizeof rq.state);
+    rq.run_id = run;
+    str_copy(rq.error, err, sizeof rq.error);
+    if (!ok)
+        log_warn("request %lld (%s from %s) refused: %s", (long long)c->request_id, rq.kind, c->actor, err);
+    store_request_put(d->store, &rq);
+    republish(d);
+}
+
+static void on_api_cmd(loop_t *loop, int fd, short revents, void *arg)
+{
+    daemon_t *d = arg;
+    api_cmd *c;
+    while ((c = api_cmd_pop(d->api)) != NULL) {
+        handle_cmd(d, c);
+        free(c);
+    }
+}
+
+/* One daemon per state database: an exclusive lock next to it. */
+static bool lock_state(daemon_t *d)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s.lock", d->cfg->state_db) >= sizeof path) {
+        log_error("state db path too long");
+        return false;
+    }
+    d->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lockfd < 0) {
+        log_error("cannot open lock file %s: %s", path, strerror(errno));
+        return false;
+    }
+    if (flock(d->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("another drd is already running with state %s", d->cfg->state_db);
+        return false;
+    }
+    return true;
+}
+
+/* Without -f: fork, let the child start, and exit 0 in the parent once the
+ * child reports it is ready (or 1 if it dies first). */
+static int background(daemon_t *d)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        perror("drd: pipe");
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("drd: fork");
+        return -1;
+    }
+    if (pid > 0) {
+        char c;
+        close(p[1]);
+        ssize_t r = read(p[0], &c, 1);
+        _exit(r == 1 ? EXIT_OK : EXIT_FAILURE_);
+    }
+    close(p[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        close(null);
+    }
+    d->ready_fd = p[1];
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    daemon_t d = { .config_path = "/etc/drd/drd.conf", .sigfd = -1, .lockfd = -1, .ready_fd = -1 };
+    bool foreground = false, check_only = false;
+    int opt, rc = EXIT_FAILURE_;
+
+    while ((opt = getopt(argc, argv, "c:fnhV")) != -1) {
+        switch (opt) {
+        case 'c': d.config_path = optarg; break;
+        case 'f': foreground = true; break;
+        case 'n': check_only = true; break;
+        case 'V': printf("drd %s\n", DRD_VERSION); return EXIT_OK;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_BAD_CONFIG;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EXIT_BAD_CONFIG;
+    }
+    if (getenv("JOURNAL_STREAM") != NULL)
+        log_set_journal(true);
+
+    config_errors errs = { 0 };
+    d.cfg = config_load(d.config_path, &errs);
+    if (d.cfg == NULL) {
+        print_errors(&errs);
+        config_errors_free(&errs);
+        return EXIT_BAD_CONFIG;
+    }
+    if (!check_runbooks(d.cfg, &errs)) {
+        print_errors(&errs);
+        config_errors_free(&errs);
+        config_free(d.cfg);
+        return EXIT_BAD_CONFIG;
+    }
+    config_errors_free(&errs);
+    if (check_only) {
+        printf("configuration OK\n");
+        config_free(d.cfg);
+        return EXIT_OK;
+    }
+    apply_log_settings(d.cfg);
+
+    if (!foreground && background(&d) != 0)
+        goto cleanup;
+
+    signal(SIGPIPE, SIG_IGN);       /* a client going away must not kill us */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d.sigfd < 0) {
+        log_error("signalfd: %s", strerror(errno));
+        goto cleanup;
+    }
+
+    char err[512];
+    d.loop = loop_new();
+    if (d.loop == NULL)
+        goto cleanup;
+    if (!lock_state(&d))
+        goto cleanup;
+    d.store = store_open(d.cfg->state_db, err, sizeof err);
+    if (d.store == NULL) {
+        log_error("cannot open state %s: %s", d.cfg->state_db, err);
+        goto cleanup;
+    }
+    d.monitor = monitor_new(d.loop, d.store, d.cfg);
+    d.fetch = fetch_new(d.loop);
+    if (d.monitor == NULL || d.fetch == NULL)
+        goto cleanup;
+    d.executor = executor_new(d.loop, d.store, d.monitor, d.fetch, d.cfg);
+    d.policy = d.executor ? policy_new(d.loop, d.store, d.monitor, d.executor, d.fetch, d.cfg) : NULL;
+    if (d.policy == NULL)
+        goto cleanup;
+    monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
+    executor_set_listeners(d.executor, on_run_done, republish, &d);
+    api_options ao = {
+        .listen = d.cfg->http_listen,
+        .socket_path = d.cfg->http_socket,
+        .token = d.cfg->http_token,
+        .db_path = d.cfg->state_db,
+        .web_root = d.cfg->http_web_root,
+    };
+    d.api = api_start(&ao, err, sizeof err);
+    if (d.api == NULL) {
+        log_error("cannot start the API: %s", err);
+        goto cleanup;
+    }
+    monitor_set_api(d.monitor, d.api);
+    if (!loop_add_fd(d.loop, d.sigfd, POLLIN, on_signal, &d) ||
+        !loop_add_fd(d.loop, api_cmd_fd(d.api), POLLIN, on_api_cmd, &d))
+        goto cleanup;
+
+    char msg[256];
+    snprintf(msg, sizeof msg, "drd %s started (pid %ld)", DRD_VERSION, (long)getpid());
+    store_event_add(d.store, wall_ms(), "daemon", "", msg);
+    log_info("%s; socket %s%s%s; state %s", msg, d.cfg->http_socket,
+             d.cfg->http_listen && *d.cfg->http_listen ? ", listening on " : "",
+             d.cfg->http_listen && *d.cfg->http_listen ? d.cfg->http_listen : "", d.cfg->state_db);
+    monitor_start(d.monitor);
+    executor_resume(d.executor);
+    policy_start(d.policy);
+    republish(&d);
+    sd_notify_send("READY=1");
+    if (d.ready_fd >= 0) {
+        ssize_t w = write(d.ready_fd, "1", 1);
+        (void)w;
+        close(d.ready_fd);
+        d.ready_fd = -1;
+    }
+
+    loop_run(d.loop);
+
+    sd_notify_send("STOPPING=1");
+    monitor_flush(d.monitor);
+    store_event_add(d.store, wall_ms(), "daemon", "", "drd stopped");
+    log_info("stopped");
+    rc = EXIT_OK;
+
+cleanup:
+    api_stop(d.api);
+    policy_free(d.policy);
+    executor_free(d.executor);
+    monitor_free(d.monitor);
+    fetch_free(d.fetch);
+    store_close(d.store);
+    loop_free(d.loop);
+    if (d.sigfd >= 0)
+        close(d.sigfd);
+    if (d.lockfd >= 0)
+        close(d.lockfd);
+    config_free(d.cfg);
+    log_clear_secrets();
+    return rc;
+}

@@ -1,0 +1,314 @@
+/* policy.c - see policy.h. */
+#include "drd/policy.h"
+#include "drd/log.h"
+#include "drd/steps.h"
+#include "drd/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KV_BLOCK_UNTIL     "policy_block_until"
+#define KV_DECIDED_INCIDENT "policy_incident"
+#define POLICY_APPROVAL_EXPIRES_MS (3600LL * 1000)
+
+struct policy {
+    loop_t *loop;
+    store_t *store;
+    monitor_t *monitor;
+    executor_t *ex;
+    fetch_t *fetch;
+    const config_t *cfg;
+    uint64_t timer;              /* min_outage, or approval expiry */
+    int64_t approval_id;         /* pending policy approval */
+    step_run *fence;             /* fence-on-return in flight */
+    int64_t fence_backoff_until; /* monotonic: don't retry a failed fence before */
+};
+
+static void event(policy_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void event(policy_t *p, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_info("policy: %s", msg);
+    store_event_add(p->store, wall_ms(), "policy", "primary", msg);
+}
+
+static int64_t kv_int(policy_t *p, const char *key)
+{
+    char v[32];
+    if (!store_kv_get(p->store, key, v, sizeof v) || v[0] == '\0')
+        return 0;
+    return strtoll(v, NULL, 10);
+}
+
+static void kv_put_int(policy_t *p, const char *key, int64_t n)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)n);
+    store_kv_set(p->store, key, v);
+}
+
+static int64_t current_incident(policy_t *p)
+{
+    int64_t id = store_incident_find_open(p->store, "primary");
+    return id > 0 ? id : 0;
+}
+
+static void evaluate(policy_t *p);
+
+static void on_timer(loop_t *loop, void *arg)
+{
+    policy_t *p = arg;
+    p->timer = 0;
+    if (p->approval_id != 0) {           /* the approval expired */
+        if (store_approval_decide(p->store, p->approval_id, "expired", "expiry", "not decided in time", NULL, wall_ms()))
+            event(p, "approval %lld for a failover expired", (long long)p->approval_id);
+        p->approval_id = 0;
+        return;
+    }
+    evaluate(p);
+}
+
+static void withdraw_approval(policy_t *p, const char *why)
+{
+    if (p->approval_id == 0)
+        return;
+    if (store_approval_decide(p->store, p->approval_id, "expired", "drd", why, NULL, wall_ms()))
+        event(p, "approval %lld withdrawn: %s", (long long)p->approval_id, why);
+    p->approval_id = 0;
+    if (p->timer)
+        loop_cancel_timer(p->loop, p->timer);
+    p->timer = 0;
+}
+
+static int64_t start_failover(policy_t *p, const char *by, int64_t incident)
+{
+    char err[512], reason[300];
+    const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
+    snprintf(reason, sizeof reason, "primary unavailable (incident %lld)%s%s", (long long)incident,
+             pt->last_error[0] ? ": " : "", pt->last_error);
+    int64_t run = executor_start(p->ex, "failover", reason, by, 0, incident, err, sizeof err);
+    if (run == 0) {
+        event(p, "could not start the failover: %s", err);
+        return 0;
+    }
+    kv_put_int(p, KV_BLOCK_UNTIL, wall_ms() + p->cfg->failover_block_ms);
+    return run;
+}
+
+/* Decide whether the current outage calls for a failover now. */
+static void evaluate(policy_t *p)
+{
+    const char *policy = p->cfg->failover_policy;
+    int64_t incident = current_incident(p);
+
+    if (strcmp(policy, "manual") == 0 || incident == 0)
+        return;
+    if (monitor_breaker(p->monitor, TARGET_PRIMARY) == BREAKER_CLOSED)
+        return;
+    if (strcmp(monitor_active(p->monitor), "primary") != 0 || executor_busy(p->ex) || p->approval_id != 0)
+        return;
+    if (kv_int(p, KV_DECIDED_INCIDENT) == incident)
+        return;                          /* this outage was already decided */
+    int64_t down_for = monitor_state_age(p->monitor, TARGET_PRIMARY);
+    if (monitor_breaker(p->monitor, TARGET_PRIMARY) == BREAKER_OPEN && down_for < p->cfg->failover_min_outage_ms) {
+        if (p->timer == 0)
+            p->timer = loop_add_timer(p->loop, p->cfg->failover_min_outage_ms - down_for, on_timer, p);
+        return;
+    }
+    int64_t blocked = kv_int(p, KV_BLOCK_UNTIL) - wall_ms();
+    if (blocked > 0) {
+        char d[32];
+        format_duration(blocked, d, sizeof d);
+        event(p, "incident %lld: no automatic failover for another %s (block after the last one)",
+              (long long)incident, d);
+        kv_put_int(p, KV_DECIDED_INCIDENT, incident);
+        return;
+    }
+    const store_target *bt = monitor_target(p->monitor, TARGET_BACKUP);
+    if (!bt->healthy) {
+        log_info("policy: incident %lld: the backup is not healthy; waiting for it before failing over",
+                 (long long)incident);
+        return;                          /* re-evaluated when the backup's breaker closes */
+    }
+    kv_put_int(p, KV_DECIDED_INCIDENT, incident);
+    if (strcmp(policy, "auto") == 0) {
+        event(p, "incident %lld: primary down, starting the failover (policy auto)", (long long)incident);
+        start_failover(p, "policy", incident);
+        return;
+    }
+    /* approve */
+    store_approval a;
+    memset(&a, 0, sizeof a);
+    const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
+    char since[32];
+    format_duration(down_for, since, sizeof since);
+    snprintf(a.prompt, sizeof a.prompt,
+             "The primary has been unavailable for %s (incident %lld%s%s). Fail over to the backup?",
+             since, (long long)incident, pt->last_error[0] ? ": " : "", pt->last_error);
+    str_copy(a.kind, "policy", sizeof a.kind);
+    str_copy(a.state, "pending", sizeof a.state);
+    a.step_idx = -1;
+    a.created_at = wall_ms();
+    a.expires_at = a.created_at + POLICY_APPROVAL_EXPIRES_MS;
+    p->approval_id = store_approval_create(p->store, &a);
+    if (p->approval_id != 0) {
+        event(p, "incident %lld: approval %lld asks whether to fail over (drctl approve %lld)",
+              (long long)incident, (long long)p->approval_id, (long long)p->approval_id);
+        p->timer = loop_add_timer(p->loop, POLICY_APPROVAL_EXPIRES_MS, on_timer, p);
+    }
+}
+
+bool policy_decide(policy_t *p, int64_t approval_id, bool approve, const char *by,
+                   const char *reason, int64_t *run_id, char *err, size_t errlen)
+{
+    store_approval a;
+    *run_id = 0;
+    if (!store_approval_get(p->store, approval_id, &a) || strcmp(a.kind, "policy") != 0) {
+        snprintf(err, errlen, "no policy approval %lld", (long long)approval_id);
+        return false;
+    }
+    if (strcmp(a.state, "pending") != 0) {
+        snprintf(err, errlen, "approval %lld is already %s%s%s", (long long)approval_id, a.state,
+                 a.decided_by[0] ? " by " : "", a.decided_by);
+        return false;
+    }
+    if (!store_approval_decide(p->store, approval_id, approve ? "approved" : "rejected", by, reason, NULL, wall_ms())) {
+        snprintf(err, errlen, "approval %lld could not be decided", (long long)approval_id);
+        return false;
+    }
+    if (p->approval_id == approval_id) {
+        p->approval_id = 0;
+        if (p->timer)
+            loop_cancel_timer(p->loop, p->timer);
+        p->timer = 0;
+    }
+    if (!approve) {
+        event(p, "approval %lld rejected by %s%s%s: no failover", (long long)approval_id, by,
+              reason && *reason ? ": " : "", reason ? reason : "");
+        return true;
+    }
+    event(p, "approval %lld approved by %s: starting the failover", (long long)approval_id, by);
+    *run_id = start_failover(p, by, current_incident(p));
+    if (*run_id == 0) {
+        snprintf(err, errlen, "approved, but the failover could not start (see the events)");
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------- fence on return */
+
+static void on_fence_done(void *arg, const step_outcome *o)
+{
+    policy_t *p = arg;
+    p->fence = NULL;
+    char pending[16] = "";
+    store_kv_get(p->store, FENCE_PENDING_KEY, pending, sizeof pending);
+    if (o->ok && pending[0] == '\0') {
+        event(p, "the old primary answered again and was fenced: %s", o->note);
+    } else {
+        event(p, "fencing the returning primary failed: %s", o->ok ? o->note : o->error);
+        p->fence_backoff_until = loop_now(p->loop) + 2000;
+    }
+}
+
+void policy_on_probe(policy_t *p, target_id t, const probe_result *r)
+{
+    char pending[16] = "";
+    if (t != TARGET_PRIMARY || !r->ok || p->fence != NULL || loop_now(p->loop) < p->fence_backoff_until)
+        return;
+    if (!store_kv_get(p->store, FENCE_PENDING_KEY, pending, sizeof pending) || strcmp(pending, "primary") != 0)
+        return;
+    if (strcmp(monitor_active(p->monitor), "backup") != 0)
+        return;
+    runbook_step s;
+    memset(&s, 0, sizeof s);
+    str_copy(s.name, "fence-on-return", sizeof s.name);
+    s.action = ACT_FENCE;
+    s.timeout_ms = 5000;
+    s.target = "primary";
+    s.mode = p->cfg->failover_fence;
+    s.command = p->cfg->failover_fence_command;
+    s.required = true;                   /* it answered: failing now is a failure */
+    step_env env = { .loop = p->loop, .cfg = p->cfg, .monitor = p->monitor, .fetch = p->fetch,
+                     .store = p->store, .run_kind = "" };
+    log_warn("policy: the old primary answers again while the app is on the backup: fencing it now");
+    p->fence = step_begin(&env, &s, on_fence_done, p);
+}
+
+/* ------------------------------------------------------------- plumbing */
+
+void policy_on_transition(policy_t *p, target_id t, const breaker_transition *tr)
+{
+    if (t == TARGET_PRIMARY && tr->to == BREAKER_CLOSED) {
+        if (p->timer && p->approval_id == 0) {
+            loop_cancel_timer(p->loop, p->timer);
+            p->timer = 0;
+        }
+        withdraw_approval(p, "the primary recovered");
+        return;
+    }
+    if (t == TARGET_PRIMARY && tr->to == BREAKER_OPEN && strcmp(p->cfg->failover_policy, "manual") == 0 &&
+        tr->from == BREAKER_CLOSED && strcmp(monitor_active(p->monitor), "primary") == 0)
+        event(p, "primary down; policy is manual: `drctl failover` moves the app to the backup");
+    evaluate(p);
+}
+
+void policy_on_run_done(policy_t *p, int64_t run_id, const char *kind, const char *state)
+{
+    evaluate(p);
+}
+
+static bool adopt_pending(const store_approval *a, void *arg)
+{
+    policy_t *p = arg;
+    if (strcmp(a->kind, "policy") != 0)
+        return true;
+    p->approval_id = a->id;
+    int64_t left = a->expires_at > 0 ? a->expires_at - wall_ms() : POLICY_APPROVAL_EXPIRES_MS;
+    p->timer = loop_add_timer(p->loop, left > 0 ? left : 0, on_timer, p);
+    log_info("policy: approval %lld from before the restart is still pending", (long long)a->id);
+    return false;
+}
+
+void policy_start(policy_t *p)
+{
+    /* A pending policy approval from before a restart is still ours. */
+    store_approvals_pending(p->store, adopt_pending, p);
+    evaluate(p);
+}
+
+policy_t *policy_new(loop_t *loop, store_t *store, monitor_t *monitor, executor_t *ex,
+                     fetch_t *fetch, const config_t *cfg)
+{
+    policy_t *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->loop = loop;
+    p->store = store;
+    p->monitor = monitor;
+    p->ex = ex;
+    p->fetch = fetch;
+    p->cfg = cfg;
+    return p;
+}
+
+void policy_reconfigure(policy_t *p, const config_t *cfg)
+{
+    p->cfg = cfg;
+}
+
+void policy_free(policy_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->timer)
+        loop_cancel_timer(p->loop, p->timer);
+    step_cancel(p->fence);
+    free(p);
+}

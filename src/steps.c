@@ -1,0 +1,462 @@
+/* steps.c - the work behind each runbook action. See steps.h. */
+#include "drd/steps.h"
+#include "drd/envfile.h"
+#include "drd/log.h"
+#include "drd/pgexec.h"
+#include "drd/proc.h"
+#include "drd/util.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEALTH_POLL_MS 250
+
+struct step_run {
+    step_env env;
+    runbook_step step;           /* our own copy */
+    step_done_cb cb;
+    void *arg;
+    uint64_t timer;              /* deferred completion, polling, deadline */
+    int64_t deadline;            /* monotonic */
+    proc_t *proc;
+    pgexec_t *pg;
+    uint64_t fetch_id;
+    char last_problem[256];      /* wait-healthy: why the last check failed */
+    step_outcome out;            /* for deferred completions */
+    char *output;                /* masked exec output */
+};
+
+static char *xstrdup(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static void copy_step(runbook_step *dst, const runbook_step *src)
+{
+    *dst = *src;
+    dst->command = xstrdup(src->command);
+    dst->target = xstrdup(src->target);
+    dst->prompt = xstrdup(src->prompt);
+    dst->message = xstrdup(src->message);
+    dst->mode = xstrdup(src->mode);
+    dst->description = xstrdup(src->description);
+}
+
+static void run_free(step_run *r)
+{
+    if (r == NULL)
+        return;
+    if (r->timer)
+        loop_cancel_timer(r->env.loop, r->timer);
+    proc_free(r->proc);
+    pgexec_free(r->pg);
+    if (r->fetch_id && r->env.fetch)
+        fetch_cancel(r->env.fetch, r->fetch_id);
+    runbook_step_clear(&r->step);
+    free(r->output);
+    free(r);
+}
+
+void step_cancel(step_run *r)
+{
+    run_free(r);
+}
+
+/* Report and free. */
+static void finish(step_run *r)
+{
+    step_done_cb cb = r->cb;
+    void *arg = r->arg;
+    step_outcome o = r->out;
+    o.output = r->output;
+    r->timer = 0;            /* already fired or about to be cancelled by run_free */
+    cb(arg, &o);
+    run_free(r);
+}
+
+static void on_finish_timer(loop_t *loop, void *arg)
+{
+    step_run *r = arg;
+    r->timer = 0;
+    finish(r);
+}
+
+/* Complete from the loop, never synchronously. */
+static void finish_later(step_run *r)
+{
+    if (r->timer)
+        loop_cancel_timer(r->env.loop, r->timer);
+    r->timer = loop_add_timer(r->env.loop, 0, on_finish_timer, r);
+}
+
+static void fail(step_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(step_run *r, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[512];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->out.ok = false;
+    mask_secrets(msg, r->out.error, sizeof r->out.error);
+}
+
+static const config_target *target_of(const config_t *c, const char *name)
+{
+    return strcmp(name, "backup") == 0 ? &c->backup : &c->primary;
+}
+
+/* ---------------------------------------------------------------- exec */
+
+static void on_proc_done(void *arg, const proc_result *pr)
+{
+    step_run *r = arg;
+    size_t cap = pr->output_len + 64;
+    r->output = malloc(cap);
+    if (r->output != NULL) {
+        str_copy(r->output, pr->output ? pr->output : "", cap);
+        log_mask(r->output, cap);
+    }
+    r->out.exit_code = pr->exit_code;
+    if (pr->timed_out)
+        fail(r, "timed out after %lldms (process group killed)", (long long)r->step.timeout_ms);
+    else if (pr->exit_code == -1)
+        fail(r, "killed by signal %d", pr->term_signal);
+    else if (pr->exit_code != 0)
+        fail(r, "exited with status %d", pr->exit_code);
+    else
+        r->out.ok = true;
+    proc_free(r->proc);
+    r->proc = NULL;
+    finish(r);
+}
+
+static void begin_exec(step_run *r)
+{
+    char run_id[32], kind[48], step[96], key[128], err[256];
+    snprintf(run_id, sizeof run_id, "DRD_RUN_ID=%lld", (long long)r->env.run_id);
+    snprintf(kind, sizeof kind, "DRD_RUN_KIND=%s", r->env.run_kind ? r->env.run_kind : "");
+    snprintf(step, sizeof step, "DRD_STEP=%s", r->step.name);
+    snprintf(key, sizeof key, "DRD_ENV_KEY=%s", r->env.cfg->app_env_key ? r->env.cfg->app_env_key : "");
+    char *const envv[] = { run_id, kind, step, key, NULL };
+    proc_spec spec = {
+        .command = r->step.command,
+        .env = envv,
+        .timeout_ms = r->step.timeout_ms,
+        .cwd = r->env.cfg->dir,
+    };
+    r->proc = proc_spawn(r->env.loop, &spec, on_proc_done, r, err, sizeof err);
+    if (r->proc == NULL) {
+        fail(r, "cannot start command: %s", err);
+        finish_later(r);
+    }
+}
+
+/* ---------------------------------------------------------- switch-env */
+
+static void begin_switch_env(step_run *r)
+{
+    const config_t *c = r->env.cfg;
+    char err[512];
+    bool changed = false;
+
+    if (c->app_env_file == NULL || c->app_env_key == NULL) {
+        fail(r, "[app] env_file is not set");
+    } else {
+        const char *url = target_of(c, r->step.target)->app_url;
+        if (envfile_set(c->app_env_file, c->app_env_key, url, &changed, err, sizeof err)) {
+            r->out.ok = true;
+            char shown[256];
+            mask_secrets(url, shown, sizeof shown);
+            snprintf(r->out.note, sizeof r->out.note, "%s %s=%s in %s", changed ? "set" : "already", 
+                     c->app_env_key, shown, c->app_env_file);
+            log_info("switch-env: %s", r->out.note);
+        } else {
+            fail(r, "%s", err);
+        }
+    }
+    finish_later(r);
+}
+
+/* -------------------------------------------------------- wait-healthy */
+
+static void health_poll(loop_t *loop, void *arg);
+
+static void schedule_poll(step_run *r)
+{
+    int64_t now = loop_now(r->env.loop);
+    if (now >= r->deadline) {
+        fail(r, "%s not healthy after %lldms%s%s", r->step.target, (long long)r->step.timeout_ms,
+             r->last_problem[0] ? ": " : "", r->last_problem);
+        finish_later(r);
+        return;
+    }
+    int64_t d = HEALTH_POLL_MS;
+    if (now + d > r->deadline)
+        d = r->deadline - now;
+    r->timer = loop_add_timer(r->env.loop, d, health_poll, r);
+}
+
+static void on_health_fetch(void *arg, const fetch_result *fr)
+{
+    step_run *r = arg;
+    r->fetch_id = 0;
+    if (fr->status >= 200 && fr->status < 300) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "app healthy (HTTP %ld in %lldms)", fr->status,
+                 (long long)fr->duration_ms);
+        finish_later(r);
+        return;
+    }
+    if (fr->status != 0)
+        snprintf(r->last_problem, sizeof r->last_problem, "HTTP %ld", fr->status);
+    else
+        mask_secrets(fr->error, r->last_problem, sizeof r->last_problem);
+    schedule_poll(r);
+}
+
+static void health_poll(loop_t *loop, void *arg)
+{
+    step_run *r = arg;
+    r->timer = 0;
+    if (strcmp(r->step.target, "app") == 0) {
+        char err[256];
+        int64_t left = r->deadline - loop_now(loop);
+        r->fetch_id = fetch_start(r->env.fetch, "GET", r->env.cfg->app_health_url, NULL, NULL,
+                                  left < 2000 ? (left > 100 ? left : 100) : 2000,
+                                  on_health_fetch, r, err, sizeof err);
+        if (r->fetch_id == 0) {
+            fail(r, "health check: %s", err);
+            finish_later(r);
+        }
+        return;
+    }
+    target_id t = strcmp(r->step.target, "backup") == 0 ? TARGET_BACKUP : TARGET_PRIMARY;
+    const store_target *st = monitor_target(r->env.monitor, t);
+    if (st->healthy && st->reachable) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "%s healthy (latency %lldms)", r->step.target,
+                 (long long)st->latency_ms);
+        finish_later(r);
+        return;
+    }
+    snprintf(r->last_problem, sizeof r->last_problem, "breaker %s%s%s",
+             breaker_state_name(monitor_breaker(r->env.monitor, t)),
+             st->last_error[0] ? ", last error: " : "", st->last_error);
+    schedule_poll(r);
+}
+
+static void begin_wait_healthy(step_run *r)
+{
+    if (strcmp(r->step.target, "app") == 0 &&
+        (r->env.cfg->app_health_url == NULL || r->env.cfg->app_health_url[0] == '\0')) {
+        r->out.ok = true;
+        str_copy(r->out.note, "no [app] health_url configured: nothing to check", sizeof r->out.note);
+        finish_later(r);
+        return;
+    }
+    r->deadline = loop_now(r->env.loop) + r->step.timeout_ms;
+    r->timer = loop_add_timer(r->env.loop, 0, health_poll, r);
+}
+
+/* --------------------------------------------------------------- fence */
+
+static void quote(char *out, size_t n, const char *s, char q)
+{
+    size_t o = 0;
+    if (n < 3)
+        return;
+    out[o++] = q;
+    for (; *s != '\0' && o + 3 < n; s++) {
+        if (*s == q)
+            out[o++] = q;
+        out[o++] = *s;
+    }
+    out[o++] = q;
+    out[o] = '\0';
+}
+
+/* The role and database the app uses on a target, from its app_url. */
+static bool app_identity(const config_target *t, char *user, size_t un, char *db, size_t dn)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(t->app_url, &err);
+    user[0] = db[0] = '\0';
+    if (opts == NULL) {
+        PQfreemem(err);
+        return false;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            str_copy(user, o->val, un);
+        else if (strcmp(o->keyword, "dbname") == 0)
+            str_copy(db, o->val, dn);
+    }
+    PQconninfoFree(opts);
+    if (db[0] == '\0')
+        str_copy(db, user, dn);           /* libpq's default: dbname = user */
+    return user[0] != '\0';
+}
+
+static void on_fence_sql(void *arg, const pgexec_result *pr)
+{
+    step_run *r = arg;
+    const char *what = r->step.lift ? "lifted the fence on" : "fenced";
+    pgexec_free(r->pg);
+    r->pg = NULL;
+    if (pr->ok) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "%s %s (%s)%s%s", what, r->step.target, r->step.mode,
+                 r->step.lift ? "" : "; app sessions terminated: ", r->step.lift ? "" : pr->last_value);
+        store_kv_set(r->env.store, FENCE_PENDING_KEY, "");
+        log_info("fence: %s", r->out.note);
+    } else if (!pr->connected && !r->step.lift && !r->step.required) {
+        /* Unreachable now: not fatal, but fenced the moment it answers. */
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note,
+                 "%s unreachable (%.150s): fence pending, applied as soon as it answers", r->step.target, pr->error);
+        store_kv_set(r->env.store, FENCE_PENDING_KEY, r->step.target);
+        log_warn("fence: %s", r->out.note);
+    } else {
+        fail(r, "%s %s failed: %s", r->step.lift ? "lifting the fence on" : "fencing", r->step.target, pr->error);
+    }
+    finish(r);
+}
+
+static void begin_fence(step_run *r)
+{
+    const config_t *c = r->env.cfg;
+    const config_target *t = target_of(c, r->step.target);
+    char user[128], db[128], qu[300], qd[300], ql[300];
+    char s1[1024], s2[1024];
+    const char *stmts[2] = { s1, s2 };
+
+    if (strcmp(r->step.mode, "none") == 0) {
+        r->out.ok = true;
+        str_copy(r->out.note, "fence = none: nothing to do", sizeof r->out.note);
+        finish_later(r);
+        return;
+    }
+    if (strcmp(r->step.mode, "command") == 0) {
+        /* An operator's command, with DRD_FENCE=on|off. */
+        char *cmd = NULL;
+        size_t n = strlen(r->step.command) + 64;
+        cmd = malloc(n);
+        if (cmd == NULL) {
+            fail(r, "out of memory");
+            finish_later(r);
+            return;
+        }
+        snprintf(cmd, n, "DRD_FENCE=%s DRD_TARGET=%s; export DRD_FENCE DRD_TARGET; %s",
+                 r->step.lift ? "off" : "on", r->step.target, r->step.command);
+        free(r->step.command);
+        r->step.command = cmd;
+        begin_exec(r);
+        return;
+    }
+    if (!app_identity(t, user, sizeof user, db, sizeof db)) {
+        fail(r, "cannot tell the app's role from [%s] app_url (it needs a user)", r->step.target);
+        finish_later(r);
+        return;
+    }
+    quote(qu, sizeof qu, user, '"');
+    quote(qd, sizeof qd, db, '"');
+    quote(ql, sizeof ql, user, '\'');
+    if (strcmp(r->step.mode, "nologin") == 0) {
+        snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
+    } else {
+        if (r->step.lift)
+            snprintf(s1, sizeof s1, "ALTER DATABASE %s RESET default_transaction_read_only", qd);
+        else
+            snprintf(s1, sizeof s1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
+    }
+    /* Sessions opened before the fence keep their settings: end them. */
+    char qdl[300];
+    quote(qdl, sizeof qdl, db, '\'');
+    int n2 = snprintf(s2, sizeof s2,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE usename = %s AND datname = %s AND pid <> pg_backend_pid() "
+             "AND backend_type = 'client backend' AND application_name NOT LIKE 'drd%%'",
+             ql, qdl);
+    if (n2 < 0 || (size_t)n2 >= sizeof s2) {
+        fail(r, "role or database name too long");
+        finish_later(r);
+        return;
+    }
+    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 1 : 2,
+                         r->step.timeout_ms, on_fence_sql, r);
+    if (r->pg == NULL) {
+        fail(r, "out of memory");
+        finish_later(r);
+    }
+}
+
+/* -------------------------------------------------------------- notify */
+
+static void on_notify_fetch(void *arg, const fetch_result *fr)
+{
+    step_run *r = arg;
+    r->fetch_id = 0;
+    if (fr->status >= 200 && fr->status < 300) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "webhook answered %ld", fr->status);
+    } else if (fr->status != 0) {
+        fail(r, "webhook answered HTTP %ld", fr->status);
+    } else {
+        fail(r, "webhook: %s", fr->error);
+    }
+    finish_later(r);
+}
+
+static void begin_notify(step_run *r)
+{
+    const char *hook = r->env.cfg->notify_webhook;
+    if (hook == NULL || hook[0] == '\0') {
+        r->out.ok = true;
+        str_copy(r->out.note, "no [notify] webhook configured", sizeof r->out.note);
+        finish_later(r);
+        return;
+    }
+    json_t *body = json_pack("{s:s}", "text", r->step.message);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char err[256];
+    if (text != NULL)
+        r->fetch_id = fetch_start(r->env.fetch, "POST", hook, text, "application/json",
+                                  r->step.timeout_ms, on_notify_fetch, r, err, sizeof err);
+    free(text);
+    if (r->fetch_id == 0) {
+        fail(r, "webhook: %s", text ? err : "out of memory");
+        finish_later(r);
+    }
+}
+
+step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg)
+{
+    step_run *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->env = *env;
+    copy_step(&r->step, s);
+    r->cb = cb;
+    r->arg = arg;
+    r->out.exit_code = -1;
+
+    switch (s->action) {
+    case ACT_EXEC:         begin_exec(r); break;
+    case ACT_SWITCH_ENV:   begin_switch_env(r); break;
+    case ACT_WAIT_HEALTHY: begin_wait_healthy(r); break;
+    case ACT_FENCE:        begin_fence(r); break;
+    case ACT_NOTIFY:       begin_notify(r); break;
+    default:
+        fail(r, "action %s cannot run here", step_action_name(s->action));
+        finish_later(r);
+        break;
+    }
+    return r;
+}
