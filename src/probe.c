@@ -44,6 +44,7 @@
 #include <libpq-fe.h>
 
 #include "drd/log.h"
+#include "drd/pgconn.h"
 #include "drd/util.h"
 
 #define PROBE_QUERY "SELECT pg_is_in_recovery(), current_setting('server_version')"
@@ -67,8 +68,7 @@ struct probe {
 
     probe_phase phase;
     PGconn *conn;
-    int fd;                  /* fd registered with the loop, or -1 */
-    short events;            /* its events */
+    pgconn_watch watch;      /* the loop watcher on the connection's socket */
     uint64_t deadline_timer;
     uint64_t report_timer;
     bool have_row;           /* a result row was read */
@@ -87,75 +87,11 @@ static void free_secret(char *s)
     }
 }
 
-/* Replace what is between each pair of double quotes with ****, in place
- * (s holds n bytes; an unpaired quote hides the rest of the text). */
-static void hide_quoted(char *s, size_t n)
-{
-    char in[512];
-    str_copy(in, s, sizeof(in));
-    size_t o = 0;
-    bool inside = false;
-    for (const char *c = in; *c != '\0' && o + 6 < n; c++) {
-        if (*c == '"') {
-            s[o++] = '"';
-            if (!inside) {
-                memcpy(&s[o], "****", 4);
-                o += 4;
-            }
-            inside = !inside;
-        } else if (!inside) {
-            s[o++] = *c;
-        }
-    }
-    s[o] = '\0';
-}
-
-/* libpq's URL/conninfo syntax errors quote pieces of the URL that
- * mask_secrets() cannot recognise as secrets: 'invalid percent-encoded
- * token: "<the password>"', 'missing "=" after "<half a password>" in
- * connection info string'.  True when the URL does not even parse; its
- * error message must then have its quoted pieces hidden. */
-static bool url_syntax_error(const char *url)
-{
-    /* libpq's rule: a URI or anything with '=' is a connection string;
-     * anything else is a plain database name. */
-    if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0 &&
-        strchr(url, '=') == NULL)
-        return false;
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &err);
-    bool bad = opts == NULL;
-    PQconninfoFree(opts);
-    PQfreemem(err);
-    return bad;
-}
-
 /* libpq messages are multi-line ("...failed: Connection refused\n\tIs the
- * server running..."): join the lines with "; ", drop the indentation, and
- * mask anything that looks like a secret. */
+ * server running..."): one line, secrets masked (pgconn.c). */
 static void set_error_text(probe_t *p, const char *msg)
 {
-    char joined[512] = "";
-    const char *s = msg ? msg : "";
-    while (*s != '\0') {
-        size_t len = strcspn(s, "\n");
-        char line[512];
-        size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-        memcpy(line, s, n);
-        line[n] = '\0';
-        char *t = str_trim(line);
-        if (*t != '\0') {
-            if (joined[0] != '\0')
-                str_append(joined, sizeof(joined), "; ");
-            str_append(joined, sizeof(joined), t);
-        }
-        s += len;
-        if (*s == '\n')
-            s++;
-    }
-    if (joined[0] == '\0')
-        str_copy(joined, "unknown error", sizeof(joined));
-    mask_secrets(joined, p->result.error, sizeof(p->result.error));
+    pgconn_error_text(msg, p->result.error, sizeof(p->result.error));
 }
 
 static void set_error_fmt(probe_t *p, const char *fmt, ...)
@@ -174,10 +110,7 @@ static void set_error_fmt(probe_t *p, const char *fmt, ...)
 /* Stop watching the socket and close the connection (if any). */
 static void close_conn(probe_t *p)
 {
-    if (p->fd >= 0) {
-        loop_del_fd(p->loop, p->fd);
-        p->fd = -1;
-    }
+    pgconn_unwatch(&p->watch);
     if (p->conn != NULL) {
         PQfinish(p->conn);
         p->conn = NULL;
@@ -218,31 +151,11 @@ static void fail_with_conn_error(probe_t *p)
 }
 
 /* Watch libpq's socket for events.  The socket can change between
- * PQconnectPoll() calls (next host or address, SSL/GSS fallback), so the
- * registration follows PQsocket().  If libpq closed the old socket and
- * the new one got the same number, modifying the events is enough: poll()
- * takes fd numbers afresh on every call. */
+ * PQconnectPoll() calls, so the registration follows PQsocket(). */
 static bool watch_socket(probe_t *p, short events)
 {
-    int fd = PQsocket(p->conn);
-    if (fd < 0) {
-        set_error_fmt(p, "no connection socket");
-        return false;
-    }
-    if (fd != p->fd) {
-        if (p->fd >= 0)
-            loop_del_fd(p->loop, p->fd);
-        p->fd = -1;
-        if (!loop_add_fd(p->loop, fd, events, on_socket, p)) {
-            set_error_fmt(p, "cannot watch the connection socket");
-            return false;
-        }
-        p->fd = fd;
-    } else if (events != p->events) {
-        loop_mod_fd(p->loop, fd, events);
-    }
-    p->events = events;
-    return true;
+    return pgconn_watch_socket(&p->watch, p->conn, events, on_socket, p,
+                               p->result.error, sizeof(p->result.error));
 }
 
 /* ---- query phase ----------------------------------------------------- */
@@ -405,7 +318,7 @@ probe_t *probe_new(loop_t *loop, const char *name, const char *url,
     p->loop = loop;
     p->cb = cb;
     p->arg = arg;
-    p->fd = -1;
+    pgconn_watch_init(&p->watch, loop);
     if (!probe_configure(p, url, password, timeout_ms)) {
         probe_free(p);
         return NULL;
@@ -448,39 +361,11 @@ bool probe_start(probe_t *p)
     p->result.started_mono = loop_now(p->loop);
     p->have_row = false;
 
-    char connect_timeout[24], user_timeout[24];
-    /* connect_timeout is only a backstop: PQconnectPoll ignores it (the
-     * caller enforces time limits), our deadline timer is the real bound. */
-    snprintf(connect_timeout, sizeof(connect_timeout), "%" PRId64,
-             (p->timeout_ms + 999) / 1000);
-    snprintf(user_timeout, sizeof(user_timeout), "%" PRId64, p->timeout_ms);
-
-    /* "dbname" comes first and is expanded (URI or conninfo); the keywords
-     * after it override what the URL says.  Keepalives and
-     * tcp_user_timeout are both needed: keepalives detect a dead peer on
-     * an idle connection, but are not sent while data is unacknowledged;
-     * tcp_user_timeout bounds how long sent data may stay unacknowledged
-     * (e.g. a half-open connection after a network partition), so the
-     * kernel drops the connection even if no deadline of ours is armed. */
-    const char *keys[12], *vals[12];
-    int k = 0;
-    keys[k] = "dbname";             vals[k++] = p->url;
-    keys[k] = "connect_timeout";    vals[k++] = connect_timeout;
-    keys[k] = "application_name";   vals[k++] = "drd-probe";
-    keys[k] = "keepalives";         vals[k++] = "1";
-    keys[k] = "keepalives_idle";    vals[k++] = "5";
-    keys[k] = "keepalives_interval"; vals[k++] = "2";
-    keys[k] = "keepalives_count";   vals[k++] = "3";
-    keys[k] = "tcp_user_timeout";   vals[k++] = user_timeout;
-    if (p->password != NULL) {
-        keys[k] = "password";       vals[k++] = p->password;
-    }
-    keys[k] = NULL;                 vals[k] = NULL;
-
     /* Blocks on DNS for host names (see the top of this file). */
-    p->conn = PQconnectStartParams(keys, vals, 1);
+    p->conn = pgconn_start(p->url, p->password, p->timeout_ms, "drd-probe",
+                           p->result.error, sizeof(p->result.error));
 
-    if (p->conn != NULL && PQstatus(p->conn) != CONNECTION_BAD) {
+    if (p->conn != NULL) {
         p->deadline_timer = loop_add_timer(p->loop, p->timeout_ms, on_deadline, p);
         if (p->deadline_timer == 0) {
             close_conn(p);
@@ -492,10 +377,6 @@ bool probe_start(probe_t *p)
         if (watch_socket(p, POLLOUT))
             return true;
         /* fall through: report the failure from the loop */
-    } else {
-        set_error_text(p, p->conn ? PQerrorMessage(p->conn) : "out of memory");
-        if (url_syntax_error(p->url))
-            hide_quoted(p->result.error, sizeof(p->result.error));
     }
 
     /* Immediate failure: deliver it from the loop, never from here. */

@@ -129,7 +129,7 @@ static const char *const migrations[] = {
     "  name        TEXT NOT NULL CHECK (name <> ''),"
     "  action      TEXT NOT NULL CHECK (action <> ''),"
     "  state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running',"
-    "'done', 'failed', 'skipped', 'needs_attention')),"
+    " 'done', 'failed', 'skipped', 'needs_attention')),"
     "  attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),"
     "  started_at  INTEGER,"
     "  finished_at INTEGER,"
@@ -1003,30 +1003,16 @@ typedef struct {
     int64_t id;              /* out */
 } run_create_arg;
 
-/* Text stored with its secrets masked, whatever its length: malloc'd. */
-static char *masked_dup(const char *in)
-{
-    size_t len = strlen(in);
-    /* "****" replaces each secret: the text can at most double (plus a few
-     * bytes for an empty secret). */
-    if (len > (SIZE_MAX - 16) / 2)
-        return NULL;
-    size_t n = len * 2 + 16;
-    char *out = malloc(n);
-    if (out != NULL)
-        mask_secrets(in, out, n);
-    return out;
-}
-
 static bool step_insert(store_t *s, int64_t run_id, int idx, const char *name,
                         const char *action, const char *params)
 {
     sqlite3_stmt *st = stmt_use(s, ST_STEP_INSERT, "run_create");
     if (st == NULL)
         return false;
-    /* Steps are shown by the API: a password in an expanded parameter is
-     * masked like any other stored text. */
-    char *json = masked_dup(params != NULL ? params : "{}");
+    /* Kept as expanded: a resumed run must do exactly what it started with,
+     * secrets included (the file is mode 0600). Whoever shows params masks
+     * them; the API shows none. */
+    char *json = strdup(params != NULL ? params : "{}");
     if (json == NULL) {
         log_error("store: run_create: out of memory");
         stmt_done(st);

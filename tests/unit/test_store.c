@@ -847,10 +847,9 @@ static void run_create_and_read_back(void **state)
         assert_non_null(st->params);
     }
     assert_string_equal(rows.st[0].params, step_params[0]);
-    /* a password in a parameter is masked; the JSON stays valid */
-    assert_null(strstr(rows.st[1].params, "s3cret"));
-    assert_string_equal(rows.st[1].params,
-                        "{\"target\":\"backup\",\"url\":\"postgresql://app:****@backup:5432/app\"}");
+    /* params are kept exactly as expanded: a resumed run must do what it
+     * started with (the API never shows params) */
+    assert_string_equal(rows.st[1].params, step_params[1]);
     step_rows_free(&rows);
 
     /* a callback returning false stops the listing */

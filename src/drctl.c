@@ -1,0 +1,1047 @@
+/* drctl.c - the command-line client of drd's HTTP API (libcurl), over the
+ * unix socket by default or over TCP with --url and a token. When the
+ * daemon cannot be reached, `status` falls back to the state database,
+ * read-only, and says so.
+ *
+ *   drctl [-c FILE] [--url URL] [--token-file F] COMMAND [ARGS]
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "drd/config.h"
+#include "drd/log.h"
+#include "drd/status.h"
+#include "drd/store.h"
+#include "drd/util.h"
+
+#define DEFAULT_CONFIG   "/etc/drd/drd.conf"
+#define DEFAULT_SOCKET   "/run/drd/drd.sock"
+#define CONNECT_TIMEOUT_MS 2000L
+#define TOTAL_TIMEOUT_MS   10000L
+#define MAX_REPLY        (16 * 1024 * 1024)
+#define HISTORY_INCIDENTS 20
+#define HISTORY_EVENTS    50
+#define HISTORY_RUNS      10
+
+typedef struct {
+    /* command line */
+    const char *config_path;
+    bool config_explicit;
+    const char *url;             /* --url: TCP instead of the unix socket */
+    const char *token_file;
+    const char *command;
+    const char *args[4];         /* positional arguments after the command */
+    size_t nargs;
+    bool json, yes, skip;
+    const char *reason;
+    bool has_reason;
+
+    /* resolved */
+    config_t *cfg;
+    char *token;                 /* never printed */
+    const char *socket_path;
+} drctl;
+
+typedef struct {
+    char *data;
+    size_t len;
+} buffer;
+
+typedef enum {
+    CALL_OK,                     /* an HTTP answer (any status) */
+    CALL_UNREACHABLE,            /* no answer: refused, missing socket, timeout */
+    CALL_BAD_URL,                /* --url is unusable */
+} call_rc;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: drctl [-c FILE] [--url URL] [--token-file FILE] COMMAND [ARGS]\n"
+        "\n"
+        "Commands:\n"
+        "  status [--json]                   targets, active side, daemon state, approvals\n"
+        "  history [--json]                  recent incidents and events, newest first\n"
+        "  failover [--yes] [--reason TEXT]  switch the app to the backup\n"
+        "  failback [--yes] [--reason TEXT]  switch the app back to the primary\n"
+        "  approve ID [--skip] [--reason T]  approve a pending approval (--skip: skip the step)\n"
+        "  reject ID [--reason TEXT]         reject a pending approval\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE   drd's configuration (default " DEFAULT_CONFIG ")\n"
+        "  --url URL           talk to drd over HTTP at URL (e.g. http://10.0.0.5:8080)\n"
+        "                      instead of its unix socket; needs the API token\n"
+        "  --token-file FILE   file with the API token (default: [http] token_file)\n"
+        "  -h, --help          show this help\n"
+        "\n"
+        "Exit status: 0 ok, 1 failure, 2 usage or configuration error,\n"
+        "3 drd unreachable (status then shows the last known state from its database).\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "drctl: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n\n");
+    usage(stderr);
+    return EXIT_BAD_CONFIG;
+}
+
+/* ------------------------------------------------------------------ */
+/* arguments                                                          */
+
+/* "--name VALUE" or "--name=VALUE". Returns 1 if matched (value set, *i
+ * advanced), 0 if not this option, -1 if the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *shortname,
+                     const char *longname, const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(longname);
+
+    if ((shortname != NULL && strcmp(a, shortname) == 0) || strcmp(a, longname) == 0) {
+        if (*i + 1 >= argc)
+            return -1;
+        *value = argv[++*i];
+        return 1;
+    }
+    if (strncmp(a, longname, n) == 0 && a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Options may come before or after the command. Returns -1 to go on,
+ * or an exit code. */
+static int parse_args(drctl *x, int argc, char **argv)
+{
+    bool options_done = false;
+
+    x->config_path = DEFAULT_CONFIG;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = NULL;
+        int m;
+
+        if (!options_done && a[0] == '-' && a[1] != '\0') {
+            if (strcmp(a, "--") == 0) {
+                options_done = true;
+                continue;
+            }
+            if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+                usage(stdout);
+                return EXIT_OK;
+            }
+            if (strcmp(a, "--json") == 0) {
+                x->json = true;
+                continue;
+            }
+            if (strcmp(a, "--yes") == 0 || strcmp(a, "-y") == 0) {
+                x->yes = true;
+                continue;
+            }
+            if (strcmp(a, "--skip") == 0) {
+                x->skip = true;
+                continue;
+            }
+            if ((m = opt_value(argc, argv, &i, "-c", "--config", &v)) != 0) {
+                if (m < 0)
+                    return usage_error("%s needs a file", a);
+                x->config_path = v;
+                x->config_explicit = true;
+                continue;
+            }
+            if ((m = opt_value(argc, argv, &i, NULL, "--url", &v)) != 0) {
+                if (m < 0 || *v == '\0')
+                    return usage_error("%s needs a URL", a);
+                x->url = v;
+                continue;
+            }
+            if ((m = opt_value(argc, argv, &i, NULL, "--token-file", &v)) != 0) {
+                if (m < 0 || *v == '\0')
+                    return usage_error("%s needs a file", a);
+                x->token_file = v;
+                continue;
+            }
+            if ((m = opt_value(argc, argv, &i, NULL, "--reason", &v)) != 0) {
+                if (m < 0)
+                    return usage_error("%s needs a text", a);
+                x->reason = v;
+                x->has_reason = true;
+                continue;
+            }
+            return usage_error("unknown option %s", a);
+        }
+        if (x->command == NULL) {
+            x->command = a;
+        } else {
+            if (x->nargs >= ARRAY_LEN(x->args))
+                return usage_error("too many arguments (%s)", a);
+            x->args[x->nargs++] = a;
+        }
+    }
+    if (x->command == NULL)
+        return usage_error("no command given");
+    if (strcmp(x->command, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    return -1;
+}
+
+/* Check that the command accepts what was given. Returns -1 or an exit code. */
+static int check_command_args(const drctl *x)
+{
+    static const struct {
+        const char *name;
+        size_t nargs;
+        bool json, yes, reason;
+    } cmds[] = {
+        { "status",   0, true,  false, false },
+        { "history",  0, true,  false, false },
+        { "failover", 0, false, true,  true  },
+        { "failback", 0, false, true,  true  },
+        { "approve",  1, false, false, true  },
+        { "reject",   1, false, false, true  },
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cmds); i++) {
+        if (strcmp(cmds[i].name, x->command) != 0)
+            continue;
+        if (x->nargs < cmds[i].nargs)
+            return usage_error("%s needs an approval ID", x->command);
+        if (x->nargs > cmds[i].nargs)
+            return usage_error("unexpected argument %s", x->args[cmds[i].nargs]);
+        if (x->json && !cmds[i].json)
+            return usage_error("%s does not take --json", x->command);
+        if (x->yes && !cmds[i].yes)
+            return usage_error("%s does not take --yes", x->command);
+        if (x->has_reason && !cmds[i].reason)
+            return usage_error("%s does not take --reason", x->command);
+        if (x->skip && strcmp(x->command, "approve") != 0)
+            return usage_error("%s does not take --skip", x->command);
+        return -1;
+    }
+    return usage_error("unknown command %s", x->command);
+}
+
+/* ------------------------------------------------------------------ */
+/* configuration and token                                            */
+
+static int load_config(drctl *x)
+{
+    config_errors errs = { 0 };
+
+    /* With --url, a missing default config is fine: everything needed can
+     * come from the command line. */
+    if (x->url != NULL && !x->config_explicit && access(x->config_path, F_OK) != 0)
+        return -1;
+    x->cfg = config_load(x->config_path, &errs);
+    if (x->cfg == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "drctl: %s\n", errs.msgs[i]);
+        if (errs.n == 0)
+            fprintf(stderr, "drctl: cannot load %s\n", x->config_path);
+        config_errors_free(&errs);
+        return EXIT_BAD_CONFIG;
+    }
+    config_errors_free(&errs);
+    return -1;
+}
+
+static int load_token(drctl *x)
+{
+    if (x->token_file != NULL) {
+        size_t len = 0;
+        char *raw = read_file(x->token_file, 4096, &len);
+        char *t;
+
+        if (raw == NULL) {
+            fprintf(stderr, "drctl: cannot read token file %s: %s\n", x->token_file,
+                    strerror(errno));
+            return EXIT_BAD_CONFIG;
+        }
+        if (strlen(raw) != len) {
+            free(raw);
+            fprintf(stderr, "drctl: token file %s contains a NUL byte\n", x->token_file);
+            return EXIT_BAD_CONFIG;
+        }
+        t = str_trim(raw);
+        if (*t == '\0') {
+            free(raw);
+            fprintf(stderr, "drctl: token file %s is empty\n", x->token_file);
+            return EXIT_BAD_CONFIG;
+        }
+        x->token = strdup(t);
+        free(raw);
+    } else if (x->cfg != NULL && x->cfg->http_token != NULL && x->cfg->http_token[0] != '\0') {
+        x->token = strdup(x->cfg->http_token);
+    }
+    if (x->token != NULL)
+        log_add_secret(x->token);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                               */
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+    buffer *b = arg;
+    size_t add = sz * n;
+    char *nb;
+
+    if (b->len + add > MAX_REPLY)
+        return 0;
+    nb = realloc(b->data, b->len + add + 1);
+    if (nb == NULL)
+        return 0;
+    memcpy(nb + b->len, p, add);
+    b->len += add;
+    nb[b->len] = '\0';
+    b->data = nb;
+    return add;
+}
+
+/* Where we talk to, for messages (secrets masked). */
+static void endpoint_name(const drctl *x, char *out, size_t n)
+{
+    if (x->url != NULL)
+        mask_secrets(x->url, out, n);
+    else
+        str_copy(out, x->socket_path, n);
+}
+
+static call_rc http_call(const drctl *x, const char *method, const char *path,
+                         const char *body, long *code, buffer *reply,
+                         char *err, size_t errlen)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[2048];
+    char auth[4200];
+    char cerr[CURL_ERROR_SIZE];
+    CURLcode rc;
+    call_rc out = CALL_OK;
+
+    *code = 0;
+    reply->data = NULL;
+    reply->len = 0;
+    err[0] = '\0';
+    cerr[0] = '\0';
+    if (c == NULL) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return CALL_UNREACHABLE;
+    }
+    if (x->url != NULL) {
+        size_t n = str_copy(url, x->url, sizeof(url));
+        while (n > 0 && url[n - 1] == '/')
+            url[--n] = '\0';
+        if (n >= sizeof(url) - 1 || !str_append(url, sizeof(url), path)) {
+            snprintf(err, errlen, "URL too long");
+            curl_easy_cleanup(c);
+            return CALL_BAD_URL;
+        }
+        if (x->token != NULL) {
+            snprintf(auth, sizeof(auth), "Authorization: Bearer %s", x->token);
+            h = curl_slist_append(h, auth);
+            explicit_bzero(auth, sizeof(auth));
+        }
+    } else {
+        snprintf(url, sizeof(url), "http://localhost%s", path);
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, x->socket_path);
+    }
+    h = curl_slist_append(h, "Accept: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "drctl");
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, reply);
+    if (strcmp(method, "POST") == 0) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(body != NULL ? strlen(body) : 0));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+
+    rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
+    } else {
+        char masked[CURL_ERROR_SIZE + 64];
+
+        mask_secrets(cerr[0] != '\0' ? cerr : curl_easy_strerror(rc), masked, sizeof(masked));
+        snprintf(err, errlen, "%s", masked);
+        out = (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+              ? CALL_BAD_URL : CALL_UNREACHABLE;
+        free(reply->data);
+        reply->data = NULL;
+        reply->len = 0;
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return out;
+}
+
+/* Message for a transport failure; returns the exit code. */
+static int report_unreachable(const drctl *x, call_rc rc, const char *err)
+{
+    char where[1024];
+
+    endpoint_name(x, where, sizeof(where));
+    if (rc == CALL_BAD_URL) {
+        fprintf(stderr, "drctl: bad --url %s: %s\n", where, err);
+        return EXIT_BAD_CONFIG;
+    }
+    if (x->url == NULL && access(x->socket_path, F_OK) == 0 &&
+        access(x->socket_path, W_OK) != 0 && errno == EACCES) {
+        fprintf(stderr, "drctl: cannot reach %s: permission denied "
+                        "(run as root or as a member of the socket's group)\n", where);
+        return EXIT_UNREACHABLE;
+    }
+    if (x->url != NULL)
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s: %s)\n", where, err);
+    else
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s)\n", where);
+    return EXIT_UNREACHABLE;
+}
+
+/* The daemon answered with an error status: print its message. */
+static int report_http_error(long code, const buffer *reply)
+{
+    json_t *doc = reply->data != NULL ? json_loadb(reply->data, reply->len, 0, NULL) : NULL;
+    const char *msg = json_string_value(json_object_get(doc, "error"));
+
+    if (msg != NULL)
+        fprintf(stderr, "drctl: %s (HTTP %ld)\n", msg, code);
+    else
+        fprintf(stderr, "drctl: drd answered HTTP %ld\n", code);
+    if (code == 401)
+        fprintf(stderr, "drctl: check the API token (--token-file or [http] token_file)\n");
+    json_decref(doc);
+    return EXIT_FAILURE_;
+}
+
+/* GET path and parse the JSON answer. Returns -1 with *doc set on success,
+ * else an exit code, with the message printed - except for an unreachable
+ * daemon when `unreachable` is given: then *unreachable=true, nothing is
+ * printed, and the caller decides. */
+static int get_json(const drctl *x, const char *path, json_t **doc, bool *unreachable)
+{
+    char err[512];
+    buffer reply;
+    long code;
+    json_error_t jerr;
+    call_rc rc = http_call(x, "GET", path, NULL, &code, &reply, err, sizeof(err));
+
+    *doc = NULL;
+    if (rc != CALL_OK) {
+        if (rc == CALL_UNREACHABLE && unreachable != NULL) {
+            *unreachable = true;
+            return EXIT_UNREACHABLE;
+        }
+        return report_unreachable(x, rc, err);
+    }
+    if (code < 200 || code > 299) {
+        int ex = report_http_error(code, &reply);
+        free(reply.data);
+        return ex;
+    }
+    *doc = json_loadb(reply.data != NULL ? reply.data : "", reply.len, 0, &jerr);
+    free(reply.data);
+    if (*doc == NULL) {
+        fprintf(stderr, "drctl: drd sent malformed JSON for %s: %s\n", path, jerr.text);
+        return EXIT_FAILURE_;
+    }
+    return -1;
+}
+
+static void print_json(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+    if (s != NULL) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* status                                                             */
+
+static const char *str_or(json_t *v, const char *dflt)
+{
+    const char *s = json_string_value(v);
+    return s != NULL ? s : dflt;
+}
+
+static void print_target_row(const char *name, json_t *t)
+{
+    char latency[32] = "-";
+    char err[512];
+    const char *recovery = "-";
+    json_t *lat = json_object_get(t, "latency_ms");
+    json_t *last = json_object_get(t, "last_error");
+
+    /* latency and recovery mean something only when the last probe got in */
+    if (json_is_true(json_object_get(t, "reachable"))) {
+        if (json_is_integer(lat))
+            format_duration((int64_t)json_integer_value(lat), latency, sizeof(latency));
+        recovery = json_is_true(json_object_get(t, "in_recovery")) ? "yes" : "no";
+    }
+    mask_secrets(json_is_string(last) ? json_string_value(last) : "-", err, sizeof(err));
+    printf("%-7s %-8s %-10s %-8s %-9s %s\n", name,
+           json_is_true(json_object_get(t, "healthy")) ? "yes" : "no",
+           str_or(json_object_get(t, "breaker"), "?"), latency, recovery, err);
+}
+
+static void print_run(json_t *run)
+{
+    json_t *steps = json_object_get(run, "steps");
+    json_int_t cur = json_integer_value(json_object_get(run, "current_step"));
+    printf("run %" JSON_INTEGER_FORMAT ": %s, %s", json_integer_value(json_object_get(run, "id")),
+           str_or(json_object_get(run, "kind"), "?"), str_or(json_object_get(run, "state"), "?"));
+    json_t *step = json_array_get(steps, (size_t)cur);
+    if (cur >= 0 && step != NULL)
+        printf(", step %" JSON_INTEGER_FORMAT "/%zu %s (%s)", cur + 1, json_array_size(steps),
+               str_or(json_object_get(step, "name"), "?"), str_or(json_object_get(step, "state"), "?"));
+    printf("\n");
+}
+
+static void print_status(json_t *doc, bool from_db)
+{
+    json_t *targets = json_object_get(doc, "targets");
+    json_t *run = json_object_get(doc, "run");
+    json_t *approvals = json_object_get(doc, "approvals");
+    json_t *started = json_object_get(doc, "started_at");
+    json_t *generated = json_object_get(doc, "generated_at");
+
+    printf("%-7s %-8s %-10s %-8s %-9s %s\n",
+           "TARGET", "HEALTHY", "BREAKER", "LATENCY", "RECOVERY", "LAST ERROR");
+    print_target_row("primary", json_object_get(targets, "primary"));
+    print_target_row("backup", json_object_get(targets, "backup"));
+    printf("\n");
+    printf("active: %s\n", str_or(json_object_get(doc, "active"), "primary"));
+    if (from_db) {
+        printf("daemon: not running (last known state from DB)\n");
+    } else if (json_is_integer(started) && json_is_integer(generated) &&
+               json_integer_value(generated) >= json_integer_value(started)) {
+        char up[32];
+        format_duration((int64_t)(json_integer_value(generated) - json_integer_value(started)),
+                        up, sizeof(up));
+        printf("daemon: %s (up %s)\n", str_or(json_object_get(doc, "daemon"), "running"), up);
+    } else {
+        printf("daemon: %s\n", str_or(json_object_get(doc, "daemon"), "running"));
+    }
+    if (json_is_object(run))
+        print_run(run);
+    if (json_array_size(approvals) == 0) {
+        printf("approvals: none pending\n");
+    } else {
+        size_t i;
+        json_t *ap;
+
+        printf("approvals pending:\n");
+        json_array_foreach(approvals, i, ap) {
+            json_int_t id = json_integer_value(json_object_get(ap, "id"));
+            printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT ", step %s): %s\n",
+                   id, json_integer_value(json_object_get(ap, "run_id")),
+                   str_or(json_object_get(ap, "step"), "?"),
+                   str_or(json_object_get(ap, "prompt"), ""));
+            printf("      drctl approve %" JSON_INTEGER_FORMAT
+                   "   |   drctl reject %" JSON_INTEGER_FORMAT "\n", id, id);
+        }
+    }
+}
+
+/* The daemon is down: the last known state from the database. */
+static int status_from_db(const drctl *x)
+{
+    char where[1024], err[512] = "";
+    status_snapshot snap;
+    store_t *st;
+    json_t *doc;
+
+    endpoint_name(x, where, sizeof(where));
+    if (x->cfg == NULL || x->cfg->state_db == NULL) {
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s)\n", where);
+        return EXIT_UNREACHABLE;
+    }
+    st = store_open_readonly(x->cfg->state_db, err, sizeof(err));
+    if (st == NULL) {
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s), and its state "
+                        "database cannot be read: %s\n", where, err);
+        return EXIT_UNREACHABLE;
+    }
+    if (!status_from_store(st, &snap) || (doc = status_to_json(&snap)) == NULL) {
+        store_close(st);
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s), and its state "
+                        "database cannot be read\n", where);
+        return EXIT_UNREACHABLE;
+    }
+    store_close(st);
+    if (x->json)
+        print_json(doc);
+    else
+        print_status(doc, true);
+    json_decref(doc);
+    return EXIT_UNREACHABLE;
+}
+
+static int cmd_status(const drctl *x)
+{
+    bool unreachable = false;
+    json_t *doc = NULL;
+    int ex = get_json(x, "/api/status", &doc, &unreachable);
+
+    if (unreachable)
+        return status_from_db(x);
+    if (ex >= 0)
+        return ex;
+    if (x->json)
+        print_json(doc);
+    else
+        print_status(doc, false);
+    json_decref(doc);
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* history                                                            */
+
+static void format_time(json_t *v, char *buf, size_t n)
+{
+    struct tm tm;
+    time_t t;
+
+    if (!json_is_integer(v)) {
+        str_copy(buf, "-", n);
+        return;
+    }
+    t = (time_t)(json_integer_value(v) / 1000);
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        str_copy(buf, "?", n);
+}
+
+static int cmd_history(const drctl *x)
+{
+    char path[64];
+    json_t *inc_doc = NULL, *ev_doc = NULL, *runs_doc = NULL, *incidents, *events, *newest, *runs;
+    int ex;
+    size_t i;
+    json_t *v;
+
+    snprintf(path, sizeof(path), "/api/incidents?limit=%d", HISTORY_INCIDENTS);
+    if ((ex = get_json(x, path, &inc_doc, NULL)) >= 0)
+        return ex;
+    snprintf(path, sizeof(path), "/api/events?limit=%d", HISTORY_EVENTS);
+    if ((ex = get_json(x, path, &ev_doc, NULL)) >= 0) {
+        json_decref(inc_doc);
+        return ex;
+    }
+    snprintf(path, sizeof(path), "/api/runs?limit=%d", HISTORY_RUNS);
+    if ((ex = get_json(x, path, &runs_doc, NULL)) >= 0) {
+        json_decref(inc_doc);
+        json_decref(ev_doc);
+        return ex;
+    }
+    runs = json_object_get(runs_doc, "runs");
+    incidents = json_object_get(inc_doc, "incidents");
+    events = json_object_get(ev_doc, "events");
+
+    /* the API gives events oldest first; history is newest first */
+    newest = json_array();
+    for (i = json_array_size(events); i > 0; i--)
+        json_array_append(newest, json_array_get(events, i - 1));
+
+    if (x->json) {
+        json_t *out = json_pack("{s:o,s:o,s:O}", "incidents",
+                                json_is_array(incidents) ? json_incref(incidents) : json_array(),
+                                "runs", json_is_array(runs) ? json_incref(runs) : json_array(),
+                                "events", newest);
+        print_json(out);
+        json_decref(out);
+    } else {
+        char a[32], b[32], msg[1024];
+
+        if (json_array_size(incidents) == 0) {
+            printf("no incidents\n");
+        } else {
+            printf("INCIDENTS\n%-6s %-8s %-19s  %-19s  %s\n", "ID", "TARGET", "STARTED",
+                   "ENDED", "REASON");
+            json_array_foreach(incidents, i, v) {
+                json_t *ended = json_object_get(v, "ended_at");
+                format_time(json_object_get(v, "started_at"), a, sizeof(a));
+                if (json_is_integer(ended))
+                    format_time(ended, b, sizeof(b));
+                else
+                    str_copy(b, "(ongoing)", sizeof(b));
+                mask_secrets(str_or(json_object_get(v, "reason"), ""), msg, sizeof(msg));
+                printf("%-6" JSON_INTEGER_FORMAT " %-8s %-19s  %-19s  %s\n",
+                       json_integer_value(json_object_get(v, "id")),
+                       str_or(json_object_get(v, "target"), "-"), a, b, msg);
+            }
+        }
+        printf("\n");
+        if (json_array_size(runs) == 0) {
+            printf("no runs\n");
+        } else {
+            printf("RUNS\n");
+            json_array_foreach(runs, i, v) {
+                json_t *st;
+                size_t k;
+                json_int_t c0 = json_integer_value(json_object_get(v, "created_at"));
+                json_int_t c1 = json_integer_value(json_object_get(v, "finished_at"));
+                char took[32] = "-";
+                if (c1 > c0)
+                    format_duration(c1 - c0, took, sizeof(took));
+                format_time(json_object_get(v, "created_at"), a, sizeof(a));
+                mask_secrets(str_or(json_object_get(v, "error"), str_or(json_object_get(v, "reason"), "")),
+                             msg, sizeof(msg));
+                printf("run %-4" JSON_INTEGER_FORMAT " %-8s %-9s %s  %6s  by %s  %s\n",
+                       json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "kind"), "?"),
+                       str_or(json_object_get(v, "state"), "?"), a, took,
+                       str_or(json_object_get(v, "started_by"), "?"), msg);
+                json_array_foreach(json_object_get(v, "steps"), k, st) {
+                    json_t *d = json_object_get(st, "duration_ms");
+                    char dur[32] = "";
+                    if (json_is_integer(d))
+                        format_duration(json_integer_value(d), dur, sizeof(dur));
+                    mask_secrets(str_or(json_object_get(st, "detail"), ""), msg, sizeof(msg));
+                    printf("    %-18s %-12s %-15s %6s  %s\n", str_or(json_object_get(st, "name"), "?"),
+                           str_or(json_object_get(st, "action"), "?"), str_or(json_object_get(st, "state"), "?"),
+                           dur, msg);
+                }
+            }
+        }
+        printf("\n");
+        if (json_array_size(newest) == 0) {
+            printf("no events\n");
+        } else {
+            printf("EVENTS (newest first)\n%-19s  %-9s %-8s %s\n", "TIME", "KIND", "TARGET",
+                   "MESSAGE");
+            json_array_foreach(newest, i, v) {
+                format_time(json_object_get(v, "at"), a, sizeof(a));
+                mask_secrets(str_or(json_object_get(v, "message"), ""), msg, sizeof(msg));
+                printf("%-19s  %-9s %-8s %s\n", a, str_or(json_object_get(v, "kind"), "?"),
+                       str_or(json_object_get(v, "target"), "-"), msg);
+            }
+        }
+    }
+    json_decref(newest);
+    json_decref(inc_doc);
+    json_decref(ev_doc);
+    json_decref(runs_doc);
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* actions                                                            */
+
+/* Ask on the terminal. Returns -1 to go on, or an exit code. */
+static int confirm(const drctl *x, const char *what)
+{
+    char line[64];
+    json_t *doc = NULL;
+    int ex;
+
+    if (x->yes)
+        return -1;
+    if (!isatty(STDIN_FILENO)) {
+        fprintf(stderr, "drctl: %s needs confirmation: stdin is not a terminal, "
+                        "pass --yes to proceed\n", x->command);
+        return EXIT_BAD_CONFIG;
+    }
+    /* Show where things stand, and find out now whether drd is there. */
+    if ((ex = get_json(x, "/api/status", &doc, NULL)) >= 0)
+        return ex;
+    {
+        json_t *t = json_object_get(doc, "targets");
+        fprintf(stderr, "active: %s; primary %s; backup %s\n",
+                str_or(json_object_get(doc, "active"), "?"),
+                json_is_true(json_object_get(json_object_get(t, "primary"), "healthy"))
+                    ? "healthy" : "unhealthy",
+                json_is_true(json_object_get(json_object_get(t, "backup"), "healthy"))
+                    ? "healthy" : "unhealthy");
+    }
+    json_decref(doc);
+    fprintf(stderr, "%s. Proceed? [y/N] ", what);
+    fflush(stderr);
+    if (fgets(line, sizeof(line), stdin) == NULL) {
+        fprintf(stderr, "\ndrctl: aborted\n");
+        return EXIT_FAILURE_;
+    }
+    str_trim(line);
+    if (strcasecmp(line, "y") != 0 && strcasecmp(line, "yes") != 0) {
+        fprintf(stderr, "drctl: aborted\n");
+        return EXIT_FAILURE_;
+    }
+    return -1;
+}
+
+/* POST; print the request id and store it in *request_id. */
+static int post_action(const drctl *x, const char *path, const char *label, int64_t *request_id)
+{
+    char err[512];
+    char *body = NULL;
+    buffer reply;
+    long code;
+    call_rc rc;
+    json_t *doc;
+    int ex = EXIT_OK;
+
+    *request_id = 0;
+    if (x->has_reason || x->skip) {
+        json_t *o = json_object();
+        if (x->has_reason)
+            json_object_set_new(o, "reason", json_string(x->reason));
+        if (x->skip)
+            json_object_set_new(o, "choice", json_string("skip"));
+        if (x->has_reason && json_object_get(o, "reason") == NULL) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (o == NULL) {
+            fprintf(stderr, "drctl: the reason must be valid UTF-8\n");
+            return EXIT_BAD_CONFIG;
+        }
+        body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+    }
+    rc = http_call(x, "POST", path, body, &code, &reply, err, sizeof(err));
+    free(body);
+    if (rc != CALL_OK)
+        return report_unreachable(x, rc, err);
+    if (code < 200 || code > 299) {
+        ex = report_http_error(code, &reply);
+        free(reply.data);
+        return ex;
+    }
+    doc = reply.data != NULL ? json_loadb(reply.data, reply.len, 0, NULL) : NULL;
+    free(reply.data);
+    if (json_is_integer(json_object_get(doc, "request_id"))) {
+        *request_id = json_integer_value(json_object_get(doc, "request_id"));
+        printf("%s queued (request %" JSON_INTEGER_FORMAT ")\n", label,
+               json_integer_value(json_object_get(doc, "request_id")));
+    } else
+        printf("%s accepted\n", label);
+    json_decref(doc);
+    return ex;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Wait for the daemon to take request id; returns -1 with *run_id when it
+ * was accepted, or an exit code. */
+static int await_request(const drctl *x, int64_t id, int64_t *run_id)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/api/requests/%lld", (long long)id);
+    *run_id = 0;
+    for (int i = 0; i < 100; i++) {            /* 10 s */
+        char err[512];
+        buffer reply;
+        long code;
+        call_rc rc = http_call(x, "GET", path, NULL, &code, &reply, err, sizeof(err));
+        if (rc != CALL_OK)
+            return report_unreachable(x, rc, err);
+        if (code == 404) {                      /* not taken yet */
+            free(reply.data);
+            sleep_ms(100);
+            continue;
+        }
+        if (code != 200) {
+            int ex = report_http_error(code, &reply);
+            free(reply.data);
+            return ex;
+        }
+        json_t *doc = json_loadb(reply.data, reply.len, 0, NULL);
+        free(reply.data);
+        const char *state = str_or(json_object_get(doc, "state"), "?");
+        if (strcmp(state, "accepted") != 0) {
+            char msg[512];
+            mask_secrets(str_or(json_object_get(doc, "error"), "refused"), msg, sizeof(msg));
+            fprintf(stderr, "drctl: refused: %s\n", msg);
+            json_decref(doc);
+            return EXIT_FAILURE_;
+        }
+        *run_id = json_integer_value(json_object_get(doc, "run_id"));
+        json_decref(doc);
+        return -1;
+    }
+    fprintf(stderr, "drctl: the daemon has not taken request %lld after 10 s\n", (long long)id);
+    return EXIT_FAILURE_;
+}
+
+/* Print each step as it changes, until the run ends or waits for a human. */
+static int follow_run(const drctl *x, int64_t run_id)
+{
+    char path[64];
+    char seen[64][24];
+    memset(seen, 0, sizeof(seen));
+    snprintf(path, sizeof(path), "/api/runs/%lld", (long long)run_id);
+    printf("following run %lld (Ctrl-C stops following, not the run)\n", (long long)run_id);
+    for (;;) {
+        json_t *run = NULL;
+        int ex = get_json(x, path, &run, NULL);
+        if (ex >= 0)
+            return ex;
+        json_t *steps = json_object_get(run, "steps"), *st;
+        size_t i, n = json_array_size(steps);
+        json_array_foreach(steps, i, st) {
+            if (i >= 64)
+                break;
+            const char *state = str_or(json_object_get(st, "state"), "?");
+            if (strcmp(seen[i], state) == 0 || strcmp(state, "pending") == 0)
+                continue;
+            str_copy(seen[i], state, sizeof(seen[i]));
+            char dur[32] = "", detail[600];
+            json_t *d = json_object_get(st, "duration_ms");
+            if (json_is_integer(d) && strcmp(state, "running") != 0)
+                format_duration(json_integer_value(d), dur, sizeof(dur));
+            mask_secrets(str_or(json_object_get(st, "detail"), ""), detail, sizeof(detail));
+            printf("  [%zu/%zu] %-18s %-12s %-15s %6s  %s\n", i + 1, n,
+                   str_or(json_object_get(st, "name"), "?"), str_or(json_object_get(st, "action"), "?"),
+                   state, dur, detail);
+        }
+        fflush(stdout);
+        const char *state = str_or(json_object_get(run, "state"), "?");
+        if (strcmp(state, "waiting") == 0) {
+            json_t *a;
+            json_array_foreach(json_object_get(run, "approvals"), i, a) {
+                if (strcmp(str_or(json_object_get(a, "state"), ""), "pending") != 0)
+                    continue;
+                char prompt[600];
+                json_int_t aid = json_integer_value(json_object_get(a, "id"));
+                mask_secrets(str_or(json_object_get(a, "prompt"), ""), prompt, sizeof(prompt));
+                printf("run %lld waits for approval %" JSON_INTEGER_FORMAT ": %s\n"
+                       "  drctl approve %" JSON_INTEGER_FORMAT "%s   |   drctl reject %" JSON_INTEGER_FORMAT "\n",
+                       (long long)run_id, aid, prompt, aid,
+                       strcmp(str_or(json_object_get(a, "kind"), ""), "attention") == 0 ? " [--skip]" : "", aid);
+            }
+            json_decref(run);
+            return EXIT_OK;
+        }
+        if (strcmp(state, "running") != 0) {
+            char err[600];
+            mask_secrets(str_or(json_object_get(run, "error"), ""), err, sizeof(err));
+            json_int_t c0 = json_integer_value(json_object_get(run, "created_at"));
+            json_int_t c1 = json_integer_value(json_object_get(run, "finished_at"));
+            char took[32];
+            format_duration(c1 > c0 ? c1 - c0 : 0, took, sizeof(took));
+            printf("run %lld %s in %s%s%s\n", (long long)run_id, state, took, err[0] ? ": " : "", err);
+            json_decref(run);
+            return strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+        }
+        json_decref(run);
+        sleep_ms(200);
+    }
+}
+
+static int cmd_failover(const drctl *x, bool back)
+{
+    int64_t req, run;
+    int ex = confirm(x, back ? "This switches the app back to the primary"
+                             : "This switches the app over to the backup");
+    if (ex >= 0)
+        return ex;
+    ex = post_action(x, back ? "/api/failback" : "/api/failover", back ? "failback" : "failover", &req);
+    if (ex != EXIT_OK || req == 0)
+        return ex;
+    if ((ex = await_request(x, req, &run)) >= 0)
+        return ex;
+    return run > 0 ? follow_run(x, run) : EXIT_OK;
+}
+
+static int cmd_decide(const drctl *x, bool approve)
+{
+    char path[128], label[96];
+    const char *id = x->args[0];
+    int64_t req, run;
+    int ex;
+
+    if (*id == '\0' || strspn(id, "0123456789") != strlen(id) || strlen(id) > 18 ||
+        strspn(id, "0") == strlen(id))
+        return usage_error("approval ID must be a positive integer, not '%s'", id);
+    snprintf(path, sizeof(path), "/api/approvals/%s/%s", id, approve ? "approve" : "reject");
+    snprintf(label, sizeof(label), "approval %s: %s%s", id, approve ? "approve" : "reject",
+             x->skip ? " (skip the step)" : "");
+    ex = post_action(x, path, label, &req);
+    if (ex != EXIT_OK || req == 0)
+        return ex;
+    if ((ex = await_request(x, req, &run)) >= 0)
+        return ex;
+    printf("approval %s %s\n", id, approve ? "approved" : "rejected");
+    return run > 0 ? follow_run(x, run) : EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    drctl x;
+    int ex;
+
+    memset(&x, 0, sizeof(x));
+    log_set_level(LOG_LVL_WARN);
+    if ((ex = parse_args(&x, argc, argv)) >= 0)
+        return ex;
+    if ((ex = check_command_args(&x)) >= 0)
+        return ex;
+    if ((ex = load_config(&x)) >= 0)
+        goto done;
+    if ((ex = load_token(&x)) >= 0)
+        goto done;
+    x.socket_path = x.cfg != NULL && x.cfg->http_socket != NULL ? x.cfg->http_socket
+                                                                  : DEFAULT_SOCKET;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "drctl: cannot initialise libcurl\n");
+        ex = EXIT_FAILURE_;
+        goto done;
+    }
+    if (strcmp(x.command, "status") == 0)
+        ex = cmd_status(&x);
+    else if (strcmp(x.command, "history") == 0)
+        ex = cmd_history(&x);
+    else if (strcmp(x.command, "failover") == 0)
+        ex = cmd_failover(&x, false);
+    else if (strcmp(x.command, "failback") == 0)
+        ex = cmd_failover(&x, true);
+    else if (strcmp(x.command, "approve") == 0)
+        ex = cmd_decide(&x, true);
+    else
+        ex = cmd_decide(&x, false);
+    curl_global_cleanup();
+done:
+    if (x.token != NULL) {
+        explicit_bzero(x.token, strlen(x.token));
+        free(x.token);
+    }
+    config_free(x.cfg);
+    return ex;
+}

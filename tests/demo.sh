@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# tests/demo.sh (`make demo`) - a local sandbox: two PostgreSQL clusters
+# (primary, backup) on loopback under ./demo/, a config pointing at them,
+# and `drd -f` in the foreground. Prints how to watch it and how to cause an
+# outage. Ctrl-C stops drd and both clusters; the data stays in ./demo/ and
+# the next `make demo` reuses it (DEMO_FRESH=1, or rm -rf demo, starts over).
+# Works as root (the clusters then run as the postgres user) and as a
+# normal user.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+demo=$root/demo
+rel=${demo#"$PWD"/}            # how to spell demo/ from the caller's cwd
+
+# The clusters live in demo/ unless the postgres user cannot reach it or
+# the path is too long for a unix socket; then in /var/tmp (linked).
+pgdir=$demo
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$root" 2>/dev/null; then
+  pgdir=/var/tmp/drd-demo-$(echo "$demo" | md5sum | cut -c1-8)
+elif [ $(( ${#demo} + 30 )) -gt 100 ]; then
+  pgdir=/var/tmp/drd-demo-$(id -u)-$(echo "$demo" | md5sum | cut -c1-8)
+fi
+
+if [ "${DEMO_FRESH:-0}" = 1 ] && [ -d "$demo" ]; then
+  echo "demo: DEMO_FRESH=1, removing the previous demo"
+  (TEST_TMP=$pgdir; . "$root/tests/lib/pg.sh"; PG_CLEANUP_MODE=fast; exit 0)
+  rm -rf "$demo" "$pgdir"
+fi
+mkdir -p "$demo" || exit 1
+[ "$pgdir" != "$demo" ] && { mkdir -p "$pgdir" && ln -sfn "$pgdir" "$demo/clusters"; }
+
+TEST_TMP=$pgdir              # pg.sh: never removed since we chose it
+PG_CLEANUP_MODE=fast         # Ctrl-C: a clean shutdown of both clusters
+. "$root/tests/lib/pg.sh"
+. "$root/tests/lib/drd.sh"
+for x in "$DRD" "$DRCTL"; do
+  [ -x "$x" ] || { echo "demo: $x is not built (run make)" >&2; exit 1; }
+done
+
+for c in primary backup; do
+  if pg_exists "$c"; then
+    echo "demo: reusing cluster $c ($(pg_datadir "$c"))"
+  else
+    rm -rf "$(pg_dir "$c")"
+    echo "demo: creating cluster $c"
+    pg_new "$c" >/dev/null || { echo "demo: initdb failed for $c" >&2; exit 1; }
+  fi
+  pg_thaw "$c"
+  if pg_running "$c"; then
+    echo "demo: $c is already running (port $(pg_port "$c"))"
+    continue
+  fi
+  if ! pg_start "$c" 2>/dev/null; then
+    # a reused cluster whose port got taken meanwhile: move it
+    pg_set_port "$c" "$(free_port)" && pg_start "$c" ||
+      { echo "demo: cannot start $c; see $(pg_log "$c")" >&2; exit 1; }
+  fi
+done
+
+conf=$demo/drd.conf
+drd_config "$conf" \
+  probe.interval= probe.timeout= probe.failures= probe.successes= probe.cooldown= \
+  http.socket="$demo/drd.sock" state.db="$demo/drd.db" log.level=info || exit 1
+{
+  echo "# drd demo config, written by tests/demo.sh (make demo) at each start."
+  echo "# No [probe] section: drd's defaults (interval 1s, timeout 1s, failures 3,"
+  echo "# successes 2, cooldown 10s). No app yet: [app] stop/start are no-ops."
+  tail -n +2 "$conf"
+} >"$conf.new" && mv "$conf.new" "$conf"
+
+pgctl_p=$(pg_ctl_cmd primary)
+pidfile=$(pg_datadir primary)/postmaster.pid
+cat <<EOF
+
+=== drd demo ===========================================================
+  primary   $(pg_url primary)    data $(pg_datadir primary)
+  backup    $(pg_url backup)    data $(pg_datadir backup)
+  config    $rel/drd.conf        state $rel/drd.db
+
+In another terminal (from $PWD):
+  status            $DRCTL -c $rel/drd.conf status        (--json for JSON)
+  stop the primary  $pgctl_p stop -m immediate
+                    -> its breaker opens within ~3 s (3 failed probes, 1 s apart)
+  start it again    $pgctl_p start
+                    -> half_open after the 10 s cooldown, closed after 2 good probes
+  freeze it         kill -STOP \$(head -1 $pidfile)
+                    -> a hung server: probes time out after 1 s; the backup is unaffected
+  thaw it           kill -CONT \$(head -1 $pidfile)
+  history           sqlite3 -readonly $rel/drd.db 'select id, datetime(at/1000, "unixepoch"), target, message from events'
+
+Ctrl-C stops drd and both clusters (data kept in $rel/; DEMO_FRESH=1 make demo starts afresh).
+========================================================================
+
+EOF
+
+# Once drd has probed both targets, show the status once (in the background).
+_demo_probed() {
+  [ "$(drd_json '[.targets[].last_probe_at | select(. != null)] | length' 2>/dev/null)" = 2 ]
+}
+( poll_until 15 _demo_probed && { echo; "$DRCTL" -c "$conf" status; echo; } ) &
+proc_track $!
+
+# drd runs in the foreground of the terminal (Ctrl-C reaches it directly);
+# the script waits for it and forwards INT/TERM sent to the script itself.
+"$DRD" -c "$conf" -f &
+drd_pid=$!
+trap 'kill -INT $drd_pid 2>/dev/null' INT
+trap 'kill -TERM $drd_pid 2>/dev/null' TERM
+rc=0
+while :; do
+  wait "$drd_pid"; rc=$?
+  proc_alive "$drd_pid" || break
+done
+{ wait "$drd_pid"; } 2>/dev/null; r=$?; [ "$r" != 127 ] && rc=$r
+trap 'exit 130' INT
+trap 'exit 143' TERM
+echo
+echo "demo: drd exited ($rc); stopping the clusters (data kept in $rel/)"
+exit $rc

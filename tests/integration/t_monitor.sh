@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# t_monitor.sh - drd watching two real PostgreSQL clusters:
+#   both up -> healthy; primary stopped (-m immediate) -> breaker open in
+#   time, incident + event recorded, backup unaffected; primary back ->
+#   half_open -> closed, incident closed; primary postmaster SIGSTOPped ->
+#   breaker open in time while the backup's probes keep their cadence and
+#   the API keeps answering; drd kill -9 + restart -> history kept, probing
+#   resumes, an outage spanning the crash stays one incident.
+set -u
+. "$(dirname "$0")/../lib/pg.sh"
+. "$(dirname "$0")/../lib/drd.sh"
+drd_require
+
+INTERVAL=250 TIMEOUT=250 FAILURES=3 SLACK=1000
+LIMIT_MS=$(( FAILURES * INTERVAL + TIMEOUT + SLACK ))
+
+for c in primary backup; do
+  { pg_new $c && pg_start $c; } || bail_out "cannot create cluster $c"
+done
+drd_config "$TEST_TMP/drd.conf" probe.interval=${INTERVAL}ms probe.timeout=${TIMEOUT}ms \
+  probe.failures=$FAILURES probe.successes=2 probe.cooldown=1s || bail_out "drd_config"
+drd_start || bail_out "drd did not start"
+
+# last_event_id: the newest event id (0 if none).
+last_event_id() { drd_sql "SELECT coalesce(max(id),0) FROM events"; }
+# breaker_event_at SINCE_ID TARGET TO: wall ms of the first breaker event of
+# TARGET after SINCE_ID whose message says "-> TO".
+breaker_event_at() {
+  drd_sql "SELECT at FROM events WHERE kind='breaker' AND target='$2' AND id>$1
+           AND message LIKE '%-> $3%' ORDER BY id LIMIT 1"
+}
+open_incidents() { drd_sql "SELECT count(*) FROM incidents WHERE target='primary' AND ended_at IS NULL"; }
+
+# ------------------------------------------------------------ both up ----
+drd_wait_healthy 10; ok $? "both targets healthy, breakers closed (${POLL_ELAPSED_MS} ms after start)"
+js=$(drd_status_json)
+is "$(jq -r .active <<<"$js")" primary "active is primary"
+is "$(jq -r .daemon <<<"$js")" running "daemon is running"
+is "$(jq -r '[.targets[] | .reachable, .in_recovery] | join(" ")' <<<"$js")" "true false true false" \
+  "both reachable, neither in recovery"
+jq -e '.targets.primary.latency_ms | type == "number"' <<<"$js" >/dev/null
+ok $? "primary latency_ms is a number ($(jq -r .targets.primary.latency_ms <<<"$js") ms)"
+is "$(jq -r '.targets.primary.last_error' <<<"$js")" null "no last_error while healthy"
+is "$(open_incidents)" 0 "no open incident"
+
+# ------------------------------------------- primary stopped -m immediate ----
+since=$(last_event_id)
+t_fault=$(now_ms)
+pg_crash primary || bail_out "cannot stop the primary"
+drd_wait_field 10 .targets.primary.breaker open
+ok $? "primary breaker opens after pg_ctl stop -m immediate"
+at=$(breaker_event_at "$since" primary open)
+if [ -n "$at" ]; then
+  det=$(( at - t_fault ))
+  diag "detection ${det}ms (stop -m immediate -> breaker open event; limit ${LIMIT_MS}ms)"
+  cmp_ok "$det" -le "$LIMIT_MS" "detection within failures x interval + timeout + 1 s"
+else
+  fail "a breaker event 'closed -> open' for the primary"; diag "$(drd_sql 'SELECT * FROM events')"
+fi
+msg=$(drd_sql "SELECT message FROM events WHERE kind='breaker' AND target='primary' AND id>$since ORDER BY id LIMIT 1")
+like "$msg" "closed -> open" "breaker event message: '$msg'"
+is "$(open_incidents)" 1 "an open incident for the primary"
+inc=$(drd_sql "SELECT id FROM incidents WHERE target='primary' AND ended_at IS NULL ORDER BY id DESC LIMIT 1")
+js=$(drd_status_json)
+is "$(jq -r '[.targets.primary.healthy, .targets.primary.reachable] | join(" ")' <<<"$js")" "false false" \
+  "primary unhealthy and unreachable"
+isnt "$(jq -r .targets.primary.last_error <<<"$js")" null \
+  "primary last_error set: $(jq -r .targets.primary.last_error <<<"$js")"
+is "$(jq -r '[.targets.backup.healthy, .targets.backup.breaker] | join(" ")' <<<"$js")" "true closed" \
+  "backup stays healthy and closed"
+is "$(drd_sql "SELECT count(*) FROM events WHERE kind='breaker' AND target='backup'")" 0 \
+  "no breaker event for the backup"
+
+# --------------------------------------------------------- primary back ----
+since2=$(last_event_id)
+pg_start primary || bail_out "cannot restart the primary"
+drd_wait_field 15 .targets.primary.breaker closed
+ok $? "primary breaker closes again after restart (${POLL_ELAPSED_MS} ms)"
+ho=$(breaker_event_at "$since2" primary half_open)
+cl=$(breaker_event_at "$since2" primary closed)
+[ -n "$ho" ]; ok $? "breaker event '-> half_open' recorded"
+[ -n "$cl" ] && [ -n "$ho" ] && [ "$cl" -ge "$ho" ]; ok $? "breaker event 'half_open -> closed' recorded after it"
+drd_sql "SELECT id, message FROM events WHERE kind='breaker' AND target='primary' ORDER BY id" |
+  sed 's/^/# event /'
+is "$(open_incidents)" 0 "no open incident"
+ended=$(drd_sql "SELECT coalesce(ended_at,'') FROM incidents WHERE id=${inc:-0}")
+started=$(drd_sql "SELECT started_at FROM incidents WHERE id=${inc:-0}")
+[ -n "$ended" ] && [ "$ended" -ge "$started" ]
+ok $? "the incident is closed (ended_at $ended >= started_at $started)"
+is "$(drd_json .targets.primary.healthy)" true "primary healthy again"
+
+# ------------------------------------------------ primary postmaster frozen ----
+since=$(last_event_id)
+t_fault=$(now_ms)
+pg_freeze primary || bail_out "cannot freeze the primary"
+# Sample for ~3 s: the backup's last_probe_at (its cadence while the primary
+# hangs), how long each status call takes, and when the primary opens.
+declare -a stamps=()
+max_call=0 samples=0 opened=0
+t_end=$(( t_fault + 3000 ))
+while (( $(now_ms) < t_end )); do
+  c0=$(now_ms)
+  row=$(drd_json '[.targets.backup.last_probe_at, .targets.primary.breaker] | @tsv')
+  c1=$(now_ms)
+  (( c1 - c0 > max_call )) && max_call=$(( c1 - c0 ))
+  samples=$(( samples + 1 ))
+  lp=${row%%$'\t'*}; br=${row#*$'\t'}
+  if [[ "$lp" =~ ^[0-9]+$ ]] && { [ ${#stamps[@]} -eq 0 ] || [ "$lp" != "${stamps[-1]}" ]; }; then
+    stamps+=("$lp")
+  fi
+  [ "$br" = open ] && opened=1
+  sleep 0.1
+done
+[ "$opened" = 1 ] || drd_wait_field 10 .targets.primary.breaker open
+is "$(drd_json .targets.primary.breaker)" open "primary breaker opens while its postmaster is stopped (SIGSTOP)"
+at=$(breaker_event_at "$since" primary open)
+if [ -n "$at" ]; then
+  det=$(( at - t_fault ))
+  diag "detection ${det}ms (kill -STOP -> breaker open event; limit ${LIMIT_MS}ms)"
+  cmp_ok "$det" -le "$LIMIT_MS" "hung-server detection within failures x interval + timeout + 1 s"
+else
+  fail "a breaker open event for the frozen primary"
+fi
+maxgap=0
+for (( i = 1; i < ${#stamps[@]}; i++ )); do
+  g=$(( stamps[i] - stamps[i-1] )); (( g > maxgap )) && maxgap=$g
+done
+diag "backup: ${#stamps[@]} probes seen in $samples samples over 3 s, max gap ${maxgap}ms; slowest status call ${max_call}ms"
+cmp_ok "${#stamps[@]}" -ge 8 "the backup keeps being probed while the primary hangs"
+cmp_ok "$maxgap" -le $(( INTERVAL + 300 )) "backup probe cadence kept: max gap <= interval + 300 ms"
+cmp_ok "$max_call" -le 1000 "drctl status answers within 1 s while the primary hangs"
+is "$(drd_json '[.targets.backup.healthy, .targets.backup.breaker] | join(" ")')" "true closed" \
+  "backup healthy and closed during the hang"
+is "$(open_incidents)" 1 "an incident opened for the hung primary"
+
+pg_thaw primary
+drd_wait_field 15 .targets.primary.breaker closed
+ok $? "primary breaker closes after the postmaster is resumed (${POLL_ELAPSED_MS} ms)"
+is "$(open_incidents)" 0 "its incident is closed"
+
+# ---------------------------------------------------- drd kill -9 / restart ----
+drd_wait_healthy 10 || diag "not both healthy before kill -9"
+n_events=$(drd_sql "SELECT count(*) FROM events")
+n_inc=$(drd_sql "SELECT count(*) FROM incidents")
+sum_events=$(drd_sql "SELECT id, at, kind, target, message FROM events ORDER BY id" | md5sum)
+sum_inc=$(drd_sql "SELECT id, target, started_at, ended_at, reason FROM incidents ORDER BY id" | md5sum)
+max_id=$(last_event_id)
+max_inc=$(drd_sql "SELECT coalesce(max(id),0) FROM incidents")
+lp_b=$(drd_json .targets.backup.last_probe_at)
+lp_p=$(drd_json .targets.primary.last_probe_at)
+diag "before kill -9: $n_events events, $n_inc incidents"
+drd_kill9
+drd_start || bail_out "drd did not restart after kill -9"
+pass "drd restarts after kill -9 (stale socket and db handled)"
+is "$(drd_sql "SELECT id, at, kind, target, message FROM events WHERE id <= $max_id ORDER BY id" | md5sum)" \
+  "$sum_events" "all $n_events events recorded before the crash are still there, unchanged"
+is "$(drd_sql "SELECT id, target, started_at, ended_at, reason FROM incidents WHERE id <= $max_inc ORDER BY id" | md5sum)" \
+  "$sum_inc" "all $n_inc incidents are still there, unchanged"
+poll_until 5 eval '[ "$(drd_json .targets.backup.last_probe_at)" -gt "$lp_b" ] 2>/dev/null'
+ok $? "backup probing resumes (last_probe_at advances past $lp_b)"
+poll_until 5 eval '[ "$(drd_json .targets.primary.last_probe_at)" -gt "$lp_p" ] 2>/dev/null'
+ok $? "primary probing resumes (last_probe_at advances past $lp_p)"
+drd_wait_healthy 10; ok $? "both healthy after the restart"
+
+# An outage that spans a crash of drd stays one incident.
+pg_crash primary || bail_out "cannot stop the primary"
+drd_wait_field 10 .targets.primary.breaker open; ok $? "primary down again: breaker open"
+is "$(open_incidents)" 1 "one open incident"
+drd_kill9
+t_restart=$(now_ms)
+drd_start || bail_out "drd did not restart (second kill -9)"
+# Whether drd restores the open breaker or re-detects the outage, wait until
+# it has probed the dead primary long enough to have opened it again.
+poll_until 10 eval '[ "$(drd_json .targets.primary.last_probe_at)" -gt $(( t_restart + FAILURES * INTERVAL + TIMEOUT )) ] 2>/dev/null'
+ok $? "restarted during the outage: the primary is being probed"
+drd_wait_field 10 .targets.primary.breaker open
+ok $? "after restart during the outage the primary breaker is open"
+is "$(open_incidents)" 1 "still exactly one open incident (none duplicated, none lost)"
+pg_start primary || bail_out "cannot restart the primary"
+drd_wait_field 15 .targets.primary.breaker closed; ok $? "primary back: breaker closed"
+is "$(open_incidents)" 0 "no incident left open"
+is "$(drd_json .active)" primary "active is still primary"
+
+drd_stop; is "$?" 0 "drd stops cleanly (exit 0)"
+diag "drd log: $(grep -c . "$DRD_LOG") lines, $(grep -c ' ERROR ' "$DRD_LOG") ERROR"
+done_testing
