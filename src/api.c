@@ -854,35 +854,6 @@ static void mhd_logger(void *cls, const char *fm, va_list ap)
 /* ------------------------------------------------------------------ */
 /* listening sockets                                                  */
 
-/* mkdir -p for the directory part of path, new directories mode 0755. */
-static bool make_parent_dirs(const char *path, char *err, size_t errlen)
-{
-    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char *slash;
-
-    str_copy(dir, path, sizeof(dir));
-    slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir)
-        return true;
-    *slash = '\0';
-    for (char *p = dir + 1; ; p++) {
-        bool last = *p == '\0';
-
-        if (*p == '/' || last) {
-            char saved = *p;
-
-            *p = '\0';
-            if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
-                return false;
-            }
-            *p = saved;
-        }
-        if (last)
-            break;
-    }
-    return true;
-}
 
 static int unix_listen(api_t *a, const char *path, char *err, size_t errlen)
 {
@@ -899,7 +870,7 @@ static int unix_listen(api_t *a, const char *path, char *err, size_t errlen)
         return -1;
     }
     str_copy(sun.sun_path, path, sizeof(sun.sun_path));
-    if (!make_parent_dirs(path, err, errlen))
+    if (!mkdir_parents(path, 0755, err, errlen))
         return -1;
 
     if (lstat(path, &st) == 0) {

@@ -5,6 +5,7 @@
  */
 #include "drd/api.h"
 #include "drd/config.h"
+#include "drd/envfile.h"
 #include "drd/executor.h"
 #include "drd/fetch.h"
 #include "drd/log.h"
@@ -233,12 +234,48 @@ static void on_api_cmd(loop_t *loop, int fd, short revents, void *arg)
     }
 }
 
+/* The env file is what the app really uses: at start, outside a run, the
+ * active side follows it (an operator may have switched it by hand). */
+static void sync_active_from_env(daemon_t *d)
+{
+    const config_t *c = d->cfg;
+    char value[4096], err[512];
+    if (c->app_env_file == NULL || c->app_env_key == NULL || executor_busy(d->executor))
+        return;
+    if (!envfile_get(c->app_env_file, c->app_env_key, value, sizeof value, err, sizeof err)) {
+        if (err[0] != '\0')
+            log_warn("cannot read %s to see which database the app uses: %s", c->app_env_file, err);
+        else
+            log_warn("%s has no %s: the app uses neither database", c->app_env_file, c->app_env_key);
+        return;
+    }
+    const char *side = strcmp(value, c->backup.app_url) == 0 ? "backup"
+                     : strcmp(value, c->primary.app_url) == 0 ? "primary" : NULL;
+    if (side == NULL) {
+        log_warn("%s in %s matches neither [primary] nor [backup] app_url; keeping active = %s",
+                 c->app_env_key, c->app_env_file, monitor_active(d->monitor));
+        return;
+    }
+    if (strcmp(side, monitor_active(d->monitor)) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the env file points at the %s: active side is now %s (was %s)",
+                 side, side, monitor_active(d->monitor));
+        log_warn("%s", msg);
+        store_event_add(d->store, wall_ms(), "daemon", "", msg);
+        monitor_set_active(d->monitor, side);
+    }
+}
+
 /* One daemon per state database: an exclusive lock next to it. */
 static bool lock_state(daemon_t *d)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], err[512];
     if ((size_t)snprintf(path, sizeof path, "%s.lock", d->cfg->state_db) >= sizeof path) {
         log_error("state db path too long");
+        return false;
+    }
+    if (!mkdir_parents(path, 0700, err, sizeof err)) {
+        log_error("%s", err);
         return false;
     }
     d->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -390,6 +427,7 @@ int main(int argc, char **argv)
              d.cfg->http_listen && *d.cfg->http_listen ? d.cfg->http_listen : "", d.cfg->state_db);
     monitor_start(d.monitor);
     executor_resume(d.executor);
+    sync_active_from_env(&d);
     policy_start(d.policy);
     republish(&d);
     sd_notify_send("READY=1");

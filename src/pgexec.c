@@ -206,19 +206,27 @@ static void send_sql(pgexec_t *p, const char *sql)
     flush_out(p);
 }
 
-/* Statement p->cur (or the setup) has all its results: go on. */
-static void next_statement(pgexec_t *p)
+/* Run statement i, or report success when there is none left. */
+static void run_statement(pgexec_t *p, size_t i)
 {
-    if (p->setup)
-        p->setup = false;
-    else
-        p->cur++;
-    if (p->cur >= p->n) {
+    p->cur = i;
+    if (i >= p->n) {
         finish(p, true);
         return;
     }
-    p->result.failed_index = (int)p->cur;    /* if anything fails from now on */
-    send_sql(p, p->stmts[p->cur]);
+    p->result.failed_index = (int)i;    /* if anything fails from now on */
+    send_sql(p, p->stmts[i]);
+}
+
+/* Statement p->cur (or the setup) has all its results: go on. */
+static void next_statement(pgexec_t *p)
+{
+    if (p->setup) {
+        p->setup = false;
+        run_statement(p, 0);
+    } else {
+        run_statement(p, p->cur + 1);
+    }
 }
 
 /* The server's message for a failed statement: "ERROR:  primary message"
@@ -331,8 +339,7 @@ static void connected(pgexec_t *p)
         send_sql(p, PGEXEC_SETUP_SQL);
         return;
     }
-    p->setup = true;          /* nothing to set up: go straight on */
-    next_statement(p);
+    run_statement(p, 0);
 }
 
 static void connect_step(pgexec_t *p)

@@ -471,32 +471,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
         log_error("%s", buf);              /* nobody else will see it */
 }
 
-/* mkdir -p of path's directory, new directories mode 0700. */
-static bool make_parent_dirs(const char *path, char *err, size_t errlen)
-{
-    char dir[PATH_MAX];
-    if (str_copy(dir, path, sizeof dir) >= sizeof dir) {
-        set_err(err, errlen, "database path too long: %s", path);
-        return false;
-    }
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir)
-        return true;                       /* in the cwd or in / */
-    *slash = '\0';
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            set_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
-            return false;
-        }
-        *p = c;
-        if (c == '\0')
-            return true;
-    }
-}
 
 static bool read_user_version(sqlite3 *db, int *out)
 {
@@ -636,7 +610,7 @@ store_t *store_open(const char *path, char *err, size_t errlen)
     }
     bool memory = strcmp(path, ":memory:") == 0;
     if (!memory) {
-        if (!make_parent_dirs(path, err, errlen))
+        if (!mkdir_parents(path, 0700, err, errlen))
             return NULL;
         /* Create the file ourselves so that it (and SQLite's -wal and -shm,
          * which copy its mode) is 0600 whatever the umask. */

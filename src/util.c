@@ -321,6 +321,32 @@ cleanup:
     return ok;
 }
 
+bool mkdir_parents(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (str_copy(dir, path, sizeof dir) >= sizeof dir) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return false;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return true;                       /* in the cwd or in / */
+    *slash = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, mode) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            return false;
+        }
+        *p = c;
+        if (c == '\0')
+            return true;
+    }
+}
+
 char *read_file(const char *path, size_t max, size_t *len_out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -77,7 +77,7 @@ cat <<EOF
   config    $rel/drd.conf        state $rel/drd.db
 
 In another terminal (from $PWD):
-  status            $DRCTL -c $rel/drd.conf status        (--json for JSON)
+  status            ${DRCTL#"$PWD"/} -c $rel/drd.conf status        (--json for JSON)
   stop the primary  $pgctl_p stop -m immediate
                     -> its breaker opens within ~3 s (3 failed probes, 1 s apart)
   start it again    $pgctl_p start

@@ -46,6 +46,9 @@ char *mask_secrets(const char *in, char *out, size_t n);
  * rename, fsync the directory. mode applied to the new file. */
 bool write_file_atomic(const char *path, const void *data, size_t len,
                        mode_t mode, char *err, size_t errlen);
+/* mkdir -p of the directory part of path; new directories get mode.
+ * false with a message in err on failure. */
+bool mkdir_parents(const char *path, mode_t mode, char *err, size_t errlen);
 /* Read a whole small file (<= max bytes) into a malloc'd NUL-terminated
  * buffer. Returns NULL and sets errno on failure. */
 char *read_file(const char *path, size_t max, size_t *len_out);

@@ -13,7 +13,7 @@ cd "$DRD_ROOT" || exit 1
 PGEXEC=${PGEXEC_CHECK:-build/tools/pgexec_check}
 [ -x "$PGEXEC" ] || bail_out "$PGEXEC not built (run make)"
 
-plan 46
+plan 50
 
 { pg_new main && pg_start main; } || bail_out "cannot start a cluster"
 URL=$(pg_url main) || bail_out "no URL"
@@ -143,6 +143,13 @@ sleepers() {
 poll_until 3 eval '[ "$(sleepers)" = 0 ]'
 ok $? "the server ends the abandoned statement ($POLL_ELAPSED_MS ms, well before its 5 s)"
 
+# ------------------------------------------------ pgexec_free mid-run ----
+PGEXEC_CHECK_CANCEL_MS=300 pgx 5000 'SELECT 1' 'SELECT pg_sleep(5)'
+like "$out" '^cancelled ms=[0-9]+$' "pgexec_free while running: no callback, nothing printed but 'cancelled'"
+is "$rc" 0 "cancelled run: pgexec_check exits 0"
+poll_until 3 eval '[ "$(sleepers)" = 0 ]'
+ok $? "the server ends the cancelled statement ($POLL_ELAPSED_MS ms)"
+
 # ----------------------------------------------------------- valgrind ----
 if command -v valgrind >/dev/null 2>&1; then
   PGX_WRAP=(valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible
@@ -153,9 +160,11 @@ if command -v valgrind >/dev/null 2>&1; then
   is "$rc/$res/$index" "0/fail/1" "valgrind: failing run is clean"
   pgx 1500 'SELECT pg_sleep(5)'
   is "$rc/$res" "0/fail" "valgrind: timed-out run is clean"
+  PGEXEC_CHECK_CANCEL_MS=1000 pgx 5000 'SELECT pg_sleep(5)'
+  like "$rc/$out" '^0/cancelled' "valgrind: cancelled run is clean"
   PGX_WRAP=()
 else
-  for d in ok fail timeout; do skip "valgrind: $d run" "valgrind not installed"; done
+  for d in ok fail timeout cancelled; do skip "valgrind: $d run" "valgrind not installed"; done
 fi
 
 # --------------------------------------------------- frozen postmaster ----

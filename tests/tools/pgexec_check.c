@@ -4,7 +4,9 @@
  *   fail connected=0|1 index=K error=TEXT ms=N
  * Usage: pgexec_check URL TIMEOUT_MS SQL [SQL...]   (exits 0 when run, 2 on
  * usage errors).  PGEXEC_CHECK_PASSWORD, if set, is passed as the password;
- * PGEXEC_CHECK_DEBUG turns on debug logging.
+ * PGEXEC_CHECK_DEBUG turns on debug logging.  PGEXEC_CHECK_CANCEL_MS=N
+ * calls pgexec_free() on the running pgexec after N ms, prints
+ * "cancelled ms=N" and waits 300 ms more for a callback that must not come.
  * Used by tests/integration/t_pgexec.sh.  It also checks two promises of
  * pgexec.h: the callback never runs inside pgexec_start(), and
  * pgexec_free() may be called from inside the callback. */
@@ -22,6 +24,8 @@ typedef struct {
     pgexec_t *exec;
     bool in_start;
     bool done;
+    bool cancelled;
+    int64_t t0;
 } state;
 
 static void on_done(void *arg, const pgexec_result *r)
@@ -29,6 +33,11 @@ static void on_done(void *arg, const pgexec_result *r)
     state *s = arg;
     if (s->in_start) {
         printf("bug: callback called from inside pgexec_start\n");
+        fflush(stdout);
+        abort();
+    }
+    if (s->cancelled) {
+        printf("bug: callback called after pgexec_free\n");
         fflush(stdout);
         abort();
     }
@@ -50,6 +59,26 @@ static void on_done(void *arg, const pgexec_result *r)
     loop_stop(s->loop);
 }
 
+static void on_stop(loop_t *loop, void *arg)
+{
+    (void)arg;
+    loop_stop(loop);
+}
+
+static void on_cancel(loop_t *loop, void *arg)
+{
+    state *s = arg;
+    if (s->done)
+        return;
+    pgexec_free(s->exec);                /* running: no callback */
+    s->exec = NULL;
+    s->cancelled = true;
+    printf("cancelled ms=%" PRId64 "\n", loop_now(loop) - s->t0);
+    fflush(stdout);
+    if (loop_add_timer(loop, 300, on_stop, s) == 0)
+        loop_stop(loop);
+}
+
 static bool parse_num(const char *s, long long min, long long *out)
 {
     char *end;
@@ -63,8 +92,10 @@ static bool parse_num(const char *s, long long min, long long *out)
 
 int main(int argc, char **argv)
 {
-    long long timeout;
-    if (argc < 4 || !parse_num(argv[2], 1, &timeout)) {
+    long long timeout, cancel_ms = -1;
+    const char *cancel = getenv("PGEXEC_CHECK_CANCEL_MS");
+    if (argc < 4 || !parse_num(argv[2], 1, &timeout) ||
+        (cancel != NULL && !parse_num(cancel, 0, &cancel_ms))) {
         fprintf(stderr, "usage: pgexec_check URL TIMEOUT_MS SQL [SQL...]\n");
         return 2;
     }
@@ -74,6 +105,9 @@ int main(int argc, char **argv)
     int rc = 1;
     s.loop = loop_new();
     if (s.loop == NULL)
+        goto cleanup;
+    s.t0 = loop_now(s.loop);
+    if (cancel_ms >= 0 && loop_add_timer(s.loop, cancel_ms, on_cancel, &s) == 0)
         goto cleanup;
     s.in_start = true;
     s.exec = pgexec_start(s.loop, argv[1], getenv("PGEXEC_CHECK_PASSWORD"),
@@ -85,7 +119,7 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     loop_run(s.loop);
-    rc = s.done ? 0 : 1;
+    rc = s.done || s.cancelled ? 0 : 1;
 cleanup:
     pgexec_free(s.exec);
     loop_free(s.loop);

@@ -395,10 +395,15 @@ static void test_not_found_and_method(void **state)
     assert_int_equal(tcp_req(f, "PUT", "/api/status", TOKEN, &r), 405);
     reply_free(&r);
 
-    /* runs: not implemented yet, but ids are still validated */
-    assert_int_equal(sock_get(f, "/api/runs", &r), 501);
+    /* runs and requests: no state database in this fixture yet -> 503;
+     * ids are validated first */
+    assert_int_equal(sock_get(f, "/api/runs", &r), 503);
     reply_free(&r);
-    assert_int_equal(sock_get(f, "/api/runs/7", &r), 501);
+    assert_int_equal(sock_get(f, "/api/runs/7", &r), 503);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/requests/x", &r), 400);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/requests/7/more", &r), 404);
     reply_free(&r);
     assert_int_equal(sock_get(f, "/api/runs/x7", &r), 400);
     reply_free(&r);
