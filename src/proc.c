@@ -28,6 +28,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,10 +122,18 @@ static void close_fds_from(int lowfd)
         close(fd);
 }
 
+typedef struct {
+    bool set;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int ngroups;
+} run_as;
+
 /* Runs between fork and exec: async-signal-safe calls only. */
 __attribute__((noreturn))
 static void child_exec(int nullfd, int outw, const char *cwd, char *const argv[],
-                       char *const envp[], const sigset_t *empty)
+                       char *const envp[], const sigset_t *empty, const run_as *as)
 {
     setpgid(0, 0);
     /* Dispositions: handlers are reset by exec anyway, but SIG_IGN (drd
@@ -141,6 +152,10 @@ static void child_exec(int nullfd, int outw, const char *cwd, char *const argv[]
         dup2(outw, STDERR_FILENO) < 0)
         _exit(127);
     close_fds_from(3);
+    /* Groups first, then the gid, then the uid (after which we could not). */
+    if (as->set && (setgroups((size_t)as->ngroups, as->groups) != 0 || setgid(as->gid) != 0 ||
+                    setuid(as->uid) != 0))
+        child_fail("cannot switch to the configured user", "", errno);
     if (cwd != NULL && chdir(cwd) != 0)
         child_fail("cannot change directory to", cwd, errno);
     execve("/bin/sh", argv, envp);
@@ -158,6 +173,41 @@ static bool fd_above_stdio(int *fd)
         return false;
     close(*fd);
     *fd = nfd;
+    return true;
+}
+
+/* Look up user before fork (getpwnam is not async-signal-safe): ids,
+ * supplementary groups and HOME/USER/LOGNAME entries for the environment. */
+static bool resolve_user(const char *user, run_as *as, char *env[3], char *err, size_t errlen)
+{
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    int rc = getpwnam_r(user, &pw, buf, sizeof buf, &res);
+    if (res == NULL) {
+        snprintf(err, errlen, "unknown user %s%s%s", user, rc ? ": " : "", rc ? strerror(rc) : "");
+        return false;
+    }
+    int n = 32;
+    for (int tries = 0; tries < 4; tries++) {
+        gid_t *g = realloc(as->groups, (size_t)n * sizeof *g);
+        if (g == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+        as->groups = g;
+        int want = n;
+        if (getgrouplist(user, pw.pw_gid, as->groups, &want) >= 0) {
+            as->ngroups = want;
+            break;
+        }
+        n = want > n ? want : n * 2;
+    }
+    as->set = true;
+    as->uid = pw.pw_uid;
+    as->gid = pw.pw_gid;
+    snprintf(env[0], PATH_MAX + 8, "HOME=%s", pw.pw_dir);
+    snprintf(env[1], 128, "USER=%s", pw.pw_name);
+    snprintf(env[2], 136, "LOGNAME=%s", pw.pw_name);
     return true;
 }
 
@@ -424,6 +474,10 @@ proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *a
     char **envp = NULL;
     int pipefd[2] = { -1, -1 };
     int nullfd = -1;
+    run_as as = { 0 };
+    char home[PATH_MAX + 8], uenv[128], lenv[136];
+    char *user_env[3] = { home, uenv, lenv };
+    char **extra = NULL;
     bool ok = false;
 
     if (loop == NULL || spec == NULL || spec->command == NULL || cb == NULL) {
@@ -463,7 +517,23 @@ proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *a
             goto cleanup;
         }
     }
-    envp = build_env(spec->env, err, errlen);
+    if (spec->user != NULL && spec->user[0] != '\0') {
+        if (!resolve_user(spec->user, &as, user_env, err, errlen))
+            goto cleanup;
+        size_t n = 0;
+        while (spec->env != NULL && spec->env[n] != NULL)
+            n++;
+        extra = calloc(n + 4, sizeof *extra);
+        if (extra == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < n; i++)
+            extra[i] = spec->env[i];
+        for (size_t i = 0; i < 3; i++)
+            extra[n + i] = user_env[i];
+    }
+    envp = build_env(extra != NULL ? extra : spec->env, err, errlen);
     if (envp == NULL)
         goto cleanup;
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -490,7 +560,7 @@ proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *a
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
     if (pid == 0)
-        child_exec(nullfd, pipefd[1], spec->cwd, argv, envp, &empty);
+        child_exec(nullfd, pipefd[1], spec->cwd, argv, envp, &empty, &as);
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
@@ -543,6 +613,8 @@ proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *a
 
 cleanup:
     free(envp);
+    free(extra);
+    free(as.groups);
     if (pipefd[0] >= 0)
         close(pipefd[0]);
     if (pipefd[1] >= 0)

@@ -136,17 +136,19 @@ static void on_proc_done(void *arg, const proc_result *pr)
 
 static void begin_exec(step_run *r)
 {
-    char run_id[32], kind[48], step[96], key[128], err[256];
+    char run_id[32], kind[48], step[96], key[128], envf[4200], err[256];
     snprintf(run_id, sizeof run_id, "DRD_RUN_ID=%lld", (long long)r->env.run_id);
     snprintf(kind, sizeof kind, "DRD_RUN_KIND=%s", r->env.run_kind ? r->env.run_kind : "");
     snprintf(step, sizeof step, "DRD_STEP=%s", r->step.name);
     snprintf(key, sizeof key, "DRD_ENV_KEY=%s", r->env.cfg->app_env_key ? r->env.cfg->app_env_key : "");
-    char *const envv[] = { run_id, kind, step, key, NULL };
+    snprintf(envf, sizeof envf, "DRD_ENV_FILE=%s", r->env.cfg->app_env_file ? r->env.cfg->app_env_file : "");
+    char *const envv[] = { run_id, kind, step, key, envf, NULL };
     proc_spec spec = {
         .command = r->step.command,
         .env = envv,
         .timeout_ms = r->step.timeout_ms,
         .cwd = r->env.cfg->dir,
+        .user = r->env.cfg->app_user,
     };
     r->proc = proc_spawn(r->env.loop, &spec, on_proc_done, r, err, sizeof err);
     if (r->proc == NULL) {

@@ -18,6 +18,7 @@ typedef struct {
     int64_t timeout_ms;        /* 0 = no deadline */
     int64_t grace_ms;          /* between SIGTERM and SIGKILL; 0 -> 5000 */
     const char *cwd;           /* NULL = inherit */
+    const char *user;          /* run as this user (its groups, HOME, USER, LOGNAME); NULL = drd's own */
     size_t output_cap;         /* 0 -> 65536 */
 } proc_spec;
 

@@ -40,8 +40,9 @@ is "$(drd_sql "SELECT kind || ' ' || started_by FROM runs WHERE id = 1")" "failo
   "run 1 is a failover started by the policy"
 is "$(drd_sql "SELECT group_concat(state, ' ') FROM (SELECT state FROM steps WHERE run_id = 1 ORDER BY idx)")" \
   "done done done done done done" "all six steps done"
-like "$(fo_step 1 fence-primary error)$(drd_sql "SELECT output FROM steps WHERE run_id=1 AND name='fence-primary'")$(drctl history 2>/dev/null | grep fence-primary)" \
-  "fence pending" "fence-primary notes 'fence pending' (the primary is unreachable)"
+like "$(fo_step 1 fence-primary error)" "fence pending" \
+  "fence-primary notes 'fence pending' (the primary is unreachable)"
+is "$(drd_sql "SELECT value FROM kv WHERE key = 'fence_pending'")" primary "kv: fence pending on the primary"
 
 is "$(fo_env_url)" "$B_URL" "env file: DATABASE_URL = the backup's app_url"
 is "$(fo_env_others)" "$(fo_env_others "$FO_APP_DIR/app.env.orig")" "env file: every other line kept"
@@ -82,12 +83,18 @@ like "$out" "confirm-data" "... at confirm-data"
 aid=$(sed -n 's/.*waits for approval \([0-9][0-9]*\).*/\1/p' <<<"$out" | head -n 1)
 is "$(fo_run_state 2)" waiting "run 2 is waiting"
 is "$(fo_step 2 confirm-data state)" running "confirm-data is the step waiting"
+is "$(drd_sql "SELECT kind || ' ' || state FROM approvals WHERE id = ${aid:-0}")" "step pending" \
+  "approval ${aid:-?} is a pending step approval"
+# KNOWN BUG (status-extras): the status loses "run" and "approvals" at the
+# next probe; this assertion fails until that is fixed.
 is "$(drd_json "[.approvals[] | select(.id == ${aid:-0}) | .kind] | join(\",\")")" step \
-  "status lists approval ${aid:-?} (kind step)"
+  "status lists approval ${aid:-?} (kind step) [KNOWN BUG status-extras until fixed]"
 is "$(fo_env_url)" "$B_URL" "env file not touched before the approval"
 
 out=$(fo_drctl approve "${aid:-0}" 2>&1); rc=$?
-is "$rc" 0 "drctl approve ${aid:-?}: exit 0" || diag "$out"
+# KNOWN BUG (drctl-exit): drctl reads the run state after freeing it and
+# exits 1 after a succeeded run; this assertion fails until that is fixed.
+is "$rc" 0 "drctl approve ${aid:-?}: exit 0 [KNOWN BUG drctl-exit until fixed]" || diag "$out"
 like "$out" "run 2 succeeded" "... the failback run succeeded" || { diag "$out"; fo_diag; }
 is "$(fo_run_state 2)" succeeded "run 2 state: succeeded"
 is "$(drd_sql "SELECT decided_by <> '' AND state = 'approved' FROM approvals WHERE id = ${aid:-0}")" 1 \

@@ -140,16 +140,17 @@ fo_last_run() { drd_sql "SELECT coalesce(max(id), 0) FROM runs"; }
 fo_step() { drd_sql "SELECT $3 FROM steps WHERE run_id = $1 AND name = '$2'"; }
 fo_step_is() { [ "$(fo_step "$1" "$2" "$3")" = "$4" ]; }
 
-# fo_pending_approval [KIND]: id of the first pending approval (of KIND)
-# in the status; empty if none.
+# fo_pending_approval [KIND]: id of the oldest pending approval (of KIND:
+# policy, step, attention), from the state database; empty if none.
 fo_pending_approval() {
-  if [ -n "${1:-}" ]; then
-    drd_json "[.approvals[] | select(.kind == \"$1\")][0].id // empty"
-  else
-    drd_json '.approvals[0].id // empty'
-  fi
+  drd_sql "SELECT id FROM approvals WHERE state = 'pending'${1:+ AND kind = '$1'} ORDER BY id LIMIT 1"
 }
 fo_has_pending_approval() { [ -n "$(fo_pending_approval "${1:-}")" ]; }
+# fo_status_approval ID: "kind run_id step" of approval ID as `drctl status
+# --json` lists it (empty if it is not listed).
+fo_status_approval() {
+  drd_json "[.approvals[] | select(.id == $1) | \"\\(.kind) \\(.run_id) \\(.step)\"][0] // empty"
+}
 
 # fo_event_count ERE: events whose "kind: message" matches ERE.
 fo_event_count() {

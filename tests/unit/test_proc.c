@@ -590,6 +590,31 @@ static void test_no_fd_leak(void **state)
     assert_no_children();
 }
 
+/* [app] user: the command runs with that user's ids and HOME. */
+static void test_run_as_user(void **state)
+{
+    (void)state;
+    char err[256];
+    proc_spec bad = { .command = "true", .user = "no-such-user-drd" };
+    run_ctx unused;
+    ctx_init(&unused);
+    proc_t *p = proc_spawn(unused.loop, &bad, on_done, &unused, err, sizeof err);
+    assert_null(p);
+    assert_non_null(strstr(err, "unknown user no-such-user-drd"));
+    ctx_done(&unused);
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    run_ctx c;
+    ctx_init(&c);
+    proc_spec spec = { .command = "id -un; echo $USER", .timeout_ms = 5000, .user = "nobody" };
+    run_spec(&c, &spec, 5000);
+    assert_int_equal(c.r.exit_code, 0);
+    assert_string_equal(c.r.output, "nobody\nnobody\n");
+    ctx_done(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_callback_not_freeing),
         cmocka_unit_test(test_closed_stdio),
         cmocka_unit_test(test_no_fd_leak),
+        cmocka_unit_test(test_run_as_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
