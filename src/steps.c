@@ -344,6 +344,19 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
+    /* Known to be down: trying to reach it would only cost the timeout (a
+     * frozen server answers nothing). The fence is applied the moment it
+     * answers again (policy.c), which is the same guarantee. */
+    target_id tid = strcmp(r->step.target, "backup") == 0 ? TARGET_BACKUP : TARGET_PRIMARY;
+    if (!r->step.lift && !r->step.required && monitor_breaker(r->env.monitor, tid) == BREAKER_OPEN) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note,
+                 "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
+        store_kv_set(r->env.store, FENCE_PENDING_KEY, r->step.target);
+        log_warn("fence: %s", r->out.note);
+        finish_later(r);
+        return;
+    }
     if (strcmp(r->step.mode, "command") == 0) {
         /* An operator's command, with DRD_FENCE=on|off. */
         char *cmd = NULL;
