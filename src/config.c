@@ -7,6 +7,7 @@
  * "FILE:LINE: message" (or "FILE: message" when there is no line), and
  * config_load hands them back sorted by line so they read in file order. */
 #include "drd/config.h"
+#include "drd/cron.h"
 #include "drd/log.h"
 #include "drd/util.h"
 
@@ -387,6 +388,12 @@ typedef struct {
 static const char *const policy_words[] = { "auto", "approve", "manual", NULL };
 static const char *const fence_words[] = { "read-only", "nologin", "command", "none", NULL };
 static const char *const level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const metrics_words[] = { "open", "token", NULL };
+static const char *const format_words[] = { "slack", "json", NULL };
+static const char *const no_pk_words[] = { "copy", "refuse", NULL };
+static const char *const conflict_words[] = { "ask", "backup-wins", "primary-wins", NULL };
+static const char *const sync_mode_words[] = { "incremental", "full", NULL };
+static const char *const refresh_words[] = { "off", "dump", "logical", NULL };
 
 static bool check_http_url(const char *v)
 {
@@ -466,11 +473,37 @@ static const config_option options[] = {
     { "http", "token_file", OPT_SECRET_FILE, F(http_token_file), NULL, .flags = OPT_RESTART,
       .secret = F(http_token) },
     { "http", "web_root", OPT_PATH, F(http_web_root), "web", .flags = OPT_RESTART },
+    { "http", "session_ttl", OPT_DURATION, F(http_session_ttl_ms), "12h", .min = 60000, .max = 30 * 24 * MS_H },
+    { "http", "metrics", OPT_ENUM, F(http_metrics), "open", .words = metrics_words },
+    { "http", "secure_cookie", OPT_BOOL, F(http_secure_cookie), "false", .flags = 0 },
 
     { "state", "db", OPT_PATH, F(state_db), "/var/lib/drd/drd.db", .flags = OPT_RESTART },
 
     { "notify", "webhook", OPT_STRING, F(notify_webhook), NULL, .flags = OPT_SECRET,
       .check = check_http_url, .hint = "use an http:// or https:// URL" },
+    { "notify", "format", OPT_ENUM, F(notify_format), "slack", .words = format_words },
+    { "notify", "retries", OPT_INT, F(notify_retries), "5", .min = 0, .max = 100 },
+    { "notify", "timeout", OPT_DURATION, F(notify_timeout_ms), "5s", .min = 100, .max = MS_M },
+    { "notify", "queue", OPT_INT, F(notify_queue), "100", .min = 1, .max = 100000 },
+
+    { "sync", "schemas", OPT_STRING, F(sync_schemas), "public", .flags = 0 },
+    { "sync", "exclude", OPT_STRING, F(sync_exclude), NULL, .flags = 0 },
+    { "sync", "no_pk", OPT_ENUM, F(sync_no_pk), "refuse", .words = no_pk_words },
+    { "sync", "conflicts", OPT_ENUM, F(sync_conflicts), "ask", .words = conflict_words },
+    { "sync", "mode", OPT_ENUM, F(sync_mode), "incremental", .words = sync_mode_words },
+    { "sync", "parallel", OPT_INT, F(sync_parallel), "4", .min = 1, .max = 32 },
+
+    { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_words },
+    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 60000, .max = 365 * 24 * MS_H },
+    { "refresh", "schedule", OPT_STRING, F(refresh_schedule), NULL,
+      .check = cron_valid, .hint = "use five cron fields, e.g. 0 2 * * 0" },
+    { "refresh", "dir", OPT_PATH, F(refresh_dir), "/var/lib/drd/dumps", .flags = 0 },
+    { "refresh", "keep", OPT_INT, F(refresh_keep), "7", .min = 1, .max = 1000 },
+    { "refresh", "max_age", OPT_DURATION, F(refresh_max_age_ms), "30d", .min = MS_H, .max = 3650 * 24 * MS_H },
+    { "refresh", "max_lag", OPT_DURATION, F(refresh_max_lag_ms), "5m", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "jobs", OPT_INT, F(refresh_jobs), "2", .min = 1, .max = 32 },
+    { "refresh", "publication", OPT_STRING, F(refresh_publication), "drd_pub", .flags = 0 },
+    { "refresh", "subscription", OPT_STRING, F(refresh_subscription), "drd_sub", .flags = 0 },
 
     { "log", "level", OPT_ENUM, F(log_level), "info", .words = level_words },
 };

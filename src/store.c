@@ -18,10 +18,12 @@
  * inner work). On a read-only handle store_tx() is a read snapshot.
  *
  * Free text (last_error, event messages, incident reasons, run/step errors,
- * approval prompts and reasons, request errors) is stored with secrets
- * masked and bounded to the struct field, cut on a UTF-8 boundary. Step
- * params (JSON) are masked too, unbounded; step output is stored as given
- * (the executor masks it) but only its last 64 KiB.
+ * approval prompts and reasons, request errors, notification summaries and
+ * errors, refresh errors) is stored with secrets masked and bounded to the
+ * struct field, cut on a UTF-8 boundary. Step params (JSON) are kept as
+ * expanded, secrets included, so that a resumed run does what it started
+ * with (see step_insert); step output is stored as given (the executor
+ * masks it) but only its last 64 KiB.
  * A negative listing limit means no limit (SQLite's LIMIT -1).
  *
  * Schema v2 (runs): at most one run is running/waiting (a partial unique
@@ -31,6 +33,17 @@
  * that have not happened (finished_at, decided_at, expires_at = never) are
  * NULL too and read back as 0. Ownership of store_step.params/output: see
  * "steps" below.
+ *
+ * Schema v3 (notifications, refreshes): the same conventions. A time of 0
+ * on the way in means now for the time a row is about (notification.at,
+ * refresh.started_at) and "not yet" for the others (last_attempt_at,
+ * finished_at: NULL in the database, 0 when read). An empty state on add is
+ * the initial one (pending, running). store_refresh_update changes state,
+ * finished_at, bytes, file and error (mode, trigger, started_at are fixed at
+ * add). "Newest" and "most recent" mean highest id (insertion order).
+ * Pruning: store_notification_add keeps the newest 10000 notifications (by
+ * id, in the same transaction as the insert), so the table stays bounded
+ * whatever the rate; refreshes (a few a day) are not pruned.
  *
  * A store_t is used by one thread at a time. Callbacks of the listing
  * functions run while their statement is active: they may call other store
@@ -167,6 +180,36 @@ static const char *const migrations[] = {
     "  error  TEXT NOT NULL DEFAULT '',"
     "  at     INTEGER NOT NULL"
     ");",
+
+    /* 2 -> 3: webhook notifications, backup refreshes. Times that have not
+     * happened (last_attempt_at, finished_at) are NULL, read back as 0. */
+    "CREATE TABLE notifications ("
+    "  id              INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at              INTEGER NOT NULL,"
+    "  event           TEXT NOT NULL CHECK (event <> ''),"
+    "  summary         TEXT NOT NULL DEFAULT '',"
+    "  state           TEXT NOT NULL DEFAULT 'pending'"
+    "                  CHECK (state IN ('pending', 'sent', 'failed', 'dropped')),"
+    "  attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),"
+    "  http_status     INTEGER NOT NULL DEFAULT 0,"   /* 0: no answer */
+    "  error           TEXT NOT NULL DEFAULT '',"
+    "  last_attempt_at INTEGER"                       /* NULL: never */
+    ");"
+    "CREATE INDEX notifications_at ON notifications (at);"
+    "CREATE TABLE refreshes ("
+    "  id          INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  mode        TEXT NOT NULL CHECK (mode IN ('dump', 'logical')),"
+    "  \"trigger\"   TEXT NOT NULL CHECK (\"trigger\" IN ('schedule', 'manual')),"
+    "  state       TEXT NOT NULL DEFAULT 'running'"
+    "              CHECK (state IN ('running', 'succeeded', 'failed', 'refused')),"
+    "  started_at  INTEGER NOT NULL,"
+    "  finished_at INTEGER,"                          /* NULL while running */
+    "  bytes       INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    "  file        TEXT NOT NULL DEFAULT '',"
+    "  error       TEXT NOT NULL DEFAULT ''"
+    ");"
+    /* store_refresh_last_good: the newest succeeded one without a scan */
+    "CREATE INDEX refreshes_succeeded ON refreshes (id) WHERE state = 'succeeded';",
 };
 
 int store_latest_version(void)
@@ -190,6 +233,10 @@ enum stmt_id {
     ST_APPROVAL_INSERT, ST_APPROVAL_DECIDE, ST_APPROVAL_GET, ST_APPROVALS_PENDING,
     ST_APPROVALS_OF_RUN,
     ST_REQUEST_PUT, ST_REQUEST_GET,
+    /* schema v3 */
+    ST_NOTIFICATION_INSERT, ST_NOTIFICATION_UPDATE, ST_NOTIFICATIONS_PRUNE,
+    ST_NOTIFICATIONS_RECENT,
+    ST_REFRESH_INSERT, ST_REFRESH_UPDATE, ST_REFRESHES_RECENT, ST_REFRESH_LAST_GOOD,
     ST_COUNT
 };
 
@@ -202,6 +249,10 @@ enum stmt_id {
 #define APPROVAL_COLS "id, coalesce(run_id, 0), step_idx, kind, state, prompt, created_at," \
                       " coalesce(expires_at, 0), coalesce(decided_at, 0), decided_by, reason, choice"
 #define REQUEST_COLS  "id, kind, state, actor, coalesce(run_id, 0), error, at"
+#define NOTIFICATION_COLS "id, at, event, summary, state, attempts, http_status, error," \
+                          " coalesce(last_attempt_at, 0)"
+#define REFRESH_COLS  "id, mode, \"trigger\", state, started_at, coalesce(finished_at, 0)," \
+                      " bytes, file, error"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN]       = "BEGIN IMMEDIATE",
@@ -289,6 +340,29 @@ static const char *const stmt_sql[ST_COUNT] = {
         "   actor = excluded.actor, run_id = excluded.run_id, error = excluded.error,"
         "   at = excluded.at",
     [ST_REQUEST_GET] = "SELECT " REQUEST_COLS " FROM requests WHERE id = ?1",
+    /* "" state is the initial one; 0 times are NULL. */
+    [ST_NOTIFICATION_INSERT] =
+        "INSERT INTO notifications (at, event, summary, state, attempts, http_status, error,"
+        "                           last_attempt_at)"
+        " VALUES (?1, ?2, ?3, coalesce(nullif(?4, ''), 'pending'), ?5, ?6, ?7, nullif(?8, 0))",
+    [ST_NOTIFICATION_UPDATE] =
+        "UPDATE notifications SET state = ?2, attempts = ?3, http_status = ?4, error = ?5,"
+        "  last_attempt_at = nullif(?6, 0) WHERE id = ?1",
+    /* ids only grow (AUTOINCREMENT, only pruning deletes): keeping ids
+     * above newest - N keeps at most the newest N rows. */
+    [ST_NOTIFICATIONS_PRUNE] = "DELETE FROM notifications WHERE id <= ?1",
+    [ST_NOTIFICATIONS_RECENT] =
+        "SELECT " NOTIFICATION_COLS " FROM notifications ORDER BY id DESC LIMIT ?1",
+    [ST_REFRESH_INSERT] =
+        "INSERT INTO refreshes (mode, \"trigger\", state, started_at, finished_at, bytes, file,"
+        "                       error)"
+        " VALUES (?1, ?2, coalesce(nullif(?3, ''), 'running'), ?4, nullif(?5, 0), ?6, ?7, ?8)",
+    [ST_REFRESH_UPDATE] =
+        "UPDATE refreshes SET state = ?2, finished_at = nullif(?3, 0), bytes = ?4, file = ?5,"
+        "  error = ?6 WHERE id = ?1",
+    [ST_REFRESHES_RECENT] = "SELECT " REFRESH_COLS " FROM refreshes ORDER BY id DESC LIMIT ?1",
+    [ST_REFRESH_LAST_GOOD] =
+        "SELECT " REFRESH_COLS " FROM refreshes WHERE state = 'succeeded' ORDER BY id DESC LIMIT 1",
 };
 
 struct store {
@@ -1403,6 +1477,197 @@ bool store_request_get(store_t *s, int64_t id, store_request *out)
         col_text(st, 5, out->error, sizeof out->error);
         out->at = sqlite3_column_int64(st, 6);
     }
+    stmt_done(st);
+    return rc == SQLITE_ROW;
+}
+
+/* ---- webhook notifications (schema v3) ---- */
+
+/* store_notification_add keeps the newest NOTIFICATIONS_KEEP rows (by id):
+ * a notification storm cannot grow the table without bound. */
+#define NOTIFICATIONS_KEEP 10000
+
+typedef struct {
+    const store_notification *n;
+    int64_t id;              /* out */
+} notification_add_arg;
+
+static bool notification_add_tx(store_t *s, void *argp)
+{
+    notification_add_arg *a = argp;
+    const store_notification *n = a->n;
+    char summary[sizeof n->summary], error[sizeof n->error];
+    int64_t pruned = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_NOTIFICATION_INSERT, "notification_add");
+    if (st == NULL)
+        return false;
+    clean_text(summary, sizeof summary, n->summary);
+    clean_text(error, sizeof error, n->error);
+    if (!bind_i64(st, 1, n->at != 0 ? n->at : wall_ms()) || !bind_text(st, 2, n->event)
+        || !bind_text(st, 3, summary) || !bind_text(st, 4, n->state)
+        || !bind_i64(st, 5, n->attempts) || !bind_i64(st, 6, (int64_t)n->http_status)
+        || !bind_text(st, 7, error) || !bind_i64(st, 8, n->last_attempt_at))
+        return fail(s, st, "notification_add");
+    if (!write_step(s, st, "notification_add", NULL, &a->id))
+        return false;
+
+    st = stmt_use(s, ST_NOTIFICATIONS_PRUNE, "notification_add: prune");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, a->id - NOTIFICATIONS_KEEP))
+        return fail(s, st, "notification_add: prune");
+    if (!write_step(s, st, "notification_add: prune", &pruned, NULL))
+        return false;
+    if (pruned > 0)
+        log_debug("store: pruned %lld old notification(s)", (long long)pruned);
+    return true;
+}
+
+int64_t store_notification_add(store_t *s, const store_notification *n)
+{
+    if (n == NULL) {
+        log_error("store: notification_add: invalid arguments");
+        return 0;
+    }
+    notification_add_arg a = { .n = n, .id = 0 };
+    /* insert and prune together: its own transaction, or a savepoint */
+    if (!store_tx(s, notification_add_tx, &a))
+        return 0;
+    return a.id;
+}
+
+bool store_notification_update(store_t *s, const store_notification *n)
+{
+    char error[sizeof n->error];
+    int64_t changed = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_NOTIFICATION_UPDATE, "notification_update");
+    if (st == NULL)
+        return false;
+    clean_text(error, sizeof error, n->error);
+    if (!bind_i64(st, 1, n->id) || !bind_text(st, 2, n->state) || !bind_i64(st, 3, n->attempts)
+        || !bind_i64(st, 4, (int64_t)n->http_status) || !bind_text(st, 5, error)
+        || !bind_i64(st, 6, n->last_attempt_at))
+        return fail(s, st, "notification_update");
+    if (!write_step(s, st, "notification_update", &changed, NULL))
+        return false;
+    if (changed == 0) {
+        log_error("store: notification_update: no notification %lld", (long long)n->id);
+        return false;
+    }
+    return true;
+}
+
+bool store_notifications_recent(store_t *s, int limit, store_notification_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_NOTIFICATIONS_RECENT, "notifications_recent");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, limit))
+        return fail(s, st, "notifications_recent");
+    int rc;
+    while ((rc = read_step(s, st, "notifications_recent")) == SQLITE_ROW) {
+        store_notification n;
+        memset(&n, 0, sizeof n);
+        n.id = sqlite3_column_int64(st, 0);
+        n.at = sqlite3_column_int64(st, 1);
+        col_text(st, 2, n.event, sizeof n.event);
+        col_text(st, 3, n.summary, sizeof n.summary);
+        col_text(st, 4, n.state, sizeof n.state);
+        n.attempts = sqlite3_column_int(st, 5);
+        n.http_status = (long)sqlite3_column_int64(st, 6);
+        col_text(st, 7, n.error, sizeof n.error);
+        n.last_attempt_at = sqlite3_column_int64(st, 8);
+        if (!cb(&n, arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    stmt_done(st);
+    return rc == SQLITE_DONE;
+}
+
+/* ---- backup refreshes (schema v3) ---- */
+
+int64_t store_refresh_add(store_t *s, const store_refresh *r)
+{
+    char error[sizeof r->error];
+    int64_t id = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_REFRESH_INSERT, "refresh_add");
+    if (st == NULL)
+        return 0;
+    clean_text(error, sizeof error, r->error);
+    if (!bind_text(st, 1, r->mode) || !bind_text(st, 2, r->trigger) || !bind_text(st, 3, r->state)
+        || !bind_i64(st, 4, r->started_at != 0 ? r->started_at : wall_ms())
+        || !bind_i64(st, 5, r->finished_at) || !bind_i64(st, 6, r->bytes)
+        || !bind_text(st, 7, r->file) || !bind_text(st, 8, error)) {
+        fail(s, st, "refresh_add");
+        return 0;
+    }
+    return write_step(s, st, "refresh_add", NULL, &id) ? id : 0;
+}
+
+bool store_refresh_update(store_t *s, const store_refresh *r)
+{
+    char error[sizeof r->error];
+    int64_t changed = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_REFRESH_UPDATE, "refresh_update");
+    if (st == NULL)
+        return false;
+    clean_text(error, sizeof error, r->error);
+    if (!bind_i64(st, 1, r->id) || !bind_text(st, 2, r->state) || !bind_i64(st, 3, r->finished_at)
+        || !bind_i64(st, 4, r->bytes) || !bind_text(st, 5, r->file) || !bind_text(st, 6, error))
+        return fail(s, st, "refresh_update");
+    if (!write_step(s, st, "refresh_update", &changed, NULL))
+        return false;
+    if (changed == 0) {
+        log_error("store: refresh_update: no refresh %lld", (long long)r->id);
+        return false;
+    }
+    return true;
+}
+
+static void read_refresh(sqlite3_stmt *st, store_refresh *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, r->mode, sizeof r->mode);
+    col_text(st, 2, r->trigger, sizeof r->trigger);
+    col_text(st, 3, r->state, sizeof r->state);
+    r->started_at = sqlite3_column_int64(st, 4);
+    r->finished_at = sqlite3_column_int64(st, 5);
+    r->bytes = sqlite3_column_int64(st, 6);
+    col_text(st, 7, r->file, sizeof r->file);
+    col_text(st, 8, r->error, sizeof r->error);
+}
+
+bool store_refreshes_recent(store_t *s, int limit, store_refresh_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_REFRESHES_RECENT, "refreshes_recent");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, limit))
+        return fail(s, st, "refreshes_recent");
+    int rc;
+    while ((rc = read_step(s, st, "refreshes_recent")) == SQLITE_ROW) {
+        store_refresh r;
+        read_refresh(st, &r);
+        if (!cb(&r, arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    stmt_done(st);
+    return rc == SQLITE_DONE;
+}
+
+bool store_refresh_last_good(store_t *s, store_refresh *out)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_REFRESH_LAST_GOOD, "refresh_last_good");
+    if (st == NULL)
+        return false;
+    int rc = read_step(s, st, "refresh_last_good");
+    if (rc == SQLITE_ROW)
+        read_refresh(st, out);
     stmt_done(st);
     return rc == SQLITE_ROW;
 }

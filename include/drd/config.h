@@ -42,10 +42,29 @@ typedef struct config {
     char *http_token_file;
     char *http_token;        /* loaded from token_file */
     char *http_web_root;
+    int64_t http_session_ttl_ms; /* dashboard sessions expire after this */
+    char *http_metrics;          /* open | token */
+    bool http_secure_cookie;     /* add Secure to the session cookie (behind TLS) */
 
     char *state_db;
 
     char *notify_webhook;
+    char *notify_format;         /* slack | json */
+    int64_t notify_retries, notify_timeout_ms, notify_queue;
+
+    char *sync_schemas;          /* comma-separated */
+    char *sync_exclude;          /* comma-separated schema.table patterns, or NULL */
+    char *sync_no_pk;            /* copy | refuse */
+    char *sync_conflicts;        /* ask | backup-wins | primary-wins */
+    char *sync_mode;             /* incremental | full */
+    int64_t sync_parallel;
+
+    char *refresh_mode;          /* off | dump | logical */
+    int64_t refresh_every_ms;    /* 0 = not by interval */
+    char *refresh_schedule;      /* cron expression, or NULL */
+    char *refresh_dir;
+    int64_t refresh_keep, refresh_max_age_ms, refresh_max_lag_ms, refresh_jobs;
+    char *refresh_publication, *refresh_subscription;
 
     char *log_level;
 

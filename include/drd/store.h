@@ -198,4 +198,49 @@ typedef struct {
 bool store_request_put(store_t *s, const store_request *r);
 bool store_request_get(store_t *s, int64_t id, store_request *out);
 
+/* ---- webhook notifications (schema v3) ----
+ * state: pending | sent | failed (gave up after retries) | dropped (queue full) */
+typedef struct {
+    int64_t id;
+    int64_t at;                   /* when the event happened */
+    char event[32];               /* incident_start, incident_end, approval_needed, run_started, run_succeeded, run_failed, ... */
+    char summary[512];            /* the text sent (masked) */
+    char state[16];
+    int attempts;
+    long http_status;             /* last answer, 0 = none */
+    char error[256];              /* last error (masked), "" if none */
+    int64_t last_attempt_at;      /* 0 = never */
+} store_notification;
+
+/* Returns the new id, 0 on error. */
+int64_t store_notification_add(store_t *s, const store_notification *n);
+/* Update state, attempts, http_status, error, last_attempt_at. */
+bool store_notification_update(store_t *s, const store_notification *n);
+typedef bool (*store_notification_cb)(const store_notification *n, void *arg);
+/* Newest first. */
+bool store_notifications_recent(store_t *s, int limit, store_notification_cb cb, void *arg);
+
+/* ---- backup refreshes (schema v3) ----
+ * mode: dump | logical; trigger: schedule | manual;
+ * state: running | succeeded | failed | refused */
+typedef struct {
+    int64_t id;
+    char mode[16];
+    char trigger[16];
+    char state[16];
+    int64_t started_at, finished_at;   /* finished_at 0 while running */
+    int64_t bytes;                     /* dump size, 0 if n/a */
+    char file[512];                    /* dump file, "" if n/a */
+    char error[512];                   /* masked, "" if none */
+} store_refresh;
+
+/* Returns the new id, 0 on error. */
+int64_t store_refresh_add(store_t *s, const store_refresh *r);
+bool store_refresh_update(store_t *s, const store_refresh *r);
+typedef bool (*store_refresh_cb)(const store_refresh *r, void *arg);
+/* Newest first. */
+bool store_refreshes_recent(store_t *s, int limit, store_refresh_cb cb, void *arg);
+/* The most recent succeeded refresh; false if none. */
+bool store_refresh_last_good(store_t *s, store_refresh *out);
+
 #endif

@@ -46,8 +46,10 @@ fo_clusters() {
   done
 }
 
-# fo_app_url NAME: the URL the app uses on cluster NAME.
-fo_app_url() { pg_url "$1" app appdb; }
+# fo_app_url NAME: the URL the app uses on cluster NAME. application_name
+# is set because the sample app's own default, drd_sample_app, matches the
+# sessions drd's fence spares as its own (application_name LIKE 'drd%').
+fo_app_url() { echo "$(pg_url "$1" app appdb)?application_name=shop_app"; }
 
 # fo_app_init: the app's directory, env file (DATABASE_URL = the primary,
 # plus lines that must survive every rewrite) and app.conf; the app is

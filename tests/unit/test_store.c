@@ -109,7 +109,7 @@ static void open_creates_and_migrates(void **state)
     char v[32];
     char dir[PATH_MAX];
 
-    assert_int_equal(store_latest_version(), 2);
+    assert_int_equal(store_latest_version(), 3);
     store_t *s = open_rw(f);
     assert_int_equal(store_schema_version(s), store_latest_version());
 
@@ -121,14 +121,15 @@ static void open_creates_and_migrates(void **state)
     store_close(s);
 
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "2");
+    assert_string_equal(v, "3");
     assert_int_equal(raw_sql(f->path, "PRAGMA journal_mode", v, sizeof v), SQLITE_OK);
     assert_string_equal(v, "wal");
     assert_int_equal(raw_sql(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                              " AND name IN ('targets','probe_minutes','events','incidents','kv',"
-                             "              'runs','steps','approvals','requests')",
+                             "              'runs','steps','approvals','requests',"
+                             "              'notifications','refreshes')",
                              v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "9");
+    assert_string_equal(v, "11");
 }
 
 static void file_mode_is_0600_despite_umask(void **state)
@@ -768,7 +769,8 @@ static void migrate_v1_to_v2_keeps_data(void **state)
     store_close(s);
 
     /* take the file back to schema v1: v1 tables only, user_version 1 */
-    assert_int_equal(raw_exec(f->path, "DROP TABLE requests; DROP TABLE approvals;"
+    assert_int_equal(raw_exec(f->path, "DROP TABLE refreshes; DROP TABLE notifications;"
+                                       " DROP TABLE requests; DROP TABLE approvals;"
                                        " DROP TABLE steps; DROP TABLE runs;"
                                        " PRAGMA user_version = 1;"), SQLITE_OK);
 
@@ -788,9 +790,9 @@ static void migrate_v1_to_v2_keeps_data(void **state)
     assert_false(store_request_get(s, 1, &req));
     store_close(s);
 
-    /* the writer migrates it and keeps the v1 data */
+    /* the writer migrates it (to the latest) and keeps the v1 data */
     s = open_rw(f);
-    assert_int_equal(store_schema_version(s), 2);
+    assert_int_equal(store_schema_version(s), store_latest_version());
     assert_true(store_kv_get(s, "active", out, sizeof out));
     assert_string_equal(out, "backup");
     assert_int_equal(count_events(s), 1);
@@ -801,7 +803,7 @@ static void migrate_v1_to_v2_keeps_data(void **state)
     assert_int_equal(store_run_active(s), id);
     store_close(s);
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "2");
+    assert_int_equal(strtol(v, NULL, 10), store_latest_version());
 }
 
 static void run_create_and_read_back(void **state)
@@ -1300,6 +1302,428 @@ static void requests_put_get_replace(void **state)
     store_close(s);
 }
 
+/* ---- schema v3: webhook notifications, backup refreshes ---- */
+
+typedef struct {
+    store_notification n[8];
+    int n_rows, stop_after;
+} notification_rows;
+
+static bool collect_notification(const store_notification *n, void *arg)
+{
+    notification_rows *r = arg;
+    assert_true(r->n_rows < 8);
+    r->n[r->n_rows++] = *n;
+    return r->stop_after == 0 || r->n_rows < r->stop_after;
+}
+
+typedef struct {
+    store_refresh r[8];
+    int n;
+} refresh_rows;
+
+static bool collect_refresh(const store_refresh *x, void *arg)
+{
+    refresh_rows *r = arg;
+    assert_true(r->n < 8);
+    r->r[r->n++] = *x;
+    return true;
+}
+
+static int64_t add_notification(store_t *s, int64_t at, const char *event, const char *state)
+{
+    store_notification n = { .at = at };
+    str_copy(n.event, event, sizeof n.event);
+    str_copy(n.state, state, sizeof n.state);
+    snprintf(n.summary, sizeof n.summary, "%s at %lld", event, (long long)at);
+    return store_notification_add(s, &n);
+}
+
+static int64_t add_refresh(store_t *s, const char *mode, const char *trigger, const char *state,
+                           int64_t started_at, int64_t finished_at)
+{
+    store_refresh r = { .started_at = started_at, .finished_at = finished_at };
+    str_copy(r.mode, mode, sizeof r.mode);
+    str_copy(r.trigger, trigger, sizeof r.trigger);
+    str_copy(r.state, state, sizeof r.state);
+    return store_refresh_add(s, &r);
+}
+
+static int count_rows(const fixture *f, const char *table)
+{
+    char sql[96], n[32];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    assert_int_equal(raw_sql(f->path, sql, n, sizeof n), SQLITE_OK);
+    return (int)strtol(n, NULL, 10);
+}
+
+static void migrate_v2_to_v3_keeps_data(void **state)
+{
+    fixture *f = *state;
+    char out[32], v[16];
+    store_t *s = open_rw(f);
+    int64_t run = make_run(s, "failover", 100);
+    assert_true(run > 0);
+    store_request req = { .id = 5, .run_id = run, .at = 200 };
+    str_copy(req.kind, "failover", sizeof req.kind);
+    str_copy(req.state, "accepted", sizeof req.state);
+    assert_true(store_request_put(s, &req));
+    assert_true(store_kv_set(s, "active", "backup"));
+    store_close(s);
+
+    /* take the file back to schema v2: v2 tables only, user_version 2 */
+    assert_int_equal(raw_exec(f->path, "DROP TABLE refreshes; DROP TABLE notifications;"
+                                       " PRAGMA user_version = 2;"), SQLITE_OK);
+
+    /* a reader of the v2 file: v2 functions work, v3 ones fail cleanly */
+    s = open_ro(f);
+    assert_int_equal(store_schema_version(s), 2);
+    store_run r;
+    assert_true(store_run_get(s, run, &r));
+    assert_string_equal(r.kind, "failover");
+    notification_rows nr = { .n_rows = 0 };
+    refresh_rows rr = { .n = 0 };
+    store_refresh good;
+    assert_false(store_notifications_recent(s, 10, collect_notification, &nr));
+    assert_int_equal(add_notification(s, 1, "run_started", "pending"), 0);
+    assert_false(store_refreshes_recent(s, 10, collect_refresh, &rr));
+    assert_false(store_refresh_last_good(s, &good));
+    assert_int_equal(add_refresh(s, "dump", "manual", "running", 1, 0), 0);
+    store_close(s);
+
+    /* the writer migrates it and keeps the v2 data */
+    s = open_rw(f);
+    assert_int_equal(store_schema_version(s), 3);
+    assert_true(store_run_get(s, run, &r));
+    assert_int_equal(r.created_at, 100);
+    assert_int_equal(count_steps(s, run), 3);
+    store_request g;
+    assert_true(store_request_get(s, 5, &g));
+    assert_int_equal(g.run_id, run);
+    assert_true(store_kv_get(s, "active", out, sizeof out));
+    assert_string_equal(out, "backup");
+    assert_int_equal(store_run_active(s), run);
+    /* and the v3 functions work */
+    assert_true(add_notification(s, 300, "run_started", "pending") > 0);
+    assert_true(store_notifications_recent(s, 10, collect_notification, &nr));
+    assert_int_equal(nr.n_rows, 1);
+    assert_true(add_refresh(s, "dump", "manual", "running", 400, 0) > 0);
+    assert_true(store_refreshes_recent(s, 10, collect_refresh, &rr));
+    assert_int_equal(rr.n, 1);
+    store_close(s);
+    assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
+    assert_string_equal(v, "3");
+}
+
+static void notifications_add_update_recent(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    int64_t before = wall_ms();
+    int64_t ids[4];
+    ids[0] = add_notification(s, 1000, "incident_start", "pending");
+    ids[1] = add_notification(s, 2000, "run_started", "");       /* "" -> pending */
+    ids[2] = add_notification(s, 3000, "run_failed", "dropped");
+    ids[3] = add_notification(s, 0, "incident_end", "pending");   /* 0 -> now */
+    for (int i = 0; i < 4; i++) {
+        assert_true(ids[i] > 0);
+        if (i > 0)
+            assert_true(ids[i] > ids[i - 1]);
+    }
+
+    /* newest first */
+    notification_rows r = { .n_rows = 0 };
+    assert_true(store_notifications_recent(s, 10, collect_notification, &r));
+    assert_int_equal(r.n_rows, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r.n[i].id, ids[3 - i]);
+    assert_true(r.n[0].at >= before && r.n[0].at <= wall_ms());
+    assert_string_equal(r.n[0].event, "incident_end");
+    assert_int_equal(r.n[1].at, 3000);
+    assert_string_equal(r.n[1].state, "dropped");
+    assert_string_equal(r.n[2].state, "pending");
+    assert_string_equal(r.n[3].event, "incident_start");
+    assert_string_equal(r.n[3].summary, "incident_start at 1000");
+    assert_string_equal(r.n[3].state, "pending");
+    assert_int_equal(r.n[3].attempts, 0);
+    assert_int_equal(r.n[3].http_status, 0);
+    assert_string_equal(r.n[3].error, "");
+    assert_int_equal(r.n[3].last_attempt_at, 0);
+
+    /* limit, and a callback returning false stops */
+    memset(&r, 0, sizeof r);
+    assert_true(store_notifications_recent(s, 2, collect_notification, &r));
+    assert_int_equal(r.n_rows, 2);
+    assert_int_equal(r.n[0].id, ids[3]);
+    assert_int_equal(r.n[1].id, ids[2]);
+    memset(&r, 0, sizeof r);
+    r.stop_after = 1;
+    assert_true(store_notifications_recent(s, -1, collect_notification, &r));
+    assert_int_equal(r.n_rows, 1);
+
+    /* update: a failed attempt (masked error), then success */
+    store_notification n = { .id = ids[0], .attempts = 1, .http_status = 502,
+                             .last_attempt_at = 1100 };
+    str_copy(n.state, "pending", sizeof n.state);
+    str_copy(n.error, "POST https://hook:t0psecret@hooks.example/x: 502", sizeof n.error);
+    str_copy(n.summary, "ignored by update", sizeof n.summary);
+    assert_true(store_notification_update(s, &n));
+    memset(&r, 0, sizeof r);
+    assert_true(store_notifications_recent(s, -1, collect_notification, &r));
+    assert_int_equal(r.n[3].id, ids[0]);
+    assert_int_equal(r.n[3].attempts, 1);
+    assert_int_equal(r.n[3].http_status, 502);
+    assert_int_equal(r.n[3].last_attempt_at, 1100);
+    assert_null(strstr(r.n[3].error, "t0psecret"));
+    assert_non_null(strstr(r.n[3].error, "hook:****@hooks.example"));
+    assert_string_equal(r.n[3].summary, "incident_start at 1000");  /* not updated */
+    assert_int_equal(r.n[3].at, 1000);
+
+    str_copy(n.state, "sent", sizeof n.state);
+    n.attempts = 2;
+    n.http_status = 204;
+    n.error[0] = '\0';
+    n.last_attempt_at = 1200;
+    assert_true(store_notification_update(s, &n));
+    memset(&r, 0, sizeof r);
+    assert_true(store_notifications_recent(s, -1, collect_notification, &r));
+    assert_string_equal(r.n[3].state, "sent");
+    assert_int_equal(r.n[3].attempts, 2);
+    assert_int_equal(r.n[3].http_status, 204);
+    assert_string_equal(r.n[3].error, "");
+    assert_int_equal(r.n[3].last_attempt_at, 1200);
+
+    /* refused: unknown id, unknown state, negative attempts, empty event */
+    n.id = ids[3] + 10;
+    assert_false(store_notification_update(s, &n));
+    n.id = ids[0];
+    str_copy(n.state, "lost", sizeof n.state);
+    assert_false(store_notification_update(s, &n));
+    str_copy(n.state, "failed", sizeof n.state);
+    n.attempts = -1;
+    assert_false(store_notification_update(s, &n));
+    assert_int_equal(add_notification(s, 1, "", "pending"), 0);
+    assert_int_equal(add_notification(s, 1, "run_started", "bogus"), 0);
+    memset(&r, 0, sizeof r);
+    assert_true(store_notifications_recent(s, -1, collect_notification, &r));
+    assert_int_equal(r.n_rows, 4);
+    assert_string_equal(r.n[3].state, "sent");
+    store_close(s);
+}
+
+static void notification_summary_masked_and_bounded(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    store_notification n = { .at = 10, .attempts = 3, .http_status = 500, .last_attempt_at = 20 };
+    str_copy(n.event, "run_failed", sizeof n.event);
+    str_copy(n.state, "failed", sizeof n.state);
+    str_copy(n.summary, "failover failed: psql postgresql://app:pw123@db/app exit 2",
+             sizeof n.summary);
+    str_copy(n.error, "token=abc123 rejected", sizeof n.error);
+    assert_true(store_notification_add(s, &n) > 0);
+    /* a summary filling the field with 2-byte characters: cut between them */
+    memset(n.summary, 0, sizeof n.summary);
+    n.summary[0] = 'x';
+    for (size_t i = 1; i + 2 < sizeof n.summary; i += 2) {
+        n.summary[i] = (char)0xC3;
+        n.summary[i + 1] = (char)0xA9;                          /* é */
+    }
+    n.error[0] = '\0';
+    assert_true(store_notification_add(s, &n) > 0);
+
+    notification_rows r = { .n_rows = 0 };
+    assert_true(store_notifications_recent(s, -1, collect_notification, &r));
+    assert_int_equal(r.n_rows, 2);
+    assert_null(strstr(r.n[1].summary, "pw123"));
+    assert_non_null(strstr(r.n[1].summary, "app:****@db"));
+    assert_null(strstr(r.n[1].error, "abc123"));
+    assert_string_equal(r.n[1].state, "failed");
+    assert_int_equal(r.n[1].attempts, 3);
+    assert_int_equal(r.n[1].http_status, 500);
+    assert_int_equal(r.n[1].last_attempt_at, 20);
+    size_t len = strlen(r.n[0].summary);
+    assert_true(len < sizeof r.n[0].summary && len >= sizeof r.n[0].summary - 3);
+    assert_int_equal(len % 2, 1);                               /* 'x' + whole characters */
+    assert_int_equal((unsigned char)r.n[0].summary[len - 1], 0xA9);
+    store_close(s);
+}
+
+static bool tx_add_notification_then_fail(store_t *s, void *arg)
+{
+    int64_t *id = arg;
+    *id = add_notification(s, 5, "run_started", "pending");
+    assert_true(*id > 0);
+    return false;
+}
+
+static void notifications_pruned_to_newest_10000(void **state)
+{
+    fixture *f = *state;
+    char out[32];
+    store_close(open_rw(f));
+    /* 10005 old rows, ids 1..10005 */
+    assert_int_equal(raw_exec(f->path,
+                              "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+                              "                        WHERE i < 10005)"
+                              " INSERT INTO notifications (at, event, state)"
+                              " SELECT i, 'run_started', 'sent' FROM c;"), SQLITE_OK);
+    assert_int_equal(count_rows(f, "notifications"), 10005);
+
+    store_t *s = open_rw(f);
+    int64_t id = add_notification(s, 20000, "incident_start", "pending");
+    assert_int_equal(id, 10006);
+    assert_int_equal(count_rows(f, "notifications"), 10000);
+    assert_int_equal(raw_sql(f->path, "SELECT min(id) FROM notifications", out, sizeof out),
+                     SQLITE_OK);
+    assert_string_equal(out, "7");                              /* 1..6 pruned */
+    assert_true(add_notification(s, 20001, "incident_end", "pending") > id);
+    assert_int_equal(count_rows(f, "notifications"), 10000);
+    assert_int_equal(raw_sql(f->path, "SELECT min(id) FROM notifications", out, sizeof out),
+                     SQLITE_OK);
+    assert_string_equal(out, "8");
+
+    /* the newest are the ones kept and listed */
+    notification_rows r = { .n_rows = 0 };
+    assert_true(store_notifications_recent(s, 2, collect_notification, &r));
+    assert_int_equal(r.n_rows, 2);
+    assert_string_equal(r.n[0].event, "incident_end");
+    assert_int_equal(r.n[1].id, id);
+
+    /* insert and prune are one unit: a rolled back caller transaction undoes both */
+    int64_t rolled = 0;
+    assert_false(store_tx(s, tx_add_notification_then_fail, &rolled));
+    assert_true(rolled > id);
+    assert_int_equal(count_rows(f, "notifications"), 10000);
+    assert_int_equal(raw_sql(f->path, "SELECT min(id) FROM notifications", out, sizeof out),
+                     SQLITE_OK);
+    assert_string_equal(out, "8");
+    store_close(s);
+}
+
+static void refreshes_lifecycle_and_last_good(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    store_refresh g;
+    refresh_rows rows = { .n = 0 };
+    int64_t before = wall_ms();
+
+    /* none at all */
+    assert_false(store_refresh_last_good(s, &g));
+    assert_true(store_refreshes_recent(s, 10, collect_refresh, &rows));
+    assert_int_equal(rows.n, 0);
+
+    /* a running one is not good */
+    int64_t a = add_refresh(s, "dump", "schedule", "", 0, 0);   /* "" -> running, 0 -> now */
+    assert_true(a > 0);
+    assert_false(store_refresh_last_good(s, &g));
+    assert_true(store_refreshes_recent(s, 10, collect_refresh, &rows));
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.r[0].id, a);
+    assert_string_equal(rows.r[0].mode, "dump");
+    assert_string_equal(rows.r[0].trigger, "schedule");
+    assert_string_equal(rows.r[0].state, "running");
+    assert_true(rows.r[0].started_at >= before && rows.r[0].started_at <= wall_ms());
+    assert_int_equal(rows.r[0].finished_at, 0);
+    assert_int_equal(rows.r[0].bytes, 0);
+    assert_string_equal(rows.r[0].file, "");
+    assert_string_equal(rows.r[0].error, "");
+
+    /* it fails, with a password in the error: masked */
+    store_refresh u = rows.r[0];
+    str_copy(u.state, "failed", sizeof u.state);
+    u.finished_at = u.started_at + 10;
+    str_copy(u.error, "pg_dump: connection to postgresql://dump:hunter2@primary/app failed",
+             sizeof u.error);
+    assert_true(store_refresh_update(s, &u));
+    assert_false(store_refresh_last_good(s, &g));
+    memset(&rows, 0, sizeof rows);
+    assert_true(store_refreshes_recent(s, 10, collect_refresh, &rows));
+    assert_string_equal(rows.r[0].state, "failed");
+    assert_int_equal(rows.r[0].finished_at, u.finished_at);
+    assert_null(strstr(rows.r[0].error, "hunter2"));
+    assert_non_null(strstr(rows.r[0].error, "dump:****@primary"));
+
+    /* a refused one is not good either */
+    int64_t b = add_refresh(s, "logical", "manual", "refused", 2000, 2000);
+    assert_true(b > a);
+    assert_false(store_refresh_last_good(s, &g));
+
+    /* a success */
+    int64_t c = add_refresh(s, "dump", "manual", "running", 3000, 0);
+    assert_true(c > b);
+    store_refresh ok = { .id = c, .finished_at = 3500, .bytes = 123456789012 };
+    str_copy(ok.state, "succeeded", sizeof ok.state);
+    str_copy(ok.file, "/var/lib/drd/dumps/app-3000.dump", sizeof ok.file);
+    str_copy(ok.mode, "logical", sizeof ok.mode);               /* fixed at add: ignored */
+    assert_true(store_refresh_update(s, &ok));
+    assert_true(store_refresh_last_good(s, &g));
+    assert_int_equal(g.id, c);
+    assert_string_equal(g.mode, "dump");
+    assert_string_equal(g.trigger, "manual");
+    assert_string_equal(g.state, "succeeded");
+    assert_int_equal(g.started_at, 3000);
+    assert_int_equal(g.finished_at, 3500);
+    assert_int_equal(g.bytes, 123456789012);
+    assert_string_equal(g.file, "/var/lib/drd/dumps/app-3000.dump");
+    assert_string_equal(g.error, "");
+
+    /* later failures and a running one leave the last good as it is */
+    assert_true(add_refresh(s, "dump", "schedule", "failed", 4000, 4100) > c);
+    int64_t d = add_refresh(s, "dump", "schedule", "running", 5000, 0);
+    assert_true(d > c);
+    assert_true(store_refresh_last_good(s, &g));
+    assert_int_equal(g.id, c);
+    /* a newer success replaces it */
+    store_refresh ok2 = { .id = d, .finished_at = 5600, .bytes = 7 };
+    str_copy(ok2.state, "succeeded", sizeof ok2.state);
+    assert_true(store_refresh_update(s, &ok2));
+    assert_true(store_refresh_last_good(s, &g));
+    assert_int_equal(g.id, d);
+    assert_int_equal(g.bytes, 7);
+
+    /* newest first, with a limit */
+    memset(&rows, 0, sizeof rows);
+    assert_true(store_refreshes_recent(s, 10, collect_refresh, &rows));
+    assert_int_equal(rows.n, 5);
+    assert_int_equal(rows.r[0].id, d);
+    assert_int_equal(rows.r[1].id, d - 1);
+    assert_int_equal(rows.r[2].id, c);
+    assert_int_equal(rows.r[3].id, b);
+    assert_string_equal(rows.r[3].state, "refused");
+    assert_string_equal(rows.r[3].trigger, "manual");
+    assert_int_equal(rows.r[4].id, a);
+    memset(&rows, 0, sizeof rows);
+    assert_true(store_refreshes_recent(s, 2, collect_refresh, &rows));
+    assert_int_equal(rows.n, 2);
+    assert_int_equal(rows.r[1].id, d - 1);
+
+    /* refused: bad mode, trigger, state, negative bytes, unknown id */
+    assert_int_equal(add_refresh(s, "rsync", "manual", "running", 1, 0), 0);
+    assert_int_equal(add_refresh(s, "dump", "cron", "running", 1, 0), 0);
+    assert_int_equal(add_refresh(s, "dump", "manual", "done", 1, 0), 0);
+    ok2.bytes = -1;
+    assert_false(store_refresh_update(s, &ok2));
+    ok2.bytes = 7;
+    str_copy(ok2.state, "exploded", sizeof ok2.state);
+    assert_false(store_refresh_update(s, &ok2));
+    str_copy(ok2.state, "failed", sizeof ok2.state);
+    ok2.id = d + 100;
+    assert_false(store_refresh_update(s, &ok2));
+    assert_int_equal(count_rows(f, "refreshes"), 5);
+    assert_true(store_refresh_last_good(s, &g));
+    assert_int_equal(g.id, d);
+    store_close(s);
+
+    /* a reader sees the same */
+    s = open_ro(f);
+    assert_true(store_refresh_last_good(s, &g));
+    assert_int_equal(g.id, d);
+    assert_int_equal(add_refresh(s, "dump", "manual", "running", 1, 0), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
@@ -1327,6 +1751,11 @@ int main(void)
         T(runs_recent_newest_first),
         T(approvals_lifecycle),
         T(requests_put_get_replace),
+        T(migrate_v2_to_v3_keeps_data),
+        T(notifications_add_update_recent),
+        T(notification_summary_masked_and_bounded),
+        T(notifications_pruned_to_newest_10000),
+        T(refreshes_lifecycle_and_last_good),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

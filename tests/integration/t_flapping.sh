@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# t_flapping.sh - policy auto, failures=3, interval=300ms:
+#  1. the primary stopped (`pg_ctl stop -m immediate`) and started again,
+#     each outage shorter than failures x interval, five times -> the
+#     breaker never opens and no run is ever created; the app stays put.
+#  2. [failover] block = 1h: after an automatic failover and a failback
+#     (confirm-data approved), a new outage starts no automatic failover
+#     and an event says it is blocked.
+# TAP output.
+set -u
+. "$(dirname "$0")/../lib/pg.sh"
+. "$(dirname "$0")/../lib/drd.sh"
+. "$(dirname "$0")/../lib/failover.sh"
+fo_require
+
+INTERVAL_MS=300
+FAILURES=3
+fo_clusters || bail_out "cannot start the clusters"
+fo_app_init || bail_out "cannot prepare the app"
+fo_config "$TEST_TMP/drd.conf" failover.policy=auto failover.block=1h \
+  probe.interval=${INTERVAL_MS}ms probe.timeout=${INTERVAL_MS}ms probe.failures=$FAILURES \
+  probe.cooldown=1s || bail_out "drd_config"
+
+fo_app_start; ok $? "the sample app starts on the primary"
+drd_start || bail_out "drd did not start"
+drd_wait_healthy 15; ok $? "drd: both targets healthy"
+app1=$(fo_app_pid)
+
+# primary_probed_ok_after MS: drd's last probe of the primary is newer than
+# MS (wall clock) and succeeded.
+primary_probed_ok_after() {
+  [ "$(drd_json "(.targets.primary.last_probe_at > $1) and .targets.primary.reachable")" = true ]
+}
+opened() {
+  drd_sql "SELECT count(*) FROM events WHERE kind = 'breaker' AND target = 'primary' AND message LIKE '%-> open%'"
+}
+
+# ------------------------------------------------------------ flapping ----
+budget=$(( FAILURES * INTERVAL_MS ))
+max_out=0
+for i in 1 2 3 4 5; do
+  t0=$(now_ms)
+  pg_crash primary || bail_out "cannot stop the primary"
+  pg_start primary || bail_out "cannot start the primary"
+  t1=$(now_ms)
+  out_ms=$(( t1 - t0 ))
+  (( out_ms > max_out )) && max_out=$out_ms
+  diag "outage $i: at most ${out_ms} ms (stop + start)"
+  # the next good probe resets the breaker's count of failures
+  poll_until 10 primary_probed_ok_after "$t1" || diag "outage $i: no good probe of the primary after it came back"
+done
+if (( max_out >= budget )); then
+  diag "WARNING: an outage took ${max_out} ms >= failures x interval = ${budget} ms: this machine is too slow for this check"
+fi
+cmp_ok "$max_out" -lt "$budget" "every outage was shorter than failures x interval (${budget} ms)"
+is "$(opened)" 0 "the primary's breaker never opened"
+is "$(drd_sql "SELECT count(*) FROM incidents")" 0 "no incident"
+is "$(fo_runs)" 0 "no run was ever created"
+fails=$(drd_log_since 0 | grep -c 'primary: probe failed')
+cmp_ok "$fails" -ge 1 "drd did see failed probes of the primary ($fails)"
+is "$(fo_pending_approval)" "" "no approval"
+cmp -s "$FO_ENV" "$FO_APP_DIR/app.env.orig"; ok $? "env file unchanged"
+is "$(fo_app_pid)" "$app1" "the app was never restarted"
+is "$(drd_json .active)" primary "status: active=primary"
+
+# --------------------------------------------------------------- block ----
+pg_crash primary || bail_out "cannot stop the primary"
+poll_until 20 eval '[ "$(fo_last_run)" -ge 1 ] && fo_run_finished 1'
+ok $? "a real outage: an automatic failover ran" || fo_diag
+is "$(fo_run_state 1)" succeeded "run 1 succeeded"
+block=$(drd_sql "SELECT value FROM kv WHERE key = 'policy_block_until'")
+now=$(now_ms)
+cmp_ok $(( (block - now) / 1000 )) -ge 3500 "policy blocked for about an hour (policy_block_until)"
+cmp_ok $(( (block - now) / 1000 )) -le 3600 "... not more"
+pg_start primary || bail_out "cannot restart the primary"
+poll_until 15 fo_event_has 'answered again and was fenced'
+ok $? "the returning primary was fenced" || fo_diag
+drd_wait_field 15 .targets.primary.breaker closed; ok $? "primary breaker closed"
+out=$(fo_drctl failback --yes 2>&1)
+aid=$(sed -n 's/.*waits for approval \([0-9][0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+[ -n "$aid" ]; ok $? "drctl failback --yes waits for approval ${aid:-?}" || diag "$out"
+out=$(fo_drctl approve "${aid:-0}" 2>&1)
+like "$out" "run 2 succeeded" "drctl approve: the failback succeeded" || { diag "$out"; fo_diag; }
+is "$(drd_json .active)" primary "status: active=primary"
+is "$(fo_env_url)" "$(fo_app_url primary)" "env file: the primary"
+
+n_events=$(fo_event_count 'no automatic failover')
+pg_crash primary || bail_out "cannot stop the primary"
+poll_until 15 eval '[ "$(fo_event_count "no automatic failover")" -gt '"$n_events"' ]'
+ok $? "a new outage: an event says no automatic failover (blocked)" ||
+  { diag "$(drd_sql "SELECT kind, message FROM events ORDER BY id DESC LIMIT 8")"; fo_diag; }
+like "$(drd_sql "SELECT message FROM events WHERE message LIKE '%no automatic failover%' ORDER BY id DESC LIMIT 1")" \
+  "block" "... it names the block"
+incident=$(drd_sql "SELECT max(id) FROM incidents WHERE target = 'primary' AND ended_at IS NULL")
+[ -n "$incident" ]; ok $? "an incident is open (${incident:-none})"
+# The policy has decided this outage (kv policy_incident): nothing later.
+poll_until 10 eval '[ "$(drd_sql "SELECT value FROM kv WHERE key = '"'policy_incident'"'")" = "${incident:-x}" ]'
+ok $? "the policy recorded its decision for incident ${incident:-?}"
+is "$(fo_runs)" 2 "no new run"
+is "$(drd_json .run)" null "no run in progress"
+is "$(fo_env_url)" "$(fo_app_url primary)" "env file: still the primary"
+is "$(drd_json .active)" primary "status: still active=primary"
+out=$(fo_drctl failover --yes 2>&1)
+like "$out" "run 3 (succeeded|failed)" "a manual failover is still possible during the block" || diag "$out"
+
+done_testing
