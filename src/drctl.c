@@ -955,8 +955,9 @@ static int follow_run(const drctl *x, int64_t run_id)
             char took[32];
             format_duration(c1 > c0 ? c1 - c0 : 0, took, sizeof(took));
             printf("run %lld %s in %s%s%s\n", (long long)run_id, state, took, err[0] ? ": " : "", err);
-            json_decref(run);
-            return strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+            int rc = strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+            json_decref(run);           /* state points into run */
+            return rc;
         }
         json_decref(run);
         sleep_ms(200);

@@ -145,7 +145,6 @@ static void republish(void *arg)
     json_t *approvals = executor_approvals_json(d->executor);
     monitor_set_status_extras(d->monitor, run, approvals);
     monitor_publish(d->monitor);
-    monitor_set_status_extras(d->monitor, NULL, NULL);
     json_decref(run);
     json_decref(approvals);
 }
@@ -402,6 +401,7 @@ int main(int argc, char **argv)
         goto cleanup;
     monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
     executor_set_listeners(d.executor, on_run_done, republish, &d);
+    policy_set_change_cb(d.policy, republish, &d);
     api_options ao = {
         .listen = d.cfg->http_listen,
         .socket_path = d.cfg->http_socket,

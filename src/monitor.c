@@ -385,6 +385,8 @@ void monitor_free(monitor_t *m)
     }
     if (m->prune_timer)
         loop_cancel_timer(m->loop, m->prune_timer);
+    json_decref(m->run);
+    json_decref(m->approvals);
     free(m);
 }
 
@@ -421,6 +423,11 @@ bool monitor_set_active(monitor_t *m, const char *side)
 
 void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals)
 {
+    /* Kept until replaced: every probe republishes the status. */
+    json_incref(run);
+    json_incref(approvals);
+    json_decref(m->run);
+    json_decref(m->approvals);
     m->run = run;
     m->approvals = approvals;
 }

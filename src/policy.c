@@ -23,6 +23,8 @@ struct policy {
     int64_t approval_id;         /* pending policy approval */
     step_run *fence;             /* fence-on-return in flight */
     int64_t fence_backoff_until; /* monotonic: don't retry a failed fence before */
+    void (*on_change)(void *arg);
+    void *change_arg;
 };
 
 static void event(policy_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -35,6 +37,15 @@ static void event(policy_t *p, const char *fmt, ...)
     va_end(ap);
     log_info("policy: %s", msg);
     store_event_add(p->store, wall_ms(), "policy", "primary", msg);
+    /* Every policy event is a change the status may show. */
+    if (p->on_change != NULL)
+        p->on_change(p->change_arg);
+}
+
+void policy_set_change_cb(policy_t *p, void (*cb)(void *arg), void *arg)
+{
+    p->on_change = cb;
+    p->change_arg = arg;
 }
 
 static int64_t kv_int(policy_t *p, const char *key)

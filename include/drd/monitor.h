@@ -47,8 +47,9 @@ const char *target_name(target_id t);
 const char *monitor_active(const monitor_t *m);
 bool monitor_set_active(monitor_t *m, const char *side);
 
-/* Extra pieces of the status document owned by other modules (runs,
- * approvals); borrowed until the next call. Then republish. */
+/* Extra pieces of the status document owned by other modules (the run,
+ * pending approvals); the monitor keeps a reference until the next call.
+ * Then republish. */
 void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals);
 void monitor_publish(monitor_t *m);
 

@@ -21,6 +21,9 @@ policy_t *policy_new(loop_t *loop, store_t *store, monitor_t *monitor, executor_
                      fetch_t *fetch, const config_t *cfg);
 void policy_free(policy_t *p);                 /* accepts NULL */
 void policy_reconfigure(policy_t *p, const config_t *cfg);
+/* Called after anything the status shows changed (an approval created,
+ * withdrawn or expired). */
+void policy_set_change_cb(policy_t *p, void (*cb)(void *arg), void *arg);
 /* Re-evaluate after a restart (an outage may be in progress). */
 void policy_start(policy_t *p);
 
