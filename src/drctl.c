@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -47,6 +48,8 @@ typedef struct {
 
     /* resolved */
     config_t *cfg;
+    const char *state_db;
+    char *own_socket, *own_db;   /* when the config had errors */
     char *token;                 /* never printed */
     const char *socket_path;
 } drctl;
@@ -242,6 +245,70 @@ static int check_command_args(const drctl *x)
 /* ------------------------------------------------------------------ */
 /* configuration and token                                            */
 
+typedef struct {
+    char *socket, *db;
+} fallback_ctx;
+
+static bool fallback_entry(void *arg, const char *section, const char *key, const char *value, int line)
+{
+    fallback_ctx *f = arg;
+    char **slot = NULL;
+    (void)line;
+    if (key == NULL)
+        return true;
+    if (strcmp(section, "http") == 0 && strcmp(key, "socket") == 0)
+        slot = &f->socket;
+    else if (strcmp(section, "state") == 0 && strcmp(key, "db") == 0)
+        slot = &f->db;
+    if (slot != NULL) {
+        free(*slot);
+        *slot = strdup(value);
+    }
+    return true;
+}
+
+/* A path from the file, relative to its directory (malloc'd). */
+static char *resolve(const char *config_path, const char *p)
+{
+    if (p[0] == '/')
+        return strdup(p);
+    char dir[PATH_MAX];
+    str_copy(dir, config_path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        str_copy(dir, ".", sizeof dir);
+    else
+        *slash = '\0';
+    size_t n = strlen(dir) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "%s/%s", dir, p);
+    return out;
+}
+
+/* [http] socket and [state] db straight from the file, with their defaults. */
+static bool fallback_settings(drctl *x)
+{
+    fallback_ctx f = { NULL, NULL };
+    config_errors errs = { 0 };
+    bool readable = ini_read(x->config_path, fallback_entry, &f, &errs) || f.socket || f.db;
+    config_errors_free(&errs);
+    if (!readable && access(x->config_path, R_OK) != 0) {
+        free(f.socket);
+        free(f.db);
+        return false;
+    }
+    x->own_socket = resolve(x->config_path, f.socket ? f.socket : DEFAULT_SOCKET);
+    x->own_db = resolve(x->config_path, f.db ? f.db : "/var/lib/drd/drd.db");
+    free(f.socket);
+    free(f.db);
+    x->socket_path = x->own_socket;
+    x->state_db = x->own_db;
+    fprintf(stderr, "drctl: warning: %s has errors (`drd -n -c %s` lists them); "
+                    "using its [http] socket and [state] db\n", x->config_path, x->config_path);
+    return true;
+}
+
 static int load_config(drctl *x)
 {
     config_errors errs = { 0 };
@@ -252,6 +319,13 @@ static int load_config(drctl *x)
         return -1;
     x->cfg = config_load(x->config_path, &errs);
     if (x->cfg == NULL) {
+        /* drctl needs only [http] and [state]: an error elsewhere (a file
+         * being edited, a password file only drd may read) must not leave
+         * the operator blind. Say so, and go on with those two. */
+        config_errors_free(&errs);
+        if (fallback_settings(x))
+            return -1;
+        x->cfg = config_load(x->config_path, &errs);   /* again, to print the errors */
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "drctl: %s\n", errs.msgs[i]);
         if (errs.n == 0)
@@ -260,6 +334,8 @@ static int load_config(drctl *x)
         return EXIT_BAD_CONFIG;
     }
     config_errors_free(&errs);
+    x->socket_path = x->cfg->http_socket;
+    x->state_db = x->cfg->state_db;
     return -1;
 }
 
@@ -584,11 +660,11 @@ static int status_from_db(const drctl *x)
     json_t *doc;
 
     endpoint_name(x, where, sizeof(where));
-    if (x->cfg == NULL || x->cfg->state_db == NULL) {
+    if (x->state_db == NULL) {
         fprintf(stderr, "drctl: drd is not running (cannot reach %s)\n", where);
         return EXIT_UNREACHABLE;
     }
-    st = store_open_readonly(x->cfg->state_db, err, sizeof(err));
+    st = store_open_readonly(x->state_db, err, sizeof(err));
     if (st == NULL) {
         fprintf(stderr, "drctl: drd is not running (cannot reach %s), and its state "
                         "database cannot be read: %s\n", where, err);
@@ -1018,8 +1094,8 @@ int main(int argc, char **argv)
         goto done;
     if ((ex = load_token(&x)) >= 0)
         goto done;
-    x.socket_path = x.cfg != NULL && x.cfg->http_socket != NULL ? x.cfg->http_socket
-                                                                  : DEFAULT_SOCKET;
+    if (x.socket_path == NULL)
+        x.socket_path = DEFAULT_SOCKET;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "drctl: cannot initialise libcurl\n");
         ex = EXIT_FAILURE_;
@@ -1044,5 +1120,7 @@ done:
         free(x.token);
     }
     config_free(x.cfg);
+    free(x.own_socket);
+    free(x.own_db);
     return ex;
 }

@@ -207,6 +207,14 @@ static void on_probe_timer(loop_t *loop, void *arg)
     int64_t interval = t->m->cfg->probe_interval_ms;
 
     t->probe_timer = 0;
+    if (probe_busy(t->probe) && now - t->next_probe_at < interval / 2) {
+        /* With timeout == interval (the defaults) the previous probe's
+         * deadline and this tick fall on the same millisecond; whichever
+         * fires first, let the deadline finish that probe and start this
+         * one a moment later instead of skipping a whole interval. */
+        t->probe_timer = loop_add_timer(loop, 5, on_probe_timer, t);
+        return;
+    }
     if (!probe_start(t->probe))
         log_warn("%s: previous probe still running, skipping one", names[t->id]);
     /* Fixed cadence: the next start is one interval after this one was
@@ -236,10 +244,7 @@ static void on_probe_done(void *arg, const probe_result *r)
     } else {
         str_copy(t->st.last_error, r->error, sizeof t->st.last_error);
     }
-    account(t, r, now_wall);
-    if (r->ok != was_ok || !r->ok)
-        log_debug("%s: probe %s in %lldms%s%s", names[t->id], r->ok ? "ok" : "failed",
-                  (long long)r->latency_ms, r->ok ? "" : ": ", r->error);
+    account(t, r, now_wall);    /* probe.c has logged the result */
 
     if (breaker_record(&t->breaker, r->ok, now, &tr))
         apply_transition(t, &tr);

@@ -99,6 +99,11 @@ while (( $(now_ms) - t0 < IDLE * 1000 )); do
 done
 c1=$(cpu_ticks); t1=$(now_ms)
 rss=$(rss_kib); hwm=$(hwm_kib)
+# RSS counts the shared libraries' resident pages (libcrypto, libc, sqlite,
+# gnutls ... are shared with every other process that maps them); the
+# private part (RssAnon) and the proportional share (Pss) say what drd costs.
+anon=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null)
 cpu_pct=$(awk -v t=$(( c1 - c0 )) -v hz="$hz" -v ms=$(( t1 - t0 )) 'BEGIN { printf "%.3f", t / hz / (ms / 1000) * 100 }')
 drd_stop >/dev/null
 lat=$(drd_sql "SELECT target || ' ' || (sum(latency_sum_ms) * 1.0 / max(sum(probes), 1))
@@ -127,6 +132,7 @@ row "detection, kill -STOP (hung)" "$(secs "$fm") s ($(secs "$fmin")-$(secs "$fm
     "<= 4.5 s" "$(verdict "$fm" $TARGET_FREEZE_MS)" "$(faster "$fm") faster"
 row "RSS, idle ${IDLE} s" "$(mib "$rss") MiB (max $(mib "$rss_max"))" \
     "<= 8 MiB" "$(verdict "$rss_max" $TARGET_RSS_KIB)" "peak VmHWM $(mib "$hwm") MiB"
+row "  of which private (RssAnon)" "$(mib "$anon") MiB" "" "" "Pss $(mib "${pss:-0}") MiB"
 row "CPU, idle ${IDLE} s" "$cpu_pct % of one core" "<= ${TARGET_CPU_PCT} %" "$cpu_ok" "$(( c1 - c0 )) ticks at $hz Hz"
 row "probe latency, mean" "${lat%, }" "" "" ""
 say ""
