@@ -268,7 +268,9 @@ static void encode_value(const char *v, quote_style q, buf_t *b)
  * belong to the same file. */
 static char *load(const char *path, struct stat *st, size_t *len, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not stall drd's loop; anything but
+     * a regular file is refused just below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     char *data = NULL;
     size_t n = 0;
 

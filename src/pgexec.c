@@ -53,7 +53,7 @@
 #include "drd/pgconn.h"
 #include "drd/util.h"
 
-#define PGEXEC_APP_NAME "drd"   /* fencing spares application_name LIKE 'drd%' */
+#define PGEXEC_APP_NAME "drd"   /* the fence spares sessions named 'drd' and 'drd-probe' */
 #define PGEXEC_SETUP_SQL "SET client_connection_check_interval = 1000"
 #define PGEXEC_SETUP_MIN_VERSION 140000
 

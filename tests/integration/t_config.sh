@@ -125,9 +125,9 @@ f=$TEST_TMP/no_primary_url.conf
 with_line 3 "app_url = postgresql://app@127.0.0.1:5999/postgres" >"$f"
 bad_case "missing [primary] url" "$f" "" "url"
 if grep -qE -- "^$f(:[0-9]+)?: .*url" <<<"$OUT"; then
-  pass "missing [primary] url: reported as '$f[:LINE]: ...url...'"
+  pass "missing [primary] url: reported as '${f}[:LINE]: ...url...'"
 else
-  fail "missing [primary] url: reported as '$f[:LINE]: ...url...'"; diag "$OUT"
+  fail "missing [primary] url: reported as '${f}[:LINE]: ...url...'"; diag "$OUT"
 fi
 grep -qF -- "$f:" <<<"$OUT" && ! grep -qE -- "^$f:[0-9]+:" <<<"$OUT" &&
   diag "note: the missing-key error has no line number"

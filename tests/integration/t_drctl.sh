@@ -78,15 +78,15 @@ drd_wait_field 10 .targets.primary.breaker open; ok $? "primary down: breaker op
 err=$(drd_json .targets.primary.last_error)
 isnt "$err" null "primary has a last_error: $err"
 declare -A seen=()
-seen[drd log]=$(cat "$DRD_LOG")
-seen[drctl status]=$(drctl status 2>&1)
-seen[drctl status --json]=$(drctl status --json 2>&1)
-seen[GET /api/status (socket)]=$(drd_api /api/status)
-seen[GET /api/status (TCP)]=$(curl -s -m 5 -H "Authorization: Bearer $TOKEN" "$turl/api/status")
-seen[GET /api/events]=$(drd_api '/api/events?since=0')
-seen[GET /metrics]=$(drd_api /metrics)
-seen[drd -n]=$("$DRD" -n -c "$DRD_CONF" 2>&1)
-seen[state db]=$(sqlite3 -readonly "$DRD_DB" .dump 2>&1)
+seen["drd log"]=$(cat "$DRD_LOG")
+seen["drctl status"]=$(drctl status 2>&1)
+seen["drctl status --json"]=$(drctl status --json 2>&1)
+seen["GET /api/status (socket)"]=$(drd_api /api/status)
+seen["GET /api/status (TCP)"]=$(curl -s -m 5 -H "Authorization: Bearer $TOKEN" "$turl/api/status")
+seen["GET /api/events"]=$(drd_api '/api/events?since=0')
+seen["GET /metrics"]=$(drd_api /metrics)
+seen["drd -n"]=$("$DRD" -n -c "$DRD_CONF" 2>&1)
+seen["state db"]=$(sqlite3 -readonly "$DRD_DB" .dump 2>&1)
 for k in "drd log" "drctl status" "drctl status --json" "GET /api/status (socket)" \
          "GET /api/status (TCP)" "GET /api/events" "GET /metrics" "drd -n" "state db"; do
   unlike "${seen[$k]}" "$SECRET" "$k: no password"

@@ -33,9 +33,8 @@ a1=$(fo_pending_approval policy)
 is "$(drd_sql "SELECT run_id IS NULL FROM approvals WHERE id = ${a1:-0}")" 1 "... not tied to any run"
 like "$(drd_sql "SELECT prompt FROM approvals WHERE id = ${a1:-0}")" "[Ff]ail over" "... its prompt asks to fail over"
 fo_event_has "approval ${a1:-0} asks whether to fail over"; ok $? "... an event says so"
-# KNOWN BUG (status-extras): the status never lists the approvals.
 like "$(fo_status_approval "${a1:-0}")" "^policy " \
-  "drctl status --json lists approval ${a1:-?} (kind policy) [KNOWN BUG status-extras until fixed]"
+  "drctl status --json lists approval ${a1:-?} (kind policy)"
 is "$(fo_runs)" 0 "no run started while the approval is pending"
 is "$(fo_env_url)" "$(fo_app_url primary)" "the env file is untouched"
 
@@ -82,8 +81,7 @@ ok $? "a third outage: a pending policy approval" || fo_diag
 a3=$(fo_pending_approval policy)
 isnt "$a3" "$a2" "... a new one (${a3:-none})"
 out=$(fo_drctl approve "${a3:-0}" 2>&1); rc=$?
-# KNOWN BUG (drctl-exit): drctl exits 1 after a succeeded run.
-is "$rc" 0 "drctl approve ${a3:-?}: exit 0 [KNOWN BUG drctl-exit until fixed]" || diag "$out"
+is "$rc" 0 "drctl approve ${a3:-?}: exit 0" || diag "$out"
 like "$out" "run [0-9]+ succeeded" "... follows the failover run to its success" || { diag "$out"; fo_diag; }
 run=$(fo_last_run)
 is "$(fo_runs)" 1 "exactly one run"

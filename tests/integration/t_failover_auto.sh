@@ -85,16 +85,14 @@ is "$(fo_run_state 2)" waiting "run 2 is waiting"
 is "$(fo_step 2 confirm-data state)" running "confirm-data is the step waiting"
 is "$(drd_sql "SELECT kind || ' ' || state FROM approvals WHERE id = ${aid:-0}")" "step pending" \
   "approval ${aid:-?} is a pending step approval"
-# KNOWN BUG (status-extras): the status loses "run" and "approvals" at the
-# next probe; this assertion fails until that is fixed.
 is "$(drd_json "[.approvals[] | select(.id == ${aid:-0}) | .kind] | join(\",\")")" step \
-  "status lists approval ${aid:-?} (kind step) [KNOWN BUG status-extras until fixed]"
+  "status lists approval ${aid:-?} (kind step)"
+is "$(drd_json '"\(.run.id) \(.run.state) \(.run.steps | length)"')" "2 waiting 7" \
+  "status: run 2 waiting, with its 7 steps"
 is "$(fo_env_url)" "$B_URL" "env file not touched before the approval"
 
 out=$(fo_drctl approve "${aid:-0}" 2>&1); rc=$?
-# KNOWN BUG (drctl-exit): drctl reads the run state after freeing it and
-# exits 1 after a succeeded run; this assertion fails until that is fixed.
-is "$rc" 0 "drctl approve ${aid:-?}: exit 0 [KNOWN BUG drctl-exit until fixed]" || diag "$out"
+is "$rc" 0 "drctl approve ${aid:-?}: exit 0" || diag "$out"
 like "$out" "run 2 succeeded" "... the failback run succeeded" || { diag "$out"; fo_diag; }
 is "$(fo_run_state 2)" succeeded "run 2 state: succeeded"
 is "$(drd_sql "SELECT decided_by <> '' AND state = 'approved' FROM approvals WHERE id = ${aid:-0}")" 1 \
@@ -102,6 +100,7 @@ is "$(drd_sql "SELECT decided_by <> '' AND state = 'approved' FROM approvals WHE
 is "$(fo_env_url)" "$P_URL" "env file: DATABASE_URL = the primary's app_url again"
 is "$(fo_env_others)" "$(fo_env_others "$FO_APP_DIR/app.env.orig")" "env file: other lines still kept"
 is "$(drd_json .active)" primary "status: active=primary"
+is "$(drd_json '"\(.run) \(.approvals | length)"')" "null 0" "status: no run in progress, no approval pending"
 fo_app_insert_works primary; ok $? "the fence is lifted: a new app session can INSERT on the primary" ||
   diag "$(fo_app_insert primary)"
 app3=$(fo_app_pid)

@@ -36,28 +36,44 @@ opened() {
 }
 
 # ------------------------------------------------------------ flapping ----
+# Each outage lasts until drd has seen at least one failed probe (so every
+# outage counts), then the primary is started again at once: 1 or 2 failed
+# probes per outage, never `failures` in a row.
 budget=$(( FAILURES * INTERVAL_MS ))
-max_out=0
+max_out=0 seen_all=1 max_fails=0
 for i in 1 2 3 4 5; do
+  mark=$(drd_log_mark)
   t0=$(now_ms)
   pg_crash primary || bail_out "cannot stop the primary"
+  deadline=$(( t0 + 5000 ))
+  until drd_log_has "$mark" 'primary: probe failed' || (( $(now_ms) > deadline )); do sleep 0.02; done
   pg_start primary || bail_out "cannot start the primary"
   t1=$(now_ms)
   out_ms=$(( t1 - t0 ))
   (( out_ms > max_out )) && max_out=$out_ms
-  diag "outage $i: at most ${out_ms} ms (stop + start)"
   # the next good probe resets the breaker's count of failures
   poll_until 10 primary_probed_ok_after "$t1" || diag "outage $i: no good probe of the primary after it came back"
+  n=$(drd_log_since "$mark" | grep -c 'primary: probe failed')
+  (( n >= 1 )) || seen_all=0
+  (( n > max_fails )) && max_fails=$n
+  diag "outage $i: at most ${out_ms} ms (stop, one failed probe seen, start); failed probes: $n"
 done
-if (( max_out >= budget )); then
-  diag "WARNING: an outage took ${max_out} ms >= failures x interval = ${budget} ms: this machine is too slow for this check"
+diag "longest outage: ${max_out} ms (pg_ctl stop + start, an upper bound); failures x interval = ${budget} ms"
+is "$seen_all" 1 "drd saw every outage (at least one failed probe each)"
+if (( max_fails >= FAILURES )); then
+  # The premise failed: PostgreSQL took longer to restart than the test
+  # needs, so a failover would be right. Not drd's fault: skip the rest.
+  diag "an outage lasted $max_fails probes: this machine restarts PostgreSQL too slowly" \
+       "for this test (it needs outages shorter than $((FAILURES - 1)) probe intervals)"
+  for d in "breaker never opened" "no incident" "no run" "block"; do
+    skip "$d" "outages too long on this machine"
+  done
+  done_testing
 fi
-cmp_ok "$max_out" -lt "$budget" "every outage was shorter than failures x interval (${budget} ms)"
+pass "no outage lasted $FAILURES probes (at most $max_fails failed in a row)"
 is "$(opened)" 0 "the primary's breaker never opened"
 is "$(drd_sql "SELECT count(*) FROM incidents")" 0 "no incident"
 is "$(fo_runs)" 0 "no run was ever created"
-fails=$(drd_log_since 0 | grep -c 'primary: probe failed')
-cmp_ok "$fails" -ge 1 "drd did see failed probes of the primary ($fails)"
 is "$(fo_pending_approval)" "" "no approval"
 cmp -s "$FO_ENV" "$FO_APP_DIR/app.env.orig"; ok $? "env file unchanged"
 is "$(fo_app_pid)" "$app1" "the app was never restarted"

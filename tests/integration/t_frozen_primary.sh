@@ -43,7 +43,6 @@ diag "froze $(wc -l <"$(pg_dir primary)/frozen.pids") processes of the primary"
 poll_until 45 eval '[ "$(fo_last_run)" -ge 1 ] && fo_run_finished 1'
 ok $? "a failover run started and finished while the primary is frozen" || fo_diag
 diag "from SIGSTOP to the end of the failover run: $(( $(now_ms) - t0 )) ms"
-first=$(drd_sql "SELECT min(at) FROM drd_app_writes" 2>/dev/null)
 is "$(fo_run_state 1)" succeeded "run 1 succeeded" || fo_diag
 is "$(drd_sql "SELECT started_by FROM runs WHERE id = 1")" policy "... started by the policy"
 like "$(fo_step 1 fence-primary error)" "pending" "fence-primary could not fence it: fence pending" ||

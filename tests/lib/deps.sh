@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libpq-dev libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libcmocka-dev postgresql-15 postgresql-client-15
-      sqlite3 curl procps util-linux jq)
+      sqlite3 curl procps util-linux jq strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

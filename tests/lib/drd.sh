@@ -50,7 +50,7 @@ drd_require() {
 # fixed order: primary backup probe failover failback app http state log,
 # then the others.
 drd_config() {
-  local file=$1 kv sec key val order s k
+  local file=$1 kv val order s k
   shift
   declare -A cfg=()
   local -a keys=()

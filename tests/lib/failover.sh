@@ -47,8 +47,8 @@ fo_clusters() {
 }
 
 # fo_app_url NAME: the URL the app uses on cluster NAME. application_name
-# is set because the sample app's own default, drd_sample_app, matches the
-# sessions drd's fence spares as its own (application_name LIKE 'drd%').
+# is set to a name of the app's own, as a real app's would be (drd's fence
+# spares only its own sessions, application_name 'drd' and 'drd-probe').
 fo_app_url() { echo "$(pg_url "$1" app appdb)?application_name=shop_app"; }
 
 # fo_app_init: the app's directory, env file (DATABASE_URL = the primary,
@@ -125,11 +125,11 @@ fo_app_insert_refused() {
 fo_app_insert_works() { fo_app_insert "$1" >/dev/null; }
 
 # fo_app_sessions NAME: client sessions of the app's role on NAME (drd's own
-# sessions, application_name drd*, excluded).
+# sessions, application_name drd and drd-probe, excluded).
 fo_app_sessions() {
   pg_psql "$1" "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'
                 AND backend_type = 'client backend'
-                AND coalesce(application_name, '') NOT LIKE 'drd%'"
+                AND coalesce(application_name, '') NOT IN ('drd', 'drd-probe')"
 }
 fo_app_sessions_are() { [ "$(fo_app_sessions "$1" 2>/dev/null)" = "$2" ]; }
 
@@ -160,7 +160,7 @@ fo_event_count() {
 }
 fo_event_has() { [ "$(fo_event_count "$1")" -gt 0 ]; }
 
-# fo_failover_done: the newest run is finished (any final state).
+# fo_run_finished ID: run ID is finished (any final state).
 fo_run_finished() {
   local st; st=$(fo_run_state "$1")
   [ "$st" = succeeded ] || [ "$st" = failed ] || [ "$st" = aborted ]

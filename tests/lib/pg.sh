@@ -142,7 +142,7 @@ unlike() {
 }
 # cmp_ok A OP B DESC: integer comparison, OP one of -lt -le -eq -ne -ge -gt.
 cmp_ok() {
-  if [[ "$1" =~ ^-?[0-9]+$ && "$3" =~ ^-?[0-9]+$ ]] && [ "$1" "$2" "$3" ]; then
+  if [[ "$1" =~ ^-?[0-9]+$ && "$3" =~ ^-?[0-9]+$ ]] && test "$1" "$2" "$3"; then
     pass "$4"; return 0
   fi
   fail "$4"; diag "expected: '$1' $2 '$3'"
