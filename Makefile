@@ -64,9 +64,10 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/demo.sh
 
+# Every tests/bench*.sh in turn (BENCH_QUICK=1 for smaller data sets).
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@tests/bench.sh
+	@for b in tests/bench*.sh; do echo "== $$b"; $$b || exit 1; done
 
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*.c | grep -v snprintf

@@ -56,38 +56,64 @@ for c in primary backup; do
   fi
 done
 
+# The sample app: writes a row every 100 ms through DATABASE_URL of its env
+# file; drd's runbooks stop/start it with tests/app/appctl.
+app=$demo/app
+mkdir -p "$app"
+[ -f "$app/app.conf" ] || echo "HEALTH_PORT=$(free_port)" >"$app/app.conf"
+. "$app/app.conf"
+[ -f "$app/app.env" ] || printf '# the sample app reads DATABASE_URL from here\nDATABASE_URL=%s\n' \
+  "$(pg_url primary)" >"$app/app.env"
+[ -f "$demo/token" ] || { head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$demo/token"; chmod 600 "$demo/token"; }
+[ -f "$demo/http_port" ] || free_port >"$demo/http_port"
+http_port=$(cat "$demo/http_port")
+
 conf=$demo/drd.conf
 drd_config "$conf" \
   probe.interval= probe.timeout= probe.failures= probe.successes= probe.cooldown= \
-  http.socket="$demo/drd.sock" state.db="$demo/drd.db" log.level=info || exit 1
+  failover.policy=approve \
+  app.env_file="$app/app.env" app.stop="$root/tests/app/appctl stop $app" \
+  app.start="$root/tests/app/appctl start $app" app.health_url="http://127.0.0.1:$HEALTH_PORT/health" \
+  http.socket="$demo/drd.sock" http.listen="127.0.0.1:$http_port" http.token_file="$demo/token" \
+  http.web_root="$root/web" state.db="$demo/drd.db" log.level=info || exit 1
 {
   echo "# drd demo config, written by tests/demo.sh (make demo) at each start."
   echo "# No [probe] section: drd's defaults (interval 1s, timeout 1s, failures 3,"
-  echo "# successes 2, cooldown 10s). No app yet: [app] stop/start are no-ops."
+  echo "# successes 2, cooldown 10s). policy = approve: an outage asks first."
   tail -n +2 "$conf"
 } >"$conf.new" && mv "$conf.new" "$conf"
 
+"$root/tests/app/appctl" start "$app" >/dev/null || { echo "demo: the sample app did not start; see $app/app.log" >&2; exit 1; }
+cleanup_add "'$root/tests/app/appctl' stop '$app' >/dev/null 2>&1"
+
 pgctl_p=$(pg_ctl_cmd primary)
 pidfile=$(pg_datadir primary)/postmaster.pid
+dctl="${DRCTL#"$PWD"/} -c $rel/drd.conf"
 cat <<EOF
 
 === drd demo ===========================================================
   primary   $(pg_url primary)    data $(pg_datadir primary)
   backup    $(pg_url backup)    data $(pg_datadir backup)
+  app       $rel/app (env file app.env, log app.log, health :$HEALTH_PORT)
   config    $rel/drd.conf        state $rel/drd.db
+  page      http://127.0.0.1:$http_port/   token: $rel/token
 
 In another terminal (from $PWD):
-  status            ${DRCTL#"$PWD"/} -c $rel/drd.conf status        (--json for JSON)
-  stop the primary  $pgctl_p stop -m immediate
-                    -> its breaker opens within ~3 s (3 failed probes, 1 s apart)
-  start it again    $pgctl_p start
-                    -> half_open after the 10 s cooldown, closed after 2 good probes
-  freeze it         kill -STOP \$(head -1 $pidfile)
-                    -> a hung server: probes time out after 1 s; the backup is unaffected
-  thaw it           kill -CONT \$(head -1 $pidfile)
-  history           sqlite3 -readonly $rel/drd.db 'select id, datetime(at/1000, "unixepoch"), target, message from events'
+  status            $dctl status        (--json for JSON)
+  cause an outage   $pgctl_p stop -m immediate
+                    -> the primary's breaker opens within ~3 s and drd asks:
+  approve it        $dctl status                 (shows the approval ID)
+                    $dctl approve ID             (follows the failover step by step)
+                    -> the app is stopped, DATABASE_URL in $rel/app/app.env
+                       points at the backup, the app writes there
+  bring it back     $pgctl_p start
+                    -> drd fences it (read-only) while the app is on the backup
+  fail back         $dctl failback               (asks to confirm, then an approval)
+  freeze instead    kill -STOP \$(head -1 $pidfile)   (thaw: kill -CONT ...)
+  history           $dctl history
 
-Ctrl-C stops drd and both clusters (data kept in $rel/; DEMO_FRESH=1 make demo starts afresh).
+Ctrl-C stops drd, the app and both clusters (data kept in $rel/;
+DEMO_FRESH=1 make demo starts afresh).
 ========================================================================
 
 EOF
