@@ -10,7 +10,9 @@
 #include "drd/fetch.h"
 #include "drd/log.h"
 #include "drd/loop.h"
+#include "drd/metrics.h"
 #include "drd/monitor.h"
+#include "drd/notify.h"
 #include "drd/policy.h"
 #include "drd/runbook.h"
 #include "drd/store.h"
@@ -43,9 +45,13 @@ typedef struct {
     fetch_t *fetch;
     executor_t *executor;
     policy_t *policy;
+    notify_t *notify;
+    metrics_counters counters;
+    int64_t approvals_pending;   /* as last published */
     int sigfd;
     int lockfd;
     int ready_fd;            /* write end of the pipe the parent waits on (-1 with -f) */
+    int64_t started_at;      /* wall ms */
 } daemon_t;
 
 static void usage(FILE *out)
@@ -109,6 +115,7 @@ static void reload(daemon_t *d)
     }
     apply_log_settings(fresh);
     monitor_reconfigure(d->monitor, fresh);
+    notify_reconfigure(d->notify, fresh);
     executor_reconfigure(d->executor, fresh);
     policy_reconfigure(d->policy, fresh);
     config_free(d->cfg);
@@ -138,13 +145,38 @@ static void on_signal(loop_t *loop, int fd, short revents, void *arg)
     }
 }
 
+/* Render /metrics from the counters and the current state. */
+static void publish_metrics(daemon_t *d)
+{
+    if (d->api == NULL)
+        return;
+    metrics_input in = {
+        .c = &d->counters,
+        .target = { monitor_target(d->monitor, TARGET_PRIMARY), monitor_target(d->monitor, TARGET_BACKUP) },
+        .active = monitor_active(d->monitor),
+        .run_in_progress = executor_busy(d->executor),
+        .approvals_pending = d->approvals_pending,
+        .backup_lag_seconds = -1,
+        .last_refresh_at = 0,
+        .started_at = d->started_at,
+        .version = DRD_VERSION,
+        .ready = true,
+    };
+    char *text = metrics_render(&in);
+    if (text != NULL)
+        api_publish_metrics(d->api, text);
+    free(text);
+}
+
 static void republish(void *arg)
 {
     daemon_t *d = arg;
     json_t *run = executor_run_json(d->executor);
     json_t *approvals = executor_approvals_json(d->executor);
+    d->approvals_pending = (int64_t)json_array_size(approvals);
     monitor_set_status_extras(d->monitor, run, approvals);
     monitor_publish(d->monitor);
+    publish_metrics(d);
     json_decref(run);
     json_decref(approvals);
 }
@@ -152,6 +184,20 @@ static void republish(void *arg)
 static void on_transition(void *arg, target_id t, const breaker_transition *tr)
 {
     daemon_t *d = arg;
+    char text[600];
+    const store_target *st = monitor_target(d->monitor, t);
+    if (tr->from == BREAKER_CLOSED && tr->to == BREAKER_OPEN) {
+        snprintf(text, sizeof text, "drd: the %s database is down (%s)%s%s", target_name(t), tr->reason,
+                 st->last_error[0] ? ": " : "", st->last_error);
+        json_t *f = json_pack("{s:s}", "target", target_name(t));
+        notify_send(d->notify, "incident_start", text, f);
+        json_decref(f);
+    } else if (tr->to == BREAKER_CLOSED) {
+        snprintf(text, sizeof text, "drd: the %s database is available again", target_name(t));
+        json_t *f = json_pack("{s:s}", "target", target_name(t));
+        notify_send(d->notify, "incident_end", text, f);
+        json_decref(f);
+    }
     policy_on_transition(d->policy, t, tr);
     republish(d);
 }
@@ -160,6 +206,7 @@ static void on_probe(void *arg, target_id t, const probe_result *r)
 {
     daemon_t *d = arg;
     policy_on_probe(d->policy, t, r);
+    publish_metrics(d);
 }
 
 static void on_run_done(void *arg, int64_t run_id, const char *kind, const char *state)
@@ -395,12 +442,18 @@ int main(int argc, char **argv)
     d.fetch = fetch_new(d.loop);
     if (d.monitor == NULL || d.fetch == NULL)
         goto cleanup;
+    d.notify = notify_new(d.loop, d.fetch, d.store, d.cfg, &d.counters);
+    if (d.notify == NULL)
+        goto cleanup;
+    monitor_set_counters(d.monitor, &d.counters);
     d.executor = executor_new(d.loop, d.store, d.monitor, d.fetch, d.cfg);
     d.policy = d.executor ? policy_new(d.loop, d.store, d.monitor, d.executor, d.fetch, d.cfg) : NULL;
     if (d.policy == NULL)
         goto cleanup;
     monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
     executor_set_listeners(d.executor, on_run_done, republish, &d);
+    executor_set_observers(d.executor, &d.counters, d.notify);
+    policy_set_notify(d.policy, d.notify);
     policy_set_change_cb(d.policy, republish, &d);
     api_options ao = {
         .listen = d.cfg->http_listen,
@@ -408,6 +461,9 @@ int main(int argc, char **argv)
         .token = d.cfg->http_token,
         .db_path = d.cfg->state_db,
         .web_root = d.cfg->http_web_root,
+        .session_ttl_ms = d.cfg->http_session_ttl_ms,
+        .metrics_need_token = d.cfg->http_metrics != NULL && strcmp(d.cfg->http_metrics, "token") == 0,
+        .secure_cookie = d.cfg->http_secure_cookie,
     };
     d.api = api_start(&ao, err, sizeof err);
     if (d.api == NULL) {
@@ -420,6 +476,7 @@ int main(int argc, char **argv)
         goto cleanup;
 
     char msg[256];
+    d.started_at = wall_ms();
     snprintf(msg, sizeof msg, "drd %s started (pid %ld)", DRD_VERSION, (long)getpid());
     store_event_add(d.store, wall_ms(), "daemon", "", msg);
     log_info("%s; socket %s%s%s; state %s", msg, d.cfg->http_socket,
@@ -450,6 +507,7 @@ cleanup:
     api_stop(d.api);
     policy_free(d.policy);
     executor_free(d.executor);
+    notify_free(d.notify);
     monitor_free(d.monitor);
     fetch_free(d.fetch);
     store_close(d.store);

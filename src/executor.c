@@ -50,10 +50,13 @@ struct executor {
     step_run *work;
     uint64_t timer;              /* retry delay or approval expiry */
     int64_t approval_id;         /* pending approval we wait on */
+    metrics_counters *counters;  /* may be NULL */
+    notify_t *notify;            /* may be NULL */
 };
 
 static void advance(executor_t *ex);
 static void begin_step(executor_t *ex, int i);
+static void tell(executor_t *ex, const char *what, const char *text, int64_t approval_id);
 
 static void changed(executor_t *ex)
 {
@@ -132,6 +135,16 @@ static void finish_run(executor_t *ex, const char *state, const char *error)
     int64_t took = ex->run.finished_at - ex->run.created_at;
     event(ex, "run %lld (%s) %s after %lld.%03llds%s%s", (long long)id, kind, state,
           (long long)(took / 1000), (long long)(took % 1000), error && *error ? ": " : "", S(error));
+    if (ex->counters != NULL) {
+        int k = strcmp(kind, "failback") == 0 ? 1 : 0;
+        int res = strcmp(state, "succeeded") == 0 ? 0 : strcmp(state, "failed") == 0 ? 1 : 2;
+        ex->counters->runs_total[k][res]++;
+    }
+    char what[32], text[700];
+    snprintf(what, sizeof what, "run_%s", state);
+    snprintf(text, sizeof text, "drd: %s run %lld %s after %lld.%llds%s%s", kind, (long long)id, state,
+             (long long)(took / 1000), (long long)(took % 1000 / 100), error && *error ? ": " : "", S(error));
+    tell(ex, what, text, 0);
     clear_run(ex);
     changed(ex);
     if (ex->on_done != NULL)
@@ -172,6 +185,12 @@ static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, 
     run_state(ex, "waiting", NULL);
     arm_expiry(ex, a.expires_at);
     event(ex, "run %lld waits for approval %lld: %s", (long long)ex->run.id, (long long)id, a.prompt);
+    {
+        char text[800];
+        snprintf(text, sizeof text, "drd: %s run %lld needs a decision (approval %lld): %s", ex->run.kind,
+                 (long long)ex->run.id, (long long)id, a.prompt);
+        tell(ex, "approval_needed", text, id);
+    }
     changed(ex);
     return true;
 }
@@ -331,6 +350,10 @@ static void on_step_done(void *arg, const step_outcome *o)
     s->st.finished_at = wall_ms();
     s->st.exit_code = o->exit_code;
     int64_t took = s->st.finished_at - s->st.started_at;
+    if (ex->counters != NULL && (unsigned)s->def.action < METRICS_ACTIONS) {
+        ex->counters->step_seconds_sum[s->def.action] += (double)took / 1000.0;
+        ex->counters->step_seconds_count[s->def.action]++;
+    }
 
     if (o->ok) {
         str_copy(s->st.error, o->note, sizeof s->st.error);   /* the note is shown as the step's detail */
@@ -519,6 +542,12 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
     }
     event(ex, "run %lld (%s, %d steps) started by %s%s%s", (long long)id, kind, ex->n_steps, started_by,
           r.reason[0] ? ": " : "", r.reason);
+    {
+        char text[700];
+        snprintf(text, sizeof text, "drd: %s run %lld started by %s%s%s", kind, (long long)id, started_by,
+                 r.reason[0] ? ": " : "", r.reason);
+        tell(ex, "run_started", text, 0);
+    }
     advance(ex);
 
 cleanup:
@@ -626,6 +655,24 @@ void executor_free(executor_t *ex)
         return;
     clear_run(ex);
     free(ex);
+}
+
+void executor_set_observers(executor_t *ex, metrics_counters *c, notify_t *n)
+{
+    ex->counters = c;
+    ex->notify = n;
+}
+
+/* Tell the webhook, with the run's fields for format = json. */
+static void tell(executor_t *ex, const char *what, const char *text, int64_t approval_id)
+{
+    if (ex->notify == NULL)
+        return;
+    json_t *f = json_pack("{s:I, s:s}", "run_id", (json_int_t)ex->run.id, "kind", ex->run.kind);
+    if (f != NULL && approval_id > 0)
+        json_object_set_new(f, "approval_id", json_integer(approval_id));
+    notify_send(ex->notify, what, text, f);
+    json_decref(f);
 }
 
 void executor_reconfigure(executor_t *ex, const config_t *cfg)

@@ -47,7 +47,8 @@ struct monitor {
     monitor_transition_cb on_transition;
     monitor_probe_cb on_probe;
     void *listener_arg;
-    json_t *run, *approvals;     /* borrowed extras for the status */
+    json_t *run, *approvals;     /* extras for the status (referenced) */
+    metrics_counters *counters;  /* may be NULL */
 };
 
 static const char *const names[TARGET_COUNT] = { "primary", "backup" };
@@ -172,6 +173,11 @@ static void apply_transition(target_t *t, const breaker_transition *tr)
                      t->incident_id ? "opened" : "closed");
     }
     arm_breaker_timer(t);
+    if (t->m->counters != NULL) {
+        t->m->counters->breaker_transitions_total[t->id]++;
+        if (t->incident_id != 0 && t->incident_id != before_incident)
+            t->m->counters->incidents_total[t->id]++;
+    }
     if (t->m->on_transition != NULL)
         t->m->on_transition(t->m->listener_arg, t->id, tr);
 }
@@ -245,6 +251,11 @@ static void on_probe_done(void *arg, const probe_result *r)
         str_copy(t->st.last_error, r->error, sizeof t->st.last_error);
     }
     account(t, r, now_wall);    /* probe.c has logged the result */
+    if (m->counters != NULL) {
+        m->counters->probes_total[t->id]++;
+        if (!r->ok)
+            m->counters->probe_failures_total[t->id]++;
+    }
 
     if (breaker_record(&t->breaker, r->ok, now, &tr))
         apply_transition(t, &tr);
@@ -352,6 +363,11 @@ void monitor_reconfigure(monitor_t *m, const config_t *cfg)
             t->probe_timer = loop_add_timer(m->loop, t->next_probe_at - now, on_probe_timer, t);
         }
     }
+}
+
+void monitor_set_counters(monitor_t *m, metrics_counters *c)
+{
+    m->counters = c;
 }
 
 void monitor_set_api(monitor_t *m, api_t *api)

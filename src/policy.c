@@ -25,7 +25,22 @@ struct policy {
     int64_t fence_backoff_until; /* monotonic: don't retry a failed fence before */
     void (*on_change)(void *arg);
     void *change_arg;
+    notify_t *notify;            /* may be NULL */
 };
+
+void policy_set_notify(policy_t *p, notify_t *n)
+{
+    p->notify = n;
+}
+
+static void tell(policy_t *p, const char *what, const char *text, int64_t approval_id)
+{
+    if (p->notify == NULL)
+        return;
+    json_t *f = approval_id > 0 ? json_pack("{s:I}", "approval_id", (json_int_t)approval_id) : NULL;
+    notify_send(p->notify, what, text, f);
+    json_decref(f);
+}
 
 static void event(policy_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void event(policy_t *p, const char *fmt, ...)
@@ -170,6 +185,9 @@ static void evaluate(policy_t *p)
     if (p->approval_id != 0) {
         event(p, "incident %lld: approval %lld asks whether to fail over (drctl approve %lld)",
               (long long)incident, (long long)p->approval_id, (long long)p->approval_id);
+        char text[700];
+        snprintf(text, sizeof text, "drd: approval %lld needed: %s", (long long)p->approval_id, a.prompt);
+        tell(p, "approval_needed", text, p->approval_id);
         p->timer = loop_add_timer(p->loop, POLICY_APPROVAL_EXPIRES_MS, on_timer, p);
     }
 }
@@ -222,6 +240,7 @@ static void on_fence_done(void *arg, const step_outcome *o)
     store_kv_get(p->store, FENCE_PENDING_KEY, pending, sizeof pending);
     if (o->ok && pending[0] == '\0') {
         event(p, "the old primary answered again and was fenced: %s", o->note);
+        tell(p, "fence_applied", "drd: the old primary answered again and was fenced (it refuses the app's writes)", 0);
     } else {
         event(p, "fencing the returning primary failed: %s", o->ok ? o->note : o->error);
         p->fence_backoff_until = loop_now(p->loop) + 2000;

@@ -15,6 +15,8 @@
 #include "drd/config.h"
 #include "drd/fetch.h"
 #include "drd/loop.h"
+#include "drd/metrics.h"
+#include "drd/notify.h"
 #include "drd/monitor.h"
 #include "drd/store.h"
 
@@ -30,6 +32,10 @@ executor_t *executor_new(loop_t *loop, store_t *store, monitor_t *monitor, fetch
 void executor_free(executor_t *ex);                 /* accepts NULL; running work is abandoned, state stays as persisted */
 void executor_reconfigure(executor_t *ex, const config_t *cfg);
 void executor_set_listeners(executor_t *ex, executor_done_cb done, executor_change_cb change, void *arg);
+
+/* Where runs and step durations are counted, and who is told about runs
+ * and approvals (either may be NULL). */
+void executor_set_observers(executor_t *ex, metrics_counters *c, notify_t *n);
 
 /* Continue the run left active by a previous process, if any. */
 bool executor_resume(executor_t *ex);

@@ -12,6 +12,7 @@
 #include "drd/breaker.h"
 #include "drd/config.h"
 #include "drd/loop.h"
+#include "drd/metrics.h"
 #include "drd/probe.h"
 #include "drd/store.h"
 
@@ -34,6 +35,8 @@ void monitor_reconfigure(monitor_t *m, const config_t *cfg);
 void monitor_set_api(monitor_t *m, api_t *api);
 void monitor_set_listeners(monitor_t *m, monitor_transition_cb on_transition,
                            monitor_probe_cb on_probe, void *arg);
+/* Count probes, failures, transitions and incidents here (may be NULL). */
+void monitor_set_counters(monitor_t *m, metrics_counters *c);
 /* Flush per-minute statistics and the current target state (at shutdown). */
 void monitor_flush(monitor_t *m);
 

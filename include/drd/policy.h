@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "drd/executor.h"
 #include "drd/monitor.h"
+#include "drd/notify.h"
 
 typedef struct policy policy_t;
 
@@ -24,6 +25,8 @@ void policy_reconfigure(policy_t *p, const config_t *cfg);
 /* Called after anything the status shows changed (an approval created,
  * withdrawn or expired). */
 void policy_set_change_cb(policy_t *p, void (*cb)(void *arg), void *arg);
+/* Who is told about policy approvals and fences (may be NULL). */
+void policy_set_notify(policy_t *p, notify_t *n);
 /* Re-evaluate after a restart (an outage may be in progress). */
 void policy_start(policy_t *p);
 
