@@ -240,6 +240,8 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
         run = executor_start(d->executor, kind, c->reason[0] ? c->reason : "requested by an operator",
                              c->actor, c->request_id, incident > 0 ? incident : 0, err, sizeof err);
         ok = run != 0;
+        if (ok && c->kind == API_CMD_FAILOVER)
+            policy_withdraw(d->policy, "an operator started the failover");
         break;
     }
     case API_CMD_APPROVE:

@@ -99,7 +99,8 @@ static void on_timer(loop_t *loop, void *arg)
     evaluate(p);
 }
 
-static void withdraw_approval(policy_t *p, const char *why)
+
+void policy_withdraw(policy_t *p, const char *why)
 {
     if (p->approval_id == 0)
         return;
@@ -280,7 +281,7 @@ void policy_on_transition(policy_t *p, target_id t, const breaker_transition *tr
             loop_cancel_timer(p->loop, p->timer);
             p->timer = 0;
         }
-        withdraw_approval(p, "the primary recovered");
+        policy_withdraw(p, "the primary recovered");
         return;
     }
     if (t == TARGET_PRIMARY && tr->to == BREAKER_OPEN && strcmp(p->cfg->failover_policy, "manual") == 0 &&

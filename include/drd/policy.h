@@ -25,6 +25,9 @@ void policy_reconfigure(policy_t *p, const config_t *cfg);
 /* Called after anything the status shows changed (an approval created,
  * withdrawn or expired). */
 void policy_set_change_cb(policy_t *p, void (*cb)(void *arg), void *arg);
+/* Withdraw a pending policy approval (e.g. an operator started the
+ * failover by hand). */
+void policy_withdraw(policy_t *p, const char *why);
 /* Who is told about policy approvals and fences (may be NULL). */
 void policy_set_notify(policy_t *p, notify_t *n);
 /* Re-evaluate after a restart (an outage may be in progress). */
