@@ -3,10 +3,36 @@
  * both served by the same handler.
  *
  * The HTTP threads never act and never block on the network or a child:
- * a handler only touches memory (the published status document, the
- * command queue) and the local SQLite file through its own read-only
- * connection. Mutations are queued for the main loop, which is woken by an
- * eventfd, and are answered 202 with the request id.
+ * a handler only touches memory (the published status document and
+ * metrics text, the page's files, the sessions, the command queue) and the
+ * local SQLite file through its own read-only connection. Mutations are
+ * queued for the main loop, which is woken by an eventfd, and are answered
+ * 202 with the request id.
+ *
+ * Who may do what:
+ *   - the unix socket: everything, no credentials (its mode 0660 guards
+ *     it); commands are recorded as made by "socket";
+ *   - TCP: /healthz, the page's files and POST /api/login are open, and
+ *     /metrics unless [http] metrics = token. Everything else needs either
+ *     `Authorization: Bearer TOKEN` (actor "token") or the page's session
+ *     cookie (actor "session:<first 8 hex of the session id>"). A POST
+ *     made with the cookie must also carry the session's CSRF token in
+ *     X-CSRF-Token, and its Origin (when the browser sends one) must be
+ *     this server; otherwise 403. A wrong bearer token is never rescued by
+ *     a cookie.
+ *
+ * Sessions: POST /api/login {"token": ...} compares the token in constant
+ * time and, when right, creates a session: a 32-byte id from getrandom()
+ * in an HttpOnly, SameSite=Strict cookie, and a CSRF token returned in the
+ * body (the page keeps it in memory; GET /api/session gives it again while
+ * the cookie is valid). Sessions live in a bounded table (the least
+ * recently used one makes room) and expire `session_ttl` after the login
+ * (absolute expiry: using the page does not extend it). Failed logins are
+ * limited per client address (5 a minute, then 429).
+ *
+ * The page: a fixed map of URL paths to files of web_root (never a path
+ * built from the URL, so no traversal), read once at api_start and served
+ * from memory with a Content-Security-Policy that allows no inline script.
  *
  * SIGPIPE: MHD sends with MSG_NOSIGNAL on Linux, and the daemon's main
  * ignores SIGPIPE anyway (signal(SIGPIPE, SIG_IGN)), so a client that goes
@@ -18,13 +44,16 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,19 +69,81 @@
 #define API_MAX_BODY          (64 * 1024)   /* bigger bodies get 413 */
 #define API_MAX_DRAIN         (1024 * 1024) /* beyond this a too-large upload is cut */
 #define API_CONN_LIMIT        256u
-#define API_PER_IP_LIMIT      64u
-#define API_CONN_TIMEOUT_S    10u
+#define API_PER_IP_LIMIT      100u          /* TCP only */
+#define API_CONN_TIMEOUT_S    10u           /* idle connections are closed */
 #define API_CONN_MEMORY       ((size_t)128 * 1024)
 #define API_MAX_QUEUED        1000          /* commands waiting for the main loop */
 #define API_EVENTS_DEFAULT    100
 #define API_EVENTS_MAX        1000
 #define API_INCIDENTS_DEFAULT 20
 #define API_INCIDENTS_MAX     500
+#define API_PROBES_DEFAULT    15            /* minutes */
+#define API_PROBES_MAX        (7 * 24 * 60)
 #define API_STORE_RETRY_MS    1000
+#define API_LOG_BURST         20            /* MHD messages logged per minute */
+
+#define API_WEB_FILE_MAX      (1024 * 1024) /* a page file larger than this is refused */
+#define API_SESSIONS_MAX      64
+#define API_SESSION_TTL_DEFAULT_MS (12LL * 3600 * 1000)
+#define API_LOGIN_MAX_FAILS   5             /* per client address ... */
+#define API_LOGIN_WINDOW_MS   60000         /* ... and minute */
+#define API_LOGIN_TRACKED     256           /* client addresses remembered */
+#define API_TOKEN_MAX         1024
+
+#define SESSION_COOKIE        "drd_session"
+#define SESSION_ID_BYTES      32
+#define SESSION_HEX_LEN       (2 * SESSION_ID_BYTES)
+#define CSRF_HEADER           "X-CSRF-Token"
+
+/* The page may load its own script, style and icon and talk to this
+ * server, nothing else; no inline script or style, no framing. */
+static const char CSP_PAGE[] =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'";
+/* API answers are data, never a document. */
+static const char CSP_API[] =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/* The page: the only files ever served, whatever the URL says. */
+typedef struct {
+    const char *path;            /* URL path */
+    const char *file;            /* name in web_root */
+    const char *ctype;
+} web_entry;
+
+static const web_entry web_files[] = {
+    { "/",            "index.html",  "text/html; charset=utf-8" },
+    { "/index.html",  "index.html",  "text/html; charset=utf-8" },
+    { "/app.js",      "app.js",      "text/javascript; charset=utf-8" },
+    { "/style.css",   "style.css",   "text/css; charset=utf-8" },
+    { "/favicon.svg", "favicon.svg", "image/svg+xml" },
+};
+#define WEB_FILES (sizeof(web_files) / sizeof(web_files[0]))
+
+typedef struct {
+    char *data;                  /* NULL: not available (404) */
+    size_t len;
+    char etag[24];
+} web_file;
+
+typedef struct {
+    char id[SESSION_HEX_LEN + 1];   /* "" = free slot */
+    char csrf[SESSION_HEX_LEN + 1];
+    int64_t expires_mono;           /* mono ms */
+    int64_t expires_wall;           /* wall ms, for the page */
+    int64_t last_used;              /* mono ms, for eviction */
+} session;
+
+typedef struct {
+    char addr[INET6_ADDRSTRLEN];    /* "" = free slot */
+    int64_t since;                  /* mono ms: start of the window */
+    int fails;
+} login_fails;
 
 typedef struct listener {
     struct api *api;
-    bool tcp;                    /* TCP needs the bearer token */
+    bool tcp;                    /* TCP needs the bearer token or a session */
     int fd;                      /* ours until MHD_start_daemon succeeds */
     struct MHD_Daemon *d;
 } listener;
@@ -63,15 +154,32 @@ struct api {
     bool socket_created;
     dev_t socket_dev;
     ino_t socket_ino;
-    char *token;                 /* NULL: TCP refuses all but /healthz */
+    char *token;                 /* NULL: TCP refuses all but the open routes */
     char *db_path;
+    int64_t session_ttl_ms;
+    bool metrics_need_token;
+    bool secure_cookie;
+    web_file web[WEB_FILES];     /* read at start, immutable afterwards */
 
-    pthread_mutex_t lock;        /* status, queue, next_request_id */
+    pthread_mutex_t lock;        /* status, metrics, queue, next_request_id */
     char *status;                /* last published document, or NULL */
+    char *metrics;               /* last published metrics text, or NULL */
     api_cmd *head, *tail;
     size_t queued;
     int64_t next_request_id;
     int efd;
+
+    pthread_mutex_t log_lock;    /* rate limit of MHD's messages */
+    int64_t log_window;          /* mono ms */
+    int log_count;
+    int64_t log_dropped;
+
+    atomic_llong requests;       /* every request received (drd_http_requests_total) */
+    atomic_llong login_failures;
+
+    pthread_mutex_t auth_lock;   /* sessions, fails */
+    session sessions[API_SESSIONS_MAX];
+    login_fails fails[API_LOGIN_TRACKED];
 
     /* The HTTP threads' own read-only store connection (both MHD threads
      * share it, hence the lock). Opened lazily, retried after a failure. */
@@ -84,9 +192,15 @@ struct api {
 typedef enum {
     R_NONE = 0,
     R_HEALTHZ,
+    R_STATIC,
+    R_METRICS,
+    R_LOGIN,
+    R_LOGOUT,
+    R_SESSION,
     R_STATUS,
     R_EVENTS,
     R_INCIDENTS,
+    R_PROBES,
     R_FAILOVER,
     R_FAILBACK,
     R_APPROVE,
@@ -99,50 +213,105 @@ typedef enum {
 typedef struct {
     route_id id;
     bool post;                   /* POST route (else GET/HEAD) */
+    size_t web_idx;              /* R_STATIC: index in web_files */
     char id_str[32];             /* the {id} path segment, if any */
     bool id_too_long;
 } route;
 
+/* Who is asking (decided from the headers, before the body). */
+typedef enum { WHO_NONE = 0, WHO_SOCKET, WHO_TOKEN, WHO_SESSION } who_kind;
+
 /* Per-request state (MHD's con_cls). */
 typedef struct {
     route r;
+    bool deferred;               /* a GET answered on the second call */
     bool responded;
     bool too_large;
     char *body;
     size_t len, cap;
     size_t drained;
+    who_kind who;
+    char actor[sizeof(((api_cmd *)0)->actor)];
+    char session_id[SESSION_HEX_LEN + 1];   /* WHO_SESSION */
+    char csrf[SESSION_HEX_LEN + 1];         /* WHO_SESSION */
+    int64_t session_expires;                /* WHO_SESSION, wall ms */
 } request;
 
 /* ------------------------------------------------------------------ */
 /* responses                                                          */
 
-static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code,
-                                 char *body, const char *allow, bool auth_challenge)
+typedef struct {
+    const char *ctype;           /* default application/json */
+    const char *cache;           /* Cache-Control, default no-store */
+    const char *csp;             /* default CSP_API */
+    const char *allow;           /* Allow (405) */
+    bool challenge;              /* WWW-Authenticate: Bearer (401) */
+    const char *cookie;          /* Set-Cookie */
+    const char *etag;
+    int64_t retry_after;         /* seconds, 0 = none */
+} resp_opts;
+
+/* Queue a response. body: len bytes; with MHD_RESPMEM_MUST_FREE it is
+ * ours to free (also on failure). */
+static enum MHD_Result send_resp(struct MHD_Connection *c, unsigned code, void *body, size_t len,
+                                 enum MHD_ResponseMemoryMode mode, const resp_opts *o)
 {
+    static const resp_opts none;
     struct MHD_Response *resp;
     enum MHD_Result ret;
+    char num[32];
 
-    if (body == NULL)
-        return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (o == NULL)
+        o = &none;
+    resp = MHD_create_response_from_buffer(len, body, mode);
     if (resp == NULL) {
-        free(body);
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            o->ctype != NULL ? o->ctype : "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            o->cache != NULL ? o->cache : "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY,
+                            o->csp != NULL ? o->csp : CSP_API);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (auth_challenge)
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    if (o->allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, o->allow);
+    if (o->challenge)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (o->cookie != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, o->cookie);
+    if (o->etag != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, o->etag);
+    if (o->retry_after > 0) {
+        snprintf(num, sizeof(num), "%" PRId64, o->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+    }
     ret = MHD_queue_response(c, code, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
+/* A malloc'd NUL-terminated JSON text (taken). */
+static enum MHD_Result send_body_opts(struct MHD_Connection *c, unsigned code, char *body,
+                                      const resp_opts *o)
+{
+    if (body == NULL)
+        return MHD_NO;
+    return send_resp(c, code, body, strlen(body), MHD_RESPMEM_MUST_FREE, o);
+}
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned code, char *body)
+{
+    return send_body_opts(c, code, body, NULL);
+}
+
 /* Takes ownership of doc. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *doc)
+static enum MHD_Result send_json_opts(struct MHD_Connection *c, unsigned code, json_t *doc,
+                                      const resp_opts *o)
 {
     char *s = NULL;
 
@@ -151,24 +320,23 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t
     json_decref(doc);
     if (s == NULL)
         return MHD_NO;
-    return send_body(c, code, s, NULL, false);
+    return send_body_opts(c, code, s, o);
 }
 
-static enum MHD_Result send_error_ex(struct MHD_Connection *c, unsigned code,
-                                     const char *msg, const char *allow, bool challenge)
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *doc)
 {
-    json_t *doc = json_pack("{s:s}", "error", msg);
-    char *s = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    return send_json_opts(c, code, doc, NULL);
+}
 
-    json_decref(doc);
-    if (s == NULL)
-        return MHD_NO;
-    return send_body(c, code, s, allow, challenge);
+static enum MHD_Result send_error_opts(struct MHD_Connection *c, unsigned code,
+                                       const char *msg, const resp_opts *o)
+{
+    return send_json_opts(c, code, json_pack("{s:s}", "error", msg), o);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *msg)
 {
-    return send_error_ex(c, code, msg, NULL, false);
+    return send_error_opts(c, code, msg, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -187,13 +355,20 @@ static bool segment_copy(const char *s, size_t len, route *r)
     return true;
 }
 
+/* Exact paths only: anything else ("..", "//", encoded variants, a
+ * trailing slash) is simply not a route. */
 static void route_match(const char *url, route *r)
 {
     static const struct { const char *path; route_id id; bool post; } exact[] = {
         { "/healthz",       R_HEALTHZ,   false },
+        { "/metrics",       R_METRICS,   false },
+        { "/api/login",     R_LOGIN,     true  },
+        { "/api/logout",    R_LOGOUT,    true  },
+        { "/api/session",   R_SESSION,   false },
         { "/api/status",    R_STATUS,    false },
         { "/api/events",    R_EVENTS,    false },
         { "/api/incidents", R_INCIDENTS, false },
+        { "/api/probes",    R_PROBES,    false },
         { "/api/failover",  R_FAILOVER,  true  },
         { "/api/failback",  R_FAILBACK,  true  },
         { "/api/runs",      R_RUNS,      false },
@@ -207,6 +382,13 @@ static void route_match(const char *url, route *r)
         if (strcmp(url, exact[i].path) == 0) {
             r->id = exact[i].id;
             r->post = exact[i].post;
+            return;
+        }
+    }
+    for (size_t i = 0; i < WEB_FILES; i++) {
+        if (strcmp(url, web_files[i].path) == 0) {
+            r->id = R_STATIC;
+            r->web_idx = i;
             return;
         }
     }
@@ -261,22 +443,301 @@ static bool parse_id(const char *s, bool allow_zero, int64_t *out)
 }
 
 /* ------------------------------------------------------------------ */
+/* sessions and login throttling (auth_lock)                          */
+
+static bool random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[SESSION_ID_BYTES];
+    size_t got = 0;
+
+    if (nbytes > sizeof(b))
+        return false;
+    while (got < nbytes) {
+        ssize_t r = getrandom(b + got, nbytes - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("http: getrandom: %s", strerror(errno));
+            return false;
+        }
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return true;
+}
+
+static bool is_session_id(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == SESSION_HEX_LEN;
+}
+
+static void actor_of_session(const char *id, char *out, size_t n)
+{
+    snprintf(out, n, "session:%.8s", id);
+}
+
+/* Caller holds auth_lock. */
+static void sessions_expire(api_t *a, int64_t now)
+{
+    for (size_t i = 0; i < API_SESSIONS_MAX; i++) {
+        session *s = &a->sessions[i];
+        if (s->id[0] != '\0' && now >= s->expires_mono)
+            memset(s, 0, sizeof(*s));
+    }
+}
+
+/* Find the live session whose id is `id`; copy what the request needs. */
+static bool session_find(api_t *a, const char *id, request *rq)
+{
+    int64_t now = mono_ms();
+    int found = -1;
+
+    if (!is_session_id(id))
+        return false;
+    pthread_mutex_lock(&a->auth_lock);
+    sessions_expire(a, now);
+    /* Compare against every slot (no early exit): constant time. */
+    for (size_t i = 0; i < API_SESSIONS_MAX; i++) {
+        const session *s = &a->sessions[i];
+        if (s->id[0] != '\0' && str_ct_equal(id, s->id))
+            found = (int)i;
+    }
+    if (found >= 0) {
+        session *s = &a->sessions[found];
+        s->last_used = now;
+        str_copy(rq->session_id, s->id, sizeof(rq->session_id));
+        str_copy(rq->csrf, s->csrf, sizeof(rq->csrf));
+        rq->session_expires = s->expires_wall;
+    }
+    pthread_mutex_unlock(&a->auth_lock);
+    return found >= 0;
+}
+
+/* A new session (the least recently used one makes room when full). */
+static bool session_create(api_t *a, session *out)
+{
+    int64_t now = mono_ms();
+    session s;
+    size_t slot = 0;
+
+    memset(&s, 0, sizeof(s));
+    if (!random_hex(s.id, SESSION_ID_BYTES) || !random_hex(s.csrf, SESSION_ID_BYTES))
+        return false;
+    s.expires_mono = now + a->session_ttl_ms;
+    s.expires_wall = wall_ms() + a->session_ttl_ms;
+    s.last_used = now;
+    pthread_mutex_lock(&a->auth_lock);
+    sessions_expire(a, now);
+    for (size_t i = 0; i < API_SESSIONS_MAX; i++) {
+        if (a->sessions[i].id[0] == '\0') {
+            slot = i;
+            break;
+        }
+        if (a->sessions[i].last_used < a->sessions[slot].last_used)
+            slot = i;
+    }
+    if (a->sessions[slot].id[0] != '\0')
+        log_info("http: too many sessions: session:%.8s (least recently used) ends",
+                 a->sessions[slot].id);
+    a->sessions[slot] = s;
+    pthread_mutex_unlock(&a->auth_lock);
+    *out = s;
+    return true;
+}
+
+static void session_remove(api_t *a, const char *id)
+{
+    pthread_mutex_lock(&a->auth_lock);
+    for (size_t i = 0; i < API_SESSIONS_MAX; i++) {
+        session *s = &a->sessions[i];
+        if (s->id[0] != '\0' && strcmp(s->id, id) == 0)
+            memset(s, 0, sizeof(*s));
+    }
+    pthread_mutex_unlock(&a->auth_lock);
+}
+
+static int64_t sessions_live(api_t *a)
+{
+    int64_t n = 0;
+
+    pthread_mutex_lock(&a->auth_lock);
+    sessions_expire(a, mono_ms());
+    for (size_t i = 0; i < API_SESSIONS_MAX; i++)
+        if (a->sessions[i].id[0] != '\0')
+            n++;
+    pthread_mutex_unlock(&a->auth_lock);
+    return n;
+}
+
+/* The client's address as text ("local" on the unix socket). */
+static void client_addr(struct MHD_Connection *c, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+    str_copy(out, "local", n);
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)n);
+}
+
+/* Seconds until addr may try again, 0 if it may now. */
+static int64_t login_blocked(api_t *a, const char *addr)
+{
+    int64_t now = mono_ms(), wait = 0;
+
+    pthread_mutex_lock(&a->auth_lock);
+    for (size_t i = 0; i < API_LOGIN_TRACKED; i++) {
+        const login_fails *f = &a->fails[i];
+        if (f->addr[0] != '\0' && strcmp(f->addr, addr) == 0 &&
+            now - f->since < API_LOGIN_WINDOW_MS && f->fails >= API_LOGIN_MAX_FAILS)
+            wait = (f->since + API_LOGIN_WINDOW_MS - now + 999) / 1000;
+    }
+    pthread_mutex_unlock(&a->auth_lock);
+    return wait;
+}
+
+static void login_failed(api_t *a, const char *addr)
+{
+    int64_t now = mono_ms();
+    size_t slot = 0;
+    bool found = false;
+
+    pthread_mutex_lock(&a->auth_lock);
+    for (size_t i = 0; i < API_LOGIN_TRACKED && !found; i++) {
+        if (a->fails[i].addr[0] != '\0' && strcmp(a->fails[i].addr, addr) == 0) {
+            slot = i;
+            found = true;
+        }
+    }
+    if (!found) {
+        /* a free slot, else the one whose window started longest ago */
+        for (size_t i = 0; i < API_LOGIN_TRACKED; i++) {
+            if (a->fails[i].addr[0] == '\0') {
+                slot = i;
+                break;
+            }
+            if (a->fails[i].since < a->fails[slot].since)
+                slot = i;
+        }
+        memset(&a->fails[slot], 0, sizeof(a->fails[slot]));
+        str_copy(a->fails[slot].addr, addr, sizeof(a->fails[slot].addr));
+        a->fails[slot].since = now;
+    }
+    if (now - a->fails[slot].since >= API_LOGIN_WINDOW_MS) {
+        a->fails[slot].since = now;
+        a->fails[slot].fails = 0;
+    }
+    a->fails[slot].fails++;
+    pthread_mutex_unlock(&a->auth_lock);
+    atomic_fetch_add(&a->login_failures, 1);
+}
+
+static void login_succeeded(api_t *a, const char *addr)
+{
+    pthread_mutex_lock(&a->auth_lock);
+    for (size_t i = 0; i < API_LOGIN_TRACKED; i++)
+        if (a->fails[i].addr[0] != '\0' && strcmp(a->fails[i].addr, addr) == 0)
+            memset(&a->fails[i], 0, sizeof(a->fails[i]));
+    pthread_mutex_unlock(&a->auth_lock);
+}
+
+/* ------------------------------------------------------------------ */
 /* auth                                                               */
 
-static bool authorized(const api_t *a, struct MHD_Connection *c)
+static bool bearer_ok(const api_t *a, const char *h)
 {
-    const char *h;
     static const char scheme[] = "Bearer ";
 
     if (a->token == NULL || a->token[0] == '\0')
         return false;
-    h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h == NULL || strncasecmp(h, scheme, sizeof(scheme) - 1) != 0)
         return false;
     h += sizeof(scheme) - 1;
     while (*h == ' ')
         h++;
     return str_ct_equal(h, a->token);
+}
+
+/* Who is asking: the socket, the bearer token, a session cookie, or
+ * nobody. Fills rq->actor (and the session fields). */
+static who_kind identify(listener *l, struct MHD_Connection *c, request *rq)
+{
+    api_t *a = l->api;
+    const char *h, *cookie;
+
+    if (!l->tcp) {
+        str_copy(rq->actor, "socket", sizeof(rq->actor));
+        return WHO_SOCKET;
+    }
+    h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h != NULL) {
+        /* A wrong token is not rescued by a cookie. */
+        if (!bearer_ok(a, h))
+            return WHO_NONE;
+        str_copy(rq->actor, "token", sizeof(rq->actor));
+        return WHO_TOKEN;
+    }
+    cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, SESSION_COOKIE);
+    if (cookie != NULL && session_find(a, cookie, rq)) {
+        actor_of_session(rq->session_id, rq->actor, sizeof(rq->actor));
+        return WHO_SESSION;
+    }
+    return WHO_NONE;
+}
+
+/* Origin, when the client sends one, must be this server: "http://" or
+ * "https://" followed by exactly the Host header. */
+static bool origin_ok(struct MHD_Connection *c)
+{
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    const char *rest;
+
+    if (origin == NULL)
+        return true;
+    if (host == NULL || host[0] == '\0')
+        return false;
+    if (strncasecmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    else
+        return false;            /* "null", another scheme */
+    return strcasecmp(rest, host) == 0;
+}
+
+/* A POST made with the session cookie: same origin, and the CSRF token. */
+static const char *csrf_problem(struct MHD_Connection *c, const request *rq)
+{
+    const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    const char *tok = MHD_lookup_connection_value(c, MHD_HEADER_KIND, CSRF_HEADER);
+
+    if (!origin_ok(c) || (site != NULL && strcmp(site, "cross-site") == 0))
+        return "cross-origin request refused";
+    if (tok == NULL || tok[0] == '\0')
+        return "missing CSRF token (X-CSRF-Token)";
+    if (!str_ct_equal(tok, rq->csrf))
+        return "wrong CSRF token";
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -331,7 +792,7 @@ static enum MHD_Result get_status(api_t *a, struct MHD_Connection *c)
     pthread_mutex_unlock(&a->lock);
     if (copy == NULL)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "starting");
-    return send_body(c, MHD_HTTP_OK, copy, NULL, false);
+    return send_body(c, MHD_HTTP_OK, copy);
 }
 
 /* An optional non-negative integer query argument bounded by max (clamped).
@@ -475,12 +936,17 @@ static enum MHD_Result get_incidents(api_t *a, struct MHD_Connection *c)
 static enum MHD_Result get_run(api_t *a, struct MHD_Connection *c, const route *r)
 {
     int64_t id;
+    store_t *st;
+    json_t *run;
+
     if (r->id_too_long || !parse_id(r->id_str, false, &id))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "run id must be a positive integer");
-    store_t *st = ro_store(a);
+    pthread_mutex_lock(&a->store_lock);
+    st = ro_store(a);
+    run = st != NULL ? executor_run_to_json(st, id, true) : NULL;
+    pthread_mutex_unlock(&a->store_lock);
     if (st == NULL)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
-    json_t *run = executor_run_to_json(st, id, true);
     if (run == NULL)
         return send_error(c, MHD_HTTP_NOT_FOUND, "no such run");
     return send_json(c, MHD_HTTP_OK, run);
@@ -504,13 +970,26 @@ static bool run_to_array(const store_run *run, void *arg)
 static enum MHD_Result get_runs(api_t *a, struct MHD_Connection *c)
 {
     int64_t limit;
+    runs_ctx x = { NULL, NULL };
+    bool ok;
+
     if (!query_int(c, "limit", false, 20, 1000, &limit))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    store_t *st = ro_store(a);
-    if (st == NULL)
+    x.arr = json_array();
+    if (x.arr == NULL)
+        return MHD_NO;
+    pthread_mutex_lock(&a->store_lock);
+    x.st = ro_store(a);
+    if (x.st == NULL) {
+        pthread_mutex_unlock(&a->store_lock);
+        json_decref(x.arr);
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
-    runs_ctx x = { st, json_array() };
-    if (!store_runs_recent(st, (int)limit, run_to_array, &x)) {
+    }
+    ok = store_runs_recent(x.st, (int)limit, run_to_array, &x);
+    if (!ok)
+        ro_store_reset(a);
+    pthread_mutex_unlock(&a->store_lock);
+    if (!ok) {
         json_decref(x.arr);
         return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read runs");
     }
@@ -523,12 +1002,18 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
 {
     int64_t id;
     store_request rq;
+    store_t *st;
+    bool found;
+
     if (r->id_too_long || !parse_id(r->id_str, false, &id))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "request id must be a positive integer");
-    store_t *st = ro_store(a);
+    pthread_mutex_lock(&a->store_lock);
+    st = ro_store(a);
+    found = st != NULL && store_request_get(st, id, &rq);
+    pthread_mutex_unlock(&a->store_lock);
     if (st == NULL)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
-    if (!store_request_get(st, id, &rq))
+    if (!found)
         return send_error(c, MHD_HTTP_NOT_FOUND, "no such request (yet)");
     return send_json(c, MHD_HTTP_OK,
                      json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)rq.id,
@@ -536,6 +1021,126 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
                                "run_id", rq.run_id ? json_integer(rq.run_id) : json_null(),
                                "error", rq.error[0] ? json_string(rq.error) : json_null(),
                                "at", (json_int_t)rq.at));
+}
+
+static bool probe_minute_to_array(const store_probe_minute *m, void *arg)
+{
+    json_t *arr = arg;
+    int64_t ok = m->probes - m->failures;
+    json_t *o = json_pack("{s:I,s:I,s:I,s:o,s:I}",
+                          "at", (json_int_t)(m->minute * 60000),
+                          "probes", (json_int_t)m->probes,
+                          "failures", (json_int_t)m->failures,
+                          "latency_avg_ms",
+                          ok > 0 ? json_real((double)m->latency_sum_ms / (double)ok)
+                                 : json_null(),
+                          "latency_max_ms", (json_int_t)m->latency_max_ms);
+    if (o == NULL)
+        return false;
+    json_array_append_new(arr, o);
+    return true;
+}
+
+/* GET /api/probes?target=primary|backup&minutes=N: per-minute probe
+ * statistics of the last N minutes (the current minute is added by the
+ * daemon when it ends), oldest first. */
+static enum MHD_Result get_probes(api_t *a, struct MHD_Connection *c)
+{
+    const char *target = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "target");
+    int64_t minutes = 0;
+    json_t *arr;
+    store_t *st;
+    bool ok;
+
+    if (target == NULL || (strcmp(target, "primary") != 0 && strcmp(target, "backup") != 0))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "target must be primary or backup");
+    if (!query_int(c, "minutes", false, API_PROBES_DEFAULT, API_PROBES_MAX, &minutes))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "minutes must be a positive integer");
+    arr = json_array();
+    if (arr == NULL)
+        return MHD_NO;
+    pthread_mutex_lock(&a->store_lock);
+    st = ro_store(a);
+    if (st == NULL) {
+        pthread_mutex_unlock(&a->store_lock);
+        json_decref(arr);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database unavailable");
+    }
+    ok = store_probe_minutes(st, target, wall_ms() / 60000 - minutes, probe_minute_to_array, arr);
+    if (!ok)
+        ro_store_reset(a);
+    pthread_mutex_unlock(&a->store_lock);
+    if (!ok) {
+        json_decref(arr);
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read probe statistics");
+    }
+    return send_json(c, MHD_HTTP_OK,
+                     json_pack("{s:s,s:o}", "target", target, "minutes", arr));
+}
+
+/* GET /metrics: the main loop's last snapshot, then the HTTP side's own
+ * counters, current at this very request. */
+static enum MHD_Result get_metrics(api_t *a, struct MHD_Connection *c)
+{
+    static const resp_opts o = { .ctype = "text/plain; version=0.0.4; charset=utf-8" };
+    char tail[1024];
+    char *out;
+    size_t head_len = 0, tail_len;
+    int n;
+
+    n = snprintf(tail, sizeof(tail),
+                 "# HELP drd_http_requests_total HTTP requests received since drd started.\n"
+                 "# TYPE drd_http_requests_total counter\n"
+                 "drd_http_requests_total %lld\n"
+                 "# HELP drd_http_login_failures_total Failed logins on the page since drd started.\n"
+                 "# TYPE drd_http_login_failures_total counter\n"
+                 "drd_http_login_failures_total %lld\n"
+                 "# HELP drd_http_sessions Live sessions of the page.\n"
+                 "# TYPE drd_http_sessions gauge\n"
+                 "drd_http_sessions %" PRId64 "\n",
+                 (long long)atomic_load(&a->requests),
+                 (long long)atomic_load(&a->login_failures), sessions_live(a));
+    if (n < 0 || (size_t)n >= sizeof(tail))
+        return MHD_NO;
+    tail_len = (size_t)n;
+    pthread_mutex_lock(&a->lock);
+    if (a->metrics != NULL)
+        head_len = strlen(a->metrics);
+    out = malloc(head_len + tail_len + 1);
+    if (out != NULL && head_len > 0)
+        memcpy(out, a->metrics, head_len);
+    pthread_mutex_unlock(&a->lock);
+    if (out == NULL)
+        return MHD_NO;
+    memcpy(out + head_len, tail, tail_len + 1);
+    return send_resp(c, MHD_HTTP_OK, out, head_len + tail_len, MHD_RESPMEM_MUST_FREE, &o);
+}
+
+/* One of the page's files, from memory. */
+static enum MHD_Result get_static(api_t *a, struct MHD_Connection *c, const route *r)
+{
+    const web_entry *e = &web_files[r->web_idx];
+    const web_file *f = &a->web[r->web_idx];
+    const char *inm;
+    resp_opts o = { .ctype = e->ctype, .cache = "no-cache", .csp = CSP_PAGE, .etag = f->etag };
+
+    if (f->data == NULL)
+        return send_error(c, MHD_HTTP_NOT_FOUND, "not found");
+    inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (inm != NULL && strcmp(inm, f->etag) == 0)
+        return send_resp(c, MHD_HTTP_NOT_MODIFIED, NULL, 0, MHD_RESPMEM_PERSISTENT, &o);
+    return send_resp(c, MHD_HTTP_OK, f->data, f->len, MHD_RESPMEM_PERSISTENT, &o);
+}
+
+/* GET /api/session: who this is, and the session's CSRF token. */
+static enum MHD_Result get_session(struct MHD_Connection *c, const request *rq)
+{
+    if (rq->who == WHO_SESSION)
+        return send_json(c, MHD_HTTP_OK,
+                         json_pack("{s:s,s:s,s:I}", "actor", rq->actor, "csrf", rq->csrf,
+                                   "expires_at", (json_int_t)rq->session_expires));
+    return send_json(c, MHD_HTTP_OK,
+                     json_pack("{s:s,s:n,s:n}", "actor", rq->actor, "csrf", "expires_at"));
 }
 
 /* ------------------------------------------------------------------ */
@@ -662,7 +1267,7 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     }
     if (choice[0] != '\0' && kind != API_CMD_APPROVE)
         return send_error(c, MHD_HTTP_BAD_REQUEST, "choice only applies to approve");
-    id = queue_cmd(a, kind, approval_id, reason, choice, l->tcp ? "token" : "socket");
+    id = queue_cmd(a, kind, approval_id, reason, choice, rq->actor);
     if (id == 0)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many queued requests");
     if (id < 0)
@@ -671,12 +1276,92 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
                      json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
 }
 
+static void session_cookie(const api_t *a, const char *id, int64_t max_age_s, char *out, size_t n)
+{
+    snprintf(out, n, SESSION_COOKIE "=%s; Path=/; Max-Age=%" PRId64 "; HttpOnly; SameSite=Strict%s",
+             id, max_age_s, a->secure_cookie ? "; Secure" : "");
+}
+
+/* POST /api/login {"token": "..."}: a session cookie and the CSRF token. */
+static enum MHD_Result post_login(listener *l, struct MHD_Connection *c, request *rq)
+{
+    api_t *a = l->api;
+    char addr[INET6_ADDRSTRLEN], cookie[256], actor[32];
+    const char *given = NULL;
+    json_t *doc = NULL;
+    json_error_t jerr;
+    session s;
+    int64_t wait;
+    enum MHD_Result ret;
+
+    client_addr(c, addr, sizeof(addr));
+    wait = login_blocked(a, addr);
+    if (wait > 0) {
+        resp_opts o = { .retry_after = wait };
+        return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins, try later", &o);
+    }
+    if (rq->len > 0)
+        doc = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        json_decref(doc);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object {\"token\": ...}");
+    }
+    given = json_string_value(json_object_get(doc, "token"));
+    if (given == NULL || json_string_length(json_object_get(doc, "token")) > API_TOKEN_MAX) {
+        json_decref(doc);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "token must be a string");
+    }
+    if (a->token == NULL || a->token[0] == '\0' || !str_ct_equal(given, a->token)) {
+        json_decref(doc);
+        login_failed(a, addr);
+        log_warn("http: failed login from %s", addr);
+        return send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong token");
+    }
+    json_decref(doc);
+    login_succeeded(a, addr);
+    if (!session_create(a, &s))
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
+    actor_of_session(s.id, actor, sizeof(actor));
+    log_info("http: login from %s: %s", addr, actor);
+    session_cookie(a, s.id, (a->session_ttl_ms + 999) / 1000, cookie, sizeof(cookie));
+    {
+        resp_opts o = { .cookie = cookie };
+        ret = send_json_opts(c, MHD_HTTP_OK,
+                             json_pack("{s:s,s:s,s:I}", "actor", actor, "csrf", s.csrf,
+                                       "expires_at", (json_int_t)s.expires_wall), &o);
+    }
+    memset(&s, 0, sizeof(s));
+    return ret;
+}
+
+/* POST /api/logout: ends the session (if the request came with one) and
+ * clears the cookie. */
+static enum MHD_Result post_logout(listener *l, struct MHD_Connection *c, request *rq)
+{
+    char cookie[256];
+    resp_opts o = { .cookie = cookie };
+
+    if (rq->who == WHO_SESSION) {
+        session_remove(l->api, rq->session_id);
+        log_info("http: logout: %s", rq->actor);
+    }
+    session_cookie(l->api, "", 0, cookie, sizeof(cookie));
+    return send_json_opts(c, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1), &o);
+}
+
 /* ------------------------------------------------------------------ */
 /* the MHD callbacks                                                  */
 
 static bool is_get(const char *m)
 {
     return strcmp(m, MHD_HTTP_METHOD_GET) == 0 || strcmp(m, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* Routes anyone may use over TCP. */
+static bool route_open(const api_t *a, route_id id)
+{
+    return id == R_HEALTHZ || id == R_STATIC || id == R_LOGIN ||
+           (id == R_METRICS && !a->metrics_need_token);
 }
 
 /* First call for a request: headers are in, the body (if any) is not.
@@ -691,14 +1376,37 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
 
     route_match(url, r);
     rq->responded = true;   /* every branch but the POST one answers now */
+    rq->who = identify(l, c, rq);
 
-    if (l->tcp && !(r->id == R_HEALTHZ && is_get(method)) && !authorized(a, c))
-        return send_error_ex(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL, true);
+    if (l->tcp && rq->who == WHO_NONE && !route_open(a, r->id)) {
+        resp_opts o = { .challenge = true };
+        return send_error_opts(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", &o);
+    }
     if (r->id == R_NONE)
         return send_error(c, MHD_HTTP_NOT_FOUND, "not found");
-    if (r->post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0 : !is_get(method))
-        return send_error_ex(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
-                             r->post ? "POST" : "GET, HEAD", false);
+    if (r->post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0 : !is_get(method)) {
+        resp_opts o = { .allow = r->post ? "POST" : "GET, HEAD" };
+        return send_error_opts(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", &o);
+    }
+    if (r->id == R_LOGIN) {
+        char addr[INET6_ADDRSTRLEN];
+        int64_t wait;
+
+        if (!origin_ok(c))
+            return send_error(c, MHD_HTTP_FORBIDDEN, "cross-origin request refused");
+        client_addr(c, addr, sizeof(addr));
+        if ((wait = login_blocked(a, addr)) > 0) {
+            resp_opts o = { .retry_after = wait };
+            return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
+                                   "too many failed logins, try later", &o);
+        }
+    } else if (r->post && rq->who == WHO_SESSION) {
+        const char *why = csrf_problem(c, rq);
+        if (why != NULL) {
+            log_warn("http: %s %s by %s refused: %s", method, url, rq->actor, why);
+            return send_error(c, MHD_HTTP_FORBIDDEN, why);
+        }
+    }
 
     clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (clen != NULL) {
@@ -731,12 +1439,20 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
     switch (r->id) {
     case R_HEALTHZ:
         return send_json(c, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
+    case R_STATIC:
+        return get_static(a, c, r);
+    case R_METRICS:
+        return get_metrics(a, c);
+    case R_SESSION:
+        return get_session(c, rq);
     case R_STATUS:
         return get_status(a, c);
     case R_EVENTS:
         return get_events(a, c);
     case R_INCIDENTS:
         return get_incidents(a, c);
+    case R_PROBES:
+        return get_probes(a, c);
     case R_RUN:
         return get_run(a, c, r);
     case R_RUNS:
@@ -801,10 +1517,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     (void)version;
     if (rq == NULL) {
+        atomic_fetch_add(&l->api->requests, 1);
         rq = calloc(1, sizeof(*rq));
         if (rq == NULL)
             return MHD_NO;
         *con_cls = rq;
+        /* libmicrohttpd 0.9.75 closes the connection after a response
+         * queued in this first call (it cannot know the body was empty).
+         * A GET without a body is answered on the next call instead, so
+         * that keep-alive works; everything else is decided now, before
+         * any body is read. */
+        if (is_get(method) &&
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) == NULL &&
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) == NULL) {
+            rq->deferred = true;
+            return MHD_YES;
+        }
+        return begin_request(l, rq, c, url, method);
+    }
+    if (rq->deferred) {
+        rq->deferred = false;
+        *upload_data_size = 0;
         return begin_request(l, rq, c, url, method);
     }
     if (*upload_data_size != 0) {
@@ -820,7 +1553,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rq->responded = true;
     if (rq->too_large)
         return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
-    return post_command(l, c, rq);
+    switch (rq->r.id) {
+    case R_LOGIN:
+        return post_login(l, c, rq);
+    case R_LOGOUT:
+        return post_logout(l, c, rq);
+    default:
+        return post_command(l, c, rq);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -832,22 +1572,54 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     if (rq != NULL) {
+        if (rq->body != NULL)
+            memset(rq->body, 0, rq->cap);    /* may hold the token (login) */
         free(rq->body);
+        memset(rq, 0, sizeof(*rq));
         free(rq);
         *con_cls = NULL;
     }
 }
 
+/* libmicrohttpd's own messages (malformed requests, timeouts, ...). A
+ * client can cause one per connection, so at most API_LOG_BURST lines a
+ * minute reach the log; the rest are counted and summed up later. */
 static void mhd_logger(void *cls, const char *fm, va_list ap)
 {
+    api_t *a = cls;
     char buf[512];
     size_t n;
+    int64_t now = mono_ms(), dropped = 0;
+    bool emit;
 
-    (void)cls;
+    pthread_mutex_lock(&a->log_lock);
+    if (now - a->log_window >= 60000) {
+        dropped = a->log_dropped;
+        a->log_window = now;
+        a->log_count = 0;
+        a->log_dropped = 0;
+    }
+    emit = a->log_count < API_LOG_BURST;
+    if (emit)
+        a->log_count++;
+    else
+        a->log_dropped++;
+    pthread_mutex_unlock(&a->log_lock);
+    if (dropped > 0)
+        log_warn("http: %lld more messages from the HTTP server were not logged",
+                 (long long)dropped);
+    if (!emit)
+        return;
     vsnprintf(buf, sizeof(buf), fm, ap);
     n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
+    /* MHD quotes its whole canned HTML answer: keep only the code */
+    {
+        char *html = strstr(buf, " ('<html>");
+        if (html != NULL)
+            str_copy(html, ")", sizeof(buf) - (size_t)(html - buf));
+    }
     log_warn("http: %s", buf);
 }
 
@@ -1025,18 +1797,52 @@ static int tcp_listen(const char *spec, char *err, size_t errlen)
     return fd;
 }
 
+static int hex_val(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* MHD's %HH decoding of paths and query arguments, except that %00 stays
+ * as it is: a NUL would cut "/app.js%00anything" down to a route. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *w = s;
+
+    (void)cls;
+    (void)c;
+    for (const char *r = s; *r != '\0';) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_val(r[1])) >= 0 && (lo = hex_val(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static bool start_daemon(listener *l, char *err, size_t errlen)
 {
     l->d = MHD_start_daemon(
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, l,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, (void *)NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, (void *)l->api,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)l->fd,
         MHD_OPTION_CONNECTION_LIMIT, API_CONN_LIMIT,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->tcp ? API_PER_IP_LIMIT : 0u,
         MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, (void *)NULL,
         MHD_OPTION_END);
     if (l->d == NULL) {
         snprintf(err, errlen, "cannot start the HTTP server on the %s listener",
@@ -1045,6 +1851,40 @@ static bool start_daemon(listener *l, char *err, size_t errlen)
     }
     l->fd = -1;   /* MHD owns and closes it now */
     return true;
+}
+
+/* Read the page's files from web_root. A missing file is not an error
+ * (the API works without the page): it is logged and answered 404. */
+static void web_load(api_t *a, const char *root)
+{
+    size_t missing = 0;
+
+    if (root == NULL || root[0] == '\0')
+        return;
+    for (size_t i = 0; i < WEB_FILES; i++) {
+        char path[PATH_MAX];
+        web_file *f = &a->web[i];
+        uint32_t h = 2166136261u;        /* FNV-1a, for the ETag */
+
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, web_files[i].file) >= sizeof(path))
+            continue;
+        f->data = read_file(path, API_WEB_FILE_MAX, &f->len);
+        if (f->data == NULL) {
+            /* the icon is optional */
+            if (strcmp(web_files[i].file, "favicon.svg") != 0) {
+                log_warn("http: cannot read %s: %s (not served)", path, strerror(errno));
+                missing++;
+            }
+            continue;
+        }
+        for (size_t k = 0; k < f->len; k++) {
+            h ^= (unsigned char)f->data[k];
+            h *= 16777619u;
+        }
+        snprintf(f->etag, sizeof(f->etag), "\"%08x-%zx\"", (unsigned)h, f->len);
+    }
+    if (missing == 0)
+        log_debug("http: the page is served from %s", root);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1069,9 +1909,16 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
     }
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->store_lock, NULL);
+    pthread_mutex_init(&a->auth_lock, NULL);
+    pthread_mutex_init(&a->log_lock, NULL);
+    atomic_init(&a->requests, 0);
+    atomic_init(&a->login_failures, 0);
     a->unix_l = (listener){ .api = a, .tcp = false, .fd = -1, .d = NULL };
     a->tcp_l = (listener){ .api = a, .tcp = true, .fd = -1, .d = NULL };
     a->next_request_id = wall_ms();
+    a->session_ttl_ms = o->session_ttl_ms > 0 ? o->session_ttl_ms : API_SESSION_TTL_DEFAULT_MS;
+    a->metrics_need_token = o->metrics_need_token;
+    a->secure_cookie = o->secure_cookie;
     /* Seed jansson's hash function here, in one thread, rather than racing
      * on it from the two HTTP threads' first json_object(). */
     json_object_seed(0);
@@ -1084,6 +1931,7 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
         goto oom;
     if (o->db_path != NULL && o->db_path[0] != '\0' && (a->db_path = strdup(o->db_path)) == NULL)
         goto oom;
+    web_load(a, o->web_root);
 
     if (has_unix) {
         str_copy(a->socket_path, o->socket_path, sizeof(a->socket_path));
@@ -1096,7 +1944,8 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
         if (a->tcp_l.fd < 0 || !start_daemon(&a->tcp_l, err, errlen))
             goto fail;
         if (a->token == NULL)
-            log_warn("http: no token configured: %s answers only /healthz", o->listen);
+            log_warn("http: no token configured: %s answers only /healthz, the page and%s",
+                     o->listen, a->metrics_need_token ? " nothing else" : " /metrics");
     }
     return a;
 oom:
@@ -1136,32 +1985,52 @@ void api_stop(api_t *a)
         free(c);
     }
     store_close(a->store);
+    for (size_t i = 0; i < WEB_FILES; i++)
+        free(a->web[i].data);
     free(a->status);
+    free(a->metrics);
+    if (a->token != NULL)
+        memset(a->token, 0, strlen(a->token));
     free(a->token);
     free(a->db_path);
     if (a->efd >= 0)
         close(a->efd);
+    memset(a->sessions, 0, sizeof(a->sessions));
+    pthread_mutex_destroy(&a->auth_lock);
+    pthread_mutex_destroy(&a->log_lock);
     pthread_mutex_destroy(&a->store_lock);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
 
-void api_publish_status(api_t *a, const char *json)
+static void publish(api_t *a, char **slot, const char *text, const char *what)
 {
     char *copy, *old;
 
-    if (a == NULL || json == NULL)
+    if (a == NULL || text == NULL)
         return;
-    copy = strdup(json);
+    copy = strdup(text);
     if (copy == NULL) {
-        log_error("http: out of memory publishing the status");
+        log_error("http: out of memory publishing the %s", what);
         return;
     }
     pthread_mutex_lock(&a->lock);
-    old = a->status;
-    a->status = copy;
+    old = *slot;
+    *slot = copy;
     pthread_mutex_unlock(&a->lock);
     free(old);
+}
+
+void api_publish_status(api_t *a, const char *json)
+{
+    if (a != NULL)
+        publish(a, &a->status, json, "status");
+}
+
+void api_publish_metrics(api_t *a, const char *text)
+{
+    if (a != NULL)
+        publish(a, &a->metrics, text, "metrics");
 }
 
 int api_cmd_fd(api_t *a)

@@ -99,7 +99,6 @@ static void on_timer(loop_t *loop, void *arg)
     evaluate(p);
 }
 
-
 void policy_withdraw(policy_t *p, const char *why)
 {
     if (p->approval_id == 0)

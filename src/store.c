@@ -1525,7 +1525,7 @@ static bool notification_add_tx(store_t *s, void *argp)
 
 int64_t store_notification_add(store_t *s, const store_notification *n)
 {
-    if (n == NULL) {
+    if (s == NULL || n == NULL) {
         log_error("store: notification_add: invalid arguments");
         return 0;
     }

@@ -2,43 +2,69 @@
 # Run every test and print one closing line "N passed, N failed".
 # Each test program prints TAP lines ("ok ..." / "not ok ..."); a program
 # that exits non-zero without reporting a failure counts as one failure.
+# Unit tests run one after the other; integration scripts run JOBS at a
+# time (default 2: each uses its own temp dir and free ports).
 # Usage: tests/run.sh [PATTERN]   (PATTERN filters test names)
 set -u
 cd "$(dirname "$0")/.."
 pattern=${1:-}
+jobs=${JOBS:-2}
 logs=build/test-logs
 mkdir -p "$logs"
+rm -f "$logs"/*.result
 passed=0 failed=0
 declare -a failures=()
 
-run_one() {       # name, command...
+selected() { [ -z "$pattern" ] || [[ "$1" == *"$pattern"* ]]; }
+
+# Run one test into its log and write "ok notok seconds" to its .result.
+run_one() {
   local name=$1; shift
-  [ -n "$pattern" ] && [[ "$name" != *"$pattern"* ]] && return 0
-  local log="$logs/${name//\//_}.log" start=$SECONDS rc
-  CMOCKA_MESSAGE_OUTPUT=TAP timeout --kill-after=10 300 "$@" >"$log" 2>&1
+  local log="$logs/${name//\//_}.log" start=$SECONDS rc ok notok
+  CMOCKA_MESSAGE_OUTPUT=TAP timeout --kill-after=10 300 "$@" >"$log" 2>&1 </dev/null
   rc=$?
-  local ok notok
   ok=$(grep -cE '^ok ' "$log")
   notok=$(grep -cE '^not ok ' "$log")
   if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
     notok=1
     echo "not ok - $name exited with status $rc" >>"$log"
   fi
+  echo "$ok $notok $((SECONDS - start))" >"$log.result"
+}
+
+report() {
+  local name=$1 log="$logs/${1//\//_}.log" ok notok secs
+  read -r ok notok secs <"$log.result"
   passed=$((passed + ok)); failed=$((failed + notok))
-  printf '%-44s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$notok" $((SECONDS - start))
+  printf '%-44s %3d passed, %d failed  (%ds)\n' "$name" "$ok" "$notok" "$secs"
   if [ "$notok" -ne 0 ]; then
     failures+=("$name")
-    sed -n '1,400p' "$log" | grep -vE '^ok ' | sed 's/^/    | /' | tail -60
+    grep -vE '^ok ' "$log" | sed 's/^/    | /' | tail -60
   fi
 }
 
-for t in build/tests/test_*; do [ -x "$t" ] && run_one "unit/${t##*/}" "$t"; done
-# Sanitizers: abort on the first error, report leaks.
-export ASAN_OPTIONS=abort_on_error=0:halt_on_error=1:detect_leaks=1
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-for t in build/tests-san/test_*; do [ -x "$t" ] && run_one "asan/${t##*/}" "$t"; done
-unset ASAN_OPTIONS UBSAN_OPTIONS
-for t in tests/integration/t_*.sh; do [ -x "$t" ] && run_one "integration/$(basename "$t" .sh)" "$t"; done
+for t in build/tests/test_*; do
+  [ -x "$t" ] && selected "unit/${t##*/}" && { run_one "unit/${t##*/}" "$t"; report "unit/${t##*/}"; }
+done
+# Sanitizers: stop at the first error, report leaks.
+for t in build/tests-san/test_*; do
+  [ -x "$t" ] && selected "asan/${t##*/}" && {
+    ASAN_OPTIONS=abort_on_error=0:halt_on_error=1:detect_leaks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run_one "asan/${t##*/}" "$t"
+    report "asan/${t##*/}"; }
+done
+
+declare -a names=() running=()
+for t in tests/integration/t_*.sh; do
+  name="integration/$(basename "$t" .sh)"
+  [ -x "$t" ] && selected "$name" && names+=("$name")
+done
+for name in "${names[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  run_one "$name" "tests/integration/${name#integration/}.sh" &
+done
+wait
+for name in "${names[@]}"; do report "$name"; done
 
 [ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]} (logs in $logs/)"
 echo "$passed passed, $failed failed"

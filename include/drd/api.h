@@ -22,6 +22,9 @@ typedef struct {
     const char *token;       /* bearer token for TCP, or NULL (TCP then refuses all but /healthz) */
     const char *db_path;     /* SQLite file, opened read-only by the HTTP thread */
     const char *web_root;    /* directory with the page, or NULL */
+    int64_t session_ttl_ms;  /* dashboard sessions expire after this */
+    bool metrics_need_token; /* [http] metrics = token */
+    bool secure_cookie;      /* Secure attribute on the session cookie */
 } api_options;
 
 typedef enum {
@@ -46,6 +49,9 @@ void api_stop(api_t *a);                      /* accepts NULL; joins the thread 
 
 /* Replace the status document (a complete JSON text, copied). */
 void api_publish_status(api_t *a, const char *json);
+
+/* Replace the /metrics text (copied). */
+void api_publish_metrics(api_t *a, const char *text);
 
 /* eventfd that becomes readable when commands are queued. */
 int api_cmd_fd(api_t *a);

@@ -79,6 +79,8 @@ typedef struct {
 
 /* One more request header for the next req() calls, or NULL. */
 static const char *g_extra_header;
+/* More request headers (NULL-terminated) for the next req() calls. */
+static const char *g_headers[8];
 
 static size_t on_read(char *p, size_t sz, size_t n, void *arg)
 {
@@ -140,11 +142,17 @@ static long req(const char *method, const char *url, const char *unix_path,
             curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         }
+    } else if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     }
     if (g_extra_header != NULL)
         h = curl_slist_append(h, g_extra_header);
+    for (size_t i = 0; i < ARRAY_LEN(g_headers) && g_headers[i] != NULL; i++)
+        h = curl_slist_append(h, g_headers[i]);
+    /* send "..", "//" and the like as they are */
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     if (h != NULL)
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     rc = curl_easy_perform(c);
@@ -155,11 +163,19 @@ static long req(const char *method, const char *url, const char *unix_path,
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
 
-    /* Every answer is JSON, not cached, not sniffed. */
+    /* Every answer is not sniffed, not framed, leaks no referrer; every
+     * API answer is JSON and not cached. */
     if (r->status > 0) {
-        assert_true(has_header(r, "Content-Type: application/json"));
-        assert_true(has_header(r, "Cache-Control: no-store"));
+        bool api = strstr(url, "/api/") != NULL || strstr(url, "/healthz") != NULL;
         assert_true(has_header(r, "X-Content-Type-Options: nosniff"));
+        assert_true(has_header(r, "Referrer-Policy: no-referrer"));
+        assert_true(has_header(r, "X-Frame-Options: DENY"));
+        assert_true(has_header(r, "Content-Security-Policy: "));
+        if (api || has_header(r, "Content-Type: application/json")) {
+            assert_true(has_header(r, "Content-Type: application/json"));
+            assert_true(has_header(r, "Cache-Control: no-store"));
+            assert_true(has_header(r, "Content-Security-Policy: default-src 'none'"));
+        }
     }
     return r->status;
 }
@@ -253,7 +269,9 @@ static int setup(void **state)
 static void rm_rf(const char *dir)
 {
     static const char *names[] = { "run/drd.sock", "run", "drd.db", "drd.db-wal",
-                                   "drd.db-shm", "drd.db-journal", "plain" };
+                                   "drd.db-shm", "drd.db-journal", "plain",
+                                   "web/index.html", "web/app.js", "web/style.css",
+                                   "web/favicon.svg", "web" };
     char p[256];
 
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
@@ -729,6 +747,630 @@ static void test_bad_listen(void **state)
 }
 
 
+/* ---- the page, sessions, CSRF, metrics ---- */
+
+#define PAGE_HTML "<!doctype html><title>drd</title><script src=\"app.js\"></script>"
+#define PAGE_JS   "document.title = 'drd';"
+#define PAGE_CSS  "body { color: black; }"
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Restart the fixture's API with these options (listeners, token, db
+ * filled in) on a free port. */
+static void restart_with(fixture *f, api_options o)
+{
+    char err[256] = "";
+
+    api_stop(f->api);
+    f->api = NULL;
+    o.socket_path = f->sock;
+    o.db_path = f->db;
+    for (int i = 0; i < 30 && f->api == NULL; i++) {
+        int port = 20000 + rand() % 40000;
+        snprintf(f->listen, sizeof(f->listen), "127.0.0.1:%d", port);
+        snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", port);
+        o.listen = f->listen;
+        f->api = api_start(&o, err, sizeof(err));
+    }
+    if (f->api == NULL)
+        fail_msg("api_start: %s", err);
+}
+
+static void make_web_root(fixture *f, char *root, size_t n)
+{
+    char p[256];
+
+    snprintf(root, n, "%s/web", f->dir);
+    assert_int_equal(mkdir(root, 0755), 0);
+    snprintf(p, sizeof(p), "%s/index.html", root);
+    write_text(p, PAGE_HTML);
+    snprintf(p, sizeof(p), "%s/app.js", root);
+    write_text(p, PAGE_JS);
+    snprintf(p, sizeof(p), "%s/style.css", root);
+    write_text(p, PAGE_CSS);
+}
+
+/* The value of a response header (first occurrence), "" if absent. */
+static const char *header_value(const reply *r, const char *name, char *out, size_t n)
+{
+    const char *p = r->headers;
+    size_t nl = strlen(name);
+
+    out[0] = '\0';
+    while (p != NULL && *p != '\0') {
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1, *end;
+            while (*v == ' ')
+                v++;
+            end = strpbrk(v, "\r\n");
+            snprintf(out, n, "%.*s", (int)(end != NULL ? end - v : (ptrdiff_t)strlen(v)), v);
+            return out;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return out;
+}
+
+static void test_static_files(void **state)
+{
+    fixture *f = *state;
+    char root[128], v[512], url[256], etag[64];
+    reply r;
+
+    make_web_root(f, root, sizeof(root));
+    restart_with(f, (api_options){ .token = TOKEN, .web_root = root });
+
+    /* open without a token, over TCP and the socket */
+    assert_int_equal(tcp_req(f, "GET", "/", NULL, &r), 200);
+    assert_string_equal(r.body, PAGE_HTML);
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)), "text/html; charset=utf-8");
+    assert_string_equal(header_value(&r, "Cache-Control", v, sizeof(v)), "no-cache");
+    header_value(&r, "Content-Security-Policy", v, sizeof(v));
+    assert_non_null(strstr(v, "default-src 'self'"));
+    assert_non_null(strstr(v, "script-src 'self'"));
+    assert_non_null(strstr(v, "style-src 'self'"));
+    assert_non_null(strstr(v, "frame-ancestors 'none'"));
+    assert_non_null(strstr(v, "base-uri 'none'"));
+    assert_non_null(strstr(v, "form-action 'self'"));
+    assert_null(strstr(v, "unsafe-inline"));
+    header_value(&r, "ETag", etag, sizeof(etag));
+    assert_true(strlen(etag) > 2);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/index.html", NULL, &r), 200);
+    assert_string_equal(r.body, PAGE_HTML);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/", &r), 200);
+    assert_string_equal(r.body, PAGE_HTML);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/app.js", NULL, &r), 200);
+    assert_string_equal(r.body, PAGE_JS);
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)),
+                        "text/javascript; charset=utf-8");
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/style.css", NULL, &r), 200);
+    assert_string_equal(r.body, PAGE_CSS);
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)), "text/css; charset=utf-8");
+    reply_free(&r);
+    /* HEAD: headers, no body */
+    assert_int_equal(tcp_req(f, "HEAD", "/app.js", NULL, &r), 200);
+    assert_null(r.body);
+    reply_free(&r);
+    /* a revalidation with the ETag */
+    snprintf(v, sizeof(v), "If-None-Match: %s", etag);
+    g_headers[0] = v;
+    assert_int_equal(tcp_req(f, "GET", "/", NULL, &r), 304);
+    g_headers[0] = NULL;
+    assert_null(r.body);
+    reply_free(&r);
+    /* the optional icon is absent here; files are read at start: a file
+     * created afterwards is not served */
+    assert_int_equal(tcp_req(f, "GET", "/favicon.svg", TOKEN, &r), 404);
+    reply_free(&r);
+    snprintf(url, sizeof(url), "%s/favicon.svg", root);
+    write_text(url, "<svg/>");
+    assert_int_equal(tcp_req(f, "GET", "/favicon.svg", TOKEN, &r), 404);
+    reply_free(&r);
+    /* GET only */
+    assert_int_equal(tcp_req(f, "POST", "/", NULL, &r), 405);
+    assert_true(has_header(&r, "Allow: GET, HEAD"));
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "DELETE", "/app.js", NULL, &r), 405);
+    reply_free(&r);
+
+    /* nothing but the map: traversal and lookalikes are 404 (with the
+     * token), never a file; without the token they are 401 */
+    {
+        static const char *bad[] = {
+            "/..", "/../", "/../drd.db", "/%2e%2e/drd.db", "/%2e%2e%2fdrd.db", "/web/../etc/passwd",
+            "//etc/passwd", "/etc/passwd", "/./index.html", "/index.html/", "/index.html/..",
+            "/app.js%00", "/APP.JS", "/app.js.bak", "/.git/config", "/web/index.html",
+            "/%2fetc%2fpasswd", "/..%2f..%2fetc%2fpasswd", "/index.htm", "/drd.db",
+        };
+        for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+            long code = tcp_req(f, "GET", bad[i], TOKEN, &r);
+            if (code != 404)
+                fail_msg("GET %s: %ld, expected 404", bad[i], code);
+            reply_free(&r);
+            code = tcp_req(f, "GET", bad[i], NULL, &r);
+            if (code != 401)
+                fail_msg("GET %s without a token: %ld, expected 401", bad[i], code);
+            reply_free(&r);
+            snprintf(url, sizeof(url), "http://localhost%s", bad[i]);
+            code = req("GET", url, f->sock, NULL, NULL, 0, false, &r);
+            if (code != 404)
+                fail_msg("GET %s on the socket: %ld, expected 404", bad[i], code);
+            reply_free(&r);
+        }
+    }
+
+    /* no web_root: no page */
+    restart_with(f, (api_options){ .token = TOKEN });
+    assert_int_equal(tcp_req(f, "GET", "/", TOKEN, &r), 404);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/app.js", NULL, &r), 404);
+    reply_free(&r);
+}
+
+typedef struct {
+    char cookie[160];    /* "Cookie: drd_session=..." */
+    char id[80];
+    char csrf[80];
+    char csrf_hdr[120];  /* "X-CSRF-Token: ..." */
+    char origin[120];    /* "Origin: http://127.0.0.1:PORT" */
+} login_t;
+
+/* Log in with the token; assert success and fill l. */
+static void login(fixture *f, login_t *l)
+{
+    char url[256], v[512], body[128];
+    json_t *doc;
+    const char *csrf, *p;
+    reply r;
+
+    memset(l, 0, sizeof(*l));
+    snprintf(url, sizeof(url), "%s/api/login", f->base);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", TOKEN);
+    assert_int_equal(req("POST", url, NULL, NULL, body, strlen(body), false, &r), 200);
+    header_value(&r, "Set-Cookie", v, sizeof(v));
+    assert_true(strncmp(v, "drd_session=", 12) == 0);
+    p = strchr(v, ';');
+    assert_non_null(p);
+    snprintf(l->id, sizeof(l->id), "%.*s", (int)(p - v - 12), v + 12);
+    assert_int_equal(strlen(l->id), 64);
+    assert_non_null(strstr(v, "; HttpOnly"));
+    assert_non_null(strstr(v, "; SameSite=Strict"));
+    assert_non_null(strstr(v, "; Path=/"));
+    doc = json_loads(r.body, 0, NULL);
+    assert_non_null(doc);
+    csrf = json_string_value(json_object_get(doc, "csrf"));
+    assert_non_null(csrf);
+    assert_int_equal(strlen(csrf), 64);
+    str_copy(l->csrf, csrf, sizeof(l->csrf));
+    assert_true(strncmp(json_string_value(json_object_get(doc, "actor")), "session:", 8) == 0);
+    assert_true(json_integer_value(json_object_get(doc, "expires_at")) > wall_ms());
+    json_decref(doc);
+    reply_free(&r);
+    snprintf(l->cookie, sizeof(l->cookie), "Cookie: drd_session=%s", l->id);
+    snprintf(l->csrf_hdr, sizeof(l->csrf_hdr), "X-CSRF-Token: %s", l->csrf);
+    snprintf(l->origin, sizeof(l->origin), "Origin: %s", f->base);
+}
+
+static long login_with(fixture *f, const char *body, reply *r)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/api/login", f->base);
+    return req("POST", url, NULL, NULL, body, strlen(body), false, r);
+}
+
+static void test_login_and_csrf(void **state)
+{
+    fixture *f = *state;
+    char v[512], url[256], bad_origin[160];
+    login_t l, l2;
+    json_t *doc;
+    api_cmd *c;
+    reply r;
+
+    api_publish_status(f->api, "{\"active\":\"primary\"}");
+    /* bad logins */
+    assert_int_equal(login_with(f, "{\"token\":\"nope\"}", &r), 401);
+    assert_false(has_header(&r, "Set-Cookie"));
+    reply_free(&r);
+    assert_int_equal(login_with(f, "{\"token\":", &r), 400);
+    reply_free(&r);
+    assert_int_equal(login_with(f, "{\"token\":5}", &r), 400);
+    reply_free(&r);
+    assert_int_equal(login_with(f, "[]", &r), 400);
+    reply_free(&r);
+    /* a login from another origin */
+    g_headers[0] = "Origin: http://evil.example";
+    assert_int_equal(login_with(f, "{\"token\":\"" TOKEN "\"}", &r), 403);
+    reply_free(&r);
+    g_headers[0] = NULL;
+
+    login(f, &l);
+    header_value(&r, "Set-Cookie", v, sizeof(v));
+    /* the cookie authenticates GETs */
+    g_headers[0] = l.cookie;
+    assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/api/session", NULL, &r), 200);
+    doc = json_loads(r.body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(doc, "csrf")), l.csrf);
+    json_decref(doc);
+    reply_free(&r);
+
+    /* POST with the cookie: CSRF token and origin required */
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    assert_non_null(strstr(r.body, "CSRF"));
+    reply_free(&r);
+    g_headers[1] = "X-CSRF-Token: 0000000000000000000000000000000000000000000000000000000000000000";
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+    g_headers[1] = "X-CSRF-Token: ";
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+    g_headers[1] = l.csrf_hdr;
+    g_headers[2] = "Origin: http://evil.example";
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    assert_non_null(strstr(r.body, "cross-origin"));
+    reply_free(&r);
+    g_headers[2] = "Origin: null";
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+    snprintf(bad_origin, sizeof(bad_origin), "Origin: %s.evil.example", f->base);
+    g_headers[2] = bad_origin;
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+    g_headers[2] = l.origin;
+    g_headers[3] = "Sec-Fetch-Site: cross-site";
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+    g_headers[3] = "Sec-Fetch-Site: same-origin";
+    assert_null(api_cmd_pop(f->api));
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 202);
+    reply_free(&r);
+    c = api_cmd_pop(f->api);
+    assert_non_null(c);
+    assert_int_equal(c->kind, API_CMD_FAILOVER);
+    snprintf(v, sizeof(v), "session:%.8s", l.id);
+    assert_string_equal(c->actor, v);
+    free(c);
+    /* no Origin (not every client sends one): the CSRF token suffices */
+    g_headers[2] = NULL;
+    snprintf(url, sizeof(url), "%s/api/approvals/5/approve", f->base);
+    assert_int_equal(req("POST", url, NULL, NULL, "{\"reason\":\"ok\"}", 15, false, &r), 202);
+    reply_free(&r);
+    c = api_cmd_pop(f->api);
+    assert_non_null(c);
+    assert_int_equal(c->kind, API_CMD_APPROVE);
+    assert_int_equal(c->approval_id, 5);
+    assert_string_equal(c->actor, v);
+    free(c);
+
+    /* a wrong bearer token is not rescued by a valid cookie */
+    assert_int_equal(tcp_req(f, "GET", "/api/status", "wrong", &r), 401);
+    reply_free(&r);
+    /* the bearer token needs no CSRF token */
+    g_headers[0] = NULL;
+    g_headers[1] = NULL;
+    g_headers[3] = NULL;
+    assert_int_equal(tcp_req(f, "POST", "/api/failback", TOKEN, &r), 202);
+    reply_free(&r);
+    c = api_cmd_pop(f->api);
+    assert_non_null(c);
+    assert_string_equal(c->actor, "token");
+    free(c);
+    /* the bearer token's session view */
+    assert_int_equal(tcp_req(f, "GET", "/api/session", TOKEN, &r), 200);
+    doc = json_loads(r.body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(doc, "actor")), "token");
+    assert_true(json_is_null(json_object_get(doc, "csrf")));
+    json_decref(doc);
+    reply_free(&r);
+    /* a made-up or malformed cookie is nobody */
+    g_headers[0] = "Cookie: drd_session=0000000000000000000000000000000000000000000000000000000000000000";
+    assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 401);
+    reply_free(&r);
+    g_headers[0] = "Cookie: drd_session=../../x";
+    assert_int_equal(tcp_req(f, "GET", "/api/session", NULL, &r), 401);
+    reply_free(&r);
+
+    /* two sessions are independent */
+    login(f, &l2);
+    assert_string_not_equal(l.id, l2.id);
+    assert_string_not_equal(l.csrf, l2.csrf);
+    g_headers[0] = l2.cookie;
+    g_headers[1] = l.csrf_hdr;       /* the other session's CSRF token */
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
+    reply_free(&r);
+
+    /* logout: needs the CSRF token too, then the cookie is dead */
+    g_headers[0] = l.cookie;
+    g_headers[1] = NULL;
+    assert_int_equal(tcp_req(f, "POST", "/api/logout", NULL, &r), 403);
+    reply_free(&r);
+    g_headers[1] = l.csrf_hdr;
+    assert_int_equal(tcp_req(f, "POST", "/api/logout", NULL, &r), 200);
+    header_value(&r, "Set-Cookie", v, sizeof(v));
+    assert_true(strncmp(v, "drd_session=;", 13) == 0);
+    assert_non_null(strstr(v, "Max-Age=0"));
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 401);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 401);
+    reply_free(&r);
+    /* the other session lives on */
+    g_headers[0] = l2.cookie;
+    g_headers[1] = NULL;
+    assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+    reply_free(&r);
+    g_headers[0] = NULL;
+    assert_null(api_cmd_pop(f->api));
+
+    /* the socket needs none of this */
+    assert_int_equal(sock_post(f, "/api/failover", NULL, &r), 202);
+    reply_free(&r);
+    c = api_cmd_pop(f->api);
+    assert_string_equal(c->actor, "socket");
+    free(c);
+}
+
+static void test_login_rate_limit(void **state)
+{
+    fixture *f = *state;
+    char v[64];
+    reply r;
+
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(login_with(f, "{\"token\":\"guess\"}", &r), 401);
+        reply_free(&r);
+    }
+    assert_int_equal(login_with(f, "{\"token\":\"guess\"}", &r), 429);
+    header_value(&r, "Retry-After", v, sizeof(v));
+    assert_true(atol(v) >= 1 && atol(v) <= 60);
+    reply_free(&r);
+    /* even the right token waits now */
+    assert_int_equal(login_with(f, "{\"token\":\"" TOKEN "\"}", &r), 429);
+    reply_free(&r);
+    /* the bearer token is not throttled */
+    assert_int_equal(tcp_req(f, "GET", "/healthz", TOKEN, &r), 200);
+    reply_free(&r);
+}
+
+static void test_session_expiry_and_bounds(void **state)
+{
+    fixture *f = *state;
+    login_t l, first;
+    char v[512];
+    int64_t deadline;
+    long code;
+    reply r;
+
+    restart_with(f, (api_options){ .token = TOKEN, .session_ttl_ms = 400, .secure_cookie = true });
+    api_publish_status(f->api, "{}");
+    login(f, &l);
+    g_headers[0] = l.cookie;
+    assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+    reply_free(&r);
+    /* absolute expiry: in use or not, the session ends after the ttl */
+    deadline = mono_ms() + 5000;
+    do {
+        code = tcp_req(f, "GET", "/api/status", NULL, &r);
+        reply_free(&r);
+        if (code == 200)
+            usleep(50 * 1000);
+    } while (code == 200 && mono_ms() < deadline);
+    assert_int_equal(code, 401);
+    g_headers[0] = NULL;
+
+    /* Secure when configured; Max-Age rounds up to a whole second */
+    assert_int_equal(login_with(f, "{\"token\":\"" TOKEN "\"}", &r), 200);
+    header_value(&r, "Set-Cookie", v, sizeof(v));
+    assert_non_null(strstr(v, "; Secure"));
+    assert_non_null(strstr(v, "Max-Age=1;"));
+    reply_free(&r);
+
+    /* the table is bounded (64): the least recently used session makes room */
+    restart_with(f, (api_options){ .token = TOKEN, .web_root = NULL });
+    api_publish_status(f->api, "{}");
+    {
+        login_t *others = calloc(64, sizeof(*others));
+        assert_non_null(others);
+        login(f, &first);
+        for (int i = 0; i < 63; i++)
+            login(f, &others[i]);          /* the table is full now */
+        usleep(5 * 1000);
+        g_headers[0] = first.cookie;       /* the oldest, but used */
+        assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+        reply_free(&r);
+        usleep(5 * 1000);
+        login(f, &l);                      /* one more */
+        g_headers[0] = l.cookie;
+        assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+        reply_free(&r);
+        g_headers[0] = first.cookie;
+        assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+        reply_free(&r);
+        g_headers[0] = others[0].cookie;   /* the least recently used: gone */
+        assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 401);
+        reply_free(&r);
+        g_headers[0] = others[1].cookie;
+        assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
+        reply_free(&r);
+        g_headers[0] = NULL;
+        free(others);
+    }
+}
+
+static void test_metrics_access(void **state)
+{
+    fixture *f = *state;
+    const char *text = "# HELP drd_x An example.\n# TYPE drd_x gauge\ndrd_x 1\n";
+    char v[256];
+    login_t l;
+    reply r;
+    long n1, n2;
+    const char *p;
+
+    /* before anything is published: the HTTP side's own figures */
+    assert_int_equal(tcp_req(f, "GET", "/metrics", NULL, &r), 200);
+    assert_string_equal(header_value(&r, "Content-Type", v, sizeof(v)),
+                        "text/plain; version=0.0.4; charset=utf-8");
+    assert_non_null(strstr(r.body, "# TYPE drd_http_requests_total counter\n"));
+    reply_free(&r);
+
+    api_publish_metrics(f->api, text);
+    assert_int_equal(tcp_req(f, "GET", "/metrics", NULL, &r), 200);
+    assert_true(strncmp(r.body, text, strlen(text)) == 0);
+    p = strstr(r.body, "\ndrd_http_requests_total ");
+    assert_non_null(p);
+    n1 = atol(p + 25);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/metrics", &r), 200);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/metrics", NULL, &r), 200);
+    p = strstr(r.body, "\ndrd_http_requests_total ");
+    n2 = atol(p + 25);
+    assert_int_equal(n2, n1 + 2);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "POST", "/metrics", NULL, &r), 405);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "POST", "/metrics", TOKEN, &r), 405);
+    reply_free(&r);
+
+    /* [http] metrics = token: the bearer token or a session */
+    restart_with(f, (api_options){ .token = TOKEN, .metrics_need_token = true });
+    api_publish_metrics(f->api, text);
+    assert_int_equal(tcp_req(f, "GET", "/metrics", NULL, &r), 401);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/metrics", "wrong", &r), 401);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/metrics", TOKEN, &r), 200);
+    assert_non_null(strstr(r.body, "drd_x 1\n"));
+    reply_free(&r);
+    login(f, &l);
+    g_headers[0] = l.cookie;
+    assert_int_equal(tcp_req(f, "GET", "/metrics", NULL, &r), 200);
+    assert_non_null(strstr(r.body, "drd_http_sessions 1\n"));
+    reply_free(&r);
+    g_headers[0] = NULL;
+    /* the socket stays open */
+    assert_int_equal(sock_get(f, "/metrics", &r), 200);
+    reply_free(&r);
+}
+
+static void test_probes(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    int64_t now_min = wall_ms() / 60000;
+    store_probe_minute m;
+    store_t *st;
+    json_t *doc, *arr;
+    int64_t deadline;
+    long code;
+    reply r;
+
+    st = store_open(f->db, err, sizeof(err));
+    assert_non_null(st);
+    memset(&m, 0, sizeof(m));
+    str_copy(m.target, "primary", sizeof(m.target));
+    m.minute = now_min - 100;            /* too old for the default 15 minutes */
+    m.probes = 60;
+    assert_true(store_probe_minute_add(st, &m));
+    m.minute = now_min - 2;
+    m.probes = 60;
+    m.failures = 10;
+    m.latency_sum_ms = 250;
+    m.latency_max_ms = 20;
+    assert_true(store_probe_minute_add(st, &m));
+    m.minute = now_min - 1;
+    m.probes = 5;
+    m.failures = 5;
+    m.latency_sum_ms = 0;
+    m.latency_max_ms = 0;
+    assert_true(store_probe_minute_add(st, &m));
+    store_close(st);
+
+    deadline = mono_ms() + 5000;
+    do {
+        code = sock_get(f, "/api/probes?target=primary", &r);
+        if (code != 200) {
+            reply_free(&r);
+            usleep(100 * 1000);
+        }
+    } while (code != 200 && mono_ms() < deadline);
+    assert_int_equal(code, 200);
+    doc = json_loads(r.body, 0, NULL);
+    assert_non_null(doc);
+    arr = json_object_get(doc, "minutes");
+    assert_int_equal(json_array_size(arr), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 0), "at")),
+                     (now_min - 2) * 60000);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 0), "failures")), 10);
+    assert_true(json_real_value(json_object_get(json_array_get(arr, 0), "latency_avg_ms")) == 5.0);
+    assert_true(json_is_null(json_object_get(json_array_get(arr, 1), "latency_avg_ms")));
+    json_decref(doc);
+    reply_free(&r);
+
+    assert_int_equal(sock_get(f, "/api/probes?target=primary&minutes=1000", &r), 200);
+    doc = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(doc, "minutes")), 3);
+    json_decref(doc);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/probes?target=backup", &r), 200);
+    assert_non_null(strstr(r.body, "\"minutes\":[]"));
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/probes", &r), 400);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/probes?target=../etc", &r), 400);
+    reply_free(&r);
+    assert_int_equal(sock_get(f, "/api/probes?target=primary&minutes=-1", &r), 400);
+    reply_free(&r);
+    assert_int_equal(tcp_req(f, "GET", "/api/probes?target=primary", NULL, &r), 401);
+    reply_free(&r);
+}
+
+/* GETs keep the connection open (libmicrohttpd 0.9.75 would close it
+ * after an answer queued before the end of the request). */
+static void test_keepalive(void **state)
+{
+    fixture *f = *state;
+    CURL *c = curl_easy_init();
+    reply r;
+    char url[256];
+    long conns = -1, code = 0;
+
+    assert_non_null(c);
+    api_publish_status(f->api, "{}");
+    snprintf(url, sizeof(url), "%s/api/status", f->base);
+    memset(&r, 0, sizeof(r));
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, TOKEN);
+    curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        assert_int_equal(code, 200);
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+        assert_int_equal(conns, i == 0 ? 1 : 0);   /* reused after the first */
+    }
+    free(r.body);
+    curl_easy_cleanup(c);
+}
+
 /* ---- status.c: the one builder of the status document ---- */
 
 static void test_status_json(void **state)
@@ -859,6 +1501,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_listen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_and_csrf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_expiry_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_access, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test(test_status_json),
         cmocka_unit_test_setup_teardown(test_status_from_store, setup, teardown),
     };
