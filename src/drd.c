@@ -282,13 +282,14 @@ static void on_api_cmd(loop_t *loop, int fd, short revents, void *arg)
     }
 }
 
-/* The env file is what the app really uses: at start, outside a run, the
- * active side follows it (an operator may have switched it by hand). */
+/* The env file is what the app really uses: at start the active side
+ * follows it (an operator may have switched it by hand, or drd died between
+ * a switch-env's rename and recording the new side). */
 static void sync_active_from_env(daemon_t *d)
 {
     const config_t *c = d->cfg;
     char value[4096], err[512];
-    if (c->app_env_file == NULL || c->app_env_key == NULL || executor_busy(d->executor))
+    if (c->app_env_file == NULL || c->app_env_key == NULL)
         return;
     if (!envfile_get(c->app_env_file, c->app_env_key, value, sizeof value, err, sizeof err)) {
         if (err[0] != '\0')
