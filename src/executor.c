@@ -302,6 +302,21 @@ static void on_retry_timer(loop_t *loop, void *arg)
     begin_step(ex, ex->cur);
 }
 
+typedef struct {
+    executor_t *ex;
+    int i;
+    const char *why;
+} begin_ctx;
+
+static bool persist_begin(store_t *st, void *arg)
+{
+    begin_ctx *c = arg;
+    (void)st;
+    step_state(c->ex, c->i, "running", c->why, NULL);
+    run_state(c->ex, "running", NULL);
+    return true;
+}
+
 static void begin_step(executor_t *ex, int i)
 {
     exec_step *s = &ex->steps[i];
@@ -313,9 +328,11 @@ static void begin_step(executor_t *ex, int i)
     s->st.finished_at = 0;
     s->st.exit_code = -1;
     snprintf(why, sizeof why, "attempt %d", s->st.attempts);
-    /* Persisted before the work starts: a crash from here on is seen. */
-    step_state(ex, i, "running", why, NULL);
-    run_state(ex, "running", NULL);
+    /* Persisted before the work starts: a crash from here on is seen. The
+     * step and the run's current step in one transaction: one fsync. */
+    begin_ctx bc = { ex, i, why };
+    if (!store_tx(ex->store, persist_begin, &bc))
+        log_error("run %lld: could not persist the start of step %s", (long long)ex->run.id, s->def.name);
     changed(ex);
 
     if (s->def.action == ACT_APPROVE) {
