@@ -445,6 +445,7 @@ static const config_option options[] = {
     { "probe", "failures", OPT_INT, F(probe_failures), "3", .min = 1, .max = 100 },
     { "probe", "successes", OPT_INT, F(probe_successes), "2", .min = 1, .max = 100 },
     { "probe", "cooldown", OPT_DURATION, F(probe_cooldown_ms), "10s", .min = 0, .max = MS_H },
+    { "probe", "confirm_interval", OPT_DURATION, F(probe_confirm_ms), "0s", .min = 0, .max = MS_M },
 
     { "failover", "policy", OPT_ENUM, F(failover_policy), "approve", .words = policy_words },
     { "failover", "min_outage", OPT_DURATION, F(failover_min_outage_ms), "0s",

@@ -12,6 +12,7 @@
 #include "drd/log.h"
 #include "drd/status.h"
 #include "drd/util.h"
+#include "drd/watch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@ typedef struct {
     int64_t last_persist;        /* monotonic */
     int64_t incident_id;         /* open incident, 0 if none */
     store_probe_minute agg;      /* current minute, not yet flushed */
+    watch_t *watch;              /* idle connection ([probe] confirm_interval), or NULL */
+    bool confirming;             /* its connection dropped: probing every confirm_interval */
 } target_t;
 
 struct monitor {
@@ -210,7 +213,7 @@ static void on_probe_timer(loop_t *loop, void *arg)
 {
     target_t *t = arg;
     int64_t now = loop_now(loop);
-    int64_t interval = t->m->cfg->probe_interval_ms;
+    int64_t interval = t->confirming ? t->m->cfg->probe_confirm_ms : t->m->cfg->probe_interval_ms;
 
     t->probe_timer = 0;
     if (probe_busy(t->probe) && now - t->next_probe_at < interval / 2) {
@@ -257,14 +260,48 @@ static void on_probe_done(void *arg, const probe_result *r)
             m->counters->probe_failures_total[t->id]++;
     }
 
-    if (breaker_record(&t->breaker, r->ok, now, &tr))
+    if (r->ok && t->confirming) {
+        t->confirming = false;
+        log_info("%s: answers again: back to one probe every %lldms", names[t->id],
+                 (long long)m->cfg->probe_interval_ms);
+    }
+    if (breaker_record(&t->breaker, r->ok, now, &tr)) {
+        t->confirming = false;
         apply_transition(t, &tr);
+    }
     else if (now - t->last_persist >= PERSIST_EVERY_MS || r->ok != was_ok)
         persist_target(t);
 
     if (m->on_probe != NULL)
         m->on_probe(m->listener_arg, t->id, r);
     monitor_publish(m);
+}
+
+/* The idle connection dropped: probe now, then every confirm_interval. */
+static void on_watch_lost(void *arg)
+{
+    target_t *t = arg;
+    if (t->breaker.state != BREAKER_CLOSED || t->confirming)
+        return;
+    log_info("%s: the server dropped its idle connection: probing every %lldms to confirm", names[t->id],
+             (long long)t->m->cfg->probe_confirm_ms);
+    t->confirming = true;
+    if (t->probe_timer)
+        loop_cancel_timer(t->m->loop, t->probe_timer);
+    t->next_probe_at = loop_now(t->m->loop);
+    t->probe_timer = loop_add_timer(t->m->loop, 0, on_probe_timer, t);
+}
+
+static void watch_setup(target_t *t)
+{
+    const config_t *cfg = t->m->cfg;
+    const config_target *tc = target_cfg(cfg, t->id);
+    watch_free(t->watch);
+    t->watch = NULL;
+    t->confirming = false;
+    if (cfg->probe_confirm_ms > 0)
+        t->watch = watch_new(t->m->loop, names[t->id], tc->url, tc->password, cfg->probe_timeout_ms,
+                             cfg->probe_interval_ms, on_watch_lost, t);
 }
 
 static void on_prune_timer(loop_t *loop, void *arg)
@@ -340,6 +377,7 @@ void monitor_start(monitor_t *m)
         t->next_probe_at = now + offset;
         t->probe_timer = loop_add_timer(m->loop, offset, on_probe_timer, t);
         arm_breaker_timer(t);
+        watch_setup(t);
     }
     m->prune_timer = loop_add_timer(m->loop, 1000, on_prune_timer, m);
     monitor_publish(m);
@@ -355,6 +393,7 @@ void monitor_reconfigure(monitor_t *m, const config_t *cfg)
         const config_target *tc = target_cfg(cfg, (target_id)i);
         probe_configure(t->probe, tc->url, tc->password, cfg->probe_timeout_ms);
         breaker_set_params(&t->breaker, &bp);
+        watch_setup(t);
         arm_breaker_timer(t);
         if (cfg->probe_interval_ms != old_interval && t->probe_timer != 0) {
             int64_t now = loop_now(m->loop);
@@ -403,6 +442,7 @@ void monitor_free(monitor_t *m)
         if (t->breaker_timer)
             loop_cancel_timer(m->loop, t->breaker_timer);
         probe_free(t->probe);
+        watch_free(t->watch);
     }
     if (m->prune_timer)
         loop_cancel_timer(m->loop, m->prune_timer);

@@ -396,7 +396,7 @@ static void begin_fence(step_run *r)
     int n2 = snprintf(s2, sizeof s2,
              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
              "WHERE usename = %s AND datname = %s AND pid <> pg_backend_pid() "
-             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe')",
+             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')",
              ql, qdl);
     if (n2 < 0 || (size_t)n2 >= sizeof s2) {
         fail(r, "role or database name too long");

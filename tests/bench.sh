@@ -106,6 +106,22 @@ anon=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
 pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null)
 cpu_pct=$(awk -v t=$(( c1 - c0 )) -v hz="$hz" -v ms=$(( t1 - t0 )) 'BEGIN { printf "%.3f", t / hz / (ms / 1000) * 100 }')
 drd_stop >/dev/null
+
+# The same crash with [probe] confirm_interval = 200ms: an idle connection
+# per target, and quick confirmation probes when the server drops it.
+drd_config "$TEST_TMP/drd.conf" probe.interval= probe.timeout= probe.failures= \
+  probe.successes= probe.cooldown=1s probe.confirm_interval=200ms log.level=info || die "drd_config"
+drd_start || die "drd did not start (confirm_interval)"
+drd_wait_healthy 15 || die "targets not healthy (confirm_interval)"
+sleep 1                          # let the idle watch connections come up
+vals=()
+for (( i = 1; i <= RUNS; i++ )); do
+  v=$(measure stop) || exit 1
+  vals+=("$v")
+  say "  pg_ctl stop -m immediate, confirm_interval=200ms, run $i/$RUNS: $(secs "$v") s"
+done
+res[fast]=$(stats "${vals[@]}")
+drd_stop >/dev/null
 lat=$(drd_sql "SELECT target || ' ' || (sum(latency_sum_ms) * 1.0 / max(sum(probes), 1))
                FROM probe_minutes GROUP BY target ORDER BY target" 2>/dev/null | awk '{ printf "%s %.1f ms, ", $1, $2 }')
 [ -n "$lat" ] || lat="n/a (no per-minute aggregates written yet)"
@@ -130,6 +146,9 @@ row "detection, stop -m immediate" "$(secs "$sm") s ($(secs "$smin")-$(secs "$sm
     "<= 3.5 s" "$(verdict "$sm" $TARGET_STOP_MS)" "$(faster "$sm") faster"
 row "detection, kill -STOP (hung)" "$(secs "$fm") s ($(secs "$fmin")-$(secs "$fmax"))" \
     "<= 4.5 s" "$(verdict "$fm" $TARGET_FREEZE_MS)" "$(faster "$fm") faster"
+read -r qm qmin qmax <<<"${res[fast]}"
+row "  stop, confirm_interval=200ms" "$(secs "$qm") s ($(secs "$qmin")-$(secs "$qmax"))" \
+    "< 1 s (stretch)" "$(verdict "$qm" 1000)" "$(faster "$qm") faster"
 row "RSS, idle ${IDLE} s" "$(mib "$rss") MiB (max $(mib "$rss_max"))" \
     "<= 8 MiB" "$(verdict "$rss_max" $TARGET_RSS_KIB)" "peak VmHWM $(mib "$hwm") MiB"
 row "  of which private (RssAnon)" "$(mib "$anon") MiB" "" "" "Pss $(mib "${pss:-0}") MiB"

@@ -24,6 +24,7 @@ typedef struct config {
 
     int64_t probe_interval_ms, probe_timeout_ms, probe_cooldown_ms;
     int64_t probe_failures, probe_successes;
+    int64_t probe_confirm_ms;    /* 0 = off; else an idle watch connection per target and quick confirmation probes when it drops */
 
     char *failover_policy;  /* auto | approve | manual */
     int64_t failover_min_outage_ms, failover_block_ms;
