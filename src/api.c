@@ -1364,9 +1364,9 @@ static bool route_open(const api_t *a, route_id id)
            (id == R_METRICS && !a->metrics_need_token);
 }
 
-/* First call for a request: headers are in, the body (if any) is not.
- * Answer everything that does not need the body right away; MHD then
- * discards any upload. */
+/* Headers are in, the body (if any) is not (see on_request for when this
+ * runs). Answer everything that does not need the body right away; MHD
+ * then discards any upload. */
 static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connection *c,
                                      const char *url, const char *method)
 {
@@ -1403,7 +1403,7 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
     } else if (r->post && rq->who == WHO_SESSION) {
         const char *why = csrf_problem(c, rq);
         if (why != NULL) {
-            log_warn("http: %s %s by %s refused: %s", method, url, rq->actor, why);
+            log_warn("http: a POST by %s was refused: %s", rq->actor, why);
             return send_error(c, MHD_HTTP_FORBIDDEN, why);
         }
     }
