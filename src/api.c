@@ -208,6 +208,8 @@ typedef enum {
     R_RUNS,
     R_RUN,
     R_REQUEST,
+    R_REFRESH,
+    R_REFRESHES,
 } route_id;
 
 typedef struct {
@@ -371,6 +373,8 @@ static void route_match(const char *url, route *r)
         { "/api/probes",    R_PROBES,    false },
         { "/api/failover",  R_FAILOVER,  true  },
         { "/api/failback",  R_FAILBACK,  true  },
+        { "/api/refresh",   R_REFRESH,   true  },
+        { "/api/refreshes", R_REFRESHES, false },
         { "/api/runs",      R_RUNS,      false },
     };
     static const char runs[] = "/api/runs/";
@@ -1023,6 +1027,46 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
                                "at", (json_int_t)rq.at));
 }
 
+static bool refresh_to_array(const store_refresh *r, void *arg)
+{
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:o, s:I, s:o, s:o}",
+                          "id", (json_int_t)r->id, "mode", r->mode, "trigger", r->trigger,
+                          "state", r->state, "started_at", (json_int_t)r->started_at,
+                          "finished_at", r->finished_at ? json_integer(r->finished_at) : json_null(),
+                          "bytes", (json_int_t)r->bytes,
+                          "file", r->file[0] ? json_string(r->file) : json_null(),
+                          "error", r->error[0] ? json_string(r->error) : json_null());
+    if (o != NULL)
+        json_array_append_new(arg, o);
+    return true;
+}
+
+/* GET /api/refreshes?limit=N: backup refreshes, newest first. */
+static enum MHD_Result get_refreshes(api_t *a, struct MHD_Connection *c)
+{
+    int64_t limit;
+    store_t *st;
+    bool ok;
+    json_t *arr;
+
+    if (!query_int(c, "limit", false, 20, 1000, &limit))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
+    arr = json_array();
+    pthread_mutex_lock(&a->store_lock);
+    st = ro_store(a);
+    ok = st != NULL && store_refreshes_recent(st, (int)limit, refresh_to_array, arr);
+    pthread_mutex_unlock(&a->store_lock);
+    if (st == NULL) {
+        json_decref(arr);
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
+    }
+    if (!ok) {
+        json_decref(arr);
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read refreshes");
+    }
+    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "refreshes", arr));
+}
+
 static bool probe_minute_to_array(const store_probe_minute *m, void *arg)
 {
     json_t *arr = arg;
@@ -1228,8 +1272,9 @@ static bool parse_body(const request *rq, char *reason, size_t n, char *choice, 
     r = json_object_get(doc, "choice");
     if (r != NULL && !json_is_null(r)) {
         const char *v = json_string_value(r);
-        if (v == NULL || (strcmp(v, "retry") != 0 && strcmp(v, "skip") != 0 && strcmp(v, "abort") != 0)) {
-            snprintf(msg, msglen, "choice must be \"retry\", \"skip\" or \"abort\"");
+        if (v == NULL || (strcmp(v, "retry") != 0 && strcmp(v, "skip") != 0 && strcmp(v, "abort") != 0 &&
+                          strcmp(v, "backup-wins") != 0 && strcmp(v, "primary-wins") != 0)) {
+            snprintf(msg, msglen, "choice must be \"retry\", \"skip\", \"abort\", \"backup-wins\" or \"primary-wins\"");
             goto done;
         }
         str_copy(choice, v, cn);
@@ -1255,6 +1300,7 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     switch (rq->r.id) {
     case R_FAILOVER: kind = API_CMD_FAILOVER; break;
     case R_FAILBACK: kind = API_CMD_FAILBACK; break;
+    case R_REFRESH:  kind = API_CMD_REFRESH; break;
     case R_APPROVE:  kind = API_CMD_APPROVE; break;
     case R_REJECT:   kind = API_CMD_REJECT; break;
     default:
@@ -1459,6 +1505,8 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
         return get_runs(a, c);
     case R_REQUEST:
         return get_request(a, c, r);
+    case R_REFRESHES:
+        return get_refreshes(a, c);
     default:
         break;
     }

@@ -43,6 +43,7 @@ typedef struct {
     const char *args[4];         /* positional arguments after the command */
     size_t nargs;
     bool json, yes, skip;
+    const char *choice;          /* approve --choice WORD (--skip = skip) */
     const char *reason;
     bool has_reason;
 
@@ -75,8 +76,13 @@ static void usage(FILE *out)
         "  history [--json]                  recent incidents and events, newest first\n"
         "  failover [--yes] [--reason TEXT]  switch the app to the backup\n"
         "  failback [--yes] [--reason TEXT]  switch the app back to the primary\n"
-        "  approve ID [--skip] [--reason T]  approve a pending approval (--skip: skip the step)\n"
+        "  approve ID [--skip|--choice C] [--reason T]\n"
+        "                                    approve a pending approval; for a step that needs\n"
+        "                                    attention: --skip, or --choice retry|skip|abort|\n"
+        "                                    backup-wins|primary-wins (sync-back conflicts)\n"
         "  reject ID [--reason TEXT]         reject a pending approval\n"
+        "  refresh                           copy the primary to the backup now ([refresh] mode)\n"
+        "  refreshes [--json]                recent backup refreshes, newest first\n"
         "\n"
         "Options:\n"
         "  -c, --config FILE   drd's configuration (default " DEFAULT_CONFIG ")\n"
@@ -180,6 +186,12 @@ static int parse_args(drctl *x, int argc, char **argv)
                 x->token_file = v;
                 continue;
             }
+            if ((m = opt_value(argc, argv, &i, NULL, "--choice", &v)) != 0) {
+                if (m < 0 || *v == '\0')
+                    return usage_error("%s needs one of retry, skip, abort, backup-wins, primary-wins", a);
+                x->choice = v;
+                continue;
+            }
             if ((m = opt_value(argc, argv, &i, NULL, "--reason", &v)) != 0) {
                 if (m < 0)
                     return usage_error("%s needs a text", a);
@@ -220,6 +232,8 @@ static int check_command_args(const drctl *x)
         { "failback", 0, false, true,  true  },
         { "approve",  1, false, false, true  },
         { "reject",   1, false, false, true  },
+        { "refresh",  0, false, false, false },
+        { "refreshes", 0, true, false, false },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cmds); i++) {
@@ -235,8 +249,10 @@ static int check_command_args(const drctl *x)
             return usage_error("%s does not take --yes", x->command);
         if (x->has_reason && !cmds[i].reason)
             return usage_error("%s does not take --reason", x->command);
-        if (x->skip && strcmp(x->command, "approve") != 0)
-            return usage_error("%s does not take --skip", x->command);
+        if ((x->skip || x->choice) && strcmp(x->command, "approve") != 0)
+            return usage_error("%s does not take --skip or --choice", x->command);
+        if (x->skip && x->choice != NULL)
+            return usage_error("--skip and --choice are one or the other");
         return -1;
     }
     return usage_error("unknown command %s", x->command);
@@ -888,12 +904,12 @@ static int post_action(const drctl *x, const char *path, const char *label, int6
     int ex = EXIT_OK;
 
     *request_id = 0;
-    if (x->has_reason || x->skip) {
+    if (x->has_reason || x->skip || x->choice) {
         json_t *o = json_object();
         if (x->has_reason)
             json_object_set_new(o, "reason", json_string(x->reason));
-        if (x->skip)
-            json_object_set_new(o, "choice", json_string("skip"));
+        if (x->skip || x->choice)
+            json_object_set_new(o, "choice", json_string(x->skip ? "skip" : x->choice));
         if (x->has_reason && json_object_get(o, "reason") == NULL) {
             json_decref(o);
             o = NULL;
@@ -1040,6 +1056,77 @@ static int follow_run(const drctl *x, int64_t run_id)
     }
 }
 
+static void print_refresh(json_t *r)
+{
+    char a[32], took[32] = "-", err[600];
+    json_int_t s0 = json_integer_value(json_object_get(r, "started_at"));
+    json_int_t s1 = json_integer_value(json_object_get(r, "finished_at"));
+    if (s1 > s0)
+        format_duration(s1 - s0, took, sizeof(took));
+    format_time(json_object_get(r, "started_at"), a, sizeof(a));
+    mask_secrets(str_or(json_object_get(r, "error"), str_or(json_object_get(r, "file"), "")), err, sizeof(err));
+    printf("%-5" JSON_INTEGER_FORMAT " %-8s %-9s %-10s %s  %7s  %10" JSON_INTEGER_FORMAT "  %s\n",
+           json_integer_value(json_object_get(r, "id")), str_or(json_object_get(r, "mode"), "?"),
+           str_or(json_object_get(r, "trigger"), "?"), str_or(json_object_get(r, "state"), "?"), a, took,
+           json_integer_value(json_object_get(r, "bytes")), err);
+}
+
+static int cmd_refreshes(const drctl *x)
+{
+    json_t *doc = NULL, *r;
+    size_t i;
+    int ex = get_json(x, "/api/refreshes?limit=20", &doc, NULL);
+    if (ex >= 0)
+        return ex;
+    json_t *arr = json_object_get(doc, "refreshes");
+    if (x->json) {
+        print_json(arr);
+    } else if (json_array_size(arr) == 0) {
+        printf("no refreshes\n");
+    } else {
+        printf("%-5s %-8s %-9s %-10s %-19s  %7s  %10s  %s\n", "ID", "MODE", "TRIGGER", "STATE", "STARTED",
+               "TOOK", "BYTES", "FILE / ERROR");
+        json_array_foreach(arr, i, r)
+            print_refresh(r);
+    }
+    json_decref(doc);
+    return EXIT_OK;
+}
+
+/* Start a refresh and follow it until it ends. */
+static int cmd_refresh(const drctl *x)
+{
+    int64_t req, run, newest = 0;
+    json_t *doc = NULL;
+    int ex = get_json(x, "/api/refreshes?limit=1", &doc, NULL);
+    if (ex >= 0)
+        return ex;
+    newest = json_integer_value(json_object_get(json_array_get(json_object_get(doc, "refreshes"), 0), "id"));
+    json_decref(doc);
+    ex = post_action(x, "/api/refresh", "refresh", &req);
+    if (ex != EXIT_OK || req == 0)
+        return ex;
+    if ((ex = await_request(x, req, &run)) >= 0)
+        return ex;
+    for (int i = 0; i < 36000; i++) {          /* up to an hour, every 100 ms */
+        doc = NULL;
+        if ((ex = get_json(x, "/api/refreshes?limit=1", &doc, NULL)) >= 0)
+            return ex;
+        json_t *r = json_array_get(json_object_get(doc, "refreshes"), 0);
+        const char *state = str_or(json_object_get(r, "state"), "");
+        if (json_integer_value(json_object_get(r, "id")) > newest && strcmp(state, "running") != 0) {
+            print_refresh(r);
+            int rc = strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+            json_decref(doc);
+            return rc;
+        }
+        json_decref(doc);
+        sleep_ms(100);
+    }
+    fprintf(stderr, "drctl: the refresh is still running; drctl refreshes shows it\n");
+    return EXIT_FAILURE_;
+}
+
 static int cmd_failover(const drctl *x, bool back)
 {
     int64_t req, run;
@@ -1111,6 +1198,10 @@ int main(int argc, char **argv)
         ex = cmd_failover(&x, true);
     else if (strcmp(x.command, "approve") == 0)
         ex = cmd_decide(&x, true);
+    else if (strcmp(x.command, "refresh") == 0)
+        ex = cmd_refresh(&x);
+    else if (strcmp(x.command, "refreshes") == 0)
+        ex = cmd_refreshes(&x);
     else
         ex = cmd_decide(&x, false);
     curl_global_cleanup();

@@ -14,6 +14,7 @@
 #include "drd/monitor.h"
 #include "drd/notify.h"
 #include "drd/policy.h"
+#include "drd/refresh.h"
 #include "drd/runbook.h"
 #include "drd/store.h"
 #include "drd/util.h"
@@ -45,6 +46,7 @@ typedef struct {
     fetch_t *fetch;
     executor_t *executor;
     policy_t *policy;
+    refresh_t *refresh;
     notify_t *notify;
     metrics_counters counters;
     int64_t approvals_pending;   /* as last published */
@@ -83,6 +85,7 @@ static bool check_runbooks(const config_t *cfg, config_errors *errs)
     runbook_t *a = runbook_load(cfg->failover_runbook, cfg, errs);
     runbook_t *b = runbook_load(cfg->failback_runbook, cfg, errs);
     bool ok = a != NULL && b != NULL;
+    ok = refresh_check_config(cfg, errs) && ok;     /* what the parser cannot check */
     runbook_free(a);
     runbook_free(b);
     return ok;
@@ -116,6 +119,7 @@ static void reload(daemon_t *d)
     apply_log_settings(fresh);
     monitor_reconfigure(d->monitor, fresh);
     notify_reconfigure(d->notify, fresh);
+    refresh_reconfigure(d->refresh, fresh);
     executor_reconfigure(d->executor, fresh);
     policy_reconfigure(d->policy, fresh);
     config_free(d->cfg);
@@ -156,8 +160,8 @@ static void publish_metrics(daemon_t *d)
         .active = monitor_active(d->monitor),
         .run_in_progress = executor_busy(d->executor),
         .approvals_pending = d->approvals_pending,
-        .backup_lag_seconds = -1,
-        .last_refresh_at = 0,
+        .backup_lag_seconds = refresh_lag_seconds(d->refresh),
+        .last_refresh_at = refresh_last_good_at(d->refresh),
         .started_at = d->started_at,
         .version = DRD_VERSION,
         .ready = true,
@@ -174,6 +178,9 @@ static void republish(void *arg)
     json_t *run = executor_run_json(d->executor);
     json_t *approvals = executor_approvals_json(d->executor);
     d->approvals_pending = (int64_t)json_array_size(approvals);
+    json_t *refresh = refresh_status_json(d->refresh);
+    monitor_set_status_refresh(d->monitor, refresh);
+    json_decref(refresh);
     monitor_set_status_extras(d->monitor, run, approvals);
     monitor_publish(d->monitor);
     publish_metrics(d);
@@ -206,6 +213,11 @@ static void on_probe(void *arg, target_id t, const probe_result *r)
 {
     daemon_t *d = arg;
     policy_on_probe(d->policy, t, r);
+    /* The backup's lag changes between transitions: refresh it before the
+     * monitor republishes the status after this probe. */
+    json_t *refresh = refresh_status_json(d->refresh);
+    monitor_set_status_refresh(d->monitor, refresh);
+    json_decref(refresh);
     publish_metrics(d);
 }
 
@@ -216,7 +228,7 @@ static void on_run_done(void *arg, int64_t run_id, const char *kind, const char 
     republish(d);
 }
 
-static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject" };
+static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject", "refresh" };
 
 /* Carry out one queued API request and record what became of it. */
 static void handle_cmd(daemon_t *d, const api_cmd *c)
@@ -237,6 +249,8 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
     case API_CMD_FAILBACK: {
         const char *kind = c->kind == API_CMD_FAILOVER ? "failover" : "failback";
         int64_t incident = store_incident_find_open(d->store, "primary");
+        if (c->kind == API_CMD_FAILOVER && !executor_busy(d->executor))
+            refresh_cancel(d->refresh, "a failover is starting");   /* never copy over the backup now */
         run = executor_start(d->executor, kind, c->reason[0] ? c->reason : "requested by an operator",
                              c->actor, c->request_id, incident > 0 ? incident : 0, err, sizeof err);
         ok = run != 0;
@@ -259,6 +273,9 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
         }
         break;
     }
+    case API_CMD_REFRESH:
+        ok = refresh_request(d->refresh, "manual", err, sizeof err) != 0;
+        break;
     default:
         snprintf(err, sizeof err, "unknown request");
         break;
@@ -456,6 +473,11 @@ int main(int argc, char **argv)
     monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
     executor_set_listeners(d.executor, on_run_done, republish, &d);
     executor_set_observers(d.executor, &d.counters, d.notify);
+    d.refresh = refresh_new(d.loop, d.store, d.monitor, d.executor, d.cfg);
+    if (d.refresh == NULL)
+        goto cleanup;
+    executor_set_refresh(d.executor, d.refresh);
+    policy_set_refresh(d.policy, d.refresh);
     policy_set_notify(d.policy, d.notify);
     policy_set_change_cb(d.policy, republish, &d);
     api_options ao = {
@@ -489,6 +511,7 @@ int main(int argc, char **argv)
     executor_resume(d.executor);
     sync_active_from_env(&d);
     policy_start(d.policy);
+    refresh_start(d.refresh);
     republish(&d);
     sd_notify_send("READY=1");
     if (d.ready_fd >= 0) {
@@ -509,6 +532,7 @@ int main(int argc, char **argv)
 cleanup:
     api_stop(d.api);
     policy_free(d.policy);
+    refresh_free(d.refresh);
     executor_free(d.executor);
     notify_free(d.notify);
     monitor_free(d.monitor);

@@ -52,6 +52,7 @@ struct executor {
     int64_t approval_id;         /* pending approval we wait on */
     metrics_counters *counters;  /* may be NULL */
     notify_t *notify;            /* may be NULL */
+    struct refresh *refresh;     /* may be NULL */
 };
 
 static void advance(executor_t *ex);
@@ -238,6 +239,8 @@ static void apply_decision(executor_t *ex, const store_approval *a, bool approve
         step_state(ex, ex->cur, "failed", why, NULL);
         finish_run(ex, "aborted", why);
     } else {
+        if (strcmp(c, "backup-wins") == 0 || strcmp(c, "primary-wins") == 0)
+            store_kv_set(ex->store, SYNC_RESOLUTION_KEY, c);   /* read by the next sync-back attempt */
         run_state(ex, "running", NULL);
         begin_step(ex, ex->cur);
     }
@@ -277,8 +280,15 @@ bool executor_decide(executor_t *ex, int64_t approval_id, bool approve, const ch
             snprintf(err, errlen, "a choice (%s) only applies to a step that needs attention", choice);
             return false;
         }
-        if (strcmp(choice, "retry") != 0 && strcmp(choice, "skip") != 0 && strcmp(choice, "abort") != 0) {
-            snprintf(err, errlen, "choice must be retry, skip or abort");
+        bool sync_choice = strcmp(choice, "backup-wins") == 0 || strcmp(choice, "primary-wins") == 0;
+        if (strcmp(choice, "retry") != 0 && strcmp(choice, "skip") != 0 && strcmp(choice, "abort") != 0 &&
+            !sync_choice) {
+            snprintf(err, errlen, "choice must be retry, skip, abort, backup-wins or primary-wins");
+            return false;
+        }
+        if (sync_choice && (a.step_idx < 0 || a.step_idx >= ex->n_steps ||
+                            ex->steps[a.step_idx].def.action != ACT_SYNC_BACK)) {
+            snprintf(err, errlen, "%s only applies to a sync-back step with conflicts", choice);
             return false;
         }
     }
@@ -345,7 +355,7 @@ static void begin_step(executor_t *ex, int i)
     }
     step_env env = {
         .loop = ex->loop, .cfg = ex->cfg, .monitor = ex->monitor, .fetch = ex->fetch,
-        .store = ex->store, .run_id = ex->run.id, .run_kind = ex->run.kind,
+        .store = ex->store, .run_id = ex->run.id, .run_kind = ex->run.kind, .refresh = ex->refresh,
     };
     ex->phase = PH_STEP;
     ex->work = step_begin(&env, &s->def, on_step_done, ex);
@@ -384,6 +394,19 @@ static void on_step_done(void *arg, const step_outcome *o)
     str_copy(s->st.error, o->error, sizeof s->st.error);
     snprintf(why, sizeof why, "%s (after %lldms, attempt %d of %lld)", o->error, (long long)took,
              s->st.attempts, (long long)s->def.retries + 1);
+    if (o->conflicts) {
+        /* Rows changed on both sides: never decided silently, whatever
+         * on_failure says. Nothing was written to the primary. */
+        step_state(ex, ex->cur, "needs_attention", why, o->output ? o->output : "");
+        char prompt[512];
+        snprintf(prompt, sizeof prompt,
+                 "Step %s found rows changed on both the primary and the backup (see the step's output); "
+                 "nothing was written. Approve with choice backup-wins or primary-wins to resolve them that way, "
+                 "approve to retry after fixing them by hand, reject to abort.", s->def.name);
+        if (!wait_approval(ex, "attention", prompt, 0))
+            finish_run(ex, "failed", "could not record the approval");
+        return;
+    }
     if (s->st.attempts <= s->def.retries) {
         step_state(ex, ex->cur, "pending", why, o->output ? o->output : "");
         ex->phase = PH_RETRY_WAIT;
@@ -672,6 +695,11 @@ void executor_free(executor_t *ex)
         return;
     clear_run(ex);
     free(ex);
+}
+
+void executor_set_refresh(executor_t *ex, struct refresh *r)
+{
+    ex->refresh = r;
 }
 
 void executor_set_observers(executor_t *ex, metrics_counters *c, notify_t *n)

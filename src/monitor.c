@@ -51,6 +51,7 @@ struct monitor {
     monitor_probe_cb on_probe;
     void *listener_arg;
     json_t *run, *approvals;     /* extras for the status (referenced) */
+    json_t *refresh;             /* referenced */
     metrics_counters *counters;  /* may be NULL */
 };
 
@@ -448,6 +449,7 @@ void monitor_free(monitor_t *m)
         loop_cancel_timer(m->loop, m->prune_timer);
     json_decref(m->run);
     json_decref(m->approvals);
+    json_decref(m->refresh);
     free(m);
 }
 
@@ -493,6 +495,13 @@ void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals)
     m->approvals = approvals;
 }
 
+void monitor_set_status_refresh(monitor_t *m, json_t *refresh)
+{
+    json_incref(refresh);
+    json_decref(m->refresh);
+    m->refresh = refresh;
+}
+
 void monitor_publish(monitor_t *m)
 {
     if (m->api == NULL)
@@ -511,6 +520,7 @@ void monitor_publish(monitor_t *m)
     s.backup.healthy = m->t[TARGET_BACKUP].probed && s.backup.breaker == BREAKER_CLOSED;
     s.run = m->run;
     s.approvals = m->approvals;
+    s.refresh = m->refresh;
     json_t *doc = status_to_json(&s);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL)

@@ -87,6 +87,26 @@ static bool url_syntax_error(const char *url)
 PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
                      const char *app_name, char *err, size_t errlen)
 {
+    return pgconn_start_db(url, NULL, password, timeout_ms, app_name, err, errlen);
+}
+
+char *pgconn_dbname(const char *url)
+{
+    char *perr = NULL, *out = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    PQfreemem(perr);
+    if (opts == NULL)
+        return NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
+            out = strdup(o->val);
+    PQconninfoFree(opts);
+    return out;
+}
+
+PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                        const char *app_name, char *err, size_t errlen)
+{
     char connect_timeout[24], user_timeout[24];
     /* connect_timeout is only a backstop: PQconnectPoll ignores it (the
      * caller enforces time limits), the caller's deadline is the real bound. */
@@ -112,6 +132,10 @@ PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
     keys[k] = "tcp_user_timeout";    vals[k++] = user_timeout;
     if (password != NULL) {
         keys[k] = "password";        vals[k++] = password;
+    }
+    /* A later dbname is a plain database name and wins over the URL's. */
+    if (dbname != NULL) {
+        keys[k] = "dbname";          vals[k++] = dbname;
     }
     keys[k] = NULL;                  vals[k] = NULL;
 

@@ -1,5 +1,6 @@
 /* policy.c - see policy.h. */
 #include "drd/policy.h"
+#include "drd/refresh.h"
 #include "drd/log.h"
 #include "drd/steps.h"
 #include "drd/util.h"
@@ -26,7 +27,13 @@ struct policy {
     void (*on_change)(void *arg);
     void *change_arg;
     notify_t *notify;            /* may be NULL */
+    refresh_t *refresh;          /* may be NULL */
 };
+
+void policy_set_refresh(policy_t *p, struct refresh *r)
+{
+    p->refresh = r;
+}
 
 void policy_set_notify(policy_t *p, notify_t *n)
 {
@@ -117,6 +124,8 @@ static int64_t start_failover(policy_t *p, const char *by, int64_t incident)
     const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
     snprintf(reason, sizeof reason, "primary unavailable (incident %lld)%s%s", (long long)incident,
              pt->last_error[0] ? ": " : "", pt->last_error);
+    if (p->refresh != NULL)
+        refresh_cancel(p->refresh, "a failover is starting");
     int64_t run = executor_start(p->ex, "failover", reason, by, 0, incident, err, sizeof err);
     if (run == 0) {
         event(p, "could not start the failover: %s", err);
@@ -173,9 +182,13 @@ static void evaluate(policy_t *p)
     const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
     char since[32];
     format_duration(down_for, since, sizeof since);
+    char window[160] = "";
+    if (p->refresh != NULL)
+        refresh_window_text(p->refresh, window, sizeof window);
     snprintf(a.prompt, sizeof a.prompt,
-             "The primary has been unavailable for %s (incident %lld%s%s). Fail over to the backup?",
-             since, (long long)incident, pt->last_error[0] ? ": " : "", pt->last_error);
+             "The primary has been unavailable for %s (incident %lld%s%s).%s%s Fail over to the backup?",
+             since, (long long)incident, pt->last_error[0] ? ": " : "", pt->last_error,
+             window[0] ? " Data-loss window: " : "", window);
     str_copy(a.kind, "policy", sizeof a.kind);
     str_copy(a.state, "pending", sizeof a.state);
     a.step_idx = -1;

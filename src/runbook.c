@@ -12,13 +12,14 @@
 
 static const char *const action_names[ACT_COUNT] = {
     "exec", "switch-env", "wait-healthy", "approve", "fence",
-    "capture", "sync-back", "verify", "notify",
+    "capture", "sync-back", "verify", "notify", "refresh",
 };
 
 /* Key flags per action: which keys are allowed (A) and required (R). */
 enum {
     K_COMMAND = 1 << 0, K_TARGET = 1 << 1, K_PROMPT = 1 << 2, K_EXPIRES = 1 << 3,
     K_MESSAGE = 1 << 4, K_MODE = 1 << 5, K_LIFT = 1 << 6, K_REQUIRED = 1 << 7,
+    K_REMOVE = 1 << 8, K_OP = 1 << 9,
 };
 
 static const struct {
@@ -33,10 +34,11 @@ static const struct {
     [ACT_WAIT_HEALTHY] = { K_TARGET, K_TARGET, 60000, true, true, "app|primary|backup" },
     [ACT_APPROVE]      = { K_PROMPT | K_EXPIRES, K_PROMPT, 0, false, true, NULL },
     [ACT_FENCE]        = { K_TARGET | K_MODE | K_LIFT | K_REQUIRED | K_COMMAND, 0, 30000, true, true, "primary|backup" },
-    [ACT_CAPTURE]      = { 0, 0, 300000, true, false, NULL },
-    [ACT_SYNC_BACK]    = { 0, 0, 3600000, false, false, NULL },
-    [ACT_VERIFY]       = { 0, 0, 600000, true, false, NULL },
+    [ACT_CAPTURE]      = { K_REMOVE, 0, 300000, true, true, NULL },
+    [ACT_SYNC_BACK]    = { 0, 0, 3600000, false, true, NULL },
+    [ACT_VERIFY]       = { 0, 0, 600000, true, true, NULL },
     [ACT_NOTIFY]       = { K_MESSAGE, K_MESSAGE, 10000, true, true, NULL },
+    [ACT_REFRESH]      = { K_OP, K_OP, 60000, true, true, NULL },
 };
 
 static const char *const on_failure_names[] = { "abort", "continue", "ask" };
@@ -178,6 +180,7 @@ static void finish_step(load_ctx *x)
     static const struct { const char *key; unsigned flag; } keyflags[] = {
         { "command", K_COMMAND }, { "target", K_TARGET }, { "prompt", K_PROMPT }, { "expires", K_EXPIRES },
         { "message", K_MESSAGE }, { "mode", K_MODE }, { "lift", K_LIFT }, { "required", K_REQUIRED },
+        { "remove", K_REMOVE }, { "op", K_OP },
     };
     static const char *const common[] = { "action", "timeout", "retries", "retry_delay", "on_failure", "description" };
 
@@ -241,9 +244,19 @@ static void finish_step(load_ctx *x)
         rb_error(x, kv->line, "bad value \"%s\" for %s (true or false)", kv->value, "lift");
         ok = false;
     }
+    if ((kv = kv_find(x, "remove")) != NULL && !parse_bool(kv->value, &s->remove)) {
+        rb_error(x, kv->line, "bad value \"%s\" for %s (true or false)", kv->value, "remove");
+        ok = false;
+    }
     s->required = x->cfg->failover_fence_required;
     if ((kv = kv_find(x, "required")) != NULL && !parse_bool(kv->value, &s->required)) {
         rb_error(x, kv->line, "bad value \"%s\" for %s (true or false)", kv->value, "required");
+        ok = false;
+    }
+    if ((kv = kv_find(x, "op")) != NULL &&
+        !one_of(kv->value, "disable-subscription|recreate-subscription|bump-sequences")) {
+        rb_error(x, kv->line, "bad op \"%s\" (disable-subscription, recreate-subscription or bump-sequences)",
+                 kv->value);
         ok = false;
     }
     if ((kv = kv_find(x, "mode")) != NULL && !one_of(kv->value, "read-only|nologin|command|none")) {
@@ -256,6 +269,7 @@ static void finish_step(load_ctx *x)
         { "command", offsetof(runbook_step, command) }, { "target", offsetof(runbook_step, target) },
         { "prompt", offsetof(runbook_step, prompt) }, { "message", offsetof(runbook_step, message) },
         { "mode", offsetof(runbook_step, mode) }, { "description", offsetof(runbook_step, description) },
+        { "op", offsetof(runbook_step, op) },
     };
     for (size_t k = 0; k < ARRAY_LEN(strs); k++) {
         if ((kv = kv_find(x, strs[k].key)) == NULL)
@@ -373,6 +387,7 @@ void runbook_step_clear(runbook_step *s)
     free(s->message);
     free(s->mode);
     free(s->description);
+    free(s->op);
     memset(s, 0, sizeof *s);
 }
 
@@ -413,7 +428,9 @@ json_t *runbook_step_to_json(const runbook_step *s)
     set_str(o, "mode", s->mode);
     json_object_set_new(o, "lift", json_boolean(s->lift));
     json_object_set_new(o, "required", json_boolean(s->required));
+    json_object_set_new(o, "remove", json_boolean(s->remove));
     set_str(o, "description", s->description);
+    set_str(o, "op", s->op);
     return o;
 }
 
@@ -447,6 +464,8 @@ bool runbook_step_from_json(json_t *j, runbook_step *out)
     out->mode = dup_str(j, "mode");
     out->lift = json_is_true(json_object_get(j, "lift"));
     out->required = json_is_true(json_object_get(j, "required"));
+    out->remove = json_is_true(json_object_get(j, "remove"));
     out->description = dup_str(j, "description");
+    out->op = dup_str(j, "op");
     return true;
 }

@@ -55,6 +55,14 @@ json_t *status_to_json(const status_snapshot *s)
 
     json_object_set_new(targets, "primary", target_to_json(&s->primary));
     json_object_set_new(targets, "backup", target_to_json(&s->backup));
+    if (s->refresh != NULL && json_is_object(s->refresh)) {
+        json_t *b = json_object_get(targets, "backup"), *v;
+        v = json_object_get(s->refresh, "lag_seconds");
+        json_object_set(b, "lag_seconds", v != NULL ? v : json_null());
+        v = json_object_get(s->refresh, "last_good_at");
+        json_object_set(b, "last_copy_at", v != NULL ? v : json_null());
+        json_object_set(root, "refresh", s->refresh);
+    }
     json_object_set_new(root, "targets", targets);
     targets = NULL;
 

@@ -4,6 +4,7 @@
 #include "drd/log.h"
 #include "drd/pgexec.h"
 #include "drd/proc.h"
+#include "drd/sync.h"
 #include "drd/util.h"
 
 #include <jansson.h>
@@ -24,6 +25,7 @@ struct step_run {
     proc_t *proc;
     pgexec_t *pg;
     uint64_t fetch_id;
+    sync_job *sync;
     char last_problem[256];      /* wait-healthy: why the last check failed */
     step_outcome out;            /* for deferred completions */
     char *output;                /* masked exec output */
@@ -43,6 +45,7 @@ static void copy_step(runbook_step *dst, const runbook_step *src)
     dst->message = xstrdup(src->message);
     dst->mode = xstrdup(src->mode);
     dst->description = xstrdup(src->description);
+    dst->op = xstrdup(src->op);
 }
 
 static void run_free(step_run *r)
@@ -53,6 +56,7 @@ static void run_free(step_run *r)
         loop_cancel_timer(r->env.loop, r->timer);
     proc_free(r->proc);
     pgexec_free(r->pg);
+    sync_job_free(r->sync);
     if (r->fetch_id && r->env.fetch)
         fetch_cancel(r->env.fetch, r->fetch_id);
     runbook_step_clear(&r->step);
@@ -451,6 +455,92 @@ static void begin_notify(step_run *r)
     }
 }
 
+/* ---------------------------------------------- capture, sync-back, verify */
+
+static void on_sync_done(void *arg, const sync_result *sr)
+{
+    step_run *r = arg;
+    size_t cap = (sr->report ? strlen(sr->report) : 0) + 64;
+    r->output = malloc(cap);
+    if (r->output != NULL) {
+        str_copy(r->output, sr->report ? sr->report : "", cap);
+        log_mask(r->output, cap);
+    }
+    r->out.conflicts = sr->conflicts;
+    if (sr->ok) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "%lld rows, %lld tables in %lldms", (long long)sr->rows,
+                 (long long)sr->tables, (long long)sr->duration_ms);
+        if (r->step.action == ACT_SYNC_BACK)
+            store_kv_set(r->env.store, SYNC_RESOLUTION_KEY, "");
+    } else {
+        fail(r, "%s", sr->error);
+    }
+    sync_job_free(r->sync);
+    r->sync = NULL;
+    finish(r);
+}
+
+static void begin_sync(step_run *r)
+{
+    char err[512], resolution[32] = "";
+    sync_request req = { .timeout_ms = r->step.timeout_ms };
+    switch (r->step.action) {
+    case ACT_CAPTURE:
+        req.op = r->step.remove ? SYNC_UNCAPTURE : SYNC_CAPTURE;
+        break;
+    case ACT_VERIFY:
+        req.op = SYNC_VERIFY;
+        break;
+    default:
+        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;
+        if (store_kv_get(r->env.store, SYNC_RESOLUTION_KEY, resolution, sizeof resolution) && resolution[0])
+            req.resolution = resolution;
+        break;
+    }
+    r->sync = sync_start(r->env.loop, r->env.cfg, &req, on_sync_done, r, err, sizeof err);
+    if (r->sync == NULL) {
+        fail(r, "%s", err);
+        finish_later(r);
+    }
+}
+
+/* ------------------------------------------------------------- refresh */
+
+static void on_refresh_step(void *arg, bool ok, const char *error)
+{
+    step_run *r = arg;
+    if (ok) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "%s: done", r->step.op);
+    } else {
+        fail(r, "%s: %s", r->step.op, error ? error : "failed");
+    }
+    finish_later(r);
+}
+
+static void begin_refresh(step_run *r)
+{
+    const char *mode = r->env.cfg->refresh_mode;
+    if (r->env.refresh == NULL || mode == NULL || strcmp(mode, "logical") != 0) {
+        r->out.ok = true;
+        snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do", mode ? mode : "off");
+        finish_later(r);
+        return;
+    }
+    bool started;
+    if (strcmp(r->step.op, "disable-subscription") == 0)
+        started = refresh_subscription_disable(r->env.refresh, on_refresh_step, r);
+    else if (strcmp(r->step.op, "recreate-subscription") == 0)
+        started = refresh_subscription_recreate(r->env.refresh, on_refresh_step, r);
+    else
+        started = refresh_bump_sequences(r->env.refresh, on_refresh_step, r);
+    if (!started) {
+        fail(r, "%s could not start", r->step.op);
+        finish_later(r);
+    }
+}
+
 step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg)
 {
     step_run *r = calloc(1, sizeof *r);
@@ -468,6 +558,10 @@ step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb
     case ACT_WAIT_HEALTHY: begin_wait_healthy(r); break;
     case ACT_FENCE:        begin_fence(r); break;
     case ACT_NOTIFY:       begin_notify(r); break;
+    case ACT_CAPTURE:
+    case ACT_SYNC_BACK:
+    case ACT_VERIFY:       begin_sync(r); break;
+    case ACT_REFRESH:      begin_refresh(r); break;
     default:
         fail(r, "action %s cannot run here", step_action_name(s->action));
         finish_later(r);

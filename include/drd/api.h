@@ -32,6 +32,7 @@ typedef enum {
     API_CMD_FAILBACK,
     API_CMD_APPROVE,
     API_CMD_REJECT,
+    API_CMD_REFRESH,
 } api_cmd_kind;
 
 typedef struct api_cmd {

@@ -36,6 +36,9 @@ void executor_set_listeners(executor_t *ex, executor_done_cb done, executor_chan
 /* Where runs and step durations are counted, and who is told about runs
  * and approvals (either may be NULL). */
 void executor_set_observers(executor_t *ex, metrics_counters *c, notify_t *n);
+/* The refresh module, for runbook steps of action refresh (may be NULL). */
+struct refresh;
+void executor_set_refresh(executor_t *ex, struct refresh *r);
 
 /* Continue the run left active by a previous process, if any. */
 bool executor_resume(executor_t *ex);

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "drd/store.h"
 
-#define METRICS_ACTIONS 9            /* one slot per runbook action (ACT_COUNT) */
+#define METRICS_ACTIONS 10           /* one slot per runbook action (ACT_COUNT) */
 
 typedef struct {
     /* counters */

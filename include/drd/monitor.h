@@ -54,6 +54,8 @@ bool monitor_set_active(monitor_t *m, const char *side);
  * pending approvals); the monitor keeps a reference until the next call.
  * Then republish. */
 void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals);
+/* The refresh status object (referenced until the next call; NULL = none). */
+void monitor_set_status_refresh(monitor_t *m, json_t *refresh);
 void monitor_publish(monitor_t *m);
 
 #endif

@@ -22,6 +22,13 @@
  * (one line, secrets masked).  Blocks on DNS for host names. */
 PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
                      const char *app_name, char *err, size_t errlen);
+/* The same, connecting to database dbname instead of the URL's (NULL: the
+ * URL's): drd's own credentials in the app's database. */
+PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                        const char *app_name, char *err, size_t errlen);
+/* The database a URL or conninfo names (malloc'd), or NULL if it names none
+ * (then libpq uses the user name) or does not parse. */
+char *pgconn_dbname(const char *url);
 
 /* One line from a libpq message: lines joined with "; ", indentation
  * dropped, secrets masked; "unknown error" when msg is NULL or blank. */

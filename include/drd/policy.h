@@ -28,6 +28,10 @@ void policy_set_change_cb(policy_t *p, void (*cb)(void *arg), void *arg);
 /* Withdraw a pending policy approval (e.g. an operator started the
  * failover by hand). */
 void policy_withdraw(policy_t *p, const char *why);
+/* The refresh module: its data-loss window goes into the approval prompt,
+ * and a running refresh is stopped before a failover starts (may be NULL). */
+struct refresh;
+void policy_set_refresh(policy_t *p, struct refresh *r);
 /* Who is told about policy approvals and fences (may be NULL). */
 void policy_set_notify(policy_t *p, notify_t *n);
 /* Re-evaluate after a restart (an outage may be in progress). */

@@ -12,7 +12,7 @@
 
 typedef enum {
     ACT_EXEC = 0, ACT_SWITCH_ENV, ACT_WAIT_HEALTHY, ACT_APPROVE, ACT_FENCE,
-    ACT_CAPTURE, ACT_SYNC_BACK, ACT_VERIFY, ACT_NOTIFY, ACT_COUNT
+    ACT_CAPTURE, ACT_SYNC_BACK, ACT_VERIFY, ACT_NOTIFY, ACT_REFRESH, ACT_COUNT
 } step_action;
 
 typedef enum { ON_FAILURE_ABORT = 0, ON_FAILURE_CONTINUE, ON_FAILURE_ASK } step_on_failure;
@@ -35,6 +35,8 @@ typedef struct {
     char *mode;                  /* fence: read-only|nologin|command|none */
     bool lift;                   /* fence: lift the fence instead */
     bool required;               /* fence: fail when unreachable */
+    bool remove;                 /* capture: remove the ledger and triggers instead */
+    char *op;                    /* refresh: disable-subscription | recreate-subscription | bump-sequences */
     char *description;
 } runbook_step;
 

@@ -17,9 +17,12 @@ typedef struct {
     store_target primary, backup;
     json_t *run;                  /* borrowed; NULL -> "run": null */
     json_t *approvals;            /* borrowed array; NULL -> [] */
+    json_t *refresh;              /* borrowed; refresh_status_json(), or NULL (omitted) */
 } status_snapshot;
 
-/* {"active":..., "daemon":"running"|"not running", "generated_at":...,
+/* With a refresh object, targets.backup also gets "lag_seconds" (n|null)
+ * and "last_copy_at" (n|null), and the root a "refresh" object.
+ * {"active":..., "daemon":"running"|"not running", "generated_at":...,
  *  "started_at":n|null,
  *  "targets":{"primary":{"healthy":b,"breaker":"closed"|"open"|"half_open",
  *  "latency_ms":n,"last_error":str|null,"in_recovery":b,"reachable":b,

@@ -12,6 +12,7 @@
 #include "drd/fetch.h"
 #include "drd/loop.h"
 #include "drd/monitor.h"
+#include "drd/refresh.h"
 #include "drd/runbook.h"
 #include "drd/store.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     monitor_t *monitor;
     fetch_t *fetch;
     store_t *store;
+    refresh_t *refresh;          /* for the refresh action (may be NULL) */
     int64_t run_id;              /* for DRD_RUN_ID in exec's environment (0 outside runs) */
     const char *run_kind;        /* "failover" | "failback" | "" */
 } step_env;
@@ -30,7 +32,8 @@ typedef struct {
     int exit_code;               /* exec: the exit status; -1 otherwise or when killed */
     char error[512];             /* why it failed ("" when ok) */
     char note[256];              /* what happened, for the history ("" if nothing to say) */
-    const char *output;          /* masked output (exec), valid during the callback; may be NULL */
+    const char *output;          /* masked output (exec, sync report), valid during the callback; may be NULL */
+    bool conflicts;              /* sync-back stopped on conflicts, nothing written */
 } step_outcome;
 
 typedef void (*step_done_cb)(void *arg, const step_outcome *o);
@@ -43,5 +46,8 @@ void step_cancel(step_run *r);
 
 /* kv key holding the target whose fence is pending ("" or absent = none). */
 #define FENCE_PENDING_KEY "fence_pending"
+/* kv key: an operator's decision on sync-back conflicts for the next
+ * attempt ("backup-wins" | "primary-wins"), cleared once sync-back succeeds. */
+#define SYNC_RESOLUTION_KEY "sync_resolution"
 
 #endif

@@ -35,7 +35,20 @@ fo_require() {
 # fo_cluster_prepare NAME: role app (LOGIN) and database appdb owned by it.
 fo_cluster_prepare() {
   pg_psql "$1" "CREATE ROLE app LOGIN" >/dev/null &&
-    pg_psql "$1" "CREATE DATABASE appdb OWNER app" >/dev/null
+    pg_psql "$1" "CREATE DATABASE appdb OWNER app" >/dev/null &&
+    fo_app_schema "$1"
+}
+
+# fo_app_schema NAME: the app's table in appdb, as the backup would have it
+# from a refresh of the primary: the same schema on both sides, and on the
+# backup a sequence far ahead (what refresh's bump-sequences step does), so
+# rows the app writes there during an outage never reuse the primary's ids.
+fo_app_schema() {
+  local sql="CREATE TABLE IF NOT EXISTS drd_app_writes (id bigserial PRIMARY KEY,
+               at timestamptz NOT NULL DEFAULT now(), writer text NOT NULL, seq bigint NOT NULL);
+             ALTER TABLE drd_app_writes OWNER TO app;"
+  [ "$1" = backup ] && sql="$sql SELECT setval('drd_app_writes_id_seq', 1000000000);"
+  pg_psql "$1" "$sql" appdb >/dev/null
 }
 
 # fo_clusters: create, start and prepare the clusters primary and backup.

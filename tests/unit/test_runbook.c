@@ -168,7 +168,7 @@ static void bad_values(void **st)
     expect_error("[step a]\naction = exec\ncommand = true\nfoo = 1\n", 4, "unknown key \"foo\"");
     expect_error("[notastep]\naction = exec\n", 1, "unknown section");
     expect_error("[step Bad Name]\naction = exec\ncommand = true\n", 1, "bad step name");
-    expect_error("[step a]\naction = capture\n", 2, "not available in this version");
+    expect_error("[step a]\naction = capture\nremove = maybe\n", 3, "bad value \"maybe\" for remove");
 }
 
 static void empty_runbook_and_missing_file(void **st)
