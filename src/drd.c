@@ -477,6 +477,7 @@ int main(int argc, char **argv)
     if (d.refresh == NULL)
         goto cleanup;
     executor_set_refresh(d.executor, d.refresh);
+    refresh_set_listener(d.refresh, republish, &d);
     policy_set_refresh(d.policy, d.refresh);
     policy_set_notify(d.policy, d.notify);
     policy_set_change_cb(d.policy, republish, &d);

@@ -840,6 +840,13 @@ static void op_unlink(helper_op *op)
         }
 }
 
+void refresh_helper_cancel(refresh_t *r, void *arg)
+{
+    for (helper_op *op = r->ops; op != NULL; op = op->next)
+        if (op->arg == arg)
+            op->cb = NULL;
+}
+
 void refresh_helpers_free(refresh_t *r)
 {
     while (r->ops != NULL) {

@@ -57,6 +57,8 @@ static void run_free(step_run *r)
     proc_free(r->proc);
     pgexec_free(r->pg);
     sync_job_free(r->sync);
+    if (r->step.action == ACT_REFRESH && r->env.refresh != NULL)
+        refresh_helper_cancel(r->env.refresh, r);   /* its callback must not come after this */
     if (r->fetch_id && r->env.fetch)
         fetch_cancel(r->env.fetch, r->fetch_id);
     runbook_step_clear(&r->step);

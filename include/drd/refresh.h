@@ -62,6 +62,9 @@ typedef void (*refresh_step_cb)(void *arg, bool ok, const char *error);
 bool refresh_subscription_disable(refresh_t *r, refresh_step_cb cb, void *arg);
 bool refresh_subscription_recreate(refresh_t *r, refresh_step_cb cb, void *arg);
 bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg);
+/* Forget the callbacks of the helpers started with arg (a step being
+ * cancelled): their SQL finishes, cb is not called. */
+void refresh_helper_cancel(refresh_t *r, void *arg);
 
 /* Stop the running refresh, if any (it ends failed with reason, its scratch
  * database is dropped; the backup is left as it was). Returns whether one
