@@ -342,7 +342,10 @@ static void begin_fence(step_run *r)
     const config_target *t = target_of(c, r->step.target);
     char user[128], db[128], qu[300], qd[300], ql[300];
     char s1[1024], s2[1024];
-    const char *stmts[2] = { s1, s2 };
+    /* The read-only fence applies to drd's own new sessions too when its
+     * url names the fenced database (one database, as on many hosted
+     * services): turn it off for this session first, on its own. */
+    const char *stmts[3] = { "SET default_transaction_read_only = off", s1, s2 };
 
     if (strcmp(r->step.mode, "none") == 0) {
         r->out.ok = true;
@@ -409,7 +412,7 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
-    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 1 : 2,
+    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 2 : 3,
                          r->step.timeout_ms, on_fence_sql, r);
     if (r->pg == NULL) {
         fail(r, "out of memory");
