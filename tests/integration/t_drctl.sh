@@ -20,7 +20,8 @@ HPORT=$(free_port) || bail_out "no free port"
 drd_config "$TEST_TMP/drd.conf" \
   "primary.url=postgresql://postgres:$SECRET@127.0.0.1:$(pg_port primary)/postgres" \
   "backup.url=postgresql://postgres:$SECRET@127.0.0.1:$(pg_port backup)/postgres" \
-  "http.listen=127.0.0.1:$HPORT" "http.token_file=$TEST_TMP/token" || bail_out "drd_config"
+  "http.listen=127.0.0.1:$HPORT" "http.token_file=$TEST_TMP/token" \
+  probe.cooldown=10m || bail_out "drd_config"   # the breaker stays open until drd is stopped
 drd_start || bail_out "drd did not start"
 drd_wait_healthy 10; ok $? "both targets healthy (trust auth ignores the password)"
 
