@@ -816,6 +816,41 @@ static bool query_int(struct MHD_Connection *c, const char *key, bool allow_zero
     return true;
 }
 
+/* Fill a new array from the HTTP thread's read-only store, under its lock.
+ * Returns the array, or NULL with *code: 503 (no state database), 500 (the
+ * read failed; the connection is reopened next time), 0 (out of memory). */
+typedef bool (*list_fill_fn)(store_t *st, json_t *arr, const void *arg);
+
+static json_t *store_list(api_t *a, list_fill_fn fill, const void *arg, unsigned *code)
+{
+    json_t *arr = json_array();
+    *code = 0;
+    if (arr == NULL)
+        return NULL;
+    pthread_mutex_lock(&a->store_lock);
+    store_t *st = ro_store(a);
+    bool ok = st != NULL && fill(st, arr, arg);
+    if (st != NULL && !ok)
+        ro_store_reset(a);
+    pthread_mutex_unlock(&a->store_lock);
+    if (ok)
+        return arr;
+    *code = st == NULL ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    json_decref(arr);
+    return NULL;
+}
+
+static enum MHD_Result list_error(struct MHD_Connection *c, unsigned code, const char *what)
+{
+    char msg[96];
+    if (code == 0)
+        return MHD_NO;
+    if (code == MHD_HTTP_SERVICE_UNAVAILABLE)
+        return send_error(c, code, "state database unavailable");
+    snprintf(msg, sizeof msg, "cannot read %s", what);
+    return send_error(c, code, msg);
+}
+
 static bool event_to_array(const store_event *e, void *arg)
 {
     json_t *arr = arg;
@@ -906,33 +941,21 @@ static bool incident_to_array(const store_incident *i, void *arg)
     return true;
 }
 
+static bool fill_incidents(store_t *st, json_t *arr, const void *arg)
+{
+    return store_incidents_recent(st, (int)*(const int64_t *)arg, incident_to_array, arr);
+}
+
 static enum MHD_Result get_incidents(api_t *a, struct MHD_Connection *c)
 {
     int64_t limit = 0;
-    json_t *arr;
-    store_t *st;
-    bool ok;
+    unsigned code;
 
     if (!query_int(c, "limit", false, API_INCIDENTS_DEFAULT, API_INCIDENTS_MAX, &limit))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be a positive integer");
-    arr = json_array();
+    json_t *arr = store_list(a, fill_incidents, &limit, &code);
     if (arr == NULL)
-        return MHD_NO;
-    pthread_mutex_lock(&a->store_lock);
-    st = ro_store(a);
-    if (st == NULL) {
-        pthread_mutex_unlock(&a->store_lock);
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database unavailable");
-    }
-    ok = store_incidents_recent(st, (int)limit, incident_to_array, arr);
-    if (!ok)
-        ro_store_reset(a);
-    pthread_mutex_unlock(&a->store_lock);
-    if (!ok) {
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read incidents");
-    }
+        return list_error(c, code, "incidents");
     return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "incidents", arr));
 }
 
@@ -971,33 +994,23 @@ static bool run_to_array(const store_run *run, void *arg)
 }
 
 /* GET /api/runs?limit=N: newest first, with steps (no output). */
+static bool fill_runs(store_t *st, json_t *arr, const void *arg)
+{
+    runs_ctx x = { st, arr };
+    return store_runs_recent(st, (int)*(const int64_t *)arg, run_to_array, &x);
+}
+
 static enum MHD_Result get_runs(api_t *a, struct MHD_Connection *c)
 {
     int64_t limit;
-    runs_ctx x = { NULL, NULL };
-    bool ok;
+    unsigned code;
 
     if (!query_int(c, "limit", false, 20, 1000, &limit))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    x.arr = json_array();
-    if (x.arr == NULL)
-        return MHD_NO;
-    pthread_mutex_lock(&a->store_lock);
-    x.st = ro_store(a);
-    if (x.st == NULL) {
-        pthread_mutex_unlock(&a->store_lock);
-        json_decref(x.arr);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
-    }
-    ok = store_runs_recent(x.st, (int)limit, run_to_array, &x);
-    if (!ok)
-        ro_store_reset(a);
-    pthread_mutex_unlock(&a->store_lock);
-    if (!ok) {
-        json_decref(x.arr);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read runs");
-    }
-    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "runs", x.arr));
+    json_t *arr = store_list(a, fill_runs, &limit, &code);
+    if (arr == NULL)
+        return list_error(c, code, "runs");
+    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "runs", arr));
 }
 
 /* GET /api/requests/{id}: what became of a queued request. 404 while it is
@@ -1042,28 +1055,21 @@ static bool refresh_to_array(const store_refresh *r, void *arg)
 }
 
 /* GET /api/refreshes?limit=N: backup refreshes, newest first. */
+static bool fill_refreshes(store_t *st, json_t *arr, const void *arg)
+{
+    return store_refreshes_recent(st, (int)*(const int64_t *)arg, refresh_to_array, arr);
+}
+
 static enum MHD_Result get_refreshes(api_t *a, struct MHD_Connection *c)
 {
     int64_t limit;
-    store_t *st;
-    bool ok;
-    json_t *arr;
+    unsigned code;
 
     if (!query_int(c, "limit", false, 20, 1000, &limit))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    arr = json_array();
-    pthread_mutex_lock(&a->store_lock);
-    st = ro_store(a);
-    ok = st != NULL && store_refreshes_recent(st, (int)limit, refresh_to_array, arr);
-    pthread_mutex_unlock(&a->store_lock);
-    if (st == NULL) {
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
-    }
-    if (!ok) {
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read refreshes");
-    }
+    json_t *arr = store_list(a, fill_refreshes, &limit, &code);
+    if (arr == NULL)
+        return list_error(c, code, "refreshes");
     return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "refreshes", arr));
 }
 
@@ -1088,36 +1094,31 @@ static bool probe_minute_to_array(const store_probe_minute *m, void *arg)
 /* GET /api/probes?target=primary|backup&minutes=N: per-minute probe
  * statistics of the last N minutes (the current minute is added by the
  * daemon when it ends), oldest first. */
+typedef struct {
+    const char *target;
+    int64_t since_minute;
+} probes_arg;
+
+static bool fill_probes(store_t *st, json_t *arr, const void *arg)
+{
+    const probes_arg *p = arg;
+    return store_probe_minutes(st, p->target, p->since_minute, probe_minute_to_array, arr);
+}
+
 static enum MHD_Result get_probes(api_t *a, struct MHD_Connection *c)
 {
     const char *target = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "target");
     int64_t minutes = 0;
-    json_t *arr;
-    store_t *st;
-    bool ok;
+    unsigned code;
 
     if (target == NULL || (strcmp(target, "primary") != 0 && strcmp(target, "backup") != 0))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "target must be primary or backup");
     if (!query_int(c, "minutes", false, API_PROBES_DEFAULT, API_PROBES_MAX, &minutes))
         return send_error(c, MHD_HTTP_BAD_REQUEST, "minutes must be a positive integer");
-    arr = json_array();
+    probes_arg pa = { target, wall_ms() / 60000 - minutes };
+    json_t *arr = store_list(a, fill_probes, &pa, &code);
     if (arr == NULL)
-        return MHD_NO;
-    pthread_mutex_lock(&a->store_lock);
-    st = ro_store(a);
-    if (st == NULL) {
-        pthread_mutex_unlock(&a->store_lock);
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database unavailable");
-    }
-    ok = store_probe_minutes(st, target, wall_ms() / 60000 - minutes, probe_minute_to_array, arr);
-    if (!ok)
-        ro_store_reset(a);
-    pthread_mutex_unlock(&a->store_lock);
-    if (!ok) {
-        json_decref(arr);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read probe statistics");
-    }
+        return list_error(c, code, "probe statistics");
     return send_json(c, MHD_HTTP_OK,
                      json_pack("{s:s,s:o}", "target", target, "minutes", arr));
 }
