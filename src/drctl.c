@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "drd/check.h"
 #include "drd/config.h"
 #include "drd/log.h"
 #include "drd/status.h"
@@ -83,6 +84,8 @@ static void usage(FILE *out)
         "  reject ID [--reason TEXT]         reject a pending approval\n"
         "  refresh                           copy the primary to the backup now ([refresh] mode)\n"
         "  refreshes [--json]                recent backup refreshes, newest first\n"
+        "  check [--json]                    preflight: would a failover and a failback work?\n"
+        "                                    changes nothing; exit 1 when a check fails\n"
         "\n"
         "Options:\n"
         "  -c, --config FILE   drd's configuration (default " DEFAULT_CONFIG ")\n"
@@ -234,6 +237,7 @@ static int check_command_args(const drctl *x)
         { "reject",   1, false, false, true  },
         { "refresh",  0, false, false, false },
         { "refreshes", 0, true, false, false },
+        { "check",    0, true,  false, false },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cmds); i++) {
@@ -1165,6 +1169,49 @@ static int cmd_decide(const drctl *x, bool approve)
 }
 
 /* ------------------------------------------------------------------ */
+/* check                                                              */
+
+/* Loads the full configuration itself (errors become a failing `config`
+ * check), asks the daemon for its status when it answers, runs check.c. */
+static int cmd_check(drctl *x)
+{
+    config_errors errs = { 0 };
+    json_t *checks, *doc = NULL;
+    bool unreachable = false;
+    int64_t deadline = mono_ms() + 2000;
+
+    x->cfg = config_load(x->config_path, &errs);
+    if (x->cfg == NULL) {
+        checks = check_config_failed(&errs);
+        config_errors_free(&errs);
+    } else {
+        config_errors_free(&errs);
+        x->socket_path = x->cfg->http_socket;
+        x->state_db = x->cfg->state_db;
+        if (load_token(x) < 0 && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
+            if (get_json(x, "/api/status", &doc, &unreachable) >= 0)
+                doc = NULL;
+            checks = check_run(x->cfg, doc, deadline);
+            json_decref(doc);
+            curl_global_cleanup();
+        } else {
+            return EXIT_BAD_CONFIG;
+        }
+    }
+    if (checks == NULL) {
+        fprintf(stderr, "drctl: out of memory\n");
+        return EXIT_FAILURE_;
+    }
+    if (x->json)
+        print_json(checks);
+    else
+        check_print(checks, stdout);
+    int ex = check_any_failed(checks) ? EXIT_FAILURE_ : EXIT_OK;
+    json_decref(checks);
+    return ex;
+}
+
+/* ------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
 {
@@ -1177,6 +1224,10 @@ int main(int argc, char **argv)
         return ex;
     if ((ex = check_command_args(&x)) >= 0)
         return ex;
+    if (strcmp(x.command, "check") == 0) {
+        ex = cmd_check(&x);
+        goto done;
+    }
     if ((ex = load_config(&x)) >= 0)
         goto done;
     if ((ex = load_token(&x)) >= 0)

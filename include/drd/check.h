@@ -1,0 +1,35 @@
+/* check.h - `drctl check`: a preflight that changes nothing and tells
+ * whether a failover and a failback would work (config, both databases,
+ * the backup writable, the env file, the app commands, health URL,
+ * privileges, backup lag, dump disk, webhook). Each check has its own
+ * deadline; they run concurrently (one short-lived thread each). */
+#ifndef DRD_CHECK_H
+#define DRD_CHECK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "drd/config.h"
+
+/* Run every check against cfg. status: the daemon's /api/status document,
+ * or NULL when unreachable (the active side then comes from the state
+ * db's kv 'active', else primary). deadline_ms: mono_ms() bound for the
+ * whole run (each check gets at most 2 s of it). Returns an array of
+ * {name, status: "ok"|"warn"|"fail", reason, fix} (secrets masked), or
+ * NULL on allocation failure. Needs curl_global_init() done. */
+json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms);
+
+/* The array for a configuration that did not load: one failing `config`
+ * check whose reason lists the FILE:LINE messages. */
+json_t *check_config_failed(const config_errors *errs);
+
+/* One line per check: "ok|warn|fail  NAME  reason  (fix: ...)". */
+void check_print(const json_t *checks, FILE *out);
+
+/* true when any check failed. */
+bool check_any_failed(const json_t *checks);
+
+#endif

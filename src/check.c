@@ -1,0 +1,815 @@
+/* check.c - `drctl check`: every check a failover and a failback need,
+ * run concurrently (one short-lived thread per check, each bounded by its
+ * own 2 s deadline: libpq connect_timeout + statement_timeout, libcurl
+ * timeouts). Nothing is changed: writes are tried in rolled-back
+ * transactions, files are only stat'ed and read. */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+
+#include "drd/check.h"
+#include "drd/envfile.h"
+#include "drd/log.h"
+#include "drd/pgconn.h"
+#include "drd/refresh.h"
+#include "drd/runbook.h"
+#include "drd/store.h"
+#include "drd/util.h"
+
+#define CHECK_TIMEOUT_MS 2000
+#define DUMP_MIN_FREE    (1024.0 * 1024.0 * 1024.0)
+#define REASON_LEN       2048
+#define FIX_LEN          512
+
+typedef enum { ST_OK, ST_WARN, ST_FAIL } check_status;
+
+typedef struct check_job check_job;
+struct check_job {
+    const char *name;
+    void (*fn)(check_job *j);
+    const config_t *cfg;
+    const json_t *status;        /* /api/status or NULL */
+    const char *active;          /* "primary" | "backup" */
+    int64_t deadline_ms;
+    check_status st;
+    char reason[REASON_LEN];
+    char fix[FIX_LEN];
+    pthread_t thread;
+    bool started;
+};
+
+static void set(check_job *j, check_status st, const char *fix, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set(check_job *j, check_status st, const char *fix, const char *fmt, ...)
+{
+    va_list ap;
+    j->st = st;
+    va_start(ap, fmt);
+    vsnprintf(j->reason, sizeof j->reason, fmt, ap);
+    va_end(ap);
+    str_copy(j->fix, fix != NULL ? fix : "", sizeof j->fix);
+}
+
+/* Milliseconds this check may still use (at least 1). */
+static long budget_ms(const check_job *j)
+{
+    int64_t left = j->deadline_ms - mono_ms();
+    if (left > CHECK_TIMEOUT_MS)
+        left = CHECK_TIMEOUT_MS;
+    return left < 1 ? 1 : (long)left;
+}
+
+/* ------------------------------------------------------------------ */
+/* PostgreSQL                                                         */
+
+/* Blocking connection with the configured url/password, to dbname (NULL:
+ * the URL's). connect_timeout 2 s, statement_timeout = the budget. */
+static PGconn *db_connect(check_job *j, const config_target *t, const char *dbname,
+                          char *err, size_t errlen)
+{
+    const char *keys[8], *vals[8];
+    char opts[64];
+    int k = 0;
+
+    snprintf(opts, sizeof opts, "-c statement_timeout=%ld", budget_ms(j));
+    keys[k] = "dbname";           vals[k++] = t->url;
+    if (dbname != NULL) {
+        keys[k] = "dbname";       vals[k++] = dbname;
+    }
+    if (t->password != NULL) {
+        keys[k] = "password";     vals[k++] = t->password;
+    }
+    keys[k] = "connect_timeout";  vals[k++] = "2";
+    keys[k] = "application_name"; vals[k++] = "drd-check";
+    keys[k] = "options";          vals[k++] = opts;
+    keys[k] = NULL;               vals[k] = NULL;
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        pgconn_error_text(PQerrorMessage(c), err, errlen);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Run sql (one optional text parameter); the first value of the first
+ * row into out (may be NULL). false with err set on error. */
+static bool db_value(PGconn *c, const char *sql, const char *param, char *out, size_t n,
+                     char *err, size_t errlen)
+{
+    const char *params[1] = { param };
+    PGresult *r = PQexecParams(c, sql, param != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    bool ok = s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
+
+    if (!ok)
+        pgconn_error_text(PQresultErrorMessage(r), err, errlen);
+    else if (out != NULL)
+        str_copy(out, (s == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+                      ? PQgetvalue(r, 0, 0) : "", n);
+    PQclear(r);
+    return ok;
+}
+
+static const config_target *target_of(const config_t *cfg, const char *side)
+{
+    return strcmp(side, "primary") == 0 ? &cfg->primary : &cfg->backup;
+}
+
+static const char *app_url_of(const config_target *t)
+{
+    return t->app_url != NULL ? t->app_url : t->url;
+}
+
+/* [sync] schemas as a text[] literal: {"public","x"}. */
+static void schemas_array(const config_t *cfg, char *out, size_t n)
+{
+    char buf[1024];
+    str_copy(buf, cfg->sync_schemas != NULL ? cfg->sync_schemas : "public", sizeof buf);
+    str_copy(out, "{", n);
+    bool first = true;
+    for (char *save = NULL, *s = strtok_r(buf, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
+        s = str_trim(s);
+        if (*s == '\0' || strchr(s, '"') != NULL || strchr(s, '\\') != NULL)
+            continue;
+        if (!first)
+            str_append(out, n, ",");
+        str_append(out, n, "\"");
+        str_append(out, n, s);
+        str_append(out, n, "\"");
+        first = false;
+    }
+    str_append(out, n, "}");
+}
+
+static void check_reachable(check_job *j, const char *side)
+{
+    char err[1024], ver[64];
+    PGconn *c = db_connect(j, target_of(j->cfg, side), NULL, err, sizeof err);
+    if (c == NULL) {
+        set(j, ST_FAIL, "start the server, or fix the URL, role or password in the config",
+            "cannot connect with [%s] url: %s", side, err);
+        return;
+    }
+    if (!db_value(c, "SHOW server_version", NULL, ver, sizeof ver, err, sizeof err))
+        set(j, ST_FAIL, "check the server", "connected but a query failed: %s", err);
+    else
+        set(j, ST_OK, NULL, "connected (PostgreSQL %s)", ver);
+    PQfinish(c);
+}
+
+static void check_primary(check_job *j) { check_reachable(j, "primary"); }
+static void check_backup(check_job *j) { check_reachable(j, "backup"); }
+
+/* The backup accepts writes in the app's database. */
+static void check_backup_writable(check_job *j)
+{
+    char err[1024], v[64];
+    char *db = pgconn_dbname(app_url_of(&j->cfg->backup));
+    PGconn *c = db_connect(j, &j->cfg->backup, db, err, sizeof err);
+
+    if (c == NULL) {
+        set(j, ST_FAIL, "make the app's database reachable on the backup",
+            "cannot connect to the app's database %s on the backup: %s", db ? db : "", err);
+        goto cleanup;
+    }
+    if (!db_value(c, "SELECT pg_is_in_recovery()", NULL, v, sizeof v, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "pg_is_in_recovery() failed: %s", err);
+        goto cleanup;
+    }
+    if (strcmp(v, "t") == 0) {
+        set(j, ST_FAIL, "promote the standby (or use a writable copy) before a failover",
+            "the backup is in recovery (a read-only standby)");
+        goto cleanup;
+    }
+    if (!db_value(c, "SHOW default_transaction_read_only", NULL, v, sizeof v, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "SHOW default_transaction_read_only failed: %s", err);
+        goto cleanup;
+    }
+    if (strcmp(v, "on") == 0) {
+        set(j, ST_FAIL, "ALTER DATABASE ... SET default_transaction_read_only = off on the backup",
+            "default_transaction_read_only = on in the app's database on the backup");
+        goto cleanup;
+    }
+    if (!db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) ||
+        !db_value(c, "CREATE TEMP TABLE drd_check_probe (x int)", NULL, NULL, 0, err, sizeof err)) {
+        db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
+        set(j, ST_FAIL, "GRANT TEMPORARY on the database to the backup role",
+            "cannot write (CREATE TEMP TABLE, rolled back): %s", err);
+        goto cleanup;
+    }
+    db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
+    set(j, ST_OK, NULL, "writable (not in recovery, read-only off, a temp table could be created)");
+cleanup:
+    PQfinish(c);
+    free(db);
+}
+
+/* capture: CREATE on the app's database (the drd schema) and TRIGGER on
+ * every table of [sync] schemas, on the backup. */
+static void check_priv_backup(check_job *j)
+{
+    char err[1024], v[64], arr[1100], missing[1024];
+    char *db = pgconn_dbname(app_url_of(&j->cfg->backup));
+    PGconn *c = db_connect(j, &j->cfg->backup, db, err, sizeof err);
+
+    if (c == NULL) {
+        set(j, ST_FAIL, "make the app's database reachable on the backup",
+            "cannot connect to the app's database on the backup: %s", err);
+        goto cleanup;
+    }
+    schemas_array(j->cfg, arr, sizeof arr);
+    if (!db_value(c, "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+                     " OR has_database_privilege(current_database(), 'CREATE')",
+                  NULL, v, sizeof v, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+        goto cleanup;
+    }
+    bool create = strcmp(v, "t") == 0;
+    if (!db_value(c, "SELECT coalesce(string_agg(format('%I.%I', n.nspname, c.relname), ', '"
+                     " ORDER BY 1), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                     " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[])"
+                     " AND NOT has_table_privilege(c.oid, 'TRIGGER')",
+                  arr, missing, sizeof missing, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+        goto cleanup;
+    }
+    if (!create)
+        set(j, ST_FAIL, "GRANT CREATE ON DATABASE <app db> TO <backup role> (or use a superuser)",
+            "the backup role lacks CREATE on database %s: capture cannot install its ledger%s%s",
+            db ? db : "(default)", missing[0] ? "; no TRIGGER on " : "", missing);
+    else if (missing[0] != '\0')
+        set(j, ST_FAIL, "GRANT TRIGGER ON the tables TO <backup role> (or make it their owner)",
+            "the backup role lacks TRIGGER on %s: capture cannot record changes", missing);
+    else
+        set(j, ST_OK, NULL, "capture can run (CREATE on the database, TRIGGER on every [sync] table)");
+cleanup:
+    PQfinish(c);
+    free(db);
+}
+
+/* sync-back: INSERT/UPDATE/DELETE on the tables; fence: owner of the
+ * database (read-only) or CREATEROLE (nologin); session_replication_role. */
+static void check_priv_primary(check_job *j)
+{
+    char err[1024], v[64], arr[1100], missing[1024], trash[256];
+    char *db = pgconn_dbname(app_url_of(&j->cfg->primary));
+    PGconn *c = db_connect(j, &j->cfg->primary, db, err, sizeof err);
+    const char *fence = j->cfg->failover_fence != NULL ? j->cfg->failover_fence : "read-only";
+
+    if (c == NULL) {
+        set(j, ST_FAIL, "make the app's database reachable on the primary",
+            "cannot connect to the app's database on the primary: %s", err);
+        goto cleanup;
+    }
+    schemas_array(j->cfg, arr, sizeof arr);
+    if (!db_value(c, "SELECT coalesce(string_agg(format('%I.%I', n.nspname, c.relname), ', '"
+                     " ORDER BY 1), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                     " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[])"
+                     " AND NOT has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE')",
+                  arr, missing, sizeof missing, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+        goto cleanup;
+    }
+    if (missing[0] != '\0') {
+        set(j, ST_FAIL, "GRANT INSERT, UPDATE, DELETE ON the tables TO <primary role>",
+            "the primary role cannot write %s: sync-back would fail", missing);
+        goto cleanup;
+    }
+    if (strcmp(fence, "read-only") == 0) {
+        if (!db_value(c, "SELECT r.rolsuper OR d.datdba = r.oid FROM pg_roles r, pg_database d"
+                         " WHERE r.rolname = current_user AND d.datname = current_database()",
+                      NULL, v, sizeof v, err, sizeof err)) {
+            set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+            goto cleanup;
+        }
+        if (strcmp(v, "t") != 0) {
+            set(j, ST_FAIL, "make the primary role the database's owner or a superuser",
+                "the primary role neither owns database %s nor is superuser: the read-only fence "
+                "(ALTER DATABASE) would fail", db ? db : "(default)");
+            goto cleanup;
+        }
+    } else if (strcmp(fence, "nologin") == 0) {
+        if (!db_value(c, "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+                      NULL, v, sizeof v, err, sizeof err)) {
+            set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+            goto cleanup;
+        }
+        if (strcmp(v, "t") != 0) {
+            set(j, ST_FAIL, "ALTER ROLE <primary role> CREATEROLE",
+                "the primary role lacks CREATEROLE: the nologin fence (ALTER ROLE) would fail");
+            goto cleanup;
+        }
+    }
+    bool srr = db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) &&
+               db_value(c, "SET LOCAL session_replication_role = replica", NULL, NULL, 0, err, sizeof err);
+    db_value(c, "ROLLBACK", NULL, NULL, 0, trash, sizeof trash);
+    if (!srr)
+        set(j, ST_WARN, "use a superuser (or grant SET on session_replication_role, PostgreSQL 15+)",
+            "SET session_replication_role = replica refused (%s): sync-back fires the primary's triggers", err);
+    else
+        set(j, ST_OK, NULL, "sync-back and the %s fence can run", fence);
+cleanup:
+    PQfinish(c);
+    free(db);
+}
+
+/* ------------------------------------------------------------------ */
+/* env file, commands, disk                                           */
+
+static void check_env_file(check_job *j)
+{
+    const config_t *cfg = j->cfg;
+    const char *path = cfg->app_env_file;
+    const char *key = cfg->app_env_key != NULL ? cfg->app_env_key : "DATABASE_URL";
+    char dir[PATH_MAX], err[512], masked[2048], want[2048];
+    char *val = NULL;
+
+    if (path == NULL || *path == '\0') {
+        set(j, ST_FAIL, "set [app] env_file", "no [app] env_file: switch-env has nothing to rewrite");
+        return;
+    }
+    str_copy(dir, path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        str_copy(dir, ".", sizeof dir);
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(path, F_OK) != 0) {
+        set(j, ST_FAIL, "create the env file (with the key) or fix [app] env_file",
+            "%s is missing: %s", path, strerror(errno));
+        return;
+    }
+    if (access(path, R_OK) != 0) {
+        set(j, ST_FAIL, "give drd read access to the env file", "%s is not readable: %s", path, strerror(errno));
+        return;
+    }
+    if (access(path, W_OK) != 0) {
+        set(j, ST_FAIL, "give drd write access to the env file", "%s is not writable: %s", path, strerror(errno));
+        return;
+    }
+    if (access(dir, W_OK) != 0) {
+        set(j, ST_FAIL, "give drd write access to the env file's directory (it replaces the file by a rename)",
+            "directory %s is not writable: %s", dir, strerror(errno));
+        return;
+    }
+    val = malloc(8192);
+    if (val == NULL) {
+        set(j, ST_FAIL, NULL, "out of memory");
+        return;
+    }
+    if (!envfile_get(path, key, val, 8192, err, sizeof err)) {
+        if (err[0] == '\0')
+            set(j, ST_FAIL, "add KEY=<the active side's app_url> to the env file",
+                "%s has no %s (switch-env would append it)", path, key);
+        else
+            set(j, ST_FAIL, "check the env file", "cannot read %s: %s", path, err);
+        goto cleanup;
+    }
+    const char *active_url = app_url_of(target_of(cfg, j->active));
+    if (strcmp(val, active_url) != 0) {
+        mask_secrets(val, masked, sizeof masked);
+        mask_secrets(active_url, want, sizeof want);
+        set(j, ST_FAIL, "run the pending switch, or set the key to the active side's app_url",
+            "%s=%s but the active side (%s) has app_url %s", key, masked, j->active, want);
+        goto cleanup;
+    }
+    set(j, ST_OK, NULL, "%s present, writable, %s points at the active side (%s)", path, key, j->active);
+cleanup:
+    if (val != NULL) {
+        explicit_bzero(val, 8192);
+        free(val);
+    }
+}
+
+static bool is_builtin(const char *w)
+{
+    static const char *const b[] = { "true", "false", ":", "exit", "cd", "echo", "test", "[",
+                                     "exec", ".", "set", "export", "printf", "sleep", "kill",
+                                     "wait", "eval", "command", "trap", "if", "for", "while",
+                                     "case", "{", "(", "!", "unset", "umask" };
+    for (size_t i = 0; i < ARRAY_LEN(b); i++)
+        if (strcmp(w, b[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool on_path(const char *w)
+{
+    const char *path = getenv("PATH");
+    char buf[4096], f[PATH_MAX];
+
+    str_copy(buf, path != NULL ? path : "/usr/local/bin:/usr/bin:/bin", sizeof buf);
+    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+        snprintf(f, sizeof f, "%s/%s", *d ? d : ".", w);
+        struct stat st;
+        if (stat(f, &st) == 0 && S_ISREG(st.st_mode) && access(f, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* One command: "" when resolvable, else why (into why). */
+static bool command_ok(const config_t *cfg, const char *what, const char *cmd, char *why, size_t n)
+{
+    char err[256], word[PATH_MAX];
+    char *x = config_expand(cfg, cmd, err, sizeof err);
+
+    if (x == NULL) {
+        snprintf(why, n, "[app] %s: %s", what, err);
+        return false;
+    }
+    const char *p = x;
+    size_t k = 0;
+    for (;;) {                               /* skip VAR=value prefixes */
+        while (*p == ' ' || *p == '\t')
+            p++;
+        k = strcspn(p, " \t;|&<>()");
+        const char *eq = memchr(p, '=', k);
+        if (eq == NULL || eq == p || k == 0)
+            break;
+        p += k;
+    }
+    if (k == 0 && *p != '\0')
+        k = 1;
+    if (k >= sizeof word)
+        k = sizeof word - 1;
+    memcpy(word, p, k);
+    word[k] = '\0';
+    /* strip simple quotes around the word */
+    size_t wl = strlen(word);
+    if (wl >= 2 && (word[0] == '\'' || word[0] == '"') && word[wl - 1] == word[0]) {
+        memmove(word, word + 1, wl - 2);
+        word[wl - 2] = '\0';
+    }
+    bool ok;
+    struct stat st;
+    if (word[0] == '\0') {
+        snprintf(why, n, "[app] %s is empty", what);
+        ok = false;
+    } else if (strchr(word, '/') != NULL) {
+        ok = stat(word, &st) == 0 && S_ISREG(st.st_mode) && access(word, X_OK) == 0;
+        if (!ok)
+            snprintf(why, n, "[app] %s: %s is not an executable file (%s)", what, word,
+                     errno != 0 ? strerror(errno) : "not a regular file");
+    } else {
+        ok = is_builtin(word) || on_path(word);
+        if (!ok)
+            snprintf(why, n, "[app] %s: %s is not a shell builtin nor on PATH", what, word);
+    }
+    free(x);
+    return ok;
+}
+
+static void check_commands(check_job *j)
+{
+    char why[1024];
+    const char *names[] = { "stop", "start" };
+    const char *cmds[] = { j->cfg->app_stop, j->cfg->app_start };
+
+    for (size_t i = 0; i < 2; i++) {
+        if (cmds[i] == NULL || *cmds[i] == '\0') {
+            set(j, ST_FAIL, "set [app] stop and start", "no [app] %s", names[i]);
+            return;
+        }
+        errno = 0;
+        if (!command_ok(j->cfg, names[i], cmds[i], why, sizeof why)) {
+            set(j, ST_FAIL, "install the program, or fix the command's path", "%s", why);
+            return;
+        }
+    }
+    set(j, ST_OK, NULL, "stop and start commands resolve");
+}
+
+static void check_disk(check_job *j)
+{
+    const char *mode = j->cfg->refresh_mode != NULL ? j->cfg->refresh_mode : "off";
+    char dir[PATH_MAX];
+    struct statvfs vs;
+
+    if (strcmp(mode, "dump") != 0) {
+        set(j, ST_OK, NULL, "no dumps ([refresh] mode = %s)", mode);
+        return;
+    }
+    str_copy(dir, j->cfg->refresh_dir != NULL ? j->cfg->refresh_dir : "/var/lib/drd/dumps", sizeof dir);
+    while (statvfs(dir, &vs) != 0) {         /* nearest existing parent */
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || slash == dir) {
+            str_copy(dir, "/", sizeof dir);
+            if (statvfs(dir, &vs) != 0) {
+                set(j, ST_WARN, NULL, "cannot statvfs %s: %s", j->cfg->refresh_dir, strerror(errno));
+                return;
+            }
+            break;
+        }
+        *slash = '\0';
+    }
+    double free_b = (double)vs.f_bavail * (double)vs.f_frsize;
+    if (free_b < DUMP_MIN_FREE)
+        set(j, ST_WARN, "free disk space, or move [refresh] dir",
+            "only %.0f MiB free for dumps in %s", free_b / 1048576.0, dir);
+    else
+        set(j, ST_OK, NULL, "%.1f GiB free for dumps in %s", free_b / 1073741824.0, dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                               */
+
+static size_t discard(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return sz * n;
+}
+
+/* HTTP code, or 0 with err set on a transport error. */
+static long http_probe(check_job *j, const char *url, bool head, char *err, size_t errlen)
+{
+    CURL *c = curl_easy_init();
+    char cerr[CURL_ERROR_SIZE] = "";
+    long code = 0;
+
+    if (c == NULL) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return 0;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, budget_ms(j));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, budget_ms(j));
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "drctl-check");
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (head)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    else
+        mask_secrets(cerr[0] ? cerr : curl_easy_strerror(rc), err, errlen);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+static void check_health(check_job *j)
+{
+    char err[512], url[1024];
+    const char *h = j->cfg->app_health_url;
+
+    if (h == NULL || *h == '\0') {
+        set(j, ST_WARN, "set [app] health_url", "no [app] health_url: wait-healthy cannot check the app");
+        return;
+    }
+    mask_secrets(h, url, sizeof url);
+    long code = http_probe(j, h, false, err, sizeof err);
+    if (code == 0)
+        set(j, ST_FAIL, "start the app, or fix [app] health_url", "%s does not answer: %s", url, err);
+    else if (code < 200 || code > 299)
+        set(j, ST_FAIL, "make the app healthy, or fix [app] health_url", "%s answered HTTP %ld", url, code);
+    else
+        set(j, ST_OK, NULL, "%s answered HTTP %ld", url, code);
+}
+
+static void check_webhook(check_job *j)
+{
+    char err[512], host[256] = "";
+    const char *w = j->cfg->notify_webhook;
+
+    if (w == NULL || *w == '\0') {
+        set(j, ST_OK, NULL, "no webhook configured");
+        return;
+    }
+    /* only the host: the URL usually embeds a token */
+    const char *p = strstr(w, "://");
+    p = p != NULL ? p + 3 : w;
+    const char *at = strchr(p, '@'), *end = p + strcspn(p, "/?#");
+    if (at != NULL && at < end)
+        p = at + 1;
+    size_t hl = (size_t)(p + strcspn(p, "/?#") - p);
+    if (hl >= sizeof host)
+        hl = sizeof host - 1;
+    memcpy(host, p, hl);
+    host[hl] = '\0';
+    long code = http_probe(j, w, true, err, sizeof err);
+    if (code == 0)
+        set(j, ST_WARN, "check [notify] webhook and the network", "webhook host %s unreachable: %s", host, err);
+    else
+        set(j, ST_OK, NULL, "webhook host %s answered HTTP %ld", host, code);
+}
+
+/* ------------------------------------------------------------------ */
+/* lag                                                                */
+
+static void check_lag(check_job *j)
+{
+    const config_t *cfg = j->cfg;
+    const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
+    double max_s = (double)cfg->refresh_max_lag_ms / 1000.0;
+    json_t *lag = json_object_get(json_object_get(json_object_get(j->status, "targets"), "backup"),
+                                  "lag_seconds");
+    char err[1024], v[64], lagtxt[64];
+
+    if (json_is_number(lag)) {
+        double s = json_number_value(lag);
+        format_duration((int64_t)(s * 1000.0), lagtxt, sizeof lagtxt);
+        if (s > max_s)
+            set(j, ST_FAIL, "refresh the backup (drctl refresh) or repair [refresh]",
+                "the backup is %s behind, over [refresh] max_lag", lagtxt);
+        else
+            set(j, ST_OK, NULL, "the backup is %s behind (max_lag %.0f s)", lagtxt, max_s);
+        return;
+    }
+    if (strcmp(mode, "logical") == 0) {
+        /* no figure from the daemon: is there a subscription at all? */
+        const char *sub = cfg->refresh_subscription != NULL ? cfg->refresh_subscription : "drd_sub";
+        char *db = pgconn_dbname(app_url_of(&cfg->backup));
+        PGconn *c = db_connect(j, &cfg->backup, db, err, sizeof err);
+        free(db);
+        if (c == NULL) {
+            set(j, ST_FAIL, "make the backup reachable", "lag unknown, backup unreachable: %s", err);
+            return;
+        }
+        bool ok = db_value(c, "SELECT count(*) FROM pg_subscription WHERE subname = $1",
+                           sub, v, sizeof v, err, sizeof err);
+        PQfinish(c);
+        if (!ok)
+            set(j, ST_WARN, NULL, "lag unknown: %s", err);
+        else if (strcmp(v, "0") == 0)
+            set(j, ST_FAIL, "let drd create it (drctl refresh) or create it by hand",
+                "stale: [refresh] mode = logical but the backup has no subscription %s", sub);
+        else
+            set(j, ST_WARN, "start drd to measure the lag", "lag unknown (subscription %s exists)", sub);
+        return;
+    }
+    set(j, ST_WARN,
+        strcmp(mode, "off") == 0 ? "set [refresh] mode = dump or logical, or watch the backup's freshness yourself"
+                                 : "start drd, or run drctl refresh",
+        "unknown: %s", strcmp(mode, "off") == 0 ? "[refresh] mode = off, drd does not track the backup's lag"
+                                                : "drd reports no lag yet");
+}
+
+/* ------------------------------------------------------------------ */
+
+static void *run_job(void *arg)
+{
+    check_job *j = arg;
+    j->fn(j);
+    return NULL;
+}
+
+static json_t *item(const char *name, check_status st, const char *reason, const char *fix)
+{
+    static const char *const names[] = { "ok", "warn", "fail" };
+    char r[REASON_LEN + 256], f[FIX_LEN + 256];
+
+    mask_secrets(reason != NULL ? reason : "", r, sizeof r);
+    mask_secrets(fix != NULL ? fix : "", f, sizeof f);
+    return json_pack("{s:s, s:s, s:s, s:s}", "name", name, "status", names[st], "reason", r, "fix", f);
+}
+
+static void active_side(const config_t *cfg, const json_t *status, char *out, size_t n)
+{
+    const char *a = json_string_value(json_object_get(status, "active"));
+    str_copy(out, "primary", n);
+    if (a != NULL) {
+        if (strcmp(a, "backup") == 0)
+            str_copy(out, "backup", n);
+        return;
+    }
+    if (cfg->state_db == NULL || access(cfg->state_db, R_OK) != 0)
+        return;
+    char err[256], v[32] = "";
+    store_t *s = store_open_readonly(cfg->state_db, err, sizeof err);
+    if (s != NULL && store_kv_get(s, "active", v, sizeof v) && strcmp(v, "backup") == 0)
+        str_copy(out, "backup", n);
+    store_close(s);
+}
+
+json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms)
+{
+    static const struct { const char *name; void (*fn)(check_job *); } table[] = {
+        { "primary",            check_primary },
+        { "backup",             check_backup },
+        { "backup-writable",    check_backup_writable },
+        { "env-file",           check_env_file },
+        { "app-commands",       check_commands },
+        { "health-url",         check_health },
+        { "privileges-backup",  check_priv_backup },
+        { "privileges-primary", check_priv_primary },
+        { "backup-lag",         check_lag },
+        { "dump-disk",          check_disk },
+        { "webhook",            check_webhook },
+    };
+    check_job jobs[ARRAY_LEN(table)];
+    char active[16];
+    json_t *out = json_array();
+    config_errors errs = { 0 };
+
+    if (out == NULL)
+        return NULL;
+    active_side(cfg, status, active, sizeof active);
+    memset(jobs, 0, sizeof jobs);
+    for (size_t i = 0; i < ARRAY_LEN(table); i++) {
+        check_job *j = &jobs[i];
+        j->name = table[i].name;
+        j->fn = table[i].fn;
+        j->cfg = cfg;
+        j->status = status;
+        j->active = active;
+        j->deadline_ms = deadline_ms;
+        j->st = ST_FAIL;
+        str_copy(j->reason, "check did not run", sizeof j->reason);
+        if (pthread_create(&j->thread, NULL, run_job, j) == 0)
+            j->started = true;
+        else
+            run_job(j);                     /* no thread: run it here */
+    }
+
+    /* config: the runbooks and what the parser cannot check */
+    runbook_t *a = runbook_load(cfg->failover_runbook, cfg, &errs);
+    runbook_t *b = runbook_load(cfg->failback_runbook, cfg, &errs);
+    bool cfg_ok = a != NULL && b != NULL;
+    cfg_ok = refresh_check_config(cfg, &errs) && cfg_ok;
+    runbook_free(a);
+    runbook_free(b);
+    if (cfg_ok && errs.n == 0) {
+        char r[PATH_MAX + 64];
+        snprintf(r, sizeof r, "%s and both runbooks are valid", cfg->path != NULL ? cfg->path : "config");
+        json_array_append_new(out, item("config", ST_OK, r, NULL));
+    } else {
+        json_t *arr = check_config_failed(&errs);
+        json_array_extend(out, arr);
+        json_decref(arr);
+    }
+    config_errors_free(&errs);
+
+    for (size_t i = 0; i < ARRAY_LEN(table); i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        json_array_append_new(out, item(jobs[i].name, jobs[i].st, jobs[i].reason, jobs[i].fix));
+    }
+    return out;
+}
+
+json_t *check_config_failed(const config_errors *errs)
+{
+    char reason[REASON_LEN];
+
+    reason[0] = '\0';
+    for (size_t i = 0; errs != NULL && i < errs->n; i++) {
+        if (i > 0)
+            str_append(reason, sizeof reason, "; ");
+        str_append(reason, sizeof reason, errs->msgs[i]);
+    }
+    if (reason[0] == '\0')
+        str_copy(reason, "the configuration cannot be loaded", sizeof reason);
+    json_t *arr = json_array();
+    if (arr != NULL)
+        json_array_append_new(arr, item("config", ST_FAIL, reason, "fix the file (drd -n -c FILE lists every error)"));
+    return arr;
+}
+
+void check_print(const json_t *checks, FILE *out)
+{
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(checks, i, c) {
+        const char *fix = json_string_value(json_object_get(c, "fix"));
+        fprintf(out, "%-4s  %-18s  %s", json_string_value(json_object_get(c, "status")),
+                json_string_value(json_object_get(c, "name")),
+                json_string_value(json_object_get(c, "reason")));
+        if (fix != NULL && *fix != '\0' && !str_eq(json_string_value(json_object_get(c, "status")), "ok"))
+            fprintf(out, "  (fix: %s)", fix);
+        fputc('\n', out);
+    }
+}
+
+bool check_any_failed(const json_t *checks)
+{
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(checks, i, c)
+        if (str_eq(json_string_value(json_object_get(c, "status")), "fail"))
+            return true;
+    return false;
+}
