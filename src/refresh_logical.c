@@ -578,7 +578,9 @@ static void check_max_lag(refresh_t *r)
         refresh_format_age((double)lag / 1000.0, a, sizeof a);
         refresh_format_age((double)max / 1000.0, b, sizeof b);
         refresh_record_event(r, true, "the backup is %s behind the primary, more than [refresh] max_lag (%s)", a, b);
-    } else if (lag <= max && w->over_lag) {
+    } else if (lag <= max - max / 4 && w->over_lag) {
+        /* Hysteresis: back within 3/4 of max_lag, so a lag hovering at the
+         * threshold does not raise a warning per sample. */
         w->over_lag = false;
         refresh_format_age((double)lag / 1000.0, a, sizeof a);
         refresh_record_event(r, false, "the backup is back within [refresh] max_lag (%s behind)", a);
