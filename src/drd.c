@@ -59,10 +59,11 @@ typedef struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: drd -c FILE [-f] [-n]\n"
+            "usage: drd -c FILE [-f] [-n [-v]]\n"
             "  -c FILE   configuration file (default /etc/drd/drd.conf)\n"
             "  -f        stay in the foreground\n"
             "  -n        check the configuration, print 'configuration OK' or the errors\n"
+            "  -v        with -n: also print every option's effective value (secrets masked)\n"
             "  -V        print the version\n");
 }
 
@@ -390,14 +391,15 @@ static int background(daemon_t *d)
 int main(int argc, char **argv)
 {
     daemon_t d = { .config_path = "/etc/drd/drd.conf", .sigfd = -1, .lockfd = -1, .ready_fd = -1 };
-    bool foreground = false, check_only = false;
+    bool foreground = false, check_only = false, verbose = false;
     int opt, rc = EXIT_FAILURE_;
 
-    while ((opt = getopt(argc, argv, "c:fnhV")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fnvhV")) != -1) {
         switch (opt) {
         case 'c': d.config_path = optarg; break;
         case 'f': foreground = true; break;
         case 'n': check_only = true; break;
+        case 'v': verbose = true; break;
         case 'V': printf("drd %s\n", DRD_VERSION); return EXIT_OK;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_BAD_CONFIG;
@@ -426,6 +428,8 @@ int main(int argc, char **argv)
     config_errors_free(&errs);
     if (check_only) {
         printf("configuration OK\n");
+        if (verbose)
+            config_dump(d.cfg, stdout);
         config_free(d.cfg);
         return EXIT_OK;
     }

@@ -67,6 +67,8 @@ mkconf "$ok_conf" "${base[@]}"
 run_n "$ok_conf"
 is "$RC" 0 "valid config: exit 0" || diag "$OUT"
 like "$OUT" "^configuration OK" "valid config: prints 'configuration OK'"
+vout=$("$DRD" -n -v -c "$ok_conf" 2>&1)
+like "$vout" "probe.interval = 1s" "-n -v: prints the effective options (defaults included)"
 
 # Not a test, a note for the reader: the minimal issue-2 config (no
 # [failover]/[failback]/[app]) - drd loads the default runbooks too.
