@@ -210,6 +210,25 @@ static const char *const migrations[] = {
     ");"
     /* store_refresh_last_good: the newest succeeded one without a scan */
     "CREATE INDEX refreshes_succeeded ON refreshes (id) WHERE state = 'succeeded';",
+
+    /* 3 -> 4: readiness checks (the latest result of each, and since when
+     * it has had that status) and drills (a rehearsal's report, JSON). */
+    "CREATE TABLE checks ("
+    "  name       TEXT PRIMARY KEY,"
+    "  status     TEXT NOT NULL CHECK (status IN ('ok', 'warn', 'fail')),"
+    "  reason     TEXT NOT NULL DEFAULT '',"
+    "  fix        TEXT NOT NULL DEFAULT '',"
+    "  checked_at INTEGER NOT NULL,"
+    "  since      INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE drills ("
+    "  id         INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  started_at INTEGER NOT NULL,"
+    "  ended_at   INTEGER NOT NULL,"
+    "  result     TEXT NOT NULL CHECK (result IN ('succeeded', 'failed')),"
+    "  report     TEXT NOT NULL"
+    ");"
+    "CREATE INDEX drills_succeeded ON drills (id) WHERE result = 'succeeded';",
 };
 
 int store_latest_version(void)
@@ -237,6 +256,9 @@ enum stmt_id {
     ST_NOTIFICATION_INSERT, ST_NOTIFICATION_UPDATE, ST_NOTIFICATIONS_PRUNE,
     ST_NOTIFICATIONS_RECENT,
     ST_REFRESH_INSERT, ST_REFRESH_UPDATE, ST_REFRESHES_RECENT, ST_REFRESH_LAST_GOOD,
+    /* schema v4 */
+    ST_CHECK_PUT, ST_CHECK_DELETE_OTHERS, ST_CHECKS_ALL,
+    ST_DRILL_INSERT, ST_DRILLS_RECENT, ST_DRILL_LAST_GOOD,
     ST_COUNT
 };
 
@@ -363,6 +385,25 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_REFRESHES_RECENT] = "SELECT " REFRESH_COLS " FROM refreshes ORDER BY id DESC LIMIT ?1",
     [ST_REFRESH_LAST_GOOD] =
         "SELECT " REFRESH_COLS " FROM refreshes WHERE state = 'succeeded' ORDER BY id DESC LIMIT 1",
+    /* since moves only when the status changes. */
+    [ST_CHECK_PUT] =
+        "INSERT INTO checks (name, status, reason, fix, checked_at, since)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+        " ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, fix = excluded.fix,"
+        "   checked_at = excluded.checked_at,"
+        "   since = CASE WHEN status = excluded.status THEN since ELSE excluded.checked_at END,"
+        "   status = excluded.status",
+    /* a check no longer run (a newer drd dropped it): gone with the run */
+    [ST_CHECK_DELETE_OTHERS] = "DELETE FROM checks WHERE checked_at < ?1",
+    [ST_CHECKS_ALL] =
+        "SELECT name, status, reason, fix, checked_at, since FROM checks ORDER BY rowid",
+    [ST_DRILL_INSERT] =
+        "INSERT INTO drills (started_at, ended_at, result, report) VALUES (?1, ?2, ?3, ?4)",
+    [ST_DRILLS_RECENT] =
+        "SELECT id, started_at, ended_at, result, report FROM drills ORDER BY id DESC LIMIT ?1",
+    [ST_DRILL_LAST_GOOD] =
+        "SELECT id, started_at, ended_at, result, report FROM drills WHERE result = 'succeeded'"
+        " ORDER BY id DESC LIMIT 1",
 };
 
 struct store {
@@ -1670,4 +1711,106 @@ bool store_refresh_last_good(store_t *s, store_refresh *out)
         read_refresh(st, out);
     stmt_done(st);
     return rc == SQLITE_ROW;
+}
+
+/* ---- readiness checks and drills (schema v4) ---- */
+
+bool store_check_put(store_t *s, const store_check *c)
+{
+    char reason[sizeof c->reason], fix[sizeof c->fix];
+    sqlite3_stmt *st = stmt_use(s, ST_CHECK_PUT, "check_put");
+    if (st == NULL)
+        return false;
+    clean_text(reason, sizeof reason, c->reason);
+    clean_text(fix, sizeof fix, c->fix);
+    if (!bind_text(st, 1, c->name) || !bind_text(st, 2, c->status) || !bind_text(st, 3, reason)
+        || !bind_text(st, 4, fix) || !bind_i64(st, 5, c->checked_at))
+        return fail(s, st, "check_put");
+    return write_step(s, st, "check_put", NULL, NULL);
+}
+
+bool store_checks_prune(store_t *s, int64_t before)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_CHECK_DELETE_OTHERS, "checks_prune");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, before))
+        return fail(s, st, "checks_prune");
+    return write_step(s, st, "checks_prune", NULL, NULL);
+}
+
+bool store_checks_all(store_t *s, store_check_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_CHECKS_ALL, "checks_all");
+    if (st == NULL)
+        return false;
+    int rc;
+    while ((rc = read_step(s, st, "checks_all")) == SQLITE_ROW) {
+        store_check c;
+        memset(&c, 0, sizeof c);
+        col_text(st, 0, c.name, sizeof c.name);
+        col_text(st, 1, c.status, sizeof c.status);
+        col_text(st, 2, c.reason, sizeof c.reason);
+        col_text(st, 3, c.fix, sizeof c.fix);
+        c.checked_at = sqlite3_column_int64(st, 4);
+        c.since = sqlite3_column_int64(st, 5);
+        if (!cb(&c, arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    stmt_done(st);
+    return rc == SQLITE_DONE;
+}
+
+int64_t store_drill_add(store_t *s, const store_drill *d)
+{
+    int64_t id = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_DRILL_INSERT, "drill_add");
+    if (st == NULL)
+        return 0;
+    if (!bind_i64(st, 1, d->started_at) || !bind_i64(st, 2, d->ended_at)
+        || !bind_text(st, 3, d->result) || !bind_text(st, 4, d->report ? d->report : "{}")) {
+        fail(s, st, "drill_add");
+        return 0;
+    }
+    return write_step(s, st, "drill_add", NULL, &id) ? id : 0;
+}
+
+static bool read_drills(store_t *s, sqlite3_stmt *st, const char *what, store_drill_cb cb, void *arg)
+{
+    int rc;
+    while ((rc = read_step(s, st, what)) == SQLITE_ROW) {
+        store_drill d;
+        memset(&d, 0, sizeof d);
+        d.id = sqlite3_column_int64(st, 0);
+        d.started_at = sqlite3_column_int64(st, 1);
+        d.ended_at = sqlite3_column_int64(st, 2);
+        col_text(st, 3, d.result, sizeof d.result);
+        d.report = (const char *)sqlite3_column_text(st, 4);
+        if (!cb(&d, arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    stmt_done(st);
+    return rc == SQLITE_DONE;
+}
+
+bool store_drills_recent(store_t *s, int limit, store_drill_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_DRILLS_RECENT, "drills_recent");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, limit))
+        return fail(s, st, "drills_recent");
+    return read_drills(s, st, "drills_recent", cb, arg);
+}
+
+bool store_drill_last_good(store_t *s, store_drill_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_DRILL_LAST_GOOD, "drill_last_good");
+    if (st == NULL)
+        return false;
+    return read_drills(s, st, "drill_last_good", cb, arg);
 }

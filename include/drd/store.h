@@ -243,4 +243,37 @@ bool store_refreshes_recent(store_t *s, int limit, store_refresh_cb cb, void *ar
 /* The most recent succeeded refresh; false if none. */
 bool store_refresh_last_good(store_t *s, store_refresh *out);
 
+/* ---- readiness checks (schema v4): the latest result of each ----
+ * status: ok | warn | fail; since: when it got that status. */
+typedef struct {
+    char name[32];
+    char status[8];
+    char reason[512];             /* masked */
+    char fix[512];
+    int64_t checked_at, since;
+} store_check;
+
+/* Insert or update by name (since kept while the status stays). */
+bool store_check_put(store_t *s, const store_check *c);
+/* Delete the checks last run before `before` (no longer run). */
+bool store_checks_prune(store_t *s, int64_t before);
+typedef bool (*store_check_cb)(const store_check *c, void *arg);
+bool store_checks_all(store_t *s, store_check_cb cb, void *arg);
+
+/* ---- drills (schema v4): one row per rehearsal, its report as JSON ---- */
+typedef struct {
+    int64_t id;
+    int64_t started_at, ended_at;
+    char result[16];              /* succeeded | failed */
+    const char *report;           /* JSON text; valid during the callback */
+} store_drill;
+
+/* Returns the new id, 0 on error. */
+int64_t store_drill_add(store_t *s, const store_drill *d);
+typedef bool (*store_drill_cb)(const store_drill *d, void *arg);
+/* Newest first. */
+bool store_drills_recent(store_t *s, int limit, store_drill_cb cb, void *arg);
+/* The newest succeeded drill (cb not called if none). */
+bool store_drill_last_good(store_t *s, store_drill_cb cb, void *arg);
+
 #endif

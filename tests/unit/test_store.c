@@ -109,7 +109,7 @@ static void open_creates_and_migrates(void **state)
     char v[32];
     char dir[PATH_MAX];
 
-    assert_int_equal(store_latest_version(), 3);
+    assert_int_equal(store_latest_version(), 4);
     store_t *s = open_rw(f);
     assert_int_equal(store_schema_version(s), store_latest_version());
 
@@ -121,7 +121,7 @@ static void open_creates_and_migrates(void **state)
     store_close(s);
 
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "3");
+    assert_string_equal(v, "4");
     assert_int_equal(raw_sql(f->path, "PRAGMA journal_mode", v, sizeof v), SQLITE_OK);
     assert_string_equal(v, "wal");
     assert_int_equal(raw_sql(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
@@ -769,7 +769,8 @@ static void migrate_v1_to_v2_keeps_data(void **state)
     store_close(s);
 
     /* take the file back to schema v1: v1 tables only, user_version 1 */
-    assert_int_equal(raw_exec(f->path, "DROP TABLE refreshes; DROP TABLE notifications;"
+    assert_int_equal(raw_exec(f->path, "DROP TABLE checks; DROP TABLE drills;"
+                                       " DROP TABLE refreshes; DROP TABLE notifications;"
                                        " DROP TABLE requests; DROP TABLE approvals;"
                                        " DROP TABLE steps; DROP TABLE runs;"
                                        " PRAGMA user_version = 1;"), SQLITE_OK);
@@ -1372,7 +1373,8 @@ static void migrate_v2_to_v3_keeps_data(void **state)
     store_close(s);
 
     /* take the file back to schema v2: v2 tables only, user_version 2 */
-    assert_int_equal(raw_exec(f->path, "DROP TABLE refreshes; DROP TABLE notifications;"
+    assert_int_equal(raw_exec(f->path, "DROP TABLE checks; DROP TABLE drills;"
+                                       " DROP TABLE refreshes; DROP TABLE notifications;"
                                        " PRAGMA user_version = 2;"), SQLITE_OK);
 
     /* a reader of the v2 file: v2 functions work, v3 ones fail cleanly */
@@ -1393,7 +1395,7 @@ static void migrate_v2_to_v3_keeps_data(void **state)
 
     /* the writer migrates it and keeps the v2 data */
     s = open_rw(f);
-    assert_int_equal(store_schema_version(s), 3);
+    assert_int_equal(store_schema_version(s), store_latest_version());
     assert_true(store_run_get(s, run, &r));
     assert_int_equal(r.created_at, 100);
     assert_int_equal(count_steps(s, run), 3);
@@ -1412,7 +1414,7 @@ static void migrate_v2_to_v3_keeps_data(void **state)
     assert_int_equal(rr.n, 1);
     store_close(s);
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "3");
+    assert_string_equal(v, "4");
 }
 
 static void notifications_add_update_recent(void **state)
@@ -1724,12 +1726,109 @@ static void refreshes_lifecycle_and_last_good(void **state)
     store_close(s);
 }
 
+/* ---- readiness checks and drills (v4) ---- */
+
+typedef struct { int n; store_check c[8]; } check_rows;
+static bool collect_check(const store_check *c, void *arg)
+{
+    check_rows *r = arg;
+    if (r->n < 8)
+        r->c[r->n++] = *c;
+    return true;
+}
+
+static store_check mk_check(const char *name, const char *status, int64_t at)
+{
+    store_check c;
+    memset(&c, 0, sizeof c);
+    str_copy(c.name, name, sizeof c.name);
+    str_copy(c.status, status, sizeof c.status);
+    str_copy(c.reason, "cannot reach postgresql://app:hunter2@db/app", sizeof c.reason);
+    str_copy(c.fix, "start it", sizeof c.fix);
+    c.checked_at = at;
+    return c;
+}
+
+static void checks_keep_since_until_status_changes(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    store_check a = mk_check("primary", "ok", 1000), b = mk_check("backup", "ok", 1000);
+    assert_true(store_check_put(s, &a));
+    assert_true(store_check_put(s, &b));
+    a.checked_at = 2000;
+    assert_true(store_check_put(s, &a));            /* same status: since stays */
+    b = mk_check("backup", "fail", 2000);
+    assert_true(store_check_put(s, &b));            /* changed: since moves */
+    check_rows r = { 0 };
+    assert_true(store_checks_all(s, collect_check, &r));
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.c[0].name, "primary");
+    assert_int_equal(r.c[0].since, 1000);
+    assert_int_equal(r.c[0].checked_at, 2000);
+    assert_string_equal(r.c[1].status, "fail");
+    assert_int_equal(r.c[1].since, 2000);
+    assert_null(strstr(r.c[1].reason, "hunter2"));  /* masked */
+    b = mk_check("backup", "maybe", 3000);
+    assert_false(store_check_put(s, &b));           /* bad status refused */
+    /* a check not run any more goes */
+    b = mk_check("primary", "ok", 3000);
+    assert_true(store_check_put(s, &b));
+    assert_true(store_checks_prune(s, 3000));
+    memset(&r, 0, sizeof r);
+    assert_true(store_checks_all(s, collect_check, &r));
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.c[0].name, "primary");
+    store_close(s);
+}
+
+typedef struct { int n; int64_t id[4]; char result[4][16]; } drill_rows;
+static bool collect_drill(const store_drill *d, void *arg)
+{
+    drill_rows *r = arg;
+    if (r->n < 4) {
+        r->id[r->n] = d->id;
+        str_copy(r->result[r->n], d->result, sizeof r->result[0]);
+        assert_non_null(strstr(d->report, "rto_ms"));
+        r->n++;
+    }
+    return true;
+}
+
+static void drills_recent_and_last_good(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    drill_rows r = { 0 };
+    assert_true(store_drill_last_good(s, collect_drill, &r));
+    assert_int_equal(r.n, 0);
+    store_drill d = { .started_at = 1, .ended_at = 2, .report = "{\"rto_ms\": 5}" };
+    str_copy(d.result, "succeeded", sizeof d.result);
+    int64_t a = store_drill_add(s, &d);
+    str_copy(d.result, "failed", sizeof d.result);
+    int64_t b = store_drill_add(s, &d);
+    assert_true(a > 0 && b > a);
+    str_copy(d.result, "maybe", sizeof d.result);
+    assert_int_equal(store_drill_add(s, &d), 0);
+    assert_true(store_drills_recent(s, 10, collect_drill, &r));
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.id[0], b);
+    assert_string_equal(r.result[0], "failed");
+    memset(&r, 0, sizeof r);
+    assert_true(store_drill_last_good(s, collect_drill, &r));
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.id[0], a);
+    store_close(s);
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(open_creates_and_migrates),
+        T(checks_keep_since_until_status_changes),
+        T(drills_recent_and_last_good),
         T(file_mode_is_0600_despite_umask),
         T(reopen_keeps_data),
         T(newer_schema_refused),
