@@ -206,6 +206,9 @@ typedef enum {
     R_APPROVE,
     R_REJECT,
     R_RUNS,
+    R_DRILLS,
+    R_DRILL,
+    R_CHECKS,
     R_RUN,
     R_REQUEST,
     R_REFRESH,
@@ -376,6 +379,9 @@ static void route_match(const char *url, route *r)
         { "/api/refresh",   R_REFRESH,   true  },
         { "/api/refreshes", R_REFRESHES, false },
         { "/api/runs",      R_RUNS,      false },
+        { "/api/drills",    R_DRILLS,    false },
+        { "/api/drill",     R_DRILL,     true  },
+        { "/api/checks",    R_CHECKS,    true  },
     };
     static const char runs[] = "/api/runs/";
     static const char requests[] = "/api/requests/";
@@ -1054,6 +1060,37 @@ static bool refresh_to_array(const store_refresh *r, void *arg)
     return true;
 }
 
+static bool drill_to_array(const store_drill *d, void *arg)
+{
+    json_t *rep = json_loads(d->report != NULL ? d->report : "{}", 0, NULL);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:o}", "id", (json_int_t)d->id,
+                          "started_at", (json_int_t)d->started_at,
+                          "ended_at", (json_int_t)d->ended_at, "result", d->result,
+                          "report", rep != NULL ? rep : json_object());
+    if (o != NULL)
+        json_array_append_new(arg, o);
+    return true;
+}
+
+/* GET /api/drills?limit=N: drill reports, newest first. */
+static bool fill_drills(store_t *st, json_t *arr, const void *arg)
+{
+    return store_drills_recent(st, (int)*(const int64_t *)arg, drill_to_array, arr);
+}
+
+static enum MHD_Result get_drills(api_t *a, struct MHD_Connection *c)
+{
+    int64_t limit;
+    unsigned code;
+
+    if (!query_int(c, "limit", false, 20, 1000, &limit))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
+    json_t *arr = store_list(a, fill_drills, &limit, &code);
+    if (arr == NULL)
+        return list_error(c, code, "drills");
+    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "drills", arr));
+}
+
 /* GET /api/refreshes?limit=N: backup refreshes, newest first. */
 static bool fill_refreshes(store_t *st, json_t *arr, const void *arg)
 {
@@ -1193,14 +1230,17 @@ static enum MHD_Result get_session(struct MHD_Connection *c, const request *rq)
 
 /* Returns the request id, 0 when the queue is full, -1 on error. */
 static int64_t queue_cmd(api_t *a, api_cmd_kind kind, int64_t approval_id,
-                         const char *reason, const char *choice, const char *actor)
+                         const char *reason, const char *choice, const char *actor, char *body)
 {
     api_cmd *cmd = calloc(1, sizeof(*cmd));
     uint64_t one = 1;
     int64_t id;
 
-    if (cmd == NULL)
+    if (cmd == NULL) {
+        free(body);
         return -1;
+    }
+    cmd->body = body;
     cmd->kind = kind;
     cmd->approval_id = approval_id;
     str_copy(cmd->reason, reason, sizeof(cmd->reason));
@@ -1210,7 +1250,7 @@ static int64_t queue_cmd(api_t *a, api_cmd_kind kind, int64_t approval_id,
     pthread_mutex_lock(&a->lock);
     if (a->queued >= API_MAX_QUEUED) {
         pthread_mutex_unlock(&a->lock);
-        free(cmd);
+        api_cmd_free(cmd);
         return 0;
     }
     id = a->next_request_id++;
@@ -1286,6 +1326,43 @@ done:
     return ok;
 }
 
+/* POST /api/drill: record a drill's report (drctl drill sends it). The
+ * body: {"started_at": ms, "ended_at": ms, "result": "succeeded"|"failed",
+ * ...figures}; stored as given, after masking, by the main loop. */
+static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request *rq)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[256];
+    const char *res;
+
+    if (doc == NULL) {
+        snprintf(msg, sizeof msg, "malformed JSON body: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, msg);
+    }
+    res = json_string_value(json_object_get(doc, "result"));
+    if (!json_is_object(doc) || res == NULL ||
+        (strcmp(res, "succeeded") != 0 && strcmp(res, "failed") != 0) ||
+        !json_is_integer(json_object_get(doc, "started_at")) ||
+        !json_is_integer(json_object_get(doc, "ended_at"))) {
+        json_decref(doc);
+        return send_error(c, MHD_HTTP_BAD_REQUEST,
+                          "a drill report needs result (succeeded|failed), started_at and ended_at");
+    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL)
+        return MHD_NO;
+    int64_t id = queue_cmd(l->api, API_CMD_DRILL, 0, "", "", rq->actor, text);
+    if (id == 0)
+        return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many queued requests");
+    if (id < 0)
+        return MHD_NO;
+    return send_json(c, MHD_HTTP_ACCEPTED,
+                     json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
+}
+
 static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, request *rq)
 {
     api_t *a = l->api;
@@ -1295,6 +1372,8 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     int64_t approval_id = 0, id;
     api_cmd_kind kind;
 
+    if (rq->r.id == R_DRILL)
+        return post_drill(l, c, rq);
     if (!parse_body(rq, reason, sizeof(reason), choice, sizeof(choice), msg, sizeof(msg)))
         return send_error(c, MHD_HTTP_BAD_REQUEST, msg);
 
@@ -1302,6 +1381,7 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     case R_FAILOVER: kind = API_CMD_FAILOVER; break;
     case R_FAILBACK: kind = API_CMD_FAILBACK; break;
     case R_REFRESH:  kind = API_CMD_REFRESH; break;
+    case R_CHECKS:   kind = API_CMD_CHECK; break;
     case R_APPROVE:  kind = API_CMD_APPROVE; break;
     case R_REJECT:   kind = API_CMD_REJECT; break;
     default:
@@ -1314,7 +1394,7 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     }
     if (choice[0] != '\0' && kind != API_CMD_APPROVE)
         return send_error(c, MHD_HTTP_BAD_REQUEST, "choice only applies to approve");
-    id = queue_cmd(a, kind, approval_id, reason, choice, rq->actor);
+    id = queue_cmd(a, kind, approval_id, reason, choice, rq->actor, NULL);
     if (id == 0)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many queued requests");
     if (id < 0)
@@ -1508,6 +1588,8 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
         return get_request(a, c, r);
     case R_REFRESHES:
         return get_refreshes(a, c);
+    case R_DRILLS:
+        return get_drills(a, c);
     default:
         break;
     }
@@ -2031,7 +2113,7 @@ void api_stop(api_t *a)
     }
     while ((c = a->head) != NULL) {
         a->head = c->next;
-        free(c);
+        api_cmd_free(c);
     }
     store_close(a->store);
     for (size_t i = 0; i < WEB_FILES; i++)
@@ -2085,6 +2167,14 @@ void api_publish_metrics(api_t *a, const char *text)
 int api_cmd_fd(api_t *a)
 {
     return a != NULL ? a->efd : -1;
+}
+
+void api_cmd_free(api_cmd *c)
+{
+    if (c == NULL)
+        return;
+    free(c->body);
+    free(c);
 }
 
 api_cmd *api_cmd_pop(api_t *a)

@@ -14,6 +14,7 @@
 #include "drd/monitor.h"
 #include "drd/notify.h"
 #include "drd/policy.h"
+#include "drd/readiness.h"
 #include "drd/refresh.h"
 #include "drd/runbook.h"
 #include "drd/store.h"
@@ -48,6 +49,8 @@ typedef struct {
     policy_t *policy;
     refresh_t *refresh;
     notify_t *notify;
+    readiness_t *readiness;
+    bool drill;              /* -D: the [drill] environment */
     metrics_counters counters;
     int64_t approvals_pending;   /* as last published */
     int sigfd;
@@ -59,8 +62,10 @@ typedef struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: drd -c FILE [-f] [-n [-v]]\n"
+            "usage: drd -c FILE [-f] [-D] [-n [-v]]\n"
             "  -c FILE   configuration file (default /etc/drd/drd.conf)\n"
+            "  -D        drill: run against the file's [drill] environment (drctl drill\n"
+            "            starts it); approvals of approve steps are granted at once\n"
             "  -f        stay in the foreground\n"
             "  -n        check the configuration, print 'configuration OK' or the errors\n"
             "  -v        with -n: also print every option's effective value (secrets masked)\n"
@@ -95,7 +100,8 @@ static bool check_runbooks(const config_t *cfg, config_errors *errs)
 static void reload(daemon_t *d)
 {
     config_errors errs = { 0 };
-    config_t *fresh = config_load(d->config_path, &errs);
+    config_t *fresh = d->drill ? config_load_drill(d->config_path, &errs)
+                               : config_load(d->config_path, &errs);
     if (fresh == NULL) {
         log_error("reload: %s has errors, keeping the running configuration:", d->config_path);
         for (size_t i = 0; i < errs.n; i++)
@@ -123,6 +129,7 @@ static void reload(daemon_t *d)
     refresh_reconfigure(d->refresh, fresh);
     executor_reconfigure(d->executor, fresh);
     policy_reconfigure(d->policy, fresh);
+    readiness_reconfigure(d->readiness, fresh);
     config_free(d->cfg);
     d->cfg = fresh;
     store_event_add(d->store, wall_ms(), "config", "", "configuration reloaded");
@@ -165,7 +172,9 @@ static void publish_metrics(daemon_t *d)
         .last_refresh_at = refresh_last_good_at(d->refresh),
         .started_at = d->started_at,
         .version = DRD_VERSION,
-        .ready = true,
+        .ready = readiness_ready(d->readiness),
+        .checks = readiness_checks(d->readiness),
+        .last_drill_ok_at = readiness_drill_ok_at(d->readiness),
     };
     char *text = metrics_render(&in);
     if (text != NULL)
@@ -182,11 +191,29 @@ static void republish(void *arg)
     json_t *refresh = refresh_status_json(d->refresh);
     monitor_set_status_refresh(d->monitor, refresh);
     json_decref(refresh);
+    if (d->readiness != NULL) {
+        json_t *r = readiness_json(d->readiness), *dr = readiness_drill_json(d->readiness);
+        monitor_set_status_key(d->monitor, "readiness", r);
+        monitor_set_status_key(d->monitor, "drill", dr);
+        json_decref(r);
+        json_decref(dr);
+    }
+    if (d->drill) {
+        json_t *t = json_true();
+        monitor_set_status_key(d->monitor, "drill_mode", t);
+        json_decref(t);
+    }
     monitor_set_status_extras(d->monitor, run, approvals);
     monitor_publish(d->monitor);
     publish_metrics(d);
     json_decref(run);
     json_decref(approvals);
+}
+
+static json_t *status_now(void *arg)
+{
+    daemon_t *d = arg;
+    return monitor_status_json(d->monitor);
 }
 
 static void on_transition(void *arg, target_id t, const breaker_transition *tr)
@@ -229,7 +256,46 @@ static void on_run_done(void *arg, int64_t run_id, const char *kind, const char 
     republish(d);
 }
 
-static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject", "refresh" };
+static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject", "refresh",
+                                         "check", "drill" };
+
+/* A drill report from drctl drill: masked, stored, shown. */
+static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen)
+{
+    json_t *doc = body != NULL ? json_loads(body, 0, NULL) : NULL;
+    store_drill dr;
+    bool ok = false;
+    memset(&dr, 0, sizeof dr);
+    if (doc == NULL) {
+        snprintf(err, errlen, "malformed drill report");
+        return false;
+    }
+    dr.started_at = json_integer_value(json_object_get(doc, "started_at"));
+    dr.ended_at = json_integer_value(json_object_get(doc, "ended_at"));
+    str_copy(dr.result, json_string_value(json_object_get(doc, "result")), sizeof dr.result);
+    json_decref(doc);
+    size_t n = strlen(body) + 1;
+    char *masked = malloc(n);
+    if (masked == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    mask_secrets(body, masked, n);
+    dr.report = masked;
+    int64_t id = store_drill_add(d->store, &dr);
+    if (id == 0) {
+        snprintf(err, errlen, "the drill report could not be stored");
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "drill %lld recorded: %s", (long long)id, dr.result);
+        store_event_add(d->store, wall_ms(), "drill", "", msg);
+        log_info("%s", msg);
+        readiness_drill_recorded(d->readiness);
+        ok = true;
+    }
+    free(masked);
+    return ok;
+}
 
 /* Carry out one queued API request and record what became of it. */
 static void handle_cmd(daemon_t *d, const api_cmd *c)
@@ -277,6 +343,15 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
     case API_CMD_REFRESH:
         ok = refresh_request(d->refresh, "manual", err, sizeof err) != 0;
         break;
+    case API_CMD_CHECK:
+        readiness_run_now(d->readiness);
+        ok = d->readiness != NULL;
+        if (!ok)
+            str_copy(err, "readiness checks are not available", sizeof err);
+        break;
+    case API_CMD_DRILL:
+        ok = record_drill(d, c->body, err, sizeof err);
+        break;
     default:
         snprintf(err, sizeof err, "unknown request");
         break;
@@ -296,7 +371,7 @@ static void on_api_cmd(loop_t *loop, int fd, short revents, void *arg)
     api_cmd *c;
     while ((c = api_cmd_pop(d->api)) != NULL) {
         handle_cmd(d, c);
-        free(c);
+        api_cmd_free(c);
     }
 }
 
@@ -394,9 +469,10 @@ int main(int argc, char **argv)
     bool foreground = false, check_only = false, verbose = false;
     int opt, rc = EXIT_FAILURE_;
 
-    while ((opt = getopt(argc, argv, "c:fnvhV")) != -1) {
+    while ((opt = getopt(argc, argv, "c:fnvhVD")) != -1) {
         switch (opt) {
         case 'c': d.config_path = optarg; break;
+        case 'D': d.drill = true; break;
         case 'f': foreground = true; break;
         case 'n': check_only = true; break;
         case 'v': verbose = true; break;
@@ -413,7 +489,7 @@ int main(int argc, char **argv)
         log_set_journal(true);
 
     config_errors errs = { 0 };
-    d.cfg = config_load(d.config_path, &errs);
+    d.cfg = d.drill ? config_load_drill(d.config_path, &errs) : config_load(d.config_path, &errs);
     if (d.cfg == NULL) {
         print_errors(&errs);
         config_errors_free(&errs);
@@ -485,6 +561,12 @@ int main(int argc, char **argv)
     policy_set_refresh(d.policy, d.refresh);
     policy_set_notify(d.policy, d.notify);
     policy_set_change_cb(d.policy, republish, &d);
+    if (!d.drill) {
+        d.readiness = readiness_new(d.loop, d.store, d.notify, d.cfg, d.config_path, status_now,
+                                    republish, &d);
+        if (d.readiness == NULL)
+            goto cleanup;
+    }
     api_options ao = {
         .listen = d.cfg->http_listen,
         .socket_path = d.cfg->http_socket,
@@ -536,6 +618,7 @@ int main(int argc, char **argv)
 
 cleanup:
     api_stop(d.api);
+    readiness_free(d.readiness);
     policy_free(d.policy);
     refresh_free(d.refresh);
     executor_free(d.executor);

@@ -49,6 +49,7 @@ struct executor {
     bool had_failure;
     step_run *work;
     uint64_t timer;              /* retry delay or approval expiry */
+    uint64_t drill_timer;        /* drill: auto-grants the pending step approval */
     int64_t approval_id;         /* pending approval we wait on */
     metrics_counters *counters;  /* may be NULL */
     notify_t *notify;            /* may be NULL */
@@ -167,6 +168,20 @@ static void arm_expiry(executor_t *ex, int64_t expires_at)
     ex->timer = loop_add_timer(ex->loop, d > 0 ? d : 0, on_approval_expired, ex);
 }
 
+/* Inside a drill (drd -D) an approve step is granted at once, by
+ * "drill"; a step that needs attention is not: the drill fails there. */
+static void on_drill_grant(loop_t *loop, void *arg)
+{
+    executor_t *ex = arg;
+    char err[256];
+    (void)loop;
+    ex->drill_timer = 0;
+    if (ex->phase == PH_APPROVAL && ex->approval_id != 0 &&
+        !executor_decide(ex, ex->approval_id, true, NULL, "drill", "granted inside a drill", err,
+                         sizeof err))
+        log_warn("drill: approval %lld: %s", (long long)ex->approval_id, err);
+}
+
 static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, int64_t expires_ms)
 {
     store_approval a;
@@ -186,6 +201,8 @@ static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, 
     run_state(ex, "waiting", NULL);
     arm_expiry(ex, a.expires_at);
     event(ex, "run %lld waits for approval %lld: %s", (long long)ex->run.id, (long long)id, a.prompt);
+    if (ex->cfg->drill && strcmp(kind, "step") == 0 && ex->drill_timer == 0)
+        ex->drill_timer = loop_add_timer(ex->loop, 0, on_drill_grant, ex);
     {
         char text[800];
         snprintf(text, sizeof text, "drd: %s run %lld needs a decision (approval %lld): %s", ex->run.kind,
@@ -693,6 +710,8 @@ void executor_free(executor_t *ex)
 {
     if (ex == NULL)
         return;
+    if (ex->drill_timer)
+        loop_cancel_timer(ex->loop, ex->drill_timer);
     clear_run(ex);
     free(ex);
 }

@@ -173,8 +173,28 @@ char *metrics_render(const metrics_input *in)
     }
     family(&b, "drd_start_time_seconds", "gauge", "When this drd process started, seconds since the epoch.");
     sample_double(&b, "drd_start_time_seconds", NULL, ms_to_s(in->started_at));
-    family(&b, "drd_ready", "gauge", "1 when drd's readiness checks pass.");
-    sample_int(&b, "drd_ready", NULL, in->ready ? 1 : 0);
+    family(&b, "drd_ready", "gauge",
+           "1 when no readiness check fails ([check] every), 0 when one does; absent before the first run.");
+    if (in->ready >= 0)
+        sample_int(&b, "drd_ready", NULL, in->ready ? 1 : 0);
+    family(&b, "drd_check_status", "gauge",
+           "Each readiness check's last result: 0 ok, 1 warn, 2 fail.");
+    if (in->checks != NULL) {
+        size_t i;
+        const json_t *ck;
+        json_array_foreach(in->checks, i, ck) {
+            const char *name = json_string_value(json_object_get(ck, "name"));
+            const char *st = json_string_value(json_object_get(ck, "status"));
+            if (name == NULL || st == NULL)
+                continue;
+            const char *l[] = { "check", name, NULL };
+            sample_int(&b, "drd_check_status", l,
+                       strcmp(st, "ok") == 0 ? 0 : strcmp(st, "warn") == 0 ? 1 : 2);
+        }
+    }
+    family(&b, "drd_drill_last_success_timestamp_seconds", "gauge",
+           "When the last successful drill (drctl drill) ended, seconds since the epoch; 0 if none.");
+    sample_double(&b, "drd_drill_last_success_timestamp_seconds", NULL, ms_to_s(in->last_drill_ok_at));
 
     family(&b, "drd_active", "gauge", "1 for the database the app uses now, 0 for the other.");
     for (size_t i = 0; i < 2; i++) {

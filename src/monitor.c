@@ -52,6 +52,7 @@ struct monitor {
     void *listener_arg;
     json_t *run, *approvals;     /* extras for the status (referenced) */
     json_t *refresh;             /* referenced */
+    json_t *extra;               /* more top-level keys (readiness, drill), or NULL */
     metrics_counters *counters;  /* may be NULL */
 };
 
@@ -450,6 +451,7 @@ void monitor_free(monitor_t *m)
     json_decref(m->run);
     json_decref(m->approvals);
     json_decref(m->refresh);
+    json_decref(m->extra);
     free(m);
 }
 
@@ -502,10 +504,8 @@ void monitor_set_status_refresh(monitor_t *m, json_t *refresh)
     m->refresh = refresh;
 }
 
-void monitor_publish(monitor_t *m)
+json_t *monitor_status_json(monitor_t *m)
 {
-    if (m->api == NULL)
-        return;
     status_snapshot s;
     memset(&s, 0, sizeof s);
     str_copy(s.active, m->active, sizeof s.active);
@@ -522,6 +522,23 @@ void monitor_publish(monitor_t *m)
     s.approvals = m->approvals;
     s.refresh = m->refresh;
     json_t *doc = status_to_json(&s);
+    if (doc != NULL && m->extra != NULL)
+        json_object_update(doc, m->extra);
+    return doc;
+}
+
+void monitor_set_status_key(monitor_t *m, const char *key, json_t *value)
+{
+    if (m->extra == NULL && (m->extra = json_object()) == NULL)
+        return;
+    json_object_set(m->extra, key, value != NULL ? value : json_null());
+}
+
+void monitor_publish(monitor_t *m)
+{
+    if (m->api == NULL)
+        return;
+    json_t *doc = monitor_status_json(m);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (text != NULL)
         api_publish_status(m->api, text);

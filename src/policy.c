@@ -21,6 +21,7 @@ struct policy {
     fetch_t *fetch;
     const config_t *cfg;
     uint64_t timer;              /* min_outage, or approval expiry */
+    uint64_t drill_timer;        /* drill: auto-grants the policy approval */
     int64_t approval_id;         /* pending policy approval */
     step_run *fence;             /* fence-on-return in flight */
     int64_t fence_backoff_until; /* monotonic: don't retry a failed fence before */
@@ -115,8 +116,13 @@ void policy_withdraw(policy_t *p, const char *why)
     p->approval_id = 0;
     if (p->timer)
         loop_cancel_timer(p->loop, p->timer);
+    if (p->drill_timer)
+        loop_cancel_timer(p->loop, p->drill_timer);
     p->timer = 0;
+    p->drill_timer = 0;
 }
+
+static void on_drill_grant(loop_t *loop, void *arg);
 
 static int64_t start_failover(policy_t *p, const char *by, int64_t incident)
 {
@@ -202,7 +208,22 @@ static void evaluate(policy_t *p)
         snprintf(text, sizeof text, "drd: approval %lld needed: %s", (long long)p->approval_id, a.prompt);
         tell(p, "approval_needed", text, p->approval_id);
         p->timer = loop_add_timer(p->loop, POLICY_APPROVAL_EXPIRES_MS, on_timer, p);
+        if (p->cfg->drill && p->drill_timer == 0)
+            p->drill_timer = loop_add_timer(p->loop, 0, on_drill_grant, p);
     }
+}
+
+/* Inside a drill (drd -D) the policy approval is granted at once. */
+static void on_drill_grant(loop_t *loop, void *arg)
+{
+    policy_t *p = arg;
+    int64_t run = 0;
+    char err[256];
+    (void)loop;
+    p->drill_timer = 0;
+    if (p->approval_id != 0 &&
+        !policy_decide(p, p->approval_id, true, "drill", "granted inside a drill", &run, err, sizeof err))
+        log_warn("drill: %s", err);
 }
 
 bool policy_decide(policy_t *p, int64_t approval_id, bool approve, const char *by,
@@ -352,6 +373,8 @@ void policy_free(policy_t *p)
         return;
     if (p->timer)
         loop_cancel_timer(p->loop, p->timer);
+    if (p->drill_timer)
+        loop_cancel_timer(p->loop, p->drill_timer);
     step_cancel(p->fence);
     free(p);
 }

@@ -33,6 +33,8 @@ typedef enum {
     API_CMD_APPROVE,
     API_CMD_REJECT,
     API_CMD_REFRESH,
+    API_CMD_CHECK,           /* POST /api/checks: run the readiness checks now */
+    API_CMD_DRILL,           /* POST /api/drill: record a drill report (body) */
 } api_cmd_kind;
 
 typedef struct api_cmd {
@@ -42,6 +44,7 @@ typedef struct api_cmd {
     char reason[256];
     char choice[16];         /* APPROVE of a step needing attention: "retry" | "skip" | "abort" | "" */
     char actor[64];          /* "socket", "token", "session:..." */
+    char *body;              /* API_CMD_DRILL: the report (JSON text), else NULL */
     struct api_cmd *next;
 } api_cmd;
 
@@ -58,5 +61,6 @@ void api_publish_metrics(api_t *a, const char *text);
 int api_cmd_fd(api_t *a);
 /* Pop the oldest queued command (caller frees with free()), or NULL. */
 api_cmd *api_cmd_pop(api_t *a);
+void api_cmd_free(api_cmd *c);                 /* accepts NULL */
 
 #endif

@@ -69,6 +69,16 @@ typedef struct config {
 
     char *log_level;
 
+    int64_t check_every_ms;      /* [check] every: readiness checks in drd; 0 = off */
+
+    /* [drill]: the rehearsal environment (drd --drill, drctl drill) */
+    char *drill_primary_url, *drill_primary_app_url, *drill_backup_url, *drill_backup_app_url;
+    char *drill_env_file, *drill_start, *drill_stop, *drill_health_url;
+    char *drill_fault, *drill_restore; /* make the primary unreachable / bring it back */
+    char *drill_dir;             /* the drill drd's state and socket (default: next to [state] db) */
+    int64_t drill_rows, drill_timeout_ms, drill_warn_after_ms;
+    bool drill;                  /* this config is the drill environment (config_load_drill) */
+
     /* every (section, key, value, line) as read, for ${section.key} */
     struct config_entry { char *section, *key, *value; int line; } *entries;
     size_t n_entries;
@@ -82,6 +92,15 @@ typedef struct {
 /* Parse and validate. Returns NULL if there was any error (all collected
  * in errs, which the caller frees with config_errors_free). */
 config_t *config_load(const char *path, config_errors *errs);
+/* The drill environment of the file at path: as config_load, with [drill]
+ * primary_url, primary_app_url, backup_url, backup_app_url, env_file,
+ * start, stop and health_url in place of the [primary], [backup] and [app]
+ * keys (password_file dropped), state and socket in [drill] dir, no TCP
+ * listener, webhook, scheduled refresh or scheduled checks; drill = true.
+ * A [drill] key needed for that and missing is a "FILE:LINE:" error. */
+config_t *config_load_drill(const char *path, config_errors *errs);
+/* [drill] dir as configured or derived from [state] db (malloc'd). */
+char *config_drill_dir(const config_t *c);
 void config_free(config_t *c);                     /* accepts NULL */
 void config_errors_free(config_errors *e);
 void config_error_add(config_errors *e, const char *fmt, ...)

@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
+
 #include "drd/store.h"
 
 #define METRICS_ACTIONS 10           /* one slot per runbook action (ACT_COUNT) */
@@ -33,7 +35,9 @@ typedef struct {
     int64_t last_refresh_at;          /* wall ms of the last good copy, 0 = none */
     int64_t started_at;               /* wall ms */
     const char *version;
-    bool ready;                       /* readiness checks (later issue); true until then */
+    int ready;                        /* readiness: 1 ready, 0 not, -1 never checked */
+    const json_t *checks;             /* [{name, status}] or NULL */
+    int64_t last_drill_ok_at;         /* wall ms, 0 = none */
 } metrics_input;
 
 /* Render the exposition text (malloc'd, NUL-terminated), or NULL on OOM.

@@ -57,5 +57,10 @@ void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals);
 /* The refresh status object (referenced until the next call; NULL = none). */
 void monitor_set_status_refresh(monitor_t *m, json_t *refresh);
 void monitor_publish(monitor_t *m);
+/* The /api/status document as monitor_publish would publish it (new reference). */
+json_t *monitor_status_json(monitor_t *m);
+/* Set (or replace) a top-level key of the status, e.g. "readiness";
+ * value borrowed (a reference is taken); NULL sets null. */
+void monitor_set_status_key(monitor_t *m, const char *key, json_t *value);
 
 #endif
