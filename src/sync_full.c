@@ -1,8 +1,14 @@
 /* sync_full.c - the worker pool, verify, and full mode.
  *
  * verify: per synced table, count(*) and an order-independent checksum
- *   (the sum of the first 64 bits of md5(row text)) computed by each
- *   server, both at once, [sync] parallel tables at a time.
+ *   (the sum of 64-bit row hashes, see sync_checksum_sql) computed by each
+ *   server, both at once, [sync] parallel tables at a time. A table with a
+ *   key whose sums differ is looked at row by row: the backup's keys and
+ *   row hashes are streamed into a temporary table on the primary and
+ *   joined there. When every backup row is on the primary, identical, and
+ *   the primary merely has more (rows it took before the outage that never
+ *   reached the backup), the table passes, reported as such; else it
+ *   differs, with how many backup rows are missing or different.
  *
  * full: whole tables backup -> primary from ONE snapshot: a coordinator
  *   connection on the backup exports it (REPEATABLE READ, read only) and
@@ -28,15 +34,22 @@
 
 #define CHUNK_MIN_BYTES (8LL * 1024 * 1024)
 
+/* The 64-bit hash of the row of alias t that verify sums: `t.*`, never a
+ * bare `t`, which a column named t would shadow. */
+static void row_hash_sql(sbuf *b, const stable *t, bool by_record)
+{
+    if (by_record && catalog_hashable(t))
+        sb_add(b, "hash_record_extended(t.*, 0)");
+    else
+        sb_add(b, "hashtextextended((t.*)::text, 0)");
+}
+
 void sync_checksum_sql(sbuf *b, const stable *t, bool by_record)
 {
     /* sum(bigint) is numeric: no overflow */
-    if (by_record && catalog_hashable(t))
-        sb_printf(b, "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0) FROM ONLY %s t",
-                  t->qname);
-    else
-        sb_printf(b, "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM ONLY %s t",
-                  t->qname);
+    sb_add(b, "SELECT count(*), coalesce(sum(");
+    row_hash_sql(b, t, by_record);
+    sb_printf(b, "), 0) FROM ONLY %s t", t->qname);
 }
 
 bool sync_record_hash_ok(const sconn *b, const sconn *p)
@@ -125,11 +138,27 @@ bool sync_pool(sync_ctx *c, int n, size_t ntasks,
 
 /* ---- verify ------------------------------------------------------------------------ */
 
+/* What verify found for one table. */
+typedef enum {
+    V_EQUAL,                 /* same count and checksum */
+    V_SUBSET,                /* the primary has every backup row, identical, and more */
+    V_DIFFERENT,
+} vstate;
+
+typedef struct {
+    char b[2][48];           /* count, checksum on the backup */
+    char p[2][48];           /* on the primary */
+    vstate state;
+    bool checked;            /* the backup's rows were looked up on the primary */
+    int64_t missing;         /* backup rows whose key the primary lacks */
+    int64_t changed;         /* backup rows whose key the primary has with other content */
+    char why[300];           /* why they could not be looked up ("" = not tried) */
+} vtable;
+
 typedef struct {
     const scatalog *cat;
     bool by_record;
-    char (*b)[2][48];        /* per table: count, checksum on the backup */
-    char (*p)[2][48];
+    vtable *v;               /* per table */
 } verify_arg;
 
 static bool verify_open(sync_ctx *c, sworker *w, void *arg)
@@ -138,26 +167,205 @@ static bool verify_open(sync_ctx *c, sworker *w, void *arg)
     return sconn_open(c, &w->b, false) && sconn_open(c, &w->p, true);
 }
 
+/* The lookup could not run: fine for the job (the table stays a difference,
+ * saying why) unless the job stopped or a connection is gone. */
+static bool subset_soft_fail(sync_ctx *c, sworker *w, const stable *t, vtable *v, const char *err)
+{
+    if (atomic_load(&c->stop)) {
+        sync_fail(c, "cancelled");  /* already failed: only the first failure counts */
+        return false;
+    }
+    if (PQstatus(w->b.pg) == CONNECTION_BAD || PQstatus(w->p.pg) == CONNECTION_BAD) {
+        sync_fail(c, "verify %s: %s", t->label, err);
+        return false;
+    }
+    str_copy(v->why, err, sizeof(v->why));
+    if (!sq_try(&w->p, "ROLLBACK", NULL, 0) && PQstatus(w->p.pg) == CONNECTION_BAD) {
+        sync_fail(c, "verify %s: lost the connection to the primary", t->label);
+        return false;
+    }
+    return true;
+}
+
+static bool primary_try(sworker *w, const char *sql, char *err, size_t errlen)
+{
+    char e[400];
+    if (sq_try(&w->p, sql, e, sizeof(e)))
+        return true;
+    snprintf(err, errlen, "on the primary: %s", e);
+    return false;
+}
+
+/* Is every row of the backup's table t on the primary, identical? The
+ * backup's key columns and row hashes (the checksum's, one per row) are
+ * streamed by COPY into a temporary table of the primary session (created
+ * in a READ WRITE transaction, which a fence by default_transaction_read_only
+ * allows: a temporary table writes none of the database's tables; rolled
+ * back at the end), then joined there to the table by key: the backup rows
+ * whose key the primary lacks, and those whose row hashes differ, are
+ * counted. Nothing is buffered here: COPY passes chunk by chunk. False only
+ * when the job fails (cancelled, a connection lost). */
+static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_record, vtable *v)
+{
+    sbuf create, out, q;
+    sb_init(&create);
+    sb_init(&out);
+    sb_init(&q);
+    char err[512];
+    bool ok = true;
+    PGresult *r = NULL;
+
+    sb_add(&create, "CREATE TEMP TABLE drd_verify_rows (");
+    for (size_t k = 0; k < t->nkey; k++)
+        sb_printf(&create, "k%zu, ", k + 1);
+    sb_add(&create, "h) ON COMMIT DROP AS SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_add(&create, "t.");
+        sb_ident(&create, t->key[k]);
+        sb_add(&create, ", ");
+    }
+    sb_printf(&create, "0::bigint FROM ONLY %s t WITH NO DATA", t->qname);
+
+    sb_add(&out, "COPY (SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_add(&out, "t.");
+        sb_ident(&out, t->key[k]);
+        sb_add(&out, ", ");
+    }
+    row_hash_sql(&out, t, by_record);
+    sb_printf(&out, " FROM ONLY %s t) TO STDOUT", t->qname);
+
+    /* key columns are NOT NULL (primary key, replica identity index): a
+     * NULL one is a missing row */
+    sb_add(&q, "SELECT count(*) FILTER (WHERE t.");
+    sb_ident(&q, t->key[0]);
+    sb_add(&q, " IS NULL), count(*) FILTER (WHERE t.");
+    sb_ident(&q, t->key[0]);
+    sb_add(&q, " IS NOT NULL AND ");
+    row_hash_sql(&q, t, by_record);
+    sb_printf(&q, " <> k.h) FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(&q, "%st.", k ? " AND " : "");
+        sb_ident(&q, t->key[k]);
+        sb_printf(&q, " = k.k%zu", k + 1);
+    }
+    if (create.oom || out.oom || q.oom) {
+        sync_fail(c, "out of memory");
+        ok = false;
+        goto out;
+    }
+
+    int64_t rows = 0;
+    if (!primary_try(w, "BEGIN READ WRITE", err, sizeof(err)) ||
+        !primary_try(w, sb_str(&create), err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    if (!sq_copy(&w->b, sb_str(&out), &w->p, "COPY pg_temp.drd_verify_rows FROM STDIN", &rows,
+                 err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    if (!primary_try(w, "ANALYZE pg_temp.drd_verify_rows", err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    log_debug("sync: primary: %.300s", sb_str(&q));
+    r = PQexec(w->p.pg, sb_str(&q));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char e[400];
+        sq_errtext(r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(w->p.pg), e, sizeof(e));
+        snprintf(err, sizeof(err), "on the primary: %s", e);
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    v->missing = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    v->changed = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    v->checked = true;
+    if (!primary_try(w, "ROLLBACK", err, sizeof(err))) {
+        v->checked = false;
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    log_debug("sync: verify %s: %" PRId64 " backup rows looked up on the primary: %" PRId64
+              " missing, %" PRId64 " different", t->label, rows, v->missing, v->changed);
+out:
+    PQclear(r);
+    sb_free(&create);
+    sb_free(&out);
+    sb_free(&q);
+    return ok;
+}
+
 static bool verify_run(sync_ctx *c, sworker *w, size_t task, void *arg)
 {
     verify_arg *va = arg;
+    const stable *t = &va->cat->t[task];
+    vtable *v = &va->v[task];
     sbuf q;
     sb_init(&q);
-    sync_checksum_sql(&q, &va->cat->t[task], va->by_record);
+    sync_checksum_sql(&q, t, va->by_record);
     PGresult *rb, *rp;
     bool ok = !q.oom && sq_exec_both(&w->b, sb_str(&q), &w->p, sb_str(&q), &rb, &rp, "checksumming");
     if (ok) {
-        str_copy(va->b[task][0], PQgetvalue(rb, 0, 0), sizeof(va->b[task][0]));
-        str_copy(va->b[task][1], PQgetvalue(rb, 0, 1), sizeof(va->b[task][1]));
-        str_copy(va->p[task][0], PQgetvalue(rp, 0, 0), sizeof(va->p[task][0]));
-        str_copy(va->p[task][1], PQgetvalue(rp, 0, 1), sizeof(va->p[task][1]));
+        str_copy(v->b[0], PQgetvalue(rb, 0, 0), sizeof(v->b[0]));
+        str_copy(v->b[1], PQgetvalue(rb, 0, 1), sizeof(v->b[1]));
+        str_copy(v->p[0], PQgetvalue(rp, 0, 0), sizeof(v->p[0]));
+        str_copy(v->p[1], PQgetvalue(rp, 0, 1), sizeof(v->p[1]));
         PQclear(rb);
         PQclear(rp);
     } else if (q.oom) {
         sync_fail(c, "out of memory");
     }
     sb_free(&q);
-    return ok;
+    if (!ok)
+        return false;
+    if (strcmp(v->b[0], v->p[0]) == 0 && strcmp(v->b[1], v->p[1]) == 0) {
+        v->state = V_EQUAL;
+        return true;
+    }
+    v->state = V_DIFFERENT;
+    if (t->nkey == 0)
+        return true;
+    if (!verify_subset(c, w, t, va->by_record, v))
+        return false;
+    /* every backup row on the primary, and the primary has more: the rows
+     * it took before the outage that never reached the backup. (Equal
+     * counts cannot get here with equal rows: the checksums would agree,
+     * unless a table changed during verify.) */
+    if (v->checked && v->missing == 0 && v->changed == 0 &&
+        strtoll(v->p[0], NULL, 10) > strtoll(v->b[0], NULL, 10))
+        v->state = V_SUBSET;
+    return true;
+}
+
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* "3 backup rows missing on the primary, 1 different there" etc.; "" when
+ * there is nothing to add. */
+static void verify_detail(sbuf *b, const vtable *v, const stable *t)
+{
+    if (t->nkey == 0) {
+        sb_add(b, "no primary key: its rows cannot be looked up one by one");
+    } else if (!v->checked) {
+        if (v->why[0] != '\0')
+            sb_printf(b, "could not look the backup's rows up on the primary: %s", v->why);
+    } else if (v->missing > 0 && v->changed > 0) {
+        sb_printf(b, "%" PRId64 " backup %s missing on the primary, %" PRId64 " different there",
+                  v->missing, plural(v->missing, "row", "rows"), v->changed);
+    } else if (v->missing > 0) {
+        sb_printf(b, "%" PRId64 " backup %s missing on the primary", v->missing,
+                  plural(v->missing, "row", "rows"));
+    } else if (v->changed > 0) {
+        sb_printf(b, "%" PRId64 " backup %s different on the primary", v->changed,
+                  plural(v->changed, "row", "rows"));
+    } else {
+        sb_add(b, "every backup row is on the primary, identical, yet the counts do not show"
+                  " extra primary rows: did the table change during verify?");
+    }
 }
 
 bool sync_op_verify(sync_ctx *c)
@@ -165,6 +373,9 @@ bool sync_op_verify(sync_ctx *c)
     sconn b = { .slot = -1 }, p = { .slot = -1 };
     scatalog bcat = { 0 }, pcat = { 0 };
     verify_arg va = { 0 };
+    sbuf bad, line;
+    sb_init(&bad);
+    sb_init(&line);
     bool ok = false;
     int64_t t0 = mono_ms();
     if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
@@ -175,49 +386,76 @@ bool sync_op_verify(sync_ctx *c)
     sconn_close(&b);
     sconn_close(&p);
     va.cat = &bcat;
-    va.b = calloc(bcat.n + 1, sizeof(*va.b));
-    va.p = calloc(bcat.n + 1, sizeof(*va.p));
-    if (va.b == NULL || va.p == NULL) {
+    va.v = calloc(bcat.n + 1, sizeof(*va.v));
+    if (va.v == NULL) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
     if (!sync_pool(c, c->parallel, bcat.n, verify_open, verify_run, &va))
         goto cleanup;
-    sbuf bad;
-    sb_init(&bad);
-    int nbad = 0;
-    int64_t rows = 0;
+    int nbad = 0, nsubset = 0;
+    const char *why = NULL;  /* the first reason a lookup could not run */
+    int64_t rows = 0, extra = 0;
     for (size_t i = 0; i < bcat.n; i++) {
-        bool same = strcmp(va.b[i][0], va.p[i][0]) == 0 && strcmp(va.b[i][1], va.p[i][1]) == 0;
-        rows += strtoll(va.b[i][0], NULL, 10);
-        if (same) {
-            sync_report(c, "verify %s: %s rows, equal", bcat.t[i].label, va.b[i][0]);
-        } else {
+        const vtable *v = &va.v[i];
+        const stable *t = &bcat.t[i];
+        int64_t nb = strtoll(v->b[0], NULL, 10), np = strtoll(v->p[0], NULL, 10);
+        rows += nb;
+        switch (v->state) {
+        case V_EQUAL:
+            sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
+            break;
+        case V_SUBSET:
+            nsubset++;
+            extra += np - nb;
+            sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
+                        " before the outage, never copied to the backup); every backup row is on the"
+                        " primary, identical", t->label, np - nb, plural(np - nb, "row", "rows"));
+            break;
+        case V_DIFFERENT:
+            sb_reset(&line);
+            verify_detail(&line, v, t);
             sync_report(c, "verify %s: DIFFERENT: backup %s rows (checksum %s), primary %s rows"
-                        " (checksum %s)", bcat.t[i].label, va.b[i][0], va.b[i][1], va.p[i][0],
-                        va.p[i][1]);
-            sb_printf(&bad, "%s%s (backup %s rows, primary %s rows%s)", nbad++ ? ", " : "",
-                      bcat.t[i].label, va.b[i][0], va.p[i][0],
-                      strcmp(va.b[i][0], va.p[i][0]) == 0 ? ", same count, different rows" : "");
+                        " (checksum %s)%s%s", t->label, v->b[0], v->b[1], v->p[0], v->p[1],
+                        line.len ? "; " : "", sb_str(&line));
+            sb_printf(&bad, "%s%s (backup %s rows, primary %s rows%s)", nbad++ ? "; " : "",
+                      t->label, v->b[0], v->p[0],
+                      strcmp(v->b[0], v->p[0]) == 0 ? ", same count, different rows" : "");
+            if (t->nkey > 0 && v->checked)
+                sb_printf(&bad, ": %s", sb_str(&line));
+            else if (t->nkey > 0 && v->why[0] != '\0' && why == NULL)
+                why = v->why;
+            break;
         }
+    }
+    if (bad.oom || line.oom) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
     }
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof(d));
     if (nbad > 0) {
-        sync_fail(c, "verify: %d of %zu tables differ: %s", nbad, bcat.n, sb_str(&bad));
-    } else {
-        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
-        sync_add_counts(c, rows, (int64_t)bcat.n);
-        ok = true;
+        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s", nbad, bcat.n, sb_str(&bad),
+                  why ? " (the backup's rows could not be looked up on the primary: " : "",
+                  why ? why : "", why ? ")" : "");
+        goto cleanup;
     }
-    sb_free(&bad);
+    if (nsubset > 0)
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all backup rows on the primary (%d %s with"
+                    " %" PRId64 " extra primary %s, kept) (%s)", bcat.n, rows, nsubset,
+                    plural(nsubset, "table", "tables"), extra, plural(extra, "row", "rows"), d);
+    else
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
+    sync_add_counts(c, rows, (int64_t)bcat.n);
+    ok = true;
 cleanup:
     sconn_close(&b);
     sconn_close(&p);
     catalog_free(&bcat);
     catalog_free(&pcat);
-    free(va.b);
-    free(va.p);
+    free(va.v);
+    sb_free(&bad);
+    sb_free(&line);
     return ok;
 }
 

@@ -128,10 +128,10 @@ In another terminal (from $PWD):
   fail back         $dctl failback               (asks to confirm, then follows the run)
                     -> the app is stopped, the rows it wrote on the backup are
                        copied to the primary (sync-back), then both sides are
-                       compared (verify). The demo never copies the primary to
-                       the backup, so verify finds the primary's older rows
-                       missing there and waits; accept that (nothing is lost):
-                    $dctl approve ID --skip       -> the app is back on the primary
+                       compared (verify): every backup row is on the primary;
+                       the primary's older rows, which the demo never copied
+                       to the backup, are kept and reported, not a difference
+                    -> the app is back on the primary (no approval needed)
   freeze instead    kill -STOP \$(head -1 $pidfile)   (thaw: kill -CONT ...)
   history           $dctl history
 

@@ -11,13 +11,12 @@
 #     app's new rows land on the backup, status says active=backup; the
 #     primary coming back starts nothing and is fenced (a new app session
 #     cannot write: read-only), which the events record.
-#     `drctl failback --yes`: sync-back brings every row the app wrote on
-#     the backup to the primary, then verify finds the table different
-#     (the primary has its pre-outage rows too, with both counts in the
-#     step's detail) and the run waits with an attention approval; the
-#     env file and the fence are untouched meanwhile. `drctl approve ID
-#     --skip` accepts the difference: the run succeeds, env file back to
-#     the primary, fence lifted, the app writes on the primary again, the
+#     `drctl failback --yes` runs to its end without any approval:
+#     sync-back brings every row the app wrote on the backup to the
+#     primary, then verify finds the primary holding every backup row,
+#     identical, plus its own pre-outage rows (which the backup never had:
+#     kept, and said so in the step's output); env file back to the
+#     primary, fence lifted, the app writes on the primary again, the
 #     backup has no schema drd any more (uncapture), no row was lost.
 #  2. The happy path: the app stopped, the backup made an exact copy of the
 #     primary (COPY between the clusters, its sequence moved far ahead as a
@@ -63,8 +62,6 @@ missing() {
   b=$(rows "$2" "$3") || { echo "query failed on $2"; return 0; }
   comm -23 <(sort <<<"$a") <(sort <<<"$b") | wc -l
 }
-# step_detail NAME: the detail of step NAME of the run in progress (status).
-step_detail() { drd_json "[.run.steps[] | select(.name == \"$1\") | .detail][0] // empty"; }
 # fences: events recording that a returning primary was fenced.
 fences() { fo_event_count 'answered again and was fenced'; }
 fences_gt() { [ "$(fences)" -gt "$1" ]; }
@@ -145,50 +142,29 @@ pre=$(rows_sum primary "writer LIKE '%:$app1'")
 n_pre=$(fo_rows_by primary "$app1")
 cmp_ok "$n_pre" -gt 0 "the primary has the app's rows from before the outage ($n_pre)"
 
-# ------------------------------------- failback: verify finds a difference ----
+# ---------------------- failback: the primary's pre-outage rows are kept ----
 out=$(fo_drctl failback --yes 2>&1); rc=$?
-is "$rc" 0 "drctl failback --yes: exit 0 (the run waits for a decision)" || diag "$out"
-like "$out" "run 2 waits for approval [0-9]+" "... it says run 2 waits for an approval" || diag "$out"
-like "$out" "verify" "... at verify" || diag "$out"
-aid=$(sed -n 's/.*waits for approval \([0-9][0-9]*\).*/\1/p' <<<"$out" | head -n 1)
-like "$out" "drctl approve ${aid:-x} \[--skip\]" "... and offers drctl approve ${aid:-?} [--skip]"
-is "$(fo_run_state 2)" waiting "run 2 is waiting"
-is "$(fo_step 2 sync-back state)" "done" "sync-back is done"
-is "$(fo_step 2 verify state)" needs_attention "verify needs attention"
-is "$(drd_sql "SELECT kind || ' ' || state || ' ' || step_idx FROM approvals WHERE id = ${aid:-0}")" \
-  "attention pending $(drd_sql "SELECT idx FROM steps WHERE run_id = 2 AND name = 'verify'")" \
-  "approval ${aid:-?} is a pending attention approval for the verify step"
-like "$(fo_status_approval "${aid:-0}")" "^attention 2 verify$" "status lists approval ${aid:-?} (attention, run 2, verify)"
-is "$(drd_json '"\(.run.id) \(.run.state) \(.run.steps | length)"')" "2 waiting $FB_STEPS" \
-  "status: run 2 waiting, with the $FB_STEPS steps of runbooks/failback.ini"
-nb=$(fo_rows backup); np=$(fo_rows primary)
-detail=$(step_detail verify)
-like "$detail" "public\.drd_app_writes \(backup $nb rows, primary $np rows\)" \
-  "verify's detail names the table with both counts (backup $nb, primary $np)" || diag "$detail"
-cmp_ok "$np" -gt "$nb" "... the primary has more (its rows from before the outage)"
-is "$(fo_app_running && echo running)" "" "the app is stopped while the run waits"
+is "$rc" 0 "drctl failback --yes: exit 0" || diag "$out"
+like "$out" "run 2 succeeded" "... run 2 succeeded on its own" || { diag "$out"; fo_diag; }
+unlike "$out" "waits for approval" "... it never waited for an approval"
+is "$(fo_run_state 2)" succeeded "run 2 state: succeeded"
+is "$(states 2)" "$(all_done "$FB_STEPS")" "all $FB_STEPS steps of runbooks/failback.ini done, verify included"
+is "$(drd_sql "SELECT count(*) FROM approvals WHERE run_id = 2")" 0 "no approval for run 2"
+nb=$(fo_rows backup)    # the app wrote there until stop-app, never after
+vout=$(drd_sql "SELECT output FROM steps WHERE run_id = 2 AND name = 'verify'")
+like "$vout" "verify public\.drd_app_writes: primary has $n_pre more rows? than the backup \(written there before the outage, never copied to the backup\); every backup row is on the primary, identical" \
+  "verify: the primary has its $n_pre pre-outage rows more, every backup row is there, identical" || diag "$vout"
+like "$vout" "verify: 1 tables?, $nb rows, all backup rows on the primary \(1 table with $n_pre extra primary rows?, kept\)" \
+  "... its summary: all $nb backup rows on the primary, $n_pre extra primary rows kept" || diag "$vout"
 out_rows=$(fo_rows_by backup "$app2")
 cmp_ok "$out_rows" -gt 5 "the app wrote $out_rows rows on the backup during the outage"
 is "$(missing backup primary "writer LIKE '%:$app2'")" 0 \
   "every one of them is on the primary now, identical (id, writer, seq, at)"
 is "$(fo_rows_by primary "$app2")" "$out_rows" "... and no more (the same count)"
-is "$(pg_psql primary "SELECT last_value >= (SELECT max(id) FROM drd_app_writes) FROM drd_app_writes_id_seq" appdb)" t \
+is "$(pg_psql primary "SELECT last_value >= (SELECT max(id) FROM drd_app_writes WHERE writer LIKE '%:$app2') FROM drd_app_writes_id_seq" appdb)" t \
   "the primary's sequence was moved past their ids"
 is "$(rows_sum primary "writer LIKE '%:$app1'")" "$pre" \
   "the primary's own rows from before the outage are untouched ($n_pre)"
-is "$(fo_env_url)" "$B_URL" "env file not touched while verify waits"
-fo_app_insert_refused primary; ok $? "the primary is still fenced for the app"
-is "$(drd_schema backup)" 1 "the capture is still on the backup"
-
-out=$(fo_drctl approve "${aid:-0}" --skip 2>&1); rc=$?
-is "$rc" 0 "drctl approve ${aid:-?} --skip: exit 0" || diag "$out"
-like "$out" "run 2 succeeded" "... the failback run succeeded" || { diag "$out"; fo_diag; }
-is "$(fo_run_state 2)" succeeded "run 2 state: succeeded"
-is "$(fo_step 2 verify state)" skipped "verify: skipped (the difference accepted)"
-is "$(drd_sql "SELECT count(*) FROM steps WHERE run_id = 2 AND state <> 'done' AND name <> 'verify'")" 0 \
-  "every other step of run 2 done"
-is "$(drd_sql "SELECT state || ' ' || choice || ' ' || (decided_by <> '') FROM approvals WHERE id = ${aid:-0}")" \
-  "approved skip 1" "the approval is recorded: approved, choice skip, with who decided"
 is "$(fo_env_url)" "$P_URL" "env file: DATABASE_URL = the primary's app_url again"
 is "$(fo_env_others)" "$(fo_env_others "$FO_APP_DIR/app.env.orig")" "env file: other lines still kept"
 is "$(drd_json .active)" primary "status: active=primary"

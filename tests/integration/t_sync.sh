@@ -150,4 +150,60 @@ sc "$TEST_TMP/user.conf" uncapture
 is "$res" ok "uncapture as drd_sync (not the tables' owner): ok"
 is "$(has_drd)/$(ntrig)" "0/0" "... the backup is plain again"
 
+# ------------------------------------------ verify: rows only the primary has ----
+# After a correct failback the primary may hold rows the backup never had
+# (written there before the outage, never copied): verify passes, saying
+# so, when every backup row is on the primary, identical; any backup row
+# missing or different there, or a keyless table that differs, fails.
+sync_load 2>/dev/null || bail_out "cannot reload the schema"
+sq primary "INSERT INTO parent VALUES (500, 'before the outage'), (501, 'before the outage');
+            INSERT INTO composite VALUES ('eu', 500, 'before the outage')" >/dev/null
+# the primary fenced as drd fences it: verify still works (it writes nothing there)
+sq primary "ALTER DATABASE app SET default_transaction_read_only = on" >/dev/null
+sum1=$(db_checksum primary)
+sc "$TEST_TMP/user.conf" verify
+is "$res/$tables" "ok/8" "verify: the primary has extra rows only -> ok (fenced primary, ordinary role)"
+[ "$res" = ok ] || diag "$out"
+like "$out" "verify public\.parent: primary has 2 more rows than the backup \(written there before the outage, never copied to the backup\); every backup row is on the primary, identical" \
+  "... public.parent: 2 more rows on the primary, every backup row there"
+like "$out" "verify public\.composite: primary has 1 more row than the backup" "... public.composite: 1 more row"
+like "$out" "verify: 8 tables, [0-9]+ rows, all backup rows on the primary \(2 tables with 3 extra primary rows, kept\)" \
+  "... the summary line counts them"
+is "$(db_checksum primary)" "$sum1" "... the primary is unchanged (its extra rows kept)"
+is "$(sq primary "SELECT count(*) FROM pg_class WHERE relname = 'drd_verify_rows'")" 0 \
+  "... no temporary table left behind"
+unfenced() { PGOPTIONS="-c default_transaction_read_only=off" sq "$@"; }
+
+unfenced backup "INSERT INTO parent VALUES (600, 'only on the backup')" >/dev/null
+sc "$CONF" verify
+is "$res" fail "verify: a backup row the primary lacks -> fails"
+like "$err" "public\.parent \(backup 21 rows, primary 22 rows\): 1 backup row missing on the primary" \
+  "... naming the table and the missing row" || diag "$err"
+unlike "$err" "composite" "... the table with extra primary rows only is not a difference"
+unfenced backup "DELETE FROM parent WHERE id = 600" >/dev/null
+
+unfenced primary "UPDATE rekey SET payload = 'edited on the primary' WHERE code = 'a'" >/dev/null
+sc "$CONF" verify
+is "$res" fail "verify: same key, different content -> fails"
+like "$err" "public\.rekey \(backup 10 rows, primary 10 rows, same count, different rows\): 1 backup row different on the primary" \
+  "... naming the table and the different row" || diag "$err"
+unfenced primary "UPDATE rekey SET payload = 'payload 1' WHERE code = 'a'" >/dev/null
+
+unfenced primary "INSERT INTO nokey VALUES (99, 'before the outage')" >/dev/null
+sc "$CONF" verify
+is "$res" fail "verify: a table without a key that differs -> fails (as before)"
+like "$err" "public\.nokey \(backup 10 rows, primary 11 rows\)" "... naming it" || diag "$err"
+like "$out" "verify public\.nokey: DIFFERENT: .*no primary key" "... the report says it has no key"
+unfenced primary "DELETE FROM nokey WHERE a = 99" >/dev/null
+
+# without the right to create temporary tables on the primary: a difference, saying why
+unfenced primary "REVOKE TEMP ON DATABASE app FROM PUBLIC, drd_sync" >/dev/null
+sc "$TEST_TMP/user.conf" verify
+is "$res" fail "verify without TEMP on the primary: extra primary rows stay a difference"
+like "$err" "could not be looked up on the primary: .*permission denied to create temporary tables" \
+  "... saying why" || diag "$err"
+sc "$CONF" verify
+is "$res" ok "... as a superuser: ok again"
+unfenced primary "ALTER DATABASE app RESET default_transaction_read_only" >/dev/null
+
 done_testing
