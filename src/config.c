@@ -988,7 +988,7 @@ static const struct { const char *section, *key; } drill_drop[] = {
     { "primary", "password_file" }, { "backup", "password_file" },
     { "http", "listen" }, { "http", "socket" }, { "state", "db" },
     { "notify", "webhook" }, { "refresh", "every" }, { "refresh", "schedule" },
-    { "check", "every" },
+    { "check", "every" }, { "failover", "block" },
 };
 
 typedef struct {
@@ -1089,6 +1089,8 @@ static void drill_inject(drill_ctx *d, const char *path)
         config_on_entry(x, "state", "db", db, line);
         config_on_entry(x, "http", "socket", sock, line);
         config_on_entry(x, "check", "every", "0s", line);
+        /* each drill is a new rehearsal: no block from the last one */
+        config_on_entry(x, "failover", "block", "0s", line);
     }
     free(dir);
     free(db);

@@ -27,6 +27,7 @@
 #include "drd/config.h"
 #include "drd/envfile.h"
 #include "drd/log.h"
+#include "drd/pgconn.h"
 #include "drd/status.h"
 #include "drd/store.h"
 #include "drd/util.h"
@@ -790,6 +791,18 @@ static int cmd_history(const drctl *x)
         json_decref(ev_doc);
         return ex;
     }
+    /* drills: a drd older than this drctl has none (404): no section */
+    json_t *drills_doc = NULL, *drills;
+    {
+        char err[256];
+        buffer reply;
+        long code;
+        if (http_call(x, "GET", "/api/drills?limit=10", NULL, &code, &reply, err, sizeof err) == CALL_OK &&
+            code == 200)
+            drills_doc = json_loadb(reply.data ? reply.data : "", reply.len, 0, NULL);
+        free(reply.data);
+    }
+    drills = json_object_get(drills_doc, "drills");
     runs = json_object_get(runs_doc, "runs");
     incidents = json_object_get(inc_doc, "incidents");
     events = json_object_get(ev_doc, "events");
@@ -800,10 +813,11 @@ static int cmd_history(const drctl *x)
         json_array_append(newest, json_array_get(events, i - 1));
 
     if (x->json) {
-        json_t *out = json_pack("{s:o,s:o,s:O}", "incidents",
+        json_t *out = json_pack("{s:o,s:o,s:O,s:o}", "incidents",
                                 json_is_array(incidents) ? json_incref(incidents) : json_array(),
                                 "runs", json_is_array(runs) ? json_incref(runs) : json_array(),
-                                "events", newest);
+                                "events", newest,
+                                "drills", json_is_array(drills) ? json_incref(drills) : json_array());
         print_json(out);
         json_decref(out);
     } else {
@@ -860,6 +874,27 @@ static int cmd_history(const drctl *x)
             }
         }
         printf("\n");
+        if (json_array_size(drills) > 0) {
+            printf("DRILLS\n");
+            json_array_foreach(drills, i, v) {
+                json_t *rep = json_object_get(v, "report");
+                char det[32] = "-", rto[32] = "-", syn[32] = "-";
+                if (json_is_integer(json_object_get(rep, "detection_ms")))
+                    format_duration(json_integer_value(json_object_get(rep, "detection_ms")), det, sizeof det);
+                if (json_is_integer(json_object_get(rep, "rto_ms")))
+                    format_duration(json_integer_value(json_object_get(rep, "rto_ms")), rto, sizeof rto);
+                if (json_is_integer(json_object_get(rep, "sync_ms")))
+                    format_duration(json_integer_value(json_object_get(rep, "sync_ms")), syn, sizeof syn);
+                format_time(json_object_get(v, "started_at"), a, sizeof(a));
+                mask_secrets(str_or(json_object_get(rep, "error"), ""), msg, sizeof(msg));
+                printf("drill %-4" JSON_INTEGER_FORMAT " %-9s %s  detection %s  RTO %s  sync-back %s"
+                       "  rows %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "%s%s\n",
+                       json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "result"), "?"),
+                       a, det, rto, syn, json_integer_value(json_object_get(rep, "rows_found")),
+                       json_integer_value(json_object_get(rep, "rows_written")), msg[0] ? "  " : "", msg);
+            }
+            printf("\n");
+        }
         if (json_array_size(newest) == 0) {
             printf("no events\n");
         } else {
@@ -874,6 +909,7 @@ static int cmd_history(const drctl *x)
         }
     }
     json_decref(newest);
+    json_decref(drills_doc);
     json_decref(inc_doc);
     json_decref(ev_doc);
     json_decref(runs_doc);
@@ -964,12 +1000,14 @@ static int post_action(const drctl *x, const char *path, const char *label, int6
     }
     doc = reply.data != NULL ? json_loadb(reply.data, reply.len, 0, NULL) : NULL;
     free(reply.data);
+    /* with --json (drill) stdout is the report alone */
+    FILE *out = x->json ? stderr : stdout;
     if (json_is_integer(json_object_get(doc, "request_id"))) {
         *request_id = json_integer_value(json_object_get(doc, "request_id"));
-        printf("%s queued (request %" JSON_INTEGER_FORMAT ")\n", label,
-               json_integer_value(json_object_get(doc, "request_id")));
+        fprintf(out, "%s queued (request %" JSON_INTEGER_FORMAT ")\n", label,
+                json_integer_value(json_object_get(doc, "request_id")));
     } else
-        printf("%s accepted\n", label);
+        fprintf(out, "%s accepted\n", label);
     json_decref(doc);
     return ex;
 }
@@ -1330,16 +1368,31 @@ static bool dr_sh(drill_t *d, const char *what, const char *cmd, int64_t timeout
     return true;
 }
 
-static PGconn *dr_connect(drill_t *d, const char *url, const char *what)
+/* Blocking libpq (drctl is a command, not the loop); dbname: the database
+ * to use instead of the URL's (NULL: the URL's). */
+static PGconn *dr_connect(drill_t *d, const char *url, const char *dbname, const char *what)
 {
-    const char *const keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-    const char *const vals[] = { url, "5", "drd-drill", NULL };
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL, NULL };
+    const char *vals[] = { url, "5", "drd-drill", NULL, NULL };
+    if (dbname != NULL) {
+        keys[3] = "dbname";
+        vals[3] = dbname;
+    }
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         dr_fail(d, what, "cannot connect to %s: %s", what, c ? PQerrorMessage(c) : "out of memory");
         PQfinish(c);
         return NULL;
     }
+    return c;
+}
+
+/* drd's role on side t, in the app's database. */
+static PGconn *dr_admin(drill_t *d, const config_target *t, const char *what)
+{
+    char *db = pgconn_dbname(t->app_url);
+    PGconn *c = dr_connect(d, t->url, db, what);
+    free(db);
     return c;
 }
 
@@ -1368,11 +1421,13 @@ static void url_user(const char *url, char *out, size_t n)
 static bool dr_table(drill_t *d, const config_target *t, const char *side)
 {
     char sql[1024], app_user[128], admin_user[128];
-    PGconn *c = dr_connect(d, t->url, side);
+    PGconn *c = dr_admin(d, t, side);
     if (c == NULL)
         return false;
     char *qs = PQescapeIdentifier(c, d->schema, strlen(d->schema));
+    /* durable before the fault, whatever the server's synchronous_commit */
     snprintf(sql, sizeof sql,
+             "SET synchronous_commit = on;"
              "DROP TABLE IF EXISTS %s." DRILL_TABLE ";"
              "CREATE TABLE %s." DRILL_TABLE " (id bigint PRIMARY KEY, drill bigint NOT NULL,"
              " n int NOT NULL, at timestamptz NOT NULL DEFAULT now())", qs, qs);
@@ -1395,7 +1450,7 @@ static void dr_drop_tables(drill_t *d)
 {
     const config_target *t[] = { &d->dc->primary, &d->dc->backup };
     for (size_t i = 0; i < 2; i++) {
-        PGconn *c = dr_connect(d, t[i]->url, i == 0 ? "primary" : "backup");
+        PGconn *c = dr_admin(d, t[i], i == 0 ? "primary" : "backup");
         if (c == NULL)
             continue;
         char sql[512], *qs = PQescapeIdentifier(c, d->schema, strlen(d->schema));
@@ -1558,7 +1613,7 @@ static void dr_steps(drill_t *d, json_t *run, const char *kind, int64_t *last_he
                               "state", str_or(json_object_get(st, "state"), "?"),
                               "ms", json_is_integer(dur) ? dur : json_null()));
         if (last_healthy != NULL && strcmp(action, "wait-healthy") == 0 &&
-            strcmp(str_or(json_object_get(st, "state"), ""), "succeeded") == 0)
+            strcmp(str_or(json_object_get(st, "state"), ""), "done") == 0)
             *last_healthy = json_integer_value(json_object_get(st, "finished_at"));
         if (sync_ms != NULL && strcmp(action, "sync-back") == 0 && json_is_integer(dur))
             *sync_ms = json_integer_value(dur);
@@ -1612,7 +1667,7 @@ static bool dr_write_rows(drill_t *d)
     if (strcmp(url, d->dc->backup.app_url) != 0)
         return dr_fail(d, "write", "after the failover %s in %s is not the backup's app_url",
                        d->dc->app_env_key, d->dc->app_env_file);
-    PGconn *c = dr_connect(d, url, "the backup (as the app)");
+    PGconn *c = dr_connect(d, url, NULL, "the backup (as the app)");
     if (c == NULL)
         return false;
     char *qs = PQescapeIdentifier(c, d->schema, strlen(d->schema));
@@ -1633,7 +1688,7 @@ static bool dr_write_rows(drill_t *d)
 static bool dr_count_rows(drill_t *d)
 {
     char sql[512];
-    PGconn *c = dr_connect(d, d->dc->primary.url, "primary");
+    PGconn *c = dr_admin(d, &d->dc->primary, "primary");
     if (c == NULL)
         return false;
     char *qs = PQescapeIdentifier(c, d->schema, strlen(d->schema));
