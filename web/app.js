@@ -2,9 +2,12 @@
  *
  * It logs in with the token (POST /api/login -> a session cookie the page
  * cannot read, and a CSRF token it keeps in memory), then polls
- * /api/status every 1.5 s and the history every few seconds. Every POST
- * carries the CSRF token in X-CSRF-Token. Text from the server is only
- * ever put in the page with textContent, never as HTML. */
+ * /api/status every 1.5 s and the history every few seconds. The status
+ * carries the readiness checks and the newest drill; the list of drills
+ * (GET /api/drills) is fetched at the start and whenever the newest drill
+ * changes. Every POST carries the CSRF token in X-CSRF-Token. Text from
+ * the server is only ever put in the page with textContent, never as
+ * HTML. */
 'use strict';
 
 (function () {
@@ -12,6 +15,9 @@
   const HIDDEN_EVERY_MS = 5000;     // when the tab is not visible
   const HISTORY_EVERY_MS = 6000;
   const CHART_WINDOW_MS = 10 * 60 * 1000;
+  const DRILLS_LIMIT = 10;
+  const DRILLS_RETRY_MS = 30000;    // after GET /api/drills failed
+  const CHECK_WAIT_MS = 60000;      // Check now: how long to wait for the results
 
   const state = {
     csrf: null,
@@ -28,6 +34,12 @@
     historyAt: 0,
     failures: 0,
     inflight: false,
+    checkPending: null,     // Check now: { before: checked_at, accepted, until }
+    drills: [],             // GET /api/drills
+    drillsKey: null,        // the newest drill's id the list was loaded for ('none': no drill)
+    drillsLoading: false,
+    drillsRetryAt: 0,
+    openDrills: new Set(),  // drill ids whose details are open
   };
 
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -180,6 +192,8 @@
     show($('#logout'), state.csrf !== null);
     $('#who').textContent = state.actor ? 'signed in as ' + state.actor : '';
     state.historyAt = 0;
+    state.drillsKey = null;
+    state.drillsRetryAt = 0;
     loadProbeHistory();
     poll();
   }
@@ -208,6 +222,7 @@
       state.status = st;
       setConn(true, st);
       renderStatus(st);
+      maybeLoadDrills(st);
       const key = statusKey(st);
       if (key !== state.statusKey || Date.now() - state.historyAt > HISTORY_EVERY_MS) {
         state.statusKey = key;
@@ -296,6 +311,8 @@
     for (const name of ['primary', 'backup']) renderTarget(name, st.targets ? st.targets[name] : null, st);
     renderApprovals(st.approvals || [], st);
     renderActions(st);
+    renderReadiness(st.readiness);
+    renderDrill(st.drill);
   }
 
   function lagOf(st, name, t) {
@@ -471,8 +488,11 @@
     return b;
   }
 
-  // POST, then follow the request until the loop has taken it.
-  async function submit(path, body, msgEl, what) {
+  // POST, then follow the request until the loop has taken it. opts:
+  // accepted - the message once taken (default "accepted (run #N)."),
+  // keepView - do not switch the run panel back to the current run.
+  async function submit(path, body, msgEl, what, opts) {
+    const o = opts || {};
     msgEl.className = msgEl.className.replace(/ ?(error|okmsg)/g, '');
     msgEl.textContent = 'Sending…';
     let doc;
@@ -490,9 +510,10 @@
       try {
         const rq = await api('GET', '/api/requests/' + doc.request_id);
         if (rq.state === 'accepted') {
-          msgEl.textContent = what + ': accepted' + (rq.run_id ? ' (run #' + rq.run_id + ')' : '') + '.';
+          msgEl.textContent = what + ': ' +
+            (o.accepted || 'accepted' + (rq.run_id ? ' (run #' + rq.run_id + ')' : '') + '.');
           msgEl.classList.add('okmsg');
-          state.viewRun = null;
+          if (!o.keepView) state.viewRun = null;
           state.historyAt = 0;
           poll();
           return true;
@@ -508,7 +529,7 @@
         }
       }
     }
-    msgEl.textContent = what + ': still queued; see the run below.';
+    msgEl.textContent = what + ': ' + (o.stillQueued || 'still queued; see the run below.');
     return false;
   }
 
@@ -630,6 +651,322 @@
     }
   }
 
+
+  // ---------------------------------------------------------- readiness
+
+  const CHECK_RANK = { fail: 0, warn: 1, ok: 3 };   // anything else: 2
+  const CHECK_BADGE = { fail: 'bad', warn: 'warn', ok: 'good' };
+  const CHECK_TEXT = { fail: '✗ fail', warn: '! warn', ok: '✓ ok' };
+
+  function checkRank(c) {
+    const r = CHECK_RANK[c.status];
+    return r === undefined ? 2 : r;
+  }
+
+  // Failing checks first, then warnings, then the rest; otherwise as sent.
+  function sortedChecks(list) {
+    return list.map((c, i) => ({ c, i }))
+      .sort((a, b) => checkRank(a.c) - checkRank(b.c) || a.i - b.i)
+      .map((x) => x.c);
+  }
+
+  function sinceText(c) {
+    return c.since ? c.status + ' for ' + fmtDuration(Date.now() - c.since) : '';
+  }
+
+  function renderReadiness(rd) {
+    const big = $('#ready-state');
+    const meta = $('#ready-meta');
+    const ul = $('#checks');
+    const btn = $('#btn-check');
+    if (!rd || typeof rd !== 'object') {
+      if (big.textContent !== 'not available') big.textContent = 'not available';
+      big.className = 'ready-state unknown';
+      meta.textContent = 'This drd publishes no readiness checks.';
+      btn.disabled = true;
+      clear(ul);
+      ul.dataset.key = '';
+      return;
+    }
+    const checks = sortedChecks(Array.isArray(rd.checks) ? rd.checks.filter((c) => c && typeof c === 'object') : []);
+    const nFail = checks.filter((c) => c.status === 'fail').length;
+    const nWarn = checks.filter((c) => c.status === 'warn').length;
+    const [word, cls] = rd.ready === true ? ['ready', 'good']
+      : rd.ready === false ? ['not ready', 'bad'] : ['not checked yet', 'unknown'];
+    if (big.textContent !== word) big.textContent = word;   // a live region: only on change
+    big.className = 'ready-state ' + cls;
+
+    const parts = [];
+    if (rd.running) parts.push('checking now…');
+    if (rd.checked_at) parts.push('checked ' + fmtAgo(rd.checked_at));
+    else if (!rd.running) parts.push('the first check runs soon after drd starts');
+    if (nFail) parts.push(nFail + ' failing');
+    if (nWarn) parts.push(nWarn + (nWarn === 1 ? ' warning' : ' warnings'));
+    parts.push(rd.every_ms > 0 ? 'checks every ' + fmtDuration(rd.every_ms) : 'no scheduled checks');
+    meta.textContent = parts.join(' · ');
+    meta.title = rd.checked_at ? 'last checked ' + fmtTime(rd.checked_at) : '';
+
+    // keep the list while the results are the same; refresh the ages
+    const key = JSON.stringify(checks.map((c) => [c.name, c.status, c.reason, c.fix, c.since]));
+    if (ul.dataset.key === key) {
+      ul.querySelectorAll('.chk-since').forEach((n) => {
+        n.textContent = sinceText({ status: n.dataset.status, since: Number(n.dataset.since) });
+      });
+    } else {
+      ul.dataset.key = key;
+      clear(ul);
+      if (!checks.length) {
+        ul.appendChild(el('li', 'check muted', rd.checked_at ? 'No checks.' : 'No results yet.'));
+      }
+      for (const c of checks) {
+        const st = CHECK_TEXT[c.status] ? c.status : 'unknown';
+        const li = el('li', 'check chk-' + st);
+        li.dataset.name = c.name || '';
+        const head = el('div', 'check-head');
+        head.appendChild(el('span', 'badge chk-status ' + (CHECK_BADGE[st] || 'unknown'),
+                            CHECK_TEXT[st] || String(c.status || '?')));
+        head.appendChild(el('span', 'chk-name', c.name || '?'));
+        if (st !== 'ok' && c.since) {
+          const s = el('span', 'chk-since muted', sinceText(c));
+          s.dataset.since = c.since;
+          s.dataset.status = c.status;
+          s.title = 'since ' + fmtTime(c.since);
+          head.appendChild(s);
+        }
+        li.appendChild(head);
+        if (c.reason) li.appendChild(el('p', 'chk-reason', c.reason));
+        if (st !== 'ok' && c.fix) {
+          const p = el('p', 'chk-fix');
+          p.appendChild(el('strong', null, 'Fix: '));
+          p.appendChild(document.createTextNode(c.fix));
+          li.appendChild(p);
+        }
+        ul.appendChild(li);
+      }
+    }
+
+    // Check now: done once a run newer than the click has finished
+    const pend = state.checkPending;
+    if (pend && pend.accepted && !rd.running && rd.checked_at && rd.checked_at !== pend.before) {
+      state.checkPending = null;
+      const msg = $('#check-msg');
+      msg.className = 'okmsg';
+      msg.textContent = 'Checked ' + fmtTime(rd.checked_at) + ': ' +
+        (nFail || nWarn ? [nFail ? nFail + ' failing' : '', nWarn ? nWarn + ' warning' + (nWarn === 1 ? '' : 's') : '']
+          .filter(Boolean).join(', ') : 'all checks pass') + '.';
+    } else if (pend && Date.now() > pend.until) {
+      state.checkPending = null;
+      const msg = $('#check-msg');
+      msg.className = 'error';
+      msg.textContent = 'Check now: no results after ' + fmtDuration(CHECK_WAIT_MS) + '; see drd\'s log.';
+    }
+    btn.disabled = !!state.checkPending || !!rd.running;
+  }
+
+  async function checkNow() {
+    const rd = state.status ? state.status.readiness : null;
+    state.checkPending = { before: rd ? rd.checked_at || 0 : 0, accepted: false, until: Date.now() + CHECK_WAIT_MS };
+    $('#btn-check').disabled = true;
+    const ok = await submit('/api/checks', {}, $('#check-msg'), 'Check now', {
+      accepted: 'running the checks…',
+      stillQueued: 'still queued.',
+      keepView: true,
+    });
+    if (ok && state.checkPending) state.checkPending.accepted = true;
+    else state.checkPending = null;
+    if (state.status) renderReadiness(state.status.readiness);
+  }
+
+  // ---------------------------------------------------------- drills
+
+  function isNum(v) {
+    return typeof v === 'number' && isFinite(v);
+  }
+
+  // The figures of a drill (the status' summary or a stored report).
+  function drillFacts(d) {
+    const dl = el('dl', 'facts drill-facts');
+    const add = (label, value, cls, title) => {
+      const dt = el('dt', null, label);
+      if (title) dt.title = title;
+      dl.appendChild(dt);
+      dl.appendChild(el('dd', cls || null, value));
+    };
+    add('Detection', fmtDuration(isNum(d.detection_ms) ? d.detection_ms : null), 'fig-detection',
+        'from the fault until drd saw the primary down');
+    add('RTO', fmtDuration(isNum(d.rto_ms) ? d.rto_ms : null), 'fig-rto',
+        'from the fault until the app answered again on the backup');
+    add('Rows written', isNum(d.rows_written) ? String(d.rows_written) : '—', 'fig-written',
+        'written on the backup during the outage');
+    let found = '—', cls = 'fig-found';
+    if (isNum(d.rows_found)) {
+      found = String(d.rows_found);
+      if (isNum(d.rows_written)) {
+        const missing = d.rows_written - d.rows_found;
+        found += missing > 0 ? ' (' + missing + ' missing)' : ' (all)';
+        cls += missing > 0 ? ' bad-text' : ' good-text';
+      }
+    }
+    add('Rows found', found, cls, 'found on the primary after the failback');
+    add('Sync-back', fmtDuration(isNum(d.sync_ms) ? d.sync_ms : null), 'fig-sync',
+        'how long copying the backup\'s changes back to the primary took');
+    return dl;
+  }
+
+  function renderDrill(dr) {
+    const warn = $('#drill-warning');
+    const w = dr && typeof dr.warning === 'string' ? dr.warning : '';
+    show(warn, !!w);
+    if (warn.textContent !== (w ? '⚠ ' + w : '')) warn.textContent = w ? '⚠ ' + w : '';
+
+    const box = $('#drill-last');
+    const last = dr && dr.last && typeof dr.last === 'object' ? dr.last : null;
+    const okAt = dr ? dr.last_ok_at || 0 : 0;
+    const key = JSON.stringify([last, okAt, !!dr]);
+    if (box.dataset.key === key) {
+      box.querySelectorAll('.ago').forEach((n) => { n.textContent = fmtAgo(Number(n.dataset.at)); });
+      return;
+    }
+    box.dataset.key = key;
+    clear(box);
+    const agoSpan = (at) => {
+      const s = el('span', 'ago', fmtAgo(at));
+      s.dataset.at = at;
+      s.title = fmtTime(at);
+      return s;
+    };
+    if (!dr) {
+      box.appendChild(el('p', 'muted', 'This drd publishes no drill results.'));
+      return;
+    }
+    if (!last) {
+      const p = el('p', 'drill-none');
+      p.appendChild(el('strong', null, 'No drill on record. '));
+      p.appendChild(document.createTextNode('drctl drill rehearses a failover and a failback in the [drill] environment; its figures show here.'));
+      box.appendChild(p);
+      return;
+    }
+    const head = el('p', 'drill-head');
+    head.appendChild(el('span', null, 'Last drill #' + last.id + ' '));
+    head.appendChild(el('span', 'badge run-' + last.result, last.result));
+    box.appendChild(head);
+    const when = el('p', 'muted');
+    when.appendChild(document.createTextNode('ended ' + fmtTime(last.ended_at) + ' ('));
+    when.appendChild(agoSpan(last.ended_at));
+    when.appendChild(document.createTextNode(') after ' + fmtDuration(last.ended_at - last.started_at)));
+    box.appendChild(when);
+    box.appendChild(drillFacts(last));
+    if (last.error) box.appendChild(el('p', 'error drill-error', 'Error: ' + last.error));
+    if (last.result !== 'succeeded') {
+      const p = el('p', 'muted');
+      if (okAt) {
+        p.appendChild(document.createTextNode('Last successful drill: '));
+        p.appendChild(agoSpan(okAt));
+      } else {
+        p.textContent = 'No drill has succeeded yet.';
+      }
+      box.appendChild(p);
+    }
+  }
+
+  function drillKey(st) {
+    const last = st.drill && st.drill.last;
+    return last && last.id !== undefined ? String(last.id) : 'none';
+  }
+
+  // The list of drills: at the start and when the newest drill changes.
+  function maybeLoadDrills(st) {
+    const key = drillKey(st);
+    if (key === state.drillsKey || state.drillsLoading || Date.now() < state.drillsRetryAt) return;
+    loadDrills(key);
+  }
+
+  async function loadDrills(key) {
+    state.drillsLoading = true;
+    try {
+      const doc = await api('GET', '/api/drills?limit=' + DRILLS_LIMIT);
+      state.drills = Array.isArray(doc && doc.drills) ? doc.drills : [];
+      state.drillsKey = key;
+      state.drillsRetryAt = 0;
+      renderDrillList();
+    } catch (e) {
+      if (e.status === 401) return;
+      state.drillsRetryAt = Date.now() + DRILLS_RETRY_MS;
+      const ul = $('#drill-list');
+      if (!state.drills.length) {
+        clear(ul);
+        ul.appendChild(el('li', 'error', 'Cannot load the drills: ' + e.message));
+      }
+    } finally {
+      state.drillsLoading = false;
+    }
+  }
+
+  function renderDrillList() {
+    const ul = $('#drill-list');
+    clear(ul);
+    if (!state.drills.length) {
+      ul.appendChild(el('li', 'muted drill-empty', 'No drills recorded yet.'));
+      return;
+    }
+    for (const d of state.drills) {
+      const rep = d.report && typeof d.report === 'object' ? d.report : {};
+      const li = el('li', 'drill');
+      li.dataset.id = d.id;
+      const det = el('details');
+      det.open = state.openDrills.has(d.id);
+      det.addEventListener('toggle', () => {
+        if (det.open) state.openDrills.add(d.id); else state.openDrills.delete(d.id);
+      });
+      const sum = el('summary');
+      sum.appendChild(el('span', 'drill-id', '#' + d.id));
+      sum.appendChild(el('span', 'badge run-' + d.result, d.result));
+      sum.appendChild(el('span', 'drill-when', fmtTime(d.started_at)));
+      sum.appendChild(el('span', 'muted drill-sum',
+        'RTO ' + fmtDuration(isNum(rep.rto_ms) ? rep.rto_ms : null) +
+        ' · took ' + fmtDuration(d.ended_at - d.started_at)));
+      det.appendChild(sum);
+
+      const body = el('div', 'drill-body');
+      body.appendChild(drillFacts(rep));
+      if (rep.error) {
+        body.appendChild(el('p', 'error drill-error',
+          'Failed' + (rep.phase ? ' at ' + rep.phase : '') + ': ' + rep.error));
+      }
+      const steps = Array.isArray(rep.steps) ? rep.steps : [];
+      let ol = null, run = null;
+      for (const s of steps) {
+        if (!s || typeof s !== 'object') continue;
+        if (ol === null || s.run !== run) {
+          run = s.run;
+          const runId = s.run === 'failover' ? rep.failover_run : s.run === 'failback' ? rep.failback_run : null;
+          body.appendChild(el('h4', 'drill-run', cap(String(s.run || 'run')) + (runId ? ' run #' + runId : '')));
+          ol = el('ol', 'timeline drill-steps');
+          body.appendChild(ol);
+        }
+        const sst = String(s.state || '?');
+        const sli = el('li', 'step st-' + sst);
+        const head = el('div', 'step-head');
+        head.appendChild(el('span', 'step-dot'));
+        head.appendChild(el('span', 'step-name', s.name || '?'));
+        head.appendChild(el('span', 'step-action muted', s.action || ''));
+        head.appendChild(el('span', 'step-state badge st-' + sst, sst.replace('_', ' ')));
+        head.appendChild(el('span', 'step-dur muted', isNum(s.ms) ? fmtDuration(s.ms) : ''));
+        sli.appendChild(head);
+        ol.appendChild(sli);
+      }
+      if (!steps.length) body.appendChild(el('p', 'muted', 'No steps recorded.'));
+      const env = rep.environment;
+      if (env && typeof env === 'object' && (env.primary || env.backup)) {
+        body.appendChild(el('p', 'muted drill-env',
+          'Drill environment: primary ' + (env.primary || '?') + ' · backup ' + (env.backup || '?')));
+      }
+      det.appendChild(body);
+      li.appendChild(det);
+      ul.appendChild(li);
+    }
+  }
+
   // ---------------------------------------------------------- history
 
   function renderRuns() {
@@ -747,6 +1084,7 @@
     $('#btn-failover').addEventListener('click', () => startRun('failover'));
     $('#btn-failback').addEventListener('click', () => startRun('failback'));
     $('#run-back').addEventListener('click', () => { state.viewRun = null; renderRun(); });
+    $('#btn-check').addEventListener('click', checkNow);
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && !$('#dash').hidden) poll();
     });

@@ -1,7 +1,10 @@
 // scenario.mjs - drd's page in a real browser (Debian's headless Chromium,
 // driven by playwright-core): log in, see both databases healthy, wait for
 // the outage the calling test causes, approve the failover from the page,
-// see the run succeed and the active side become the backup. TAP output.
+// see the run succeed and the active side become the backup. On the way:
+// the readiness panel (drd's first scheduled checks, Check now) and the
+// drills panel (no drill yet; then a drill report recorded with the
+// bearer token, as drctl drill does, appears with its steps). TAP output.
 //
 //   node scenario.mjs URL TOKEN SCREENSHOT_DIR
 //
@@ -97,6 +100,14 @@ page.on('console', (m) => {
   if (m.type() === 'error' && !/401 \(Unauthorized\)/.test(m.text())) problems.push('console: ' + m.text());
 });
 page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+let drillFetches = 0;  // GET /api/drills by the page
+page.on('request', (r) => {
+  if (r.method() === 'GET' && new URL(r.url()).pathname === '/api/drills') drillFetches++;
+});
+
+// The status as the page's session sees it.
+const pageStatus = () => page.evaluate(async () =>
+  (await fetch('/api/status', { credentials: 'same-origin', cache: 'no-store' })).json());
 
 try {
   // ---- login ------------------------------------------------------------
@@ -139,6 +150,54 @@ try {
   ok(await waitFor(async () => (await page.$$('#t-primary .chart svg polyline, #t-primary .chart svg circle')).length > 0, 8000),
      'a latency chart is drawn');
   await page.screenshot({ path: path.join(shotDir, 'browser-1-healthy.png'), fullPage: true });
+
+  // ---- readiness: drd's first scheduled run (~5 s after it starts) ---------
+  const rows = () => page.$$eval('#checks li.check[data-name]', (lis) => lis.map((li) => ({
+    name: li.dataset.name,
+    status: li.querySelector('.chk-status').textContent.trim(),
+    fix: li.querySelector('.chk-fix') ? li.querySelector('.chk-fix').textContent.trim() : '',
+  })));
+  const rank = (st) => ({ fail: 0, warn: 1, ok: 3 }[st] ?? 2);
+  ok(await waitFor(async () => (await rows()).length > 0, 15000), 'the readiness panel shows check rows',
+     await text(page, '#readiness'));
+  let st = await pageStatus();
+  const checks = (st.readiness && st.readiness.checks) || [];
+  const shown = await rows();
+  ok(checks.length > 0 && shown.length === checks.length &&
+     checks.every((c) => shown.some((r) => r.name === c.name)),
+     `... one row per check in the status (${shown.length})`,
+     `status: ${checks.map((c) => c.name).join(' ')}\npage: ${shown.map((r) => r.name).join(' ')}`);
+  const byName = Object.fromEntries(checks.map((c) => [c.name, c]));
+  ok(shown.every((r) => byName[r.name] && r.status.endsWith(byName[r.name].status)),
+     '... each with its status as text', shown.map((r) => `${r.name}: ${r.status}`).join('\n'));
+  const ranks = shown.map((r) => rank(byName[r.name] ? byName[r.name].status : ''));
+  ok(ranks.every((x, i) => i === 0 || ranks[i - 1] <= x), '... failing checks first',
+     shown.map((r) => r.status).join(' '));
+  ok(shown.every((r) => { const c = byName[r.name]; return !c || c.status === 'ok' || !c.fix || r.fix.includes(c.fix); }),
+     '... with the fix for each warning or failure');
+  const bigText = await text(page, '#ready-state');
+  ok(bigText === (st.readiness.ready === true ? 'ready' : st.readiness.ready === false ? 'not ready' : 'not checked yet'),
+     `the readiness badge says "${bigText}" (ready = ${st.readiness.ready})`);
+  ok(/checked (just now|[\d.]+ (ms|s|min) ago)/.test(await text(page, '#ready-meta')), '... and when drd last checked',
+     await text(page, '#ready-meta'));
+
+  const before = st.readiness.checked_at;
+  await page.click('#btn-check');
+  ok(await waitFor(async () => /^Checked /.test(await text(page, '#check-msg')), 12000),
+     'Check now: the checks run again and the page says so', await text(page, '#check-msg'));
+  st = await pageStatus();
+  ok(st.readiness.checked_at > before, `... drd checked again (${before} -> ${st.readiness.checked_at})`);
+
+  // ---- drills: none recorded yet ----------------------------------------
+  ok(await waitFor(async () => /no successful drill/.test(await text(page, '#drill-warning')), 5000) &&
+     await visible(page, '#drill-warning'), 'the drills panel shows the drill warning',
+     await text(page, '#drill-warning'));
+  ok((await text(page, '#drill-warning')).endsWith(st.drill.warning), '... the status\'s text', st.drill.warning);
+  ok(/No drill on record/.test(await text(page, '#drill-last')), '... and "No drill on record"',
+     await text(page, '#drill-last'));
+  ok(/No drills recorded/.test(await text(page, '#drill-list')), '... and an empty list of drills',
+     await text(page, '#drill-list'));
+  ok(drillFetches === 1, `the page fetched GET /api/drills once, not on every poll (${drillFetches})`);
 
   // ---- the outage -------------------------------------------------------
   if (readyFile) fs.writeFileSync(readyFile, 'ready\n');
@@ -188,14 +247,54 @@ try {
      '... and starts nothing');
 
   // output on demand
-  const outBtn = await page.$('#run-steps button.link');
-  if (outBtn) {
+  // (a locator: the timeline is redrawn whenever the history reloads, and
+  // the primary's breaker flapping open/half-open reloads it on every poll)
+  const outBtn = page.locator('#run-steps button.link').first();
+  if (await outBtn.count()) {
     await outBtn.click();
     ok(await waitFor(() => visible(page, '#run-steps pre.output'), 3000), 'a step\'s output shows on demand');
   } else {
     ok(true, 'a step\'s output shows on demand # SKIP no step produced output');
   }
   await page.screenshot({ path: path.join(shotDir, 'browser-3-failed-over.png'), fullPage: true });
+
+  // ---- a drill report arrives (drctl drill posts it with the token) -------
+  const t = Date.now();
+  const report = {
+    started_at: t - 95000, ended_at: t - 1000, result: 'failed', detection_ms: 4200, rto_ms: 12800,
+    rows_written: 100, rows_found: 97, sync_ms: 1500, failover_run: 7, failback_run: 8,
+    phase: 'verify', error: '3 rows <b>missing</b> on the primary',
+    environment: { primary: 'postgresql://drill@db1/app', backup: 'postgresql://drill@db2/app' },
+    steps: [
+      { run: 'failover', name: 'stop-app', action: 'shell', state: 'done', ms: 800 },
+      { run: 'failover', name: 'switch', action: 'env-file', state: 'done', ms: 65000 },
+      { run: 'failback', name: 'sync-back', action: 'sync-back', state: 'done', ms: 1500 },
+    ],
+  };
+  const posted = await fetch(new URL('/api/drill', url), {
+    method: 'POST', body: JSON.stringify(report),
+    headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+  });
+  ok(posted.status === 202, 'a drill report is recorded (POST /api/drill: 202)', String(posted.status));
+  ok(await waitFor(async () => /Last drill #\d+\s*failed/.test(await text(page, '#drill-last')), 8000),
+     'the page shows the last drill, failed', await text(page, '#drill-last'));
+  const last = await text(page, '#drill-last');
+  ok(/Detection\s*4\.2 s/.test(last) && /RTO\s*13 s/.test(last) && /Rows written\s*100/.test(last) &&
+     /Rows found\s*97 \(3 missing\)/.test(last) && /Sync-back\s*1\.5 s/.test(last),
+     '... with its figures as durations', last);
+  ok(await waitFor(async () => (await page.$$('#drill-list li.drill')).length === 1, 5000),
+     'the drill is listed in the history');
+  ok(drillFetches === 2, `... fetched again once the newest drill changed (${drillFetches} fetches)`);
+  ok(!(await visible(page, '#drill-list li.drill .drill-steps')), '... its steps folded away');
+  await page.click('#drill-list li.drill summary');
+  ok(await waitFor(() => visible(page, '#drill-list li.drill .drill-steps'), 3000), '... shown when opened');
+  const dsteps = await page.$$eval('#drill-list li.drill .step', (lis) => lis.map((l) => l.textContent));
+  ok(dsteps.length === 3 && /switch/.test(dsteps[1]) && /1 min 5 s/.test(dsteps[1]),
+     '... each step with its duration', dsteps.join('\n'));
+  const derr = await text(page, '#drill-list li.drill .drill-error');
+  ok(derr.includes('Failed at verify: 3 rows <b>missing</b>') &&
+     (await page.$$('#drill-list b, #drill-last b')).length === 0, '... and its error, as text', derr);
+  ok(/Failover run #7/.test(await text(page, '#drill-list li.drill')), '... grouped by run');
 
   // ---- on a phone -------------------------------------------------------
   await page.setViewportSize({ width: 390, height: 844 });
