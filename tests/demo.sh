@@ -36,7 +36,9 @@ for x in "$DRD" "$DRCTL"; do
   [ -x "$x" ] || { echo "demo: $x is not built (run make)" >&2; exit 1; }
 done
 
-for c in primary backup; do
+# primary, backup: what drd watches; stage-primary, stage-backup: a staging
+# copy of them, the [drill] environment that `drctl drill` rehearses on.
+for c in primary backup stage-primary stage-backup; do
   if pg_exists "$c"; then
     echo "demo: reusing cluster $c ($(pg_datadir "$c"))"
   else
@@ -64,14 +66,17 @@ done
 # outage never take ids the primary has used. Idempotent (reused clusters).
 app_table="CREATE TABLE IF NOT EXISTS drd_app_writes (id bigserial PRIMARY KEY,
            at timestamptz NOT NULL DEFAULT now(), writer text NOT NULL, seq bigint NOT NULL)"
-for c in primary backup; do
+for c in primary backup stage-primary stage-backup; do
   [ "$(pg_psql "$c" "SELECT to_regclass('drd_app_writes') IS NOT NULL")" = t ] ||
     pg_psql "$c" "$app_table" >/dev/null || { echo "demo: cannot create the app's table on $c" >&2; exit 1; }
 done
-last=$(pg_psql primary "SELECT last_value FROM drd_app_writes_id_seq") &&
-  pg_psql backup "SELECT setval('drd_app_writes_id_seq', greatest(last_value, $last::bigint + 1000000000))
+for pair in "primary backup" "stage-primary stage-backup"; do
+  set -- $pair
+  last=$(pg_psql "$1" "SELECT last_value FROM drd_app_writes_id_seq") &&
+    pg_psql "$2" "SELECT setval('drd_app_writes_id_seq', greatest(last_value, $last::bigint + 1000000000))
                   FROM drd_app_writes_id_seq" >/dev/null ||
-  { echo "demo: cannot move the backup's sequence" >&2; exit 1; }
+    { echo "demo: cannot move the sequence of $2" >&2; exit 1; }
+done
 
 # The sample app: writes a row every 100 ms through DATABASE_URL of its env
 # file; drd's runbooks stop/start it with tests/app/appctl.
@@ -81,6 +86,13 @@ mkdir -p "$app"
 . "$app/app.conf"
 [ -f "$app/app.env" ] || printf '# the sample app reads DATABASE_URL from here\nDATABASE_URL=%s\n' \
   "$(pg_url primary)" >"$app/app.env"
+# the staging app: the same sample app on the staging clusters (drill)
+stage=$demo/stage-app
+mkdir -p "$stage"
+[ -f "$stage/app.conf" ] || echo "HEALTH_PORT=$(free_port)" >"$stage/app.conf"
+STAGE_PORT=$(sed -n 's/^HEALTH_PORT=//p' "$stage/app.conf")
+[ -f "$stage/app.env" ] || printf '# the staging app reads DATABASE_URL from here\nDATABASE_URL=%s\n' \
+  "$(pg_url stage-primary)" >"$stage/app.env"
 [ -f "$demo/token" ] || { head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$demo/token"; chmod 600 "$demo/token"; }
 [ -f "$demo/http_port" ] || free_port >"$demo/http_port"
 http_port=$(cat "$demo/http_port")
@@ -92,7 +104,13 @@ drd_config "$conf" \
   app.env_file="$app/app.env" app.stop="$root/tests/app/appctl stop $app" \
   app.start="$root/tests/app/appctl start $app" app.health_url="http://127.0.0.1:$HEALTH_PORT/health" \
   http.socket="$demo/drd.sock" http.listen="127.0.0.1:$http_port" http.token_file="$demo/token" \
-  http.web_root="$root/web" state.db="$demo/drd.db" log.level=info || exit 1
+  http.web_root="$root/web" state.db="$demo/drd.db" log.level=info \
+  drill.primary_url="$(pg_url stage-primary)" drill.backup_url="$(pg_url stage-backup)" \
+  drill.env_file="$stage/app.env" drill.stop="$root/tests/app/appctl stop $stage" \
+  drill.start="$root/tests/app/appctl start $stage" \
+  drill.health_url="http://127.0.0.1:$STAGE_PORT/health" \
+  drill.fault="$(pg_ctl_cmd stage-primary) stop -m immediate" \
+  drill.restore="$(pg_ctl_cmd stage-primary) start -w" drill.dir="$demo/drill" || exit 1
 {
   echo "# drd demo config, written by tests/demo.sh (make demo) at each start."
   echo "# No [probe] section: drd's defaults (interval 1s, timeout 1s, failures 3,"
@@ -102,6 +120,8 @@ drd_config "$conf" \
 
 "$root/tests/app/appctl" start "$app" >/dev/null || { echo "demo: the sample app did not start; see $app/app.log" >&2; exit 1; }
 cleanup_add "'$root/tests/app/appctl' stop '$app' >/dev/null 2>&1"
+"$root/tests/app/appctl" start "$stage" >/dev/null || { echo "demo: the staging app did not start; see $stage/app.log" >&2; exit 1; }
+cleanup_add "'$root/tests/app/appctl' stop '$stage' >/dev/null 2>&1"
 
 pgctl_p=$(pg_ctl_cmd primary)
 pidfile=$(pg_datadir primary)/postmaster.pid
@@ -134,6 +154,11 @@ In another terminal (from $PWD):
                     -> the app is back on the primary (no approval needed)
   freeze instead    kill -STOP \$(head -1 $pidfile)   (thaw: kill -CONT ...)
   history           $dctl history
+  readiness         $dctl check                  (what drd also checks hourly)
+  plan only         $dctl failover --dry-run     (what a failover would do; runs nothing)
+  rehearse          $dctl drill                  (a whole failover + failback on the
+                    staging clusters stage-primary/stage-backup and the staging
+                    app in $rel/stage-app; reports detection, RTO, rows, sync-back)
 
 Ctrl-C stops drd, the app and both clusters (data kept in $rel/;
 DEMO_FRESH=1 make demo starts afresh).
