@@ -1350,6 +1350,13 @@ static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request
         return send_error(c, MHD_HTTP_BAD_REQUEST,
                           "a drill report needs result (succeeded|failed), started_at and ended_at");
     }
+    json_int_t t0 = json_integer_value(json_object_get(doc, "started_at"));
+    json_int_t t1 = json_integer_value(json_object_get(doc, "ended_at"));
+    if (t0 <= 0 || t1 < t0 || t1 > wall_ms() + 60000) {
+        json_decref(doc);
+        return send_error(c, MHD_HTTP_BAD_REQUEST,
+                          "a drill report's started_at <= ended_at, in wall ms, not in the future");
+    }
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (text == NULL)

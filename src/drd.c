@@ -274,7 +274,8 @@ static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen
     dr.ended_at = json_integer_value(json_object_get(doc, "ended_at"));
     str_copy(dr.result, json_string_value(json_object_get(doc, "result")), sizeof dr.result);
     json_decref(doc);
-    size_t n = strlen(body) + 1;
+    /* "****" may be longer than the password it replaces (at most 4x) */
+    size_t n = 4 * strlen(body) + 16;
     char *masked = malloc(n);
     if (masked == NULL) {
         snprintf(err, errlen, "out of memory");
