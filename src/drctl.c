@@ -1973,8 +1973,10 @@ static int cmd_drill(drctl *x)
         fprintf(stderr, "drctl: the drill report was not recorded (drd %s)\n",
                 rc != CALL_OK ? "is not running" : "refused it");
     if (!ok)
-        fprintf(stderr, "drctl: the drill environment may need attention: drctl -c %s --drill check; "
-                        "its drd's log: %s\n", x->config_path, d.log_path);
+        fprintf(stderr, "drctl: the drill environment may need attention: drctl -c %s --drill check;\n"
+                        "drctl: its drd (stopped; log %s) keeps the run: start it with drd -D -c %s\n"
+                        "drctl: to see or finish the run: drctl -c %s --drill status | approve ID | reject ID\n",
+                x->config_path, d.log_path, x->config_path, x->config_path);
     ex = ok ? EXIT_OK : EXIT_FAILURE_;
     json_decref(d.rep);
     close(d.log_fd);
