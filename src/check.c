@@ -465,6 +465,13 @@ static bool command_ok(const config_t *cfg, const char *what, const char *cmd, c
         snprintf(why, n, "[app] %s is empty", what);
         ok = false;
     } else if (strchr(word, '/') != NULL) {
+        /* steps run in the config's directory: a relative path is from there */
+        char *full = word[0] == '/' ? NULL : config_path(cfg, word);
+        if (full != NULL) {
+            str_copy(word, full, sizeof word);
+            free(full);
+        }
+        errno = 0;
         ok = stat(word, &st) == 0 && S_ISREG(st.st_mode) && access(word, X_OK) == 0;
         if (!ok)
             snprintf(why, n, "[app] %s: %s is not an executable file (%s)", what, word,
