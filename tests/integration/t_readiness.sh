@@ -155,7 +155,7 @@ while (( $(now_ms) - t0 < 5000 )); do
 done
 t2=$(rd .checked_at)
 cmp_ok "$(( t2 - t1 ))" -ge 2000 "in 5 s the checks ran again (checked_at moved by $(( t2 - t1 )) ms)"
-cmp_ok "$max" -lt 1000 "... drctl status answered each time in under 1 s (max ${max} ms; saw a run in progress $runs_seen times)"
+cmp_ok "$max" -lt 2000 "... drctl status answered each time in under 2 s (max ${max} ms; saw a run in progress $runs_seen times)"
 drd_wait_healthy 2; ok $? "... the probes see both targets healthy"
 is "$(ev_count '^check: check (env-file|primary|backup):')" 0 "... no event for a check that started ok"
 is "$(ev_count '^check: check drill: \(new\) -> warn')" 1 "... one event for drill's first warn"
@@ -309,7 +309,7 @@ for i in 1 2 3 4 5; do
 done
 still=$(rd .running)
 is "$still" true "... while it runs (the webhook check waits 2 s)"
-cmp_ok "$max" -lt 1000 "... drctl status answers in under 1 s (max ${max} ms)"
+cmp_ok "$max" -lt 2000 "... drctl status answers in under 2 s (max ${max} ms)"
 probe_advanced() { [ "$(drd_json ".targets.backup.last_probe_at > ${p1:-0}")" = true ]; }
 poll_until 2 probe_advanced; ok $? "... and the probes go on (the backup's last_probe_at advances)"
 is "$(rd .running)" true "... still during the run" || diag "the run ended before the probe was seen (p1 $p1)"
