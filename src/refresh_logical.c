@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "drd/log.h"
+#include "drd/pgconn.h"
 #include "drd/util.h"
 
 #define WATCH_EVERY_MS     1000
@@ -45,7 +46,8 @@
 #define SQL_SHORT_MS       30000
 #define SCHEMA_TIMEOUT_MS  (3600LL * 1000)
 #define NO_WORKER_MS       15000   /* the launcher restarts a worker within ~5 s */
-#define SEQUENCE_MARGIN    1000
+#define SEQUENCE_MARGIN    1000       /* logical mode: the lag is seconds */
+#define SEQUENCE_MARGIN_FAR 1000000    /* other modes: hours or days behind */
 
 /* ---- SQL ------------------------------------------------------------------- */
 
@@ -1071,6 +1073,20 @@ bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg)
     helper_op *op = op_new(r, "bump sequences on the backup", cb, arg);
     if (op == NULL)
         return false;
+    const char *mode = r->cfg->refresh_mode;
+    int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
+    /* the sequences the app uses: in the app's database */
+    char *appdb = pgconn_dbname(r->cfg->backup.app_url);
+    if (appdb != NULL) {
+        char *cs = refresh_rconn_string(&op->back, appdb, false, op->back.password != NULL);
+        free(appdb);
+        if (cs == NULL) {
+            op_free(op);
+            return false;
+        }
+        free_secret_str(op->c_back);
+        op->c_back = cs;
+    }
     /* For every sequence owned by a column (serial, identity): at least the
      * largest value in the column and the sequence's own position, plus a
      * margin for the ids the primary handed out that never reached the
@@ -1087,7 +1103,7 @@ bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg)
         "   AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')"
         "  JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace"
         "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid"
-        "  WHERE s.relkind = 'S' AND ps.seqincrement > 0) q", SEQUENCE_MARGIN, SEQUENCE_MARGIN) };
+        "  WHERE s.relkind = 'S' AND ps.seqincrement > 0) q", margin, margin) };
     if (!op_add(op, false, q, 1)) {
         op_free(op);
         return false;

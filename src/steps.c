@@ -527,7 +527,12 @@ static void on_refresh_step(void *arg, bool ok, const char *error)
 static void begin_refresh(step_run *r)
 {
     const char *mode = r->env.cfg->refresh_mode;
-    if (r->env.refresh == NULL || mode == NULL || strcmp(mode, "logical") != 0) {
+    /* bump-sequences helps in every mode: without logical replication the
+     * backup is further behind (a dump's age, or never copied), and a
+     * second outage after a failback would otherwise hand out ids the
+     * primary took since (sync-back would stop on them as conflicts). */
+    bool bump = r->env.refresh != NULL && strcmp(r->step.op, "bump-sequences") == 0;
+    if (!bump && (r->env.refresh == NULL || mode == NULL || strcmp(mode, "logical") != 0)) {
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do", mode ? mode : "off");
         finish_later(r);
