@@ -684,6 +684,12 @@ static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
     const char *sub = cfg->refresh_subscription != NULL ? cfg->refresh_subscription : "drd_sub";
     const char *pub = cfg->refresh_publication != NULL ? cfg->refresh_publication : "drd_pub";
 
+    bool bump = strcmp(s->op, "bump-sequences") == 0;
+    if (bump) {
+        sb_printf(c, "moves every sequence of the app's database on the backup past the largest id in use "
+                     "+%s (setval)", strcmp(mode, "logical") == 0 ? "1000" : "1000000");
+        return;
+    }
     if (strcmp(mode, "logical") != 0) {
         sb_printf(c, "nothing: %s only acts with [refresh] mode = logical (mode is %s)", s->op, mode);
         return;
@@ -746,6 +752,8 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
         return from_check(x, "webhook");
     case ACT_REFRESH: {
         const char *mode = x->cfg->refresh_mode != NULL ? x->cfg->refresh_mode : "off";
+        if (strcmp(s->op, "bump-sequences") == 0)
+            return from_check(x, "backup-writable");
         if (strcmp(mode, "logical") != 0)
             return prereq("ok", NULL, "nothing to check: the step does nothing in this mode");
         if (strcmp(s->op, "recreate-subscription") == 0) {
