@@ -1065,7 +1065,9 @@ static int follow_run(const drctl *x, int64_t run_id)
 {
     char path[64];
     char seen[64][24];
+    size_t shown[64];                /* bytes of a sync step's output printed */
     memset(seen, 0, sizeof(seen));
+    memset(shown, 0, sizeof(shown));
     snprintf(path, sizeof(path), "/api/runs/%lld", (long long)run_id);
     printf("following run %lld (Ctrl-C stops following, not the run)\n", (long long)run_id);
     for (;;) {
@@ -1079,6 +1081,25 @@ static int follow_run(const drctl *x, int64_t run_id)
             if (i >= 64)
                 break;
             const char *state = str_or(json_object_get(st, "state"), "?");
+            const char *action = str_or(json_object_get(st, "action"), "");
+            const char *output = str_or(json_object_get(st, "output"), "");
+            if (strcmp(state, "running") == 0 && strlen(output) > shown[i] &&
+                (strcmp(action, "sync-back") == 0 || strcmp(action, "verify") == 0 ||
+                 strcmp(action, "capture") == 0)) {
+                /* progress: the complete lines added since the last poll */
+                const char *from = output + shown[i], *end = strrchr(from, '\n');
+                if (end != NULL) {
+                    for (const char *l = from; l < end;) {
+                        const char *nl = memchr(l, '\n', (size_t)(end - l) + 1);
+                        char line[600], masked[600];
+                        snprintf(line, sizeof line, "%.*s", (int)(nl - l), l);
+                        mask_secrets(line, masked, sizeof masked);
+                        printf("        %s\n", masked);
+                        l = nl + 1;
+                    }
+                    shown[i] = (size_t)(end - output) + 1;
+                }
+            }
             if (strcmp(seen[i], state) == 0 || strcmp(state, "pending") == 0)
                 continue;
             str_copy(seen[i], state, sizeof(seen[i]));

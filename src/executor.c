@@ -50,6 +50,8 @@ struct executor {
     step_run *work;
     uint64_t timer;              /* retry delay or approval expiry */
     uint64_t drill_timer;        /* drill: auto-grants the pending step approval */
+    uint64_t progress_timer;     /* a running sync step's output, stored every second */
+    size_t progress_len;         /* length of the output last stored */
     int64_t approval_id;         /* pending approval we wait on */
     metrics_counters *counters;  /* may be NULL */
     notify_t *notify;            /* may be NULL */
@@ -80,8 +82,13 @@ static void event(executor_t *ex, const char *fmt, ...)
     store_event_add(ex->store, wall_ms(), "run", "", msg);
 }
 
+#define PROGRESS_EVERY_MS 1000
+static void progress_stop(executor_t *ex);
+static void on_progress(loop_t *loop, void *arg);
+
 static void clear_run(executor_t *ex)
 {
+    progress_stop(ex);
     step_cancel(ex->work);
     ex->work = NULL;
     if (ex->timer)
@@ -376,11 +383,48 @@ static void begin_step(executor_t *ex, int i)
     };
     ex->phase = PH_STEP;
     ex->work = step_begin(&env, &s->def, on_step_done, ex);
+    if (ex->work != NULL && (s->def.action == ACT_SYNC_BACK || s->def.action == ACT_VERIFY ||
+                             s->def.action == ACT_CAPTURE)) {
+        progress_stop(ex);
+        ex->progress_timer = loop_add_timer(ex->loop, PROGRESS_EVERY_MS, on_progress, ex);
+    }
     if (ex->work == NULL) {
         step_outcome o = { .ok = false, .exit_code = -1 };
         str_copy(o.error, "out of memory", sizeof o.error);
         on_step_done(ex, &o);
     }
+}
+
+/* While capture, sync-back or verify runs: its progress lines become the
+ * step's output (drctl failback and the page show them), once a second
+ * when they changed. The step's state is not touched. */
+static void on_progress(loop_t *loop, void *arg)
+{
+    executor_t *ex = arg;
+    ex->progress_timer = 0;
+    if (ex->work == NULL || ex->phase != PH_STEP || ex->cur < 0)
+        return;
+    char *out = step_progress(ex->work);
+    if (out != NULL && strlen(out) != ex->progress_len) {
+        exec_step *s = &ex->steps[ex->cur];
+        ex->progress_len = strlen(out);
+        s->st.output = out;
+        if (!store_step_update(ex->store, &s->st))
+            log_warn("run %lld: could not store step %s's progress", (long long)ex->run.id, s->def.name);
+        s->st.output = NULL;
+        s->st.params = NULL;
+        changed(ex);
+    }
+    free(out);
+    ex->progress_timer = loop_add_timer(loop, PROGRESS_EVERY_MS, on_progress, ex);
+}
+
+static void progress_stop(executor_t *ex)
+{
+    if (ex->progress_timer)
+        loop_cancel_timer(ex->loop, ex->progress_timer);
+    ex->progress_timer = 0;
+    ex->progress_len = 0;
 }
 
 static void on_step_done(void *arg, const step_outcome *o)
@@ -389,6 +433,7 @@ static void on_step_done(void *arg, const step_outcome *o)
     exec_step *s = &ex->steps[ex->cur];
     char why[600];
 
+    progress_stop(ex);
     ex->work = NULL;                  /* steps.c frees it after this callback */
     ex->phase = PH_IDLE;
     s->st.finished_at = wall_ms();

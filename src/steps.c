@@ -462,6 +462,11 @@ static void begin_notify(step_run *r)
 
 /* ---------------------------------------------- capture, sync-back, verify */
 
+char *step_progress(const step_run *r)
+{
+    return r != NULL && r->sync != NULL ? sync_job_progress(r->sync) : NULL;
+}
+
 static void on_sync_done(void *arg, const sync_result *sr)
 {
     step_run *r = arg;

@@ -43,6 +43,9 @@ typedef struct step_run step_run;
 step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg);
 /* Stop it without a callback (daemon shutting down). Accepts NULL. */
 void step_cancel(step_run *r);
+/* The output so far of a running step (capture, sync-back, verify: their
+ * progress lines), masked, malloc'd; NULL when it has none. Never blocks. */
+char *step_progress(const step_run *r);
 
 /* kv key holding the target whose fence is pending ("" or absent = none). */
 #define FENCE_PENDING_KEY "fence_pending"
