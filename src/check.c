@@ -404,41 +404,30 @@ static bool is_builtin(const char *w)
     static const char *const b[] = { "true", "false", ":", "exit", "cd", "echo", "test", "[",
                                      "exec", ".", "set", "export", "printf", "sleep", "kill",
                                      "wait", "eval", "command", "trap", "if", "for", "while",
-                                     "case", "{", "(", "!", "unset", "umask" };
+                                     "case", "{", "(", "!", "unset", "umask", "read", "return" };
     for (size_t i = 0; i < ARRAY_LEN(b); i++)
         if (strcmp(w, b[i]) == 0)
             return true;
     return false;
 }
 
-static bool on_path(const char *w)
+static bool executable(const char *path)
 {
-    const char *path = getenv("PATH");
-    char buf[4096], f[PATH_MAX];
-
-    str_copy(buf, path != NULL ? path : "/usr/local/bin:/usr/bin:/bin", sizeof buf);
-    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-        snprintf(f, sizeof f, "%s/%s", *d ? d : ".", w);
-        struct stat st;
-        if (stat(f, &st) == 0 && S_ISREG(st.st_mode) && access(f, X_OK) == 0)
-            return true;
-    }
-    return false;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* One command: "" when resolvable, else why (into why). */
-static bool command_ok(const config_t *cfg, const char *what, const char *cmd, char *why, size_t n)
+/* Whether the program a shell command starts resolves the way /bin/sh,
+ * started by drd in the config's directory, would find it: a builtin, a
+ * path (relative ones from the config's directory) to an executable file,
+ * or a name on PATH. Leading VAR=value assignments are skipped. */
+bool check_command_resolves(const config_t *cfg, const char *cmd, char *why, size_t n)
 {
-    char err[256], word[PATH_MAX];
-    char *x = config_expand(cfg, cmd, err, sizeof err);
-
-    if (x == NULL) {
-        snprintf(why, n, "[app] %s: %s", what, err);
-        return false;
-    }
-    const char *p = x;
+    char word[4096], path[8192];
+    const char *p = cmd;
     size_t k = 0;
-    for (;;) {                               /* skip VAR=value prefixes */
+
+    for (;;) {
         while (*p == ' ' || *p == '\t')
             p++;
         k = strcspn(p, " \t;|&<>()");
@@ -453,34 +442,58 @@ static bool command_ok(const config_t *cfg, const char *what, const char *cmd, c
         k = sizeof word - 1;
     memcpy(word, p, k);
     word[k] = '\0';
-    /* strip simple quotes around the word */
     size_t wl = strlen(word);
     if (wl >= 2 && (word[0] == '\'' || word[0] == '"') && word[wl - 1] == word[0]) {
         memmove(word, word + 1, wl - 2);
         word[wl - 2] = '\0';
     }
-    bool ok;
-    struct stat st;
     if (word[0] == '\0') {
-        snprintf(why, n, "[app] %s is empty", what);
-        ok = false;
-    } else if (strchr(word, '/') != NULL) {
-        /* steps run in the config's directory: a relative path is from there */
-        char *full = word[0] == '/' ? NULL : config_path(cfg, word);
-        if (full != NULL) {
-            str_copy(word, full, sizeof word);
-            free(full);
-        }
-        errno = 0;
-        ok = stat(word, &st) == 0 && S_ISREG(st.st_mode) && access(word, X_OK) == 0;
-        if (!ok)
-            snprintf(why, n, "[app] %s: %s is not an executable file (%s)", what, word,
-                     errno != 0 ? strerror(errno) : "not a regular file");
-    } else {
-        ok = is_builtin(word) || on_path(word);
-        if (!ok)
-            snprintf(why, n, "[app] %s: %s is not a shell builtin nor on PATH", what, word);
+        snprintf(why, n, "the command is empty");
+        return false;
     }
+    if (strchr(word, '/') != NULL) {
+        if (word[0] == '/' || cfg->dir == NULL)
+            str_copy(path, word, sizeof path);
+        else
+            snprintf(path, sizeof path, "%s/%s", cfg->dir, word);
+        if (!executable(path)) {
+            snprintf(why, n, "%s is not an executable file", path);
+            return false;
+        }
+        snprintf(why, n, "%s is an executable file", path);
+        return true;
+    }
+    if (is_builtin(word)) {
+        snprintf(why, n, "%s is a shell builtin", word);
+        return true;
+    }
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    str_copy(dirs, env != NULL ? env : "/usr/local/bin:/usr/bin:/bin", sizeof dirs);
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/%s", *d ? d : ".", word);
+        if (executable(path)) {
+            snprintf(why, n, "%s resolves to %s", word, path);
+            return true;
+        }
+    }
+    snprintf(why, n, "%s is not a shell builtin nor on PATH", word);
+    return false;
+}
+
+/* One command: "" when resolvable, else why (into why). */
+static bool command_ok(const config_t *cfg, const char *what, const char *cmd, char *why, size_t n)
+{
+    char err[256], sub[600];
+    char *x = config_expand(cfg, cmd, err, sizeof err);
+
+    if (x == NULL) {
+        snprintf(why, n, "[app] %s: %s", what, err);
+        return false;
+    }
+    bool ok = check_command_resolves(cfg, x, sub, sizeof sub);
+    if (!ok)
+        snprintf(why, n, "[app] %s: %s", what, sub);
     free(x);
     return ok;
 }

@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "drd/check.h"
 #include "drd/envfile.h"
 #include "drd/pgconn.h"
 #include "drd/plan.h"
@@ -311,88 +312,6 @@ static json_t *from_check(const plan_ctx *x, const char *name)
     return from_checks(x, &name, 1);
 }
 
-static bool is_builtin(const char *w)
-{
-    static const char *const b[] = { "true", "false", ":", "exit", "cd", "echo", "test", "[",
-                                     "exec", ".", "set", "export", "printf", "sleep", "kill",
-                                     "wait", "eval", "command", "trap", "if", "for", "while",
-                                     "case", "{", "(", "!", "unset", "umask", "read", "return" };
-    for (size_t i = 0; i < ARRAY_LEN(b); i++)
-        if (strcmp(w, b[i]) == 0)
-            return true;
-    return false;
-}
-
-static bool executable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
-/* Whether the program a shell command starts resolves the way /bin/sh,
- * started by drd in the config's directory, would find it: a builtin, a
- * path (relative ones from the config's directory) to an executable file,
- * or a name on PATH. Leading VAR=value assignments are skipped. */
-static bool command_resolves(const config_t *cfg, const char *cmd, char *why, size_t n)
-{
-    char word[4096], path[8192];
-    const char *p = cmd;
-    size_t k = 0;
-
-    for (;;) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        k = strcspn(p, " \t;|&<>()");
-        const char *eq = memchr(p, '=', k);
-        if (eq == NULL || eq == p || k == 0)
-            break;
-        p += k;
-    }
-    if (k == 0 && *p != '\0')
-        k = 1;
-    if (k >= sizeof word)
-        k = sizeof word - 1;
-    memcpy(word, p, k);
-    word[k] = '\0';
-    size_t wl = strlen(word);
-    if (wl >= 2 && (word[0] == '\'' || word[0] == '"') && word[wl - 1] == word[0]) {
-        memmove(word, word + 1, wl - 2);
-        word[wl - 2] = '\0';
-    }
-    if (word[0] == '\0') {
-        snprintf(why, n, "the command is empty");
-        return false;
-    }
-    if (strchr(word, '/') != NULL) {
-        if (word[0] == '/' || cfg->dir == NULL)
-            str_copy(path, word, sizeof path);
-        else
-            snprintf(path, sizeof path, "%s/%s", cfg->dir, word);
-        if (!executable(path)) {
-            snprintf(why, n, "%s is not an executable file", path);
-            return false;
-        }
-        snprintf(why, n, "%s is an executable file", path);
-        return true;
-    }
-    if (is_builtin(word)) {
-        snprintf(why, n, "%s is a shell builtin", word);
-        return true;
-    }
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    str_copy(dirs, env != NULL ? env : "/usr/local/bin:/usr/bin:/bin", sizeof dirs);
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof path, "%s/%s", *d ? d : ".", word);
-        if (executable(path)) {
-            snprintf(why, n, "%s resolves to %s", word, path);
-            return true;
-        }
-    }
-    snprintf(why, n, "%s is not a shell builtin nor on PATH", word);
-    return false;
-}
-
 /* Which [app] command (stop, start) cmd is, or NULL. When both are the
  * same command, the step's name decides ("stop-app", "start-app"). */
 static const char *app_command_name(const config_t *cfg, const char *cmd, const char *step)
@@ -426,7 +345,7 @@ static json_t *exec_prereq(const plan_ctx *x, const char *cmd, const char *step)
     const char *which = app_command_name(x->cfg, cmd, step);
     const char *check = which != NULL ? "app-commands" : NULL;
 
-    if (!command_resolves(x->cfg, cmd, why, sizeof why))
+    if (!check_command_resolves(x->cfg, cmd, why, sizeof why))
         return prereq("fail", check, why);
     if (which != NULL && x->checks != NULL && str_eq(check_status(x, "app-commands"), "fail")) {
         const char *r = json_string_value(json_object_get(find_check(x, "app-commands"), "reason"));

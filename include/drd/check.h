@@ -29,6 +29,13 @@ json_t *check_config_failed(const config_errors *errs);
 /* One line per check: "ok|warn|fail  NAME  reason  (fix: ...)". */
 void check_print(const json_t *checks, FILE *out);
 
+/* Whether the program an (expanded) shell command starts resolves as
+ * /bin/sh, started by drd in the config's directory, would find it: a
+ * builtin, a path (relative from the config's directory) to an executable
+ * file, or a name on PATH; leading VAR=value words skipped. why says which,
+ * or why not. Used by the `app-commands` check and the dry run. */
+bool check_command_resolves(const config_t *cfg, const char *cmd, char *why, size_t n);
+
 /* true when any check failed. */
 bool check_any_failed(const json_t *checks);
 
