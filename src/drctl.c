@@ -1430,12 +1430,8 @@ static bool dr_exec(drill_t *d, PGconn *c, const char *sql, const char *what)
 /* The user name in a libpq URL or conninfo ("" if none). */
 static void url_user(const char *url, char *out, size_t n)
 {
-    out[0] = '\0';
-    PQconninfoOption *o = PQconninfoParse(url, NULL);
-    for (PQconninfoOption *p = o; p != NULL && p->keyword != NULL; p++)
-        if (strcmp(p->keyword, "user") == 0 && p->val != NULL)
-            str_copy(out, p->val, n);
-    PQconninfoFree(o);
+    char db[256];
+    pgconn_identity(url, out, n, db, sizeof db);
 }
 
 /* The drill's table on one side: fresh, empty, writable by the app's role. */

@@ -192,3 +192,26 @@ void pgconn_unwatch(pgconn_watch *w)
         w->fd = -1;
     }
 }
+
+bool pgconn_identity(const char *url, char *user, size_t un, char *db, size_t dn)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = url != NULL ? PQconninfoParse(url, &err) : NULL;
+    user[0] = db[0] = '\0';
+    if (opts == NULL) {
+        PQfreemem(err);
+        return false;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            str_copy(user, o->val, un);
+        else if (strcmp(o->keyword, "dbname") == 0)
+            str_copy(db, o->val, dn);
+    }
+    PQconninfoFree(opts);
+    if (db[0] == '\0')
+        str_copy(db, user, dn);           /* libpq's default: dbname = user */
+    return user[0] != '\0';
+}

@@ -460,26 +460,7 @@ static void describe_approve(const runbook_step *s, sbuf *c)
  * fences them). false when the URL names no user. */
 static bool app_identity(const config_target *t, char *user, size_t un, char *db, size_t dn)
 {
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(app_url_of(t), &err);
-
-    user[0] = db[0] = '\0';
-    if (opts == NULL) {
-        PQfreemem(err);
-        return false;
-    }
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL)
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            str_copy(user, o->val, un);
-        else if (strcmp(o->keyword, "dbname") == 0)
-            str_copy(db, o->val, dn);
-    }
-    PQconninfoFree(opts);
-    if (db[0] == '\0')
-        str_copy(db, user, dn);
-    return user[0] != '\0';
+    return pgconn_identity(app_url_of(t), user, un, db, dn);
 }
 
 static void describe_fence(const plan_ctx *x, const runbook_step *s, sbuf *c)

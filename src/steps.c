@@ -2,6 +2,7 @@
 #include "drd/steps.h"
 #include "drd/envfile.h"
 #include "drd/log.h"
+#include "drd/pgconn.h"
 #include "drd/pgexec.h"
 #include "drd/proc.h"
 #include "drd/sync.h"
@@ -290,25 +291,7 @@ static void quote(char *out, size_t n, const char *s, char q)
 /* The role and database the app uses on a target, from its app_url. */
 static bool app_identity(const config_target *t, char *user, size_t un, char *db, size_t dn)
 {
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(t->app_url, &err);
-    user[0] = db[0] = '\0';
-    if (opts == NULL) {
-        PQfreemem(err);
-        return false;
-    }
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (o->val == NULL)
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            str_copy(user, o->val, un);
-        else if (strcmp(o->keyword, "dbname") == 0)
-            str_copy(db, o->val, dn);
-    }
-    PQconninfoFree(opts);
-    if (db[0] == '\0')
-        str_copy(db, user, dn);           /* libpq's default: dbname = user */
-    return user[0] != '\0';
+    return pgconn_identity(t->app_url, user, un, db, dn);
 }
 
 static void on_fence_sql(void *arg, const pgexec_result *pr)

@@ -30,6 +30,10 @@ PGconn *pgconn_start_db(const char *url, const char *dbname, const char *passwor
  * (then libpq uses the user name) or does not parse. */
 char *pgconn_dbname(const char *url);
 
+/* The user and database a URL or conninfo names (database: the user's
+ * name when none, as libpq does). false when it names no user or does not
+ * parse. */
+bool pgconn_identity(const char *url, char *user, size_t un, char *db, size_t dn);
 /* One line from a libpq message: lines joined with "; ", indentation
  * dropped, secrets masked; "unknown error" when msg is NULL or blank. */
 void pgconn_error_text(const char *msg, char *out, size_t n);
