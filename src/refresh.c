@@ -16,8 +16,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "drd/log.h"
 #include "drd/util.h"
@@ -141,6 +143,62 @@ typedef struct {
     int n;
 } stale_ctx;
 
+/* When process pid started, in seconds since the epoch, or -1. */
+static long long started_at_s(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp ... starttime(22nd)": comm may hold spaces */
+    const char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long start = 0;
+    int field = 2;
+    for (char *save = NULL, *t = strtok_r((char *)p + 1, " ", &save); t != NULL;
+         t = strtok_r(NULL, " ", &save)) {
+        if (++field == 22) {
+            start = strtoull(t, NULL, 10);
+            break;
+        }
+    }
+    long long btime = -1;
+    if ((f = fopen("/proc/stat", "re")) == NULL)
+        return -1;
+    while (fgets(buf, sizeof buf, f) != NULL)
+        if (sscanf(buf, "btime %lld", &btime) == 1)
+            break;
+    fclose(f);
+    long tck = sysconf(_SC_CLK_TCK);
+    return field == 22 && btime > 0 && tck > 0 ? btime + (long long)(start / (unsigned long long)tck) : -1;
+}
+
+/* A drd killed during a refresh leaves its pg_dump / pg_restore running
+ * (their process group outlives drd): end that group if its leader is the
+ * process drd started (same pid, started within 2 s of the recorded time). */
+static void kill_leftover(store_t *store)
+{
+    char v[48] = "";
+    if (!store_kv_get(store, REFRESH_PGID_KEY, v, sizeof v) || v[0] == '\0')
+        return;
+    store_kv_set(store, REFRESH_PGID_KEY, "");
+    long pgid;
+    long long at;
+    if (sscanf(v, "%ld:%lld", &pgid, &at) != 2 || pgid <= 1)
+        return;
+    long long st = started_at_s(pgid);
+    if (st < 0 || st < at - 2 || st > at + 2 || getpgid((pid_t)pgid) != (pid_t)pgid)
+        return;                              /* gone, or not ours any more */
+    if (kill((pid_t)-pgid, SIGKILL) == 0)
+        log_warn("refresh: ended process group %ld, left running by a drd that stopped during a refresh",
+                 pgid);
+}
+
 static bool stale_cb(const store_refresh *rec, void *arg)
 {
     stale_ctx *c = arg;
@@ -203,6 +261,7 @@ refresh_t *refresh_new(loop_t *loop, store_t *store, monitor_t *monitor, executo
     r->cfg = cfg;
     r->w.seen_seq = r->w.seen_at_ms = r->w.lag_bytes = r->w.errors_seen = r->w.lag_at_sample = -1;
     load_cron(r);
+    kill_leftover(store);
     /* A refresh found running was cut short by the end of a previous drd. */
     stale_ctx sc = { .n = 0 };
     store_refreshes_recent(store, 20, stale_cb, &sc);

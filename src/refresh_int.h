@@ -355,4 +355,8 @@ int64_t refresh_watch_good_at(const refresh_t *r);
 /* Wall ms of the newest heartbeat drd wrote on the primary, 0 if none. */
 int64_t refresh_watch_last_beat(const refresh_t *r);
 
+/* kv key: the process group of the refresh's running child command
+ * ("" or absent: none), recorded so a restarted drd can end it. */
+#define REFRESH_PGID_KEY "refresh_pgid"
+
 #endif

@@ -372,6 +372,7 @@ int refresh_job_sql(job_t *j, const char *conninfo, const char *password, const 
 static void on_cmd(void *arg, const proc_result *res)
 {
     job_t *j = arg;
+    store_kv_set(j->r->store, REFRESH_PGID_KEY, "");
     bool ok = j->cmd_cb(j, res);
     proc_free(j->proc);
     j->proc = NULL;
@@ -397,6 +398,11 @@ int refresh_job_cmd(job_t *j, const char *command, int64_t timeout_ms, job_cmd_c
         refresh_job_fail(j, "cannot start a child process: %s", err);
         return PHASE_FAILED;
     }
+    /* Its process group, so that a drd killed meanwhile can end a
+     * pg_dump / pg_restore left running (refresh_kill_leftover). */
+    char pgid[48];
+    snprintf(pgid, sizeof pgid, "%ld:%lld", (long)proc_pid(j->proc), (long long)(wall_ms() / 1000));
+    store_kv_set(j->r->store, REFRESH_PGID_KEY, pgid);
     return PHASE_ASYNC;
 }
 
