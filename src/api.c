@@ -857,6 +857,20 @@ static enum MHD_Result list_error(struct MHD_Connection *c, unsigned code, const
     return send_error(c, code, msg);
 }
 
+/* GET /api/WHAT?limit=N (1..1000, default 20): {"WHAT": [...]} from fill. */
+static enum MHD_Result get_list(api_t *a, struct MHD_Connection *c, list_fill_fn fill, const char *what)
+{
+    int64_t limit;
+    unsigned code;
+
+    if (!query_int(c, "limit", false, 20, 1000, &limit))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
+    json_t *arr = store_list(a, fill, &limit, &code);
+    if (arr == NULL)
+        return list_error(c, code, what);
+    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", what, arr));
+}
+
 static bool event_to_array(const store_event *e, void *arg)
 {
     json_t *arr = arg;
@@ -1006,18 +1020,6 @@ static bool fill_runs(store_t *st, json_t *arr, const void *arg)
     return store_runs_recent(st, (int)*(const int64_t *)arg, run_to_array, &x);
 }
 
-static enum MHD_Result get_runs(api_t *a, struct MHD_Connection *c)
-{
-    int64_t limit;
-    unsigned code;
-
-    if (!query_int(c, "limit", false, 20, 1000, &limit))
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    json_t *arr = store_list(a, fill_runs, &limit, &code);
-    if (arr == NULL)
-        return list_error(c, code, "runs");
-    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "runs", arr));
-}
 
 /* GET /api/requests/{id}: what became of a queued request. 404 while it is
  * still queued (the main loop has not taken it yet). */
@@ -1078,18 +1080,6 @@ static bool fill_drills(store_t *st, json_t *arr, const void *arg)
     return store_drills_recent(st, (int)*(const int64_t *)arg, drill_to_array, arr);
 }
 
-static enum MHD_Result get_drills(api_t *a, struct MHD_Connection *c)
-{
-    int64_t limit;
-    unsigned code;
-
-    if (!query_int(c, "limit", false, 20, 1000, &limit))
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    json_t *arr = store_list(a, fill_drills, &limit, &code);
-    if (arr == NULL)
-        return list_error(c, code, "drills");
-    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "drills", arr));
-}
 
 /* GET /api/refreshes?limit=N: backup refreshes, newest first. */
 static bool fill_refreshes(store_t *st, json_t *arr, const void *arg)
@@ -1097,18 +1087,6 @@ static bool fill_refreshes(store_t *st, json_t *arr, const void *arg)
     return store_refreshes_recent(st, (int)*(const int64_t *)arg, refresh_to_array, arr);
 }
 
-static enum MHD_Result get_refreshes(api_t *a, struct MHD_Connection *c)
-{
-    int64_t limit;
-    unsigned code;
-
-    if (!query_int(c, "limit", false, 20, 1000, &limit))
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-    json_t *arr = store_list(a, fill_refreshes, &limit, &code);
-    if (arr == NULL)
-        return list_error(c, code, "refreshes");
-    return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "refreshes", arr));
-}
 
 static bool probe_minute_to_array(const store_probe_minute *m, void *arg)
 {
@@ -1590,13 +1568,13 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
     case R_RUN:
         return get_run(a, c, r);
     case R_RUNS:
-        return get_runs(a, c);
+        return get_list(a, c, fill_runs, "runs");
     case R_REQUEST:
         return get_request(a, c, r);
     case R_REFRESHES:
-        return get_refreshes(a, c);
+        return get_list(a, c, fill_refreshes, "refreshes");
     case R_DRILLS:
-        return get_drills(a, c);
+        return get_list(a, c, fill_drills, "drills");
     default:
         break;
     }
