@@ -941,6 +941,56 @@ int config_line(const config_t *c, const char *section, const char *key)
     return entry_line(c, section, key);
 }
 
+/* The API token's entropy, estimated from its characters: its length
+ * times the bits of the smallest usual alphabet holding all of them
+ * (decimal digits, hexadecimal in one case, base64 / base64url, printable
+ * ASCII). Exact for tokens made by `openssl rand -hex|-base64`, an upper
+ * bound for anything else; base64 padding counts nothing. In millibits. */
+static uint64_t token_millibits(const char *t, unsigned *distinct)
+{
+    bool seen[256] = { false };
+    bool digits = true, lower_hex = true, upper_hex = true, b64 = true;
+    size_t n = strlen(t), pad = 0;
+
+    *distinct = 0;
+    while (pad < n && t[n - 1 - pad] == '=')
+        pad++;
+    for (size_t i = 0; i < n - pad; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (!seen[ch])
+            (*distinct)++;
+        seen[ch] = true;
+        digits = digits && isdigit(ch);
+        lower_hex = lower_hex && (isdigit(ch) || (ch >= 'a' && ch <= 'f'));
+        upper_hex = upper_hex && (isdigit(ch) || (ch >= 'A' && ch <= 'F'));
+        b64 = b64 && (isalnum(ch) || ch == '+' || ch == '/' || ch == '-' || ch == '_');
+    }
+    /* 1000 * log2(10), log2(16), log2(64), log2(95) */
+    return (uint64_t)(n - pad) * (digits ? 3321u : lower_hex || upper_hex ? 4000u : b64 ? 6000u : 6569u);
+}
+
+/* The bearer token guards failover over the network: drd refuses one a
+ * guesser could find (less than 128 bits), at the line of token_file. */
+static void token_check(load_ctx *x)
+{
+    const config_t *c = x->c;
+    unsigned distinct = 0;
+    uint64_t mbits;
+
+    if (c->http_token == NULL)
+        return;
+    mbits = token_millibits(c->http_token, &distinct);
+    if (distinct < 8)
+        load_error(x, entry_line(c, "http", "token_file"),
+                   "token_file %s: the token has only %u different characters, so it is not "
+                   "random (e.g. openssl rand -hex 32)", c->http_token_file, distinct);
+    else if (mbits < 128000)
+        load_error(x, entry_line(c, "http", "token_file"),
+                   "token_file %s: the token has about %u bits of entropy, 128 are needed "
+                   "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)",
+                   c->http_token_file, (unsigned)(mbits / 1000));
+}
+
 /* Checks that involve more than one option. Fields may be NULL when an
  * earlier error left them unset. */
 static void cross_checks(load_ctx *x)
@@ -958,6 +1008,7 @@ static void cross_checks(load_ctx *x)
         load_error(x, entry_line(c, "http", "listen"),
                    "listen is set, so token_file is required in [http] "
                    "(the HTTP API needs a token)");
+    token_check(x);
     if (str_eq(c->failover_fence, "command") && c->failover_fence_command == NULL)
         load_error(x, entry_line(c, "failover", "fence"),
                    "fence = command needs fence_command in [failover]");
