@@ -36,6 +36,8 @@ bin/drd: build/obj/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 bin/drctl: build/obj/drctl.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# Where the installed page is looked for (see web_root in README).
+build/obj/config.o build/san/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
 build/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/obj
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 build/san/%.o: src/%.c $(wildcard include/drd/*.h) | build/san
@@ -72,13 +74,21 @@ bench: deps
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*.c | grep -v snprintf
 
+# The unit file names PREFIX's paths: conf/drd.service is written for
+# /usr/local and rewritten here for PREFIX (into share/drd/conf and
+# lib/systemd/system, which systemd searches for /usr/local).
 install: bin/drd bin/drctl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/drd/web \
-		$(DESTDIR)$(PREFIX)/share/drd/runbooks $(DESTDIR)$(PREFIX)/share/drd/conf
+		$(DESTDIR)$(PREFIX)/share/drd/runbooks $(DESTDIR)$(PREFIX)/share/drd/conf \
+		$(DESTDIR)$(PREFIX)/share/doc/drd $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 bin/drd bin/drctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 web/* $(DESTDIR)$(PREFIX)/share/drd/web/ 2>/dev/null || true
-	install -m 644 runbooks/* $(DESTDIR)$(PREFIX)/share/drd/runbooks/ 2>/dev/null || true
-	install -m 644 conf/* $(DESTDIR)$(PREFIX)/share/drd/conf/
+	install -m 644 web/* $(DESTDIR)$(PREFIX)/share/drd/web/
+	install -m 644 runbooks/* $(DESTDIR)$(PREFIX)/share/drd/runbooks/
+	install -m 644 conf/drd.conf $(DESTDIR)$(PREFIX)/share/drd/conf/
+	sed 's|/usr/local|$(PREFIX)|g' conf/drd.service >build/drd.service
+	install -m 644 build/drd.service $(DESTDIR)$(PREFIX)/share/drd/conf/drd.service
+	install -m 644 build/drd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/drd.service
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/drd/README.md
 
 clean:
 	rm -rf bin build

@@ -19,6 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+/* Where `make install` puts the page (-DDRD_SHAREDIR from PREFIX). */
+#ifndef DRD_SHAREDIR
+#define DRD_SHAREDIR "/usr/local/share/drd"
+#endif
 
 #define SECRET_FILE_MAX (64 * 1024)
 #define MS_S  INT64_C(1000)
@@ -878,6 +884,63 @@ static void secret_file_read(load_ctx *x, const config_option *o)
     free(data);
 }
 
+/* The page can be served from dir: its index.html is readable. */
+bool config_web_root_ok(const char *dir)
+{
+    char p[PATH_MAX];
+    if (dir == NULL || (size_t)snprintf(p, sizeof p, "%s/index.html", dir) >= sizeof p)
+        return false;
+    return access(p, R_OK) == 0;
+}
+
+/* [http] web_root: as written (relative to this file) when the page is
+ * there. When it is not set (default "web") or relative and not there, the
+ * installed page: PREFIX/share/drd/web found from the binary's own place
+ * (BINDIR/../share/drd/web, so any PREFIX works without a rebuild), then
+ * the compiled-in DRD_SHAREDIR/web, then the source tree a binary not
+ * installed was built in (BINDIR/../web). An absolute path is never
+ * replaced. */
+static void web_root_resolve(config_t *c)
+{
+    const char *raw = config_get(c, "http", "web_root");
+    char exe[PATH_MAX], cand[3][PATH_MAX];
+    size_t n = 0;
+
+    if (c->http_web_root == NULL || config_web_root_ok(c->http_web_root) || raw == NULL || raw[0] == '/')
+        return;
+    bool bindir = false;
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            bindir = true;
+            if ((size_t)snprintf(cand[n], sizeof cand[n], "%s/../share/drd/web", exe) < sizeof cand[n])
+                n++;
+        }
+    }
+    if ((size_t)snprintf(cand[n], sizeof cand[n], "%s/web", DRD_SHAREDIR) < sizeof cand[n])
+        n++;
+    /* not installed: the source tree it was built in (bin/../web) */
+    if (bindir && (size_t)snprintf(cand[n], sizeof cand[n], "%s/../web", exe) < sizeof cand[n])
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        char *real = realpath(cand[i], NULL);
+        if (real != NULL && config_web_root_ok(real)) {
+            free(c->http_web_root);
+            c->http_web_root = real;
+            return;
+        }
+        free(real);
+    }
+}
+
+int config_line(const config_t *c, const char *section, const char *key)
+{
+    return entry_line(c, section, key);
+}
+
 /* The API token's entropy, estimated from its characters: its length
  * times the bits of the smallest usual alphabet holding all of them
  * (decimal digits, hexadecimal in one case, base64 / base64url, printable
@@ -1223,6 +1286,8 @@ static config_t *load(const char *path, bool drill, config_errors *errs)
         if (options[i].type == OPT_SECRET_FILE)
             secret_file_read(&x, &options[i]);
     cross_checks(&x);
+    if (x.errs.n == 0)
+        web_root_resolve(c);
 
 done:
     for (size_t i = 0; i < ARRAY_LEN(drill_map); i++)

@@ -114,6 +114,11 @@ const char *config_get(const config_t *c, const char *section, const char *key);
  * NULL with a message in err naming the unknown variable. "$$" is "$". */
 char *config_expand(const config_t *c, const char *in, char *err, size_t errlen);
 
+/* Line of section.key in the file, 0 when it was not written there. */
+int config_line(const config_t *c, const char *section, const char *key);
+/* The page (index.html) can be served from dir. */
+bool config_web_root_ok(const char *dir);
+
 /* Resolve a path relative to the config file's directory (malloc'd). */
 char *config_path(const config_t *c, const char *p);
 
