@@ -272,17 +272,16 @@ static void check_priv_backup(check_job *j) { check_privs(j, PRIV_BACKUP); }
 /* ------------------------------------------------------------------ */
 /* env file, commands, disk                                           */
 
-static void check_env_file(check_job *j)
+bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, size_t fn)
 {
-    const config_t *cfg = j->cfg;
     const char *path = cfg->app_env_file;
-    const char *key = cfg->app_env_key != NULL ? cfg->app_env_key : "DATABASE_URL";
-    char dir[PATH_MAX], err[512], masked[2048], want[2048];
-    char *val = NULL;
+    char dir[PATH_MAX];
 
+    fix[0] = '\0';
     if (path == NULL || *path == '\0') {
-        set(j, ST_FAIL, "set [app] env_file", "no [app] env_file: switch-env has nothing to rewrite");
-        return;
+        str_copy(fix, "set [app] env_file", fn);
+        snprintf(why, wn, "no [app] env_file: switch-env has nothing to rewrite");
+        return false;
     }
     str_copy(dir, path, sizeof dir);
     char *slash = strrchr(dir, '/');
@@ -293,21 +292,39 @@ static void check_env_file(check_job *j)
     else
         *slash = '\0';
     if (access(path, F_OK) != 0) {
-        set(j, ST_FAIL, "create the env file (with the key) or fix [app] env_file",
-            "%s is missing: %s", path, strerror(errno));
-        return;
+        str_copy(fix, "create the env file (with the key) or fix [app] env_file", fn);
+        snprintf(why, wn, "%s is missing: %s", path, strerror(errno));
+        return false;
     }
     if (access(path, R_OK) != 0) {
-        set(j, ST_FAIL, "give drd read access to the env file", "%s is not readable: %s", path, strerror(errno));
-        return;
+        str_copy(fix, "give drd read access to the env file", fn);
+        snprintf(why, wn, "%s is not readable: %s", path, strerror(errno));
+        return false;
     }
     if (access(path, W_OK) != 0) {
-        set(j, ST_FAIL, "give drd write access to the env file", "%s is not writable: %s", path, strerror(errno));
-        return;
+        str_copy(fix, "give drd write access to the env file", fn);
+        snprintf(why, wn, "%s is not writable: %s", path, strerror(errno));
+        return false;
     }
     if (access(dir, W_OK) != 0) {
-        set(j, ST_FAIL, "give drd write access to the env file's directory (it replaces the file by a rename)",
-            "directory %s is not writable: %s", dir, strerror(errno));
+        str_copy(fix, "give drd write access to the env file's directory (it replaces the file by a rename)", fn);
+        snprintf(why, wn, "directory %s is not writable: %s", dir, strerror(errno));
+        return false;
+    }
+    snprintf(why, wn, "%s present and writable", path);
+    return true;
+}
+
+static void check_env_file(check_job *j)
+{
+    const config_t *cfg = j->cfg;
+    const char *path = cfg->app_env_file;
+    const char *key = cfg->app_env_key != NULL ? cfg->app_env_key : "DATABASE_URL";
+    char err[512], masked[2048], want[2048], why[PATH_MAX + 128], fix[256];
+    char *val = NULL;
+
+    if (!check_env_writable(cfg, why, sizeof why, fix, sizeof fix)) {
+        set(j, ST_FAIL, fix, "%s", why);
         return;
     }
     val = malloc(8192);

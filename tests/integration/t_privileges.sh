@@ -147,3 +147,39 @@ done
 cmp_ok "$n_stmts" -ge 8 "every printed statement was tried ($n_stmts)"
 OUT=$(check_json); RC=$?
 is "$RC" 0 "check passes again with every grant back"
+
+# --------------------------------- a failover stops before stop-app (preflight)
+fo_app_running; ok $? "the app runs (on the primary)"
+env_sum=$(sha256sum <"$FO_ENV")
+subset=("backup|$(grep -m1 ' ON SEQUENCE ' "$TEST_TMP/grants.backup")"
+        "backup|$(grep -m1 ' ON TABLE ' "$TEST_TMP/grants.backup")"
+        "primary|$(grep -m1 '^GRANT app_owner TO' "$TEST_TMP/grants.primary")")
+for case in "${subset[@]}"; do
+  side=${case%%|*}; stmt=${case#*|}
+  [ -n "$stmt" ] || { fail "no statement for $side in grants"; continue; }
+  revoke=$(sed -E 's/^GRANT (.*) TO (.*);$/REVOKE \1 FROM \2;/' <<<"$stmt")
+  pg_psql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
+  run=$(( $(fo_last_run) + 1 ))
+  fo_drctl failover --yes --reason "preflight test" >"$TEST_TMP/failover.$run" 2>&1
+  poll_until 10 fo_run_state_is "$run" waiting; ok $? "$revoke: the failover (run $run) waits" ||
+    { diag_file "$TEST_TMP/failover.$run" 10; fo_diag 30; }
+  is "$(fo_step "$run" preflight state)" needs_attention "... at its preflight step"
+  err=$(fo_step "$run" preflight error)
+  # the run's own needs: a failover needs less on a table than grants
+  # gives for both runbooks (SELECT, TRIGGER of SELECT, ..., TRIGGER)
+  re=$(sed -E 's/[][\.*^$()+?{}|]/\\&/g; s/^GRANT [A-Z, ]+ ON /GRANT [A-Z, ]+ ON /' <<<"$stmt")
+  like "$err" "$re" "... whose error names the object and its fix: $stmt" || diag "$err"
+  is "$(fo_step "$run" stop-app state)" pending "... stop-app never ran"
+  fo_app_running; ok $? "... the app still runs"
+  is "$(sha256sum <"$FO_ENV")" "$env_sum" "... the env file is unchanged"
+  st=$(drd_status_json)
+  is "$(jq -r '"\(.run.id) \(.run.state) " + ([.approvals[] | select(.run_id == '"$run"') | .step] | join(","))' <<<"$st")" \
+     "$run waiting preflight" "... status shows the run waiting at preflight"
+  appr=$(fo_pending_approval attention)
+  fo_drctl reject "$appr" --reason "test" >/dev/null 2>&1
+  poll_until 10 fo_run_state_is "$run" aborted; ok $? "... rejected: run $run aborted"
+  pg_psql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
+done
+is "$(fo_env_url)" "$(fo_app_url primary)" "the env file still points at the primary"
+is "$(drd_json .active)" primary "drd: the app is on the primary"
+done_testing
