@@ -608,7 +608,8 @@ typedef struct {
     bool missing, opt;           /* for roles, attributes, parameters */
     unsigned miss;               /* missing bits */
     const char *why;             /* E_ROLE_MEMBER: what it is for */
-    char labels[512];
+    struct { char label[96]; unsigned privs; } by[24];   /* who needs what */
+    size_t nby;
 } entry_t;
 
 typedef struct {
@@ -617,20 +618,18 @@ typedef struct {
     bool oom;
 } entries;
 
-static void add_label(entry_t *e, const char *label)
+/* label needs privs (0: the entry as a whole) of e. */
+static void add_label(entry_t *e, const char *label, unsigned privs)
 {
-    size_t ll = strlen(label);
-    for (const char *p = e->labels; *p != '\0';) {
-        size_t l = strcspn(p, ";");
-        if (l == ll && strncmp(p, label, l) == 0)
+    for (size_t i = 0; i < e->nby; i++)
+        if (strcmp(e->by[i].label, label) == 0) {
+            e->by[i].privs |= privs;
             return;
-        p += l;
-        if (*p == ';')
-            p++;
-    }
-    if (e->labels[0] != '\0')
-        str_append(e->labels, sizeof e->labels, ";");
-    str_append(e->labels, sizeof e->labels, label);
+        }
+    if (e->nby == ARRAY_LEN(e->by))
+        return;
+    str_copy(e->by[e->nby].label, label, sizeof e->by[e->nby].label);
+    e->by[e->nby++].privs = privs;
 }
 
 static entry_t *entry(entries *es, entry_kind kind, const char *q, const char *owner)
@@ -667,7 +666,7 @@ static void need_privs(entries *es, entry_kind kind, const char *q, const char *
     }
     e->need |= privs;
     e->miss |= privs & ~has;
-    add_label(e, n->label);
+    add_label(e, n->label, privs);
 }
 
 static void need_flag(entries *es, entry_kind kind, const char *q, const char *owner, bool have,
@@ -681,7 +680,7 @@ static void need_flag(entries *es, entry_kind kind, const char *q, const char *o
     e->missing = !have;
     if (why != NULL && e->why == NULL)
         e->why = why;
-    add_label(e, n->label);
+    add_label(e, n->label, 0);
 }
 
 static const schema_t *schema_of(const catalog_t *cat, const char *name)
@@ -821,13 +820,13 @@ static bool load_entries(const privs_list *l, privs_side side, PGconn *c, const 
     return true;
 }
 
-static json_t *labels_json(const char *labels)
+/* The labels that need one of the privileges m (m = 0: all of them). */
+static json_t *labels_json(const entry_t *e, unsigned m)
 {
     json_t *a = json_array();
-    char buf[512];
-    str_copy(buf, labels, sizeof buf);
-    for (char *save = NULL, *t = strtok_r(buf, ";", &save); a != NULL && t != NULL; t = strtok_r(NULL, ";", &save))
-        json_array_append_new(a, json_string(t));
+    for (size_t i = 0; a != NULL && i < e->nby; i++)
+        if (m == 0 || e->by[i].privs == 0 || (e->by[i].privs & m) != 0)
+            json_array_append_new(a, json_string(e->by[i].label));
     return a;
 }
 
@@ -845,14 +844,16 @@ bool privs_check(const privs_list *l, privs_side side, PGconn *c, const char *ro
         snprintf(err, errlen, "role %s does not exist on the %s", cat.role, sides[side]);
         goto cleanup;
     }
-    for (int pass = 0; pass < 2; pass++)             /* required first, then optional */
+    for (int pass = 0; pass < 2 * (E_SEQUENCE + 1); pass++)   /* required first, then optional; by kind */
         for (size_t i = 0; i < es.n; i++) {
             entry_t *e = &es.v[i];
+            if ((int)e->kind != pass / 2)
+                continue;
             char obj[600], privs[160], fix[800], what[800];
             unsigned m = 0;
             bool optional;
             if (e->kind <= E_PARAMETER) {
-                if (!e->missing || e->opt != (pass == 1))
+                if (!e->missing || e->opt != (pass % 2 == 1))
                     continue;
                 optional = e->opt;
                 if (e->kind == E_ROLE_MEMBER)
@@ -860,10 +861,10 @@ bool privs_check(const privs_list *l, privs_side side, PGconn *c, const char *ro
                 else
                     str_copy(privs, e->kind == E_ATTR ? "role attribute" : "SET", sizeof privs);
             } else {
-                m = e->miss & (pass == 0 ? ~e->optional : e->optional);
+                m = e->miss & (pass % 2 == 0 ? ~e->optional : e->optional);
                 if (m == 0)
                     continue;
-                optional = pass == 1;
+                optional = pass % 2 == 1;
                 privlist(m, privs, sizeof privs);
             }
             snprintf(obj, sizeof obj, "%s %s", kind_words[e->kind], e->q);
@@ -875,7 +876,7 @@ bool privs_check(const privs_list *l, privs_side side, PGconn *c, const char *ro
                 snprintf(what, sizeof what, "%s on %s", privs, obj);
             statement(e, m, cat.qrole, fix, sizeof fix);
             json_t *it = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:b}", "side", sides[side], "object", obj,
-                                   "privileges", privs, "what", what, "needed_by", labels_json(e->labels),
+                                   "privileges", privs, "what", what, "needed_by", labels_json(e, m),
                                    "fix", fix, "optional", optional);
             if (it == NULL || json_array_append_new(items, it) != 0) {
                 snprintf(err, errlen, "out of memory");
