@@ -134,7 +134,8 @@ void config_dump(const config_t *c, FILE *out);
  * "key = value" (key: a-z 0-9 _ -); full-line comments start with # or ;;
  * an inline comment is whitespace followed by # ("a ; b" stays "a ; b");
  * a value in double quotes is literal (may hold #), with \" and \\ escapes;
- * no line length limit; a UTF-8 BOM is skipped; CRLF is accepted.
+ * no line length limit; a UTF-8 BOM is skipped; CRLF is accepted; section
+ * names and values must be valid UTF-8.
  * on_entry is called for each "key = value" in file order, and once per
  * section header with key == NULL and value == NULL (so empty sections and
  * header lines are seen). Strings are only valid during the call. Return
