@@ -128,13 +128,13 @@ json_t *attention_from_store(store_t *st, const config_t *cfg)
         goto cleanup;
     }
     const char *reason = waiting && pend.any ? pend.a.prompt : run.error[0] ? run.error : run.state;
-    out = json_pack("{s:I, s:s, s:s, s:o, s:b, s:o, s:o, s:s}",
+    out = json_pack("{s:I, s:s, s:s, s:o, s:b, s:o, s:o, s:o}",
                     "run_id", (json_int_t)run.id, "kind", run.kind, "state", run.state,
-                    "step", w.cur_step[0] ? json_string(w.cur_step) : json_null(),
+                    "step", w.cur_step[0] ? json_text(w.cur_step) : json_null(),
                     "app_stopped", w.stopped,
                     "stopped_at", w.stopped && w.stopped_at > 0 ? json_integer(w.stopped_at) : json_null(),
                     "approval_id", waiting && pend.any ? json_integer(pend.a.id) : json_null(),
-                    "reason", reason);
+                    "reason", json_text(reason));
 
 cleanup:
     free(w.stop);

@@ -2,16 +2,17 @@
 #include "drd/views.h"
 
 #include "drd/executor.h"
+#include "drd/util.h"
 
 bool views_add_event(const store_event *e, void *arg)
 {
     json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:I,s:s,s:o,s:s}",
+    json_t *o = json_pack("{s:I,s:I,s:s,s:o,s:o}",
                           "id", (json_int_t)e->id,
                           "at", (json_int_t)e->at,
                           "kind", e->kind,
                           "target", e->target[0] != '\0' ? json_string(e->target) : json_null(),
-                          "message", e->message);
+                          "message", json_text(e->message));
     if (o == NULL)
         return false;
     json_array_append_new(arr, o);
@@ -21,13 +22,13 @@ bool views_add_event(const store_event *e, void *arg)
 bool views_add_incident(const store_incident *i, void *arg)
 {
     json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:s}",
+    json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:o}",
                           "id", (json_int_t)i->id,
                           "target", i->target,
                           "started_at", (json_int_t)i->started_at,
                           "ended_at", i->ended_at > 0 ? json_integer((json_int_t)i->ended_at)
                                                       : json_null(),
-                          "reason", i->reason);
+                          "reason", json_text(i->reason));
     if (o == NULL)
         return false;
     json_array_append_new(arr, o);
