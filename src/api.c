@@ -1162,7 +1162,7 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
                      json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)rq.id,
                                "kind", rq.kind, "state", rq.state, "actor", rq.actor,
                                "run_id", rq.run_id ? json_integer(rq.run_id) : json_null(),
-                               "error", rq.error[0] ? json_string(rq.error) : json_null(),
+                               "error", rq.error[0] ? json_text(rq.error) : json_null(),
                                "at", (json_int_t)rq.at));
 }
 
@@ -1174,7 +1174,7 @@ static bool refresh_to_array(const store_refresh *r, void *arg)
                           "finished_at", r->finished_at ? json_integer(r->finished_at) : json_null(),
                           "bytes", (json_int_t)r->bytes,
                           "file", r->file[0] ? json_string(r->file) : json_null(),
-                          "error", r->error[0] ? json_string(r->error) : json_null());
+                          "error", r->error[0] ? json_text(r->error) : json_null());
     if (o != NULL)
         json_array_append_new(arg, o);
     return true;
