@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,7 +490,20 @@ char *mask_dup(const char *in)
     char *lit = mask_literals(in, strlen(in));
     if (lit == NULL)
         return NULL;
+    /* Until nothing changes: masking one form can reveal another, e.g. a
+     * quoted value with a space in a URL's user name hides the URL's
+     * password ("scheme://password='a b':PW@host") until it is "****" (found
+     * by fuzz/mask). Each pass only shortens values to "****", so a few
+     * passes settle it. */
     char *out = mask_forms(lit, strlen(lit), false);
+    for (int pass = 0; out != NULL && pass < 4; pass++) {
+        char *again = mask_forms(out, strlen(out), false);
+        bool same = again != NULL && strcmp(again, out) == 0;
+        free(out);
+        out = again;
+        if (same)
+            break;
+    }
     free(lit);
     return out;
 }
@@ -507,6 +521,22 @@ char *mask_secrets(const char *in, char *out, size_t n)
         return out;
     char *m = mask_dup(in);
     str_copy(out, m != NULL ? m : MASK, n);
+    free(m);
+    return out;
+}
+
+char *mask_vformat(char *out, size_t n, const char *marker, const char *fmt, va_list ap)
+{
+    char *full = NULL;
+    if (n == 0)
+        return out;
+    int len = vasprintf(&full, fmt, ap);
+    char *m = len >= 0 ? mask_dup(full) : NULL;
+    if (len >= 0) {
+        explicit_bzero(full, (size_t)len);
+        free(full);
+    }
+    str_trunc(out, n, m != NULL ? m : MASK, marker);
     free(m);
     return out;
 }

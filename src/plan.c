@@ -19,6 +19,7 @@
 #include "drd/envfile.h"
 #include "drd/pgconn.h"
 #include "drd/plan.h"
+#include "drd/privs.h"
 #include "drd/runbook.h"
 #include "drd/steps.h"
 #include "drd/store.h"
@@ -75,67 +76,15 @@ static const char *sb_str(const sbuf *b)
 /* ------------------------------------------------------------------ */
 /* masking                                                            */
 
-static bool ends_with_ci(const char *s, size_t len, const char *suffix)
-{
-    size_t sl = strlen(suffix);
-    return len >= sl && strncasecmp(s + len - sl, suffix, sl) == 0;
-}
-
-/* mask_secrets() leaves shell assignments such as PGPASSWORD=x or
- * API_TOKEN=x alone (the key is part of a longer word): hide the value of
- * any NAME=value whose NAME ends in PASSWORD, PASSWD, TOKEN or SECRET. */
-static void mask_assignments(const char *in, sbuf *out)
-{
-    const char *s = in;
-
-    while (*s != '\0') {
-        bool word_start = s == in || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
-        if (word_start && (isalpha((unsigned char)*s) || *s == '_')) {
-            size_t k = 0;
-            while (isalnum((unsigned char)s[k]) || s[k] == '_')
-                k++;
-            if (s[k] == '=' && (ends_with_ci(s, k, "password") || ends_with_ci(s, k, "passwd") ||
-                                ends_with_ci(s, k, "token") || ends_with_ci(s, k, "secret"))) {
-                const char *v = s + k + 1;
-                size_t vl;
-                if (*v == '\'' || *v == '"') {
-                    const char *end = strchr(v + 1, *v);
-                    vl = end != NULL ? (size_t)(end - v) + 1 : strlen(v);
-                } else {
-                    vl = strcspn(v, " \t\r\n;|&)");
-                }
-                sb_printf(out, "%.*s=****", (int)k, s);
-                s = v + vl;
-                continue;
-            }
-            sb_printf(out, "%.*s", (int)k, s);
-            s += k;
-            continue;
-        }
-        sb_printf(out, "%c", *s);
-        s++;
-    }
-}
-
-/* in with every secret masked, as a new JSON string (NULL in: null). */
+/* in with every secret masked (mask.c), as a new JSON string (NULL in:
+ * null). NULL on OOM. */
 static json_t *masked_json(const char *in)
 {
-    sbuf b = { 0 };
-    json_t *j;
-    size_t cap;
-    char *m;
-
     if (in == NULL)
         return json_null();
-    cap = strlen(in) * 2 + 64;
-    m = malloc(cap);
-    if (m == NULL)
-        return NULL;
-    mask_secrets(in, m, cap);
-    mask_assignments(m, &b);
-    j = json_string(sb_str(&b));
+    char *m = mask_dup(in);
+    json_t *j = m != NULL ? json_text(m) : NULL;
     free(m);
-    free(b.p);
     return j;
 }
 
@@ -193,10 +142,27 @@ static const json_t *find_check(const plan_ctx *x, const char *name)
     return NULL;
 }
 
+/* A privileges-* check that could test (it has items) speaks for each
+ * step through its items (privs_prereq): for the steps it lists none
+ * of, it is ok. */
+static bool tested_privileges(const plan_ctx *x, const char *name)
+{
+    return json_array_size(json_object_get(find_check(x, name), "items")) > 0;
+}
+
 static const char *check_status(const plan_ctx *x, const char *name)
 {
     const char *s = json_string_value(json_object_get(find_check(x, name), "status"));
+    if (tested_privileges(x, name))
+        return "ok";
     return s != NULL ? s : "unknown";
+}
+
+static const char *check_reason(const plan_ctx *x, const char *name)
+{
+    if (tested_privileges(x, name))
+        return "drd's role has the privileges this step needs";
+    return json_string_value(json_object_get(find_check(x, name), "reason"));
 }
 
 /* The daemon's view of a target ("closed", "open", ...), or NULL. */
@@ -293,14 +259,13 @@ static json_t *from_checks(const plan_ctx *x, const char *const *names, size_t n
         const json_t *c = find_check(x, names[worst]);
         if (c == NULL)
             return prereq("unknown", names[worst], "this check did not run");
-        sb_printf(&reason, "%s", json_string_value(json_object_get(c, "reason")));
+        sb_printf(&reason, "%s", check_reason(x, names[worst]));
         const char *fix = json_string_value(json_object_get(c, "fix"));
         if (rank(st) > 0 && fix != NULL && *fix != '\0')
             sb_printf(&reason, " (fix: %s)", fix);
     } else {
         for (size_t i = 0; i < n; i++)
-            sb_printf(&reason, "%s%s: %s", i > 0 ? "; " : "", names[i],
-                      json_string_value(json_object_get(find_check(x, names[i]), "reason")));
+            sb_printf(&reason, "%s%s: %s", i > 0 ? "; " : "", names[i], check_reason(x, names[i]));
     }
     out = prereq(st, names[worst], sb_str(&reason));
     free(reason.p);
@@ -604,8 +569,32 @@ static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
         sb_printf(c, "moves every sequence on the backup past the largest id in use (setval)");
 }
 
+/* The privileges this step needs (privs.c's list, tested by the
+ * privileges-* checks): the failing ones with their fixes; NULL when none
+ * fails. */
+static json_t *privs_prereq(const plan_ctx *x, const runbook_step *s)
+{
+    static const char *const names[] = { "privileges-primary", "privileges-backup" };
+    char label[96], reason[4096], fix[4096], why[8400];
+
+    snprintf(label, sizeof label, "%s: %s", x->failback ? "failback" : "failover", s->name);
+    for (int opt = 0; opt < 2; opt++)
+        for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+            privs_summary(json_object_get(find_check(x, names[i]), "items"), label, opt == 1,
+                          reason, sizeof reason, fix, sizeof fix);
+            if (reason[0] == '\0')
+                continue;
+            snprintf(why, sizeof why, "drd's role lacks %s%s (fix: %s)", opt ? "(optional) " : "", reason, fix);
+            return prereq(opt ? "warn" : "fail", names[i], why);
+        }
+    return NULL;
+}
+
 static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
 {
+    json_t *p = x->checks != NULL ? privs_prereq(x, s) : NULL;
+    if (p != NULL)
+        return p;
     switch (s->action) {
     case ACT_EXEC:
         return exec_prereq(x, s->command, s->name);
@@ -726,18 +715,18 @@ static void add_notes(const plan_ctx *x, json_t *notes, bool *fits)
                  (long long)json_integer_value(json_object_get(run, "id")),
                  json_string_value(json_object_get(run, "kind")) ? json_string_value(json_object_get(run, "kind")) : "?",
                  json_string_value(json_object_get(run, "state")) ? json_string_value(json_object_get(run, "state")) : "?");
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
     if (strcmp(x->active, to) == 0) {
         snprintf(buf, sizeof buf, "the app is already on the %s: this %s does not fit the current state "
                  "(drd would refuse it)", to, x->failback ? "failback" : "failover");
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
     if (str_eq(breaker_of(x, to), "open")) {
         snprintf(buf, sizeof buf, "the %s is not healthy (breaker open): drd would refuse to move the app there", to);
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
 }
