@@ -20,6 +20,7 @@
 #define MASK "****"
 #define MASK_ANYWHERE 8      /* literal secrets this long are masked inside words too */
 #define MASK_WORD     4      /* this long: as whole words; shorter: only where parsed */
+#define MASK_PASSES   4      /* at most this many scans of the forms */
 
 /* ---- the registry ------------------------------------------------------- */
 
@@ -485,13 +486,22 @@ static char *mask_forms(const char *s, size_t len, bool collect)
 
 char *mask_dup(const char *in)
 {
-    if (in == NULL)
-        in = "";
-    char *lit = mask_literals(in, strlen(in));
-    if (lit == NULL)
-        return NULL;
-    char *out = mask_forms(lit, strlen(lit), false);
-    free(lit);
+    /* Masking removes characters that bound a form (a '/' ending a URL's
+     * authority, the blank ending a value, the letter next to a short
+     * secret): the masked text may show a form the original did not. Mask
+     * again until nothing changes (only ever more is masked), so that
+     * masking is idempotent. */
+    char *out = strdup(in != NULL ? in : "");
+    for (int pass = 0; out != NULL && pass < MASK_PASSES; pass++) {
+        char *lit = mask_literals(out, strlen(out));
+        char *next = lit != NULL ? mask_forms(lit, strlen(lit), false) : NULL;
+        free(lit);
+        bool same = next != NULL && strcmp(next, out) == 0;
+        free(out);
+        out = next;
+        if (same)
+            break;
+    }
     return out;
 }
 
