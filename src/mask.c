@@ -488,9 +488,11 @@ char *mask_dup(const char *in)
 {
     /* Masking removes characters that bound a form (a '/' ending a URL's
      * authority, the blank ending a value, the letter next to a short
-     * secret): the masked text may show a form the original did not. Mask
-     * again until nothing changes (only ever more is masked), so that
-     * masking is idempotent. */
+     * secret, a quoted value with a space in a URL's user name hiding the
+     * URL's password, "scheme://password='a b':PW@host"): the masked text
+     * may show a form the original did not. Mask again until nothing
+     * changes (only ever more is masked), so that masking is idempotent
+     * (both found by fuzzing). */
     char *out = strdup(in != NULL ? in : "");
     for (int pass = 0; out != NULL && pass < MASK_PASSES; pass++) {
         char *lit = mask_literals(out, strlen(out));
