@@ -257,14 +257,6 @@ bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, si
         snprintf(why, wn, "no [app] env_file: switch-env has nothing to rewrite");
         return false;
     }
-    str_copy(dir, path, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        str_copy(dir, ".", sizeof dir);
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
     if (access(path, F_OK) != 0) {
         str_copy(fix, "create the env file (with the key) or fix [app] env_file", fn);
         snprintf(why, wn, "%s is missing: %s", path, strerror(errno));
@@ -280,6 +272,18 @@ bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, si
         snprintf(why, wn, "%s is not writable: %s", path, strerror(errno));
         return false;
     }
+    /* The rule switch-env applies: where the path leads, and who could
+     * change that (envfile.c). */
+    char real[PATH_MAX];
+    if (!envfile_check(path, real, sizeof real, err, sizeof err)) {
+        set(j, ST_FAIL, "make the file and every directory and link on the way belong to root or to "
+            "the file's owner, none writable by its group or others", "%s", err);
+        return;
+    }
+    str_copy(dir, real, sizeof dir);
+    *strrchr(dir, '/') = '\0';
+    if (dir[0] == '\0')
+        str_copy(dir, "/", sizeof dir);
     if (access(dir, W_OK) != 0) {
         str_copy(fix, "give drd write access to the env file's directory (it replaces the file by a rename)", fn);
         snprintf(why, wn, "directory %s is not writable: %s", dir, strerror(errno));
