@@ -67,14 +67,22 @@ like "$reason" "belongs to $APP_USER" "... and who could redirect it"
 
 ino=$(stat -c %i "$VICTIM")
 out=$("$DRCTL" -c "$DRD_CONF" failover --yes 2>&1); rc=$?
-is "$rc" 1 "failover through the planted link: drctl exits 1" || diag "$out"
 run=$(drd_sql "SELECT max(id) FROM runs")
-is "$(drd_sql "SELECT state FROM runs WHERE id = $run")" failed "the run is failed"
-is "$(drd_sql "SELECT state FROM steps WHERE run_id = $run AND name = 'switch-env'")" failed \
-  "switch-env failed"
+# the run's preflight (before stop-app) applies the same rule: it waits
+# there for a decision, nothing changed
+is "$(drd_sql "SELECT state FROM runs WHERE id = $run")" waiting \
+  "failover through the planted link: the run waits at its preflight" || diag "$out"
+is "$(drd_sql "SELECT state FROM steps WHERE run_id = $run AND name = 'preflight'")" needs_attention \
+  "preflight needs attention"
+is "$(drd_sql "SELECT state FROM steps WHERE run_id = $run AND name = 'switch-env'")" pending \
+  "switch-env never ran"
 rj=$(drd_api "/api/runs/$run"); rj=${rj%$'\n'*}
-like "$(jq -r '.steps[] | select(.name == "switch-env") | .detail // .note // .error // ""' <<<"$rj") $(jq -r '.error // ""' <<<"$rj")" \
+like "$(jq -r '.steps[] | select(.name == "preflight") | .detail // ""' <<<"$rj")" \
   "refusing to write $ENV" "the API shows why (the rule, the path)" || diag "$rj"
+appr=$(drd_sql "SELECT id FROM approvals WHERE run_id = $run AND state = 'pending'")
+"$DRCTL" -c "$DRD_CONF" reject "$appr" >/dev/null 2>&1
+poll_until 10 eval '[ "$(drd_sql "SELECT state FROM runs WHERE id = $run")" = aborted ]'
+ok $? "rejected: the run is aborted"
 cmp -s "$VICTIM" "$TEST_TMP/victim.orig"; ok $? "the root-owned target is byte for byte unchanged"
 is "$(stat -c '%i %a %U' "$VICTIM")" "$ino 644 root" "... same inode, mode and owner"
 is "$(leftovers "$ETC" "$APPDIR" | tr '\n' ' ')" "" "no .drd-prev, no temporary file anywhere"
