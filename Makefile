@@ -36,6 +36,9 @@ bin/drd: build/obj/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 bin/drctl: build/obj/drctl.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# drd with ASan+UBSan, for the integration tests that look for memory errors
+bin/drd-san: build/san/drd.o $(SAN_OBJ) | bin
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 build/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/obj
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 build/san/%.o: src/%.c $(wildcard include/drd/*.h) | build/san
@@ -57,7 +60,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN)
 # Everything: unit tests (plain and ASan+UBSan), then integration tests
 # against real PostgreSQL clusters. Ends with "N passed, N failed".
 check: deps
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit bin/drd-san
 	@tests/run.sh
 
 demo: deps
