@@ -479,8 +479,8 @@ static bool watch_build(refresh_t *r)
     rwatch_t *w = &r->w;
     char err[256];
     watch_free_conns(w);
-    if (!refresh_rconn_parse(c->primary.url, c->primary.password, &w->prim, err, sizeof err) ||
-        !refresh_rconn_parse(c->backup.url, c->backup.password, &w->back, err, sizeof err)) {
+    if (!refresh_rconn_parse_target(&c->primary, &w->prim, err, sizeof err) ||
+        !refresh_rconn_parse_target(&c->backup, &w->back, err, sizeof err)) {
         log_error("refresh: cannot watch replication: %s", err);
         return false;
     }
@@ -930,8 +930,8 @@ static helper_op *op_new(refresh_t *r, const config_t *c, const char *name, refr
     op->cb = cb;
     op->arg = arg;
     char err[256];
-    if (!refresh_rconn_parse(c->primary.url, c->primary.password, &op->prim, err, sizeof err) ||
-        !refresh_rconn_parse(c->backup.url, c->backup.password, &op->back, err, sizeof err) ||
+    if (!refresh_rconn_parse_target(&c->primary, &op->prim, err, sizeof err) ||
+        !refresh_rconn_parse_target(&c->backup, &op->back, err, sizeof err) ||
         (op->c_prim = refresh_rconn_string(&op->prim, NULL, false, op->prim.password != NULL)) == NULL ||
         (op->c_back = refresh_rconn_string(&op->back, NULL, false, op->back.password != NULL)) == NULL) {
         log_error("refresh: %s: %s", name, err);
@@ -1005,18 +1005,34 @@ bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_
                 "    EXECUTE format('ALTER SUBSCRIPTION %%I DISABLE', %s);\n"
                 "  END IF;\n"
                 "END $drd$", lit, lit);
-            /* DISABLE returns before the worker has stopped: wait for it,
-             * so that nothing is applied once the step reports done. */
+            /* DISABLE returns before the worker has stopped; it stops at
+             * its next look at the catalog, within milliseconds, unless it
+             * is in the middle of a transaction from a primary that no
+             * longer sends (a frozen host): then it would wait for
+             * wal_receiver_timeout. Give it 200 ms, then end it (the
+             * disabled subscription keeps the launcher from starting
+             * another) and confirm it gone, so that nothing is applied
+             * once the step reports done. Its unfinished transaction is
+             * rolled back: rows the backup never committed, the
+             * replication lag a failover accepts. */
             q[1] = refresh_xasprintf(
-                "DO $drd$ DECLARE i int := 0; BEGIN\n"
-                "  WHILE i < 100 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
-                "    PERFORM pg_sleep(0.1);\n"
+                "DO $drd$ DECLARE i int := 0; n int; BEGIN\n"
+                "  WHILE i < 20 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
+                "    PERFORM pg_sleep(0.01);\n"
+                "    i := i + 1;\n"
+                "  END LOOP;\n"
+                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_subscription\n"
+                "                              WHERE subname = %s AND pid IS NOT NULL) t;\n"
+                "  IF n > 0 THEN RAISE LOG 'drd: ended %% replication worker(s) of %% after DISABLE', n, %s; END IF;\n"
+                "  i := 0;\n"
+                "  WHILE i < 300 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
+                "    PERFORM pg_sleep(0.01);\n"
                 "    i := i + 1;\n"
                 "  END LOOP;\n"
                 "  IF EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) THEN\n"
-                "    RAISE EXCEPTION 'the replication worker of %% still runs 10 s after DISABLE', %s;\n"
+                "    RAISE EXCEPTION 'the replication worker of %% still runs after DISABLE and pg_terminate_backend', %s;\n"
                 "  END IF;\n"
-                "END $drd$", lit, lit, lit);
+                "END $drd$", lit, lit, lit, lit, lit, lit);
         }
         free(lit);
         snprintf(op->result, sizeof op->result, "the backup no longer follows the primary");
@@ -1080,18 +1096,7 @@ bool refresh_bump_sequences(refresh_t *r, const config_t *c, refresh_step_cb cb,
         return false;
     const char *mode = c->refresh_mode;
     int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
-    /* the sequences the app uses: in the app's database */
-    char *appdb = pgconn_dbname(c->backup.app_url);
-    if (appdb != NULL) {
-        char *cs = refresh_rconn_string(&op->back, appdb, false, op->back.password != NULL);
-        free(appdb);
-        if (cs == NULL) {
-            op_free(op);
-            return false;
-        }
-        free_secret_str(op->c_back);
-        op->c_back = cs;
-    }
+    /* the sequences the app uses: op_new connects in the app's database */
     /* For every sequence owned by a column (serial, identity): at least the
      * largest value in the column and the sequence's own position, plus a
      * margin for the ids the primary handed out that never reached the

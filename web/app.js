@@ -167,7 +167,7 @@
     } catch (e) {
       let msg = e.message;
       if (e.status === 401) msg = 'Wrong token.';
-      else if (e.status === 429) msg = 'Too many failed attempts: wait ' + (e.retryAfter || 60) + ' s.';
+      else if (e.status === 429) msg = 'Wrong token, and too many wrong ones: wait ' + (e.retryAfter || 60) + ' s before the next try.';
       else if (e.status === 0) msg = 'drd does not answer.';
       $('#login-error').textContent = msg;
     } finally {
@@ -440,6 +440,11 @@
       }
       const btns = el('div', 'buttons');
       if (a.kind === 'attention') {
+        // sync-back conflicts: drd's own prompt offers the two resolutions
+        if (/backup-wins or primary-wins/.test(a.prompt || '')) {
+          btns.appendChild(decisionButton(a, "Backup wins (the outage's rows)", 'approve', 'approve', 'backup-wins'));
+          btns.appendChild(decisionButton(a, "Primary wins (keep the primary's rows)", 'approve', 'approve', 'primary-wins'));
+        }
         btns.appendChild(decisionButton(a, 'Retry the step', 'approve', 'approve primary', 'retry'));
         btns.appendChild(decisionButton(a, 'Skip it (it completed)', 'approve', 'approve', 'skip'));
         btns.appendChild(decisionButton(a, 'Abort the run…', 'reject', 'reject danger', null));
