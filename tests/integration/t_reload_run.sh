@@ -15,6 +15,8 @@
 #               starts a receiver there (the reproducer of the issue)
 #   approve     waits for drctl approve
 #   notify      posts to a webhook receiver that is stopped (SIGSTOP)
+#   a resumed run: drd is killed (-9) during the failback's check-app and
+#               restarted; the resumed step is held the same way
 #   the quick steps (wait-healthy primary/backup, switch-env, the refresh
 #               no-ops) run under a stream of SIGHUPs, one after the other.
 # Two configurations differ in every value a step reads: A and B (app
@@ -325,7 +327,14 @@ open_gate start-app
 finished start-app B
 
 held check-app poll
-hup_to A; diag "failback: SIGHUP (A) during check-app (health_url now port $H_A)"
+# a crash here: the restarted drd resumes the run (check-app runs again),
+# which then holds the configuration it was resumed with (B, the file's)
+drd_kill9
+drd_start || bail_out "drd-san did not restart"
+poll_until 20 fo_event_has "run $RUN \(failback\) resumed after a restart"
+ok $? "after kill -9, the failback run is resumed"
+held check-app poll
+hup_to A; diag "failback: SIGHUP (A) during the resumed check-app (health_url now port $H_A)"
 kill -STOP "${RECV_PID[ha]}"      # A's health receiver would not answer either
 table_lock uncapture backup && lock_held uncapture || bail_out "lock"
 recv_start hb "$H_B" || bail_out "cannot start the health receiver"
