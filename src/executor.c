@@ -387,7 +387,7 @@ static void begin_preflight(executor_t *ex)
     for (int k = 0; defs != NULL && k < ex->n_steps; k++)
         if (ex->steps[k].def.action != ACT_PREFLIGHT)
             defs[n++] = ex->steps[k].def;    /* shallow: preflight_start copies what it keeps */
-    ex->preflight = defs != NULL ? preflight_start(ex->loop, ex->cfg, ex->run.kind, defs, n, up,
+    ex->preflight = defs != NULL ? preflight_start(ex->loop, ex->run_cfg, ex->run.kind, defs, n, up,
                                                    on_preflight_done, ex)
                                  : NULL;
     free(defs);
