@@ -49,6 +49,7 @@ struct readiness {
     void *arg;
     uint64_t timer;
     job_t *job;                  /* running, or NULL */
+    bool again;                  /* asked for while a job ran: run once more after it */
     json_t *checks;              /* the last results (array) */
     int64_t checked_at;
     json_t *drill_last;          /* the newest drill's summary, or NULL */
@@ -222,6 +223,7 @@ static void record(readiness_t *r, json_t *result)
 /* ---- scheduling ---- */
 
 static void arm(readiness_t *r, int64_t delay_ms);
+static bool start(readiness_t *r);
 
 static void on_done(loop_t *loop, int fd, short revents, void *arg)
 {
@@ -246,12 +248,18 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
     }
     if (r->changed_fn != NULL)
         r->changed_fn(r->arg);
+    if (r->again) {              /* something changed while it ran: its results may be stale */
+        r->again = false;
+        start(r);
+    }
 }
 
 static bool start(readiness_t *r)
 {
-    if (r->job != NULL)
+    if (r->job != NULL) {
+        r->again = true;
         return true;
+    }
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
         return false;
