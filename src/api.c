@@ -1119,7 +1119,7 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
                      json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)rq.id,
                                "kind", rq.kind, "state", rq.state, "actor", rq.actor,
                                "run_id", rq.run_id ? json_integer(rq.run_id) : json_null(),
-                               "error", rq.error[0] ? json_string(rq.error) : json_null(),
+                               "error", rq.error[0] ? json_text(rq.error) : json_null(),
                                "at", (json_int_t)rq.at));
 }
 

@@ -59,7 +59,7 @@ static void event(policy_t *p, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mask_vformat(msg, sizeof msg, "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut */
     va_end(ap);
     log_info("policy: %s", msg);
     store_event_add(p->store, wall_ms(), "policy", "primary", msg);

@@ -120,8 +120,9 @@ static const char *previous(const readiness_t *r, const char *name)
 static bool collect_stored(const store_check *c, void *arg)
 {
     json_t *a = arg;
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "name", c->name,
-                                       "status", c->status, "reason", c->reason, "fix", c->fix,
+    json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o, s:I, s:I}", "name", c->name,
+                                       "status", c->status, "reason", json_text(c->reason),
+                                       "fix", json_text(c->fix),
                                        "since", (json_int_t)c->since,
                                        "checked_at", (json_int_t)c->checked_at));
     return true;
@@ -173,8 +174,8 @@ static json_t *drill_item(const readiness_t *r, int64_t now)
             snprintf(reason, sizeof reason, "the last successful drill was %s ago", age);
         }
     }
-    return json_pack("{s:s, s:s, s:s, s:s}", "name", "drill", "status", st, "reason", reason,
-                     "fix", fix);
+    return json_pack("{s:s, s:s, s:o, s:o}", "name", "drill", "status", st, "reason", json_text(reason),
+                     "fix", json_text(fix));
 }
 
 static void record(readiness_t *r, json_t *result)
@@ -209,7 +210,7 @@ static void record(readiness_t *r, json_t *result)
                      sc.fix[0] ? " (fix: " : "", sc.fix[0] ? sc.fix : "");
             if (sc.fix[0])
                 str_append(text, sizeof text, ")");
-            json_t *f = json_pack("{s:s, s:s}", "check", name, "reason", sc.reason);
+            json_t *f = json_pack("{s:s, s:o}", "check", name, "reason", json_text(sc.reason));
             notify_send(r->notify, "check_failed", text, f);
             json_decref(f);
         } else {

@@ -57,7 +57,7 @@ bool views_add_refresh(const store_refresh *r, void *arg)
                           "finished_at", r->finished_at ? json_integer(r->finished_at) : json_null(),
                           "bytes", (json_int_t)r->bytes,
                           "file", r->file[0] ? json_string(r->file) : json_null(),
-                          "error", r->error[0] ? json_string(r->error) : json_null());
+                          "error", r->error[0] ? json_text(r->error) : json_null());
     if (o == NULL)
         return false;
     json_array_append_new(arg, o);
