@@ -13,6 +13,7 @@
 #  (c) an unknown database after SIGHUP: misconfigured (config), no
 #      failover; fixed by SIGHUP.
 #  (d) a real outage (pg_ctl stop -m immediate) still fails over.
+# Notifications go to a local receiver (build/tools/webhook_recv, format json).
 # TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
@@ -33,6 +34,18 @@ is "$(PGPASSWORD=wrong "$PG_BIN/psql" -X -At -w -h 127.0.0.1 -p "$(pg_port prima
         -c 'select 1' 2>&1 | grep -c 'password authentication failed')" 1 \
   "the primary refuses role drd with a wrong password (scram)"
 
+RECV_BIN=$DRD_TOOLS/webhook_recv
+[ -x "$RECV_BIN" ] || bail_out "$RECV_BIN is not built (run make)"
+HOOKS=$TEST_TMP/hooks.jsonl
+RECV_PORT=$(free_port) || bail_out "no free port"
+"$RECV_BIN" "$RECV_PORT" "$HOOKS" >"$TEST_TMP/recv.log" 2>&1 &
+proc_track $!
+poll_until 5 grep -q "^listening on" "$TEST_TMP/recv.log" || bail_out "the webhook receiver did not start"
+# hook_count EVENT: notifications EVENT received; hook_get EVENT FILTER: the last one's FILTER.
+hook_count() { [ -s "$HOOKS" ] || { echo 0; return; }; jq -r --arg e "$1" 'select(.event == $e) | .event' "$HOOKS" | wc -l; }
+hook_gt() { [ "$(hook_count "$1")" -gt "$2" ]; }
+hook_get() { jq -r --arg e "$1" "select(.event == \$e) | $2" "$HOOKS" 2>/dev/null | tail -n 1; }
+
 PORT=$(pg_port primary)
 BAD_PORT=$(free_port) || bail_out "no free port"
 PW=$TEST_TMP/primary.pw
@@ -46,7 +59,8 @@ EOF
 # conf URL: the config with [primary] url = URL (policy auto, no block).
 conf() {
   drd_config "$TEST_TMP/drd.conf" "primary.url=$1" "primary.password_file=$PW" \
-    failover.policy=auto failover.block=0s "failover.runbook=$TEST_TMP/failover.ini"
+    failover.policy=auto failover.block=0s "failover.runbook=$TEST_TMP/failover.ini" \
+    "notify.webhook=http://127.0.0.1:$RECV_PORT/hook" notify.format=json
 }
 GOOD_URL="postgresql://drd@127.0.0.1:$PORT/postgres"
 # reload URL: rewrite the config and SIGHUP; wait until drd says it reloaded.
@@ -79,6 +93,8 @@ is "$(drd_json .targets.primary.seen_healthy)" false "status: seen_healthy false
 like "$(drctl status 2>&1)" "never seen healthy since drd started" "drctl status says the primary was never seen healthy"
 cmp_ok "$(events_like '%has not seen the primary healthy since it started%drctl failover%')" -ge 1 \
   "an event says why there is no failover, and that drctl failover still works"
+poll_until 10 hook_gt failover_held 0; ok $? "a failover_held notification is sent"
+like "$(hook_get failover_held .text)" "not seen the primary healthy" "... saying why"
 
 reload "$GOOD_URL"; ok $? "SIGHUP with the right port"
 drd_wait_field 15 '[.targets.primary.healthy, .targets.primary.seen_healthy] | join(" ")' "true true"
@@ -108,6 +124,11 @@ unlike "$out" "wrong-pw" "... and no password"
 unlike "$(drd_api /api/status)" "wrong-pw" "the API never shows the password"
 is "$(events_like '%primary misconfigured (auth): password authentication failed%')" "$((nev + 1))" \
   "one event records it"
+poll_until 10 hook_gt misconfigured 0; ok $? "a misconfigured notification is sent"
+is "$(hook_count misconfigured)" 1 "... once"
+is "$(hook_get misconfigured '"\(.target) \(.cause)"')" 'primary password authentication failed for user "drd"' \
+  "... naming the target and the cause"
+is "$(hook_count incident_start)" 1 "no incident_start for it (only the wrong port's)"
 
 echo right-pw >"$PW"
 reload "$GOOD_URL"; ok $? "SIGHUP with the right password"
@@ -116,6 +137,7 @@ is "$(drd_json '[.targets.primary.healthy, .targets.primary.error_class] | join(
   "healthy, no error class"
 is "$(metric 'drd_target_misconfigured{target="primary"}')" 0 "metric back to 0"
 cmp_ok "$(events_like '%primary no longer misconfigured%')" -ge 1 "an event records the end"
+poll_until 10 hook_gt misconfigured_end 0; ok $? "a misconfigured_end notification is sent"
 
 # ---------------------------------------------- (c) an unknown database
 reload "postgresql://drd@127.0.0.1:$PORT/no_such_db"; ok $? "SIGHUP with an unknown database"
@@ -137,5 +159,7 @@ is "$(drd_sql "SELECT kind || ' ' || started_by FROM runs WHERE id = 1")" "failo
   "it is a failover started by the policy"
 is "$(drd_json .targets.primary.error_class)" unreachable "status: error_class unreachable"
 is "$(metric 'drd_target_misconfigured{target="primary"}')" 0 "metric: not misconfigured"
+
+unlike "$(cat "$HOOKS")" "wrong-pw|right-pw" "no notification carries a password"
 
 done_testing
