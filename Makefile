@@ -3,6 +3,7 @@
 #   make check    installs missing Debian packages, then every test
 #   make demo     a local sandbox: two clusters, drd, the dashboard
 #   make bench    performance figures
+#   make fuzz     every libFuzzer harness for FUZZ_SECONDS (default 10)
 #   make install PREFIX=/usr/local
 
 PREFIX   ?= /usr/local
@@ -28,7 +29,7 @@ UNIT_SAN := $(UNIT_SRC:tests/unit/%.c=build/tests-san/%)
 TOOLS_SRC := $(wildcard tests/tools/*.c)
 TOOLS_BIN := $(TOOLS_SRC:tests/tools/%.c=build/tools/%)
 
-.PHONY: all deps check unit demo bench install clean lint
+.PHONY: all deps check unit demo bench install clean lint fuzz fuzz-build
 .SECONDARY:
 all: bin/drd bin/drctl $(TOOLS_BIN)
 
@@ -36,6 +37,8 @@ bin/drd: build/obj/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 bin/drctl: build/obj/drctl.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# Where the installed page is looked for (see web_root in README).
+build/obj/config.o build/san/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
 build/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/obj
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 build/san/%.o: src/%.c $(wildcard include/drd/*.h) | build/san
@@ -49,6 +52,32 @@ build/tools/%: tests/tools/%.c $(LIB_OBJ) | build/tools
 bin build/obj build/san build/tests build/tests-san build/tools:
 	mkdir -p $@
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c): clang, ASan+UBSan, the library
+# objects compiled separately into build/fuzz/obj. `make fuzz` runs each
+# for FUZZ_SECONDS from its seed corpus tests/fuzz/corpus/NAME (new inputs
+# go to build/fuzz/corpus/NAME) and fails on any finding.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 10
+FUZZ_CFLAGS  := $(filter-out -Wno-format-truncation,$(CFLAGS)) \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer -Wno-format-nonliteral -Wno-string-concatenation
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_OBJ     := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o)
+HAVE_FUZZ_CC := $(shell command -v $(FUZZ_CC) 2>/dev/null)
+
+build/fuzz/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_OBJ) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+build/fuzz/obj:
+	mkdir -p $@
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
 deps:
 	@tests/lib/deps.sh
 
@@ -57,7 +86,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN)
 # Everything: unit tests (plain and ASan+UBSan), then integration tests
 # against real PostgreSQL clusters. Ends with "N passed, N failed".
 check: deps
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit $(if $(HAVE_FUZZ_CC),fuzz-build)
 	@tests/run.sh
 
 demo: deps
@@ -72,13 +101,21 @@ bench: deps
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*.c | grep -v snprintf
 
+# The unit file names PREFIX's paths: conf/drd.service is written for
+# /usr/local and rewritten here for PREFIX (into share/drd/conf and
+# lib/systemd/system, which systemd searches for /usr/local).
 install: bin/drd bin/drctl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/drd/web \
-		$(DESTDIR)$(PREFIX)/share/drd/runbooks $(DESTDIR)$(PREFIX)/share/drd/conf
+		$(DESTDIR)$(PREFIX)/share/drd/runbooks $(DESTDIR)$(PREFIX)/share/drd/conf \
+		$(DESTDIR)$(PREFIX)/share/doc/drd $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 bin/drd bin/drctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 web/* $(DESTDIR)$(PREFIX)/share/drd/web/ 2>/dev/null || true
-	install -m 644 runbooks/* $(DESTDIR)$(PREFIX)/share/drd/runbooks/ 2>/dev/null || true
-	install -m 644 conf/* $(DESTDIR)$(PREFIX)/share/drd/conf/
+	install -m 644 web/* $(DESTDIR)$(PREFIX)/share/drd/web/
+	install -m 644 runbooks/* $(DESTDIR)$(PREFIX)/share/drd/runbooks/
+	install -m 644 conf/drd.conf $(DESTDIR)$(PREFIX)/share/drd/conf/
+	sed 's|/usr/local|$(PREFIX)|g' conf/drd.service >build/drd.service
+	install -m 644 build/drd.service $(DESTDIR)$(PREFIX)/share/drd/conf/drd.service
+	install -m 644 build/drd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/drd.service
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/drd/README.md
 
 clean:
 	rm -rf bin build

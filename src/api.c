@@ -34,6 +34,15 @@
  * built from the URL, so no traversal), read once at api_start and served
  * from memory with a Content-Security-Policy that allows no inline script.
  *
+ * Slow clients: MHD's connection timeout only measures idle gaps, so a
+ * client sending a byte every few seconds would hold its connection (one
+ * of API_CONN_LIMIT) forever. Every connection is therefore listed with a
+ * deadline: its request must arrive whole within API_DEADLINE_MS of accept
+ * (or of the end of the previous request on it), and its answer must leave
+ * within API_DEADLINE_MS of being queued. A reaper thread shuts down the
+ * socket of a connection past its deadline; MHD then closes it as if the
+ * client had gone. One address has at most API_PER_IP_LIMIT connections.
+ *
  * SIGPIPE: MHD sends with MSG_NOSIGNAL on Linux, and the daemon's main
  * ignores SIGPIPE anyway (signal(SIGPIPE, SIG_IGN)), so a client that goes
  * away mid-response cannot kill drd. */
@@ -69,8 +78,10 @@
 #define API_MAX_BODY          (64 * 1024)   /* bigger bodies get 413 */
 #define API_MAX_DRAIN         (1024 * 1024) /* beyond this a too-large upload is cut */
 #define API_CONN_LIMIT        256u
-#define API_PER_IP_LIMIT      100u          /* TCP only */
+#define API_PER_IP_LIMIT      32u           /* TCP only */
 #define API_CONN_TIMEOUT_S    10u           /* idle connections are closed */
+#define API_DEADLINE_MS       10000         /* a whole request (or answer) in this long */
+#define API_CUT_LOG_MS        60000         /* one line about cut connections a minute */
 #define API_CONN_MEMORY       ((size_t)128 * 1024)
 #define API_MAX_QUEUED        1000          /* commands waiting for the main loop */
 #define API_EVENTS_DEFAULT    100
@@ -141,6 +152,18 @@ typedef struct {
     int fails;
 } login_fails;
 
+/* A connection, from MHD's STARTED notification to its CLOSED one (MHD
+ * closes the socket only after CLOSED returns, so fd stays ours to
+ * shutdown() while the entry is in the list, under conn_lock). */
+typedef struct conn {
+    struct conn *prev, *next;
+    struct api *api;
+    int fd;
+    int64_t deadline;            /* mono ms */
+    bool cut;                    /* shutdown() by the reaper */
+    char addr[INET6_ADDRSTRLEN];
+} conn;
+
 typedef struct listener {
     struct api *api;
     bool tcp;                    /* TCP needs the bearer token or a session */
@@ -180,6 +203,22 @@ struct api {
     pthread_mutex_t auth_lock;   /* sessions, fails */
     session sessions[API_SESSIONS_MAX];
     login_fails fails[API_LOGIN_TRACKED];
+
+    /* Whole-request deadlines: every connection is listed with the time
+     * by which its current request must have arrived whole (or its answer
+     * left); the reaper thread shuts down the ones that miss it, MHD then
+     * closes them. */
+    pthread_mutex_t conn_lock;   /* conns, reaper_*, cut_* */
+    pthread_cond_t conn_cond;
+    bool conn_cond_init;
+    conn *conns;
+    pthread_t reaper;
+    bool reaper_started, reaper_stop;
+    int64_t reaper_wake;         /* mono ms: when the reaper wakes next */
+    int64_t cut_logged_at;       /* mono ms */
+    int64_t cut_unlogged;
+    char cut_last[INET6_ADDRSTRLEN];
+    atomic_llong slow_cut;       /* drd_http_slow_connections_cut_total */
 
     /* The HTTP threads' own read-only store connection (both MHD threads
      * share it, hence the lock). Opened lazily, retried after a failure. */
@@ -243,6 +282,27 @@ typedef struct {
 } request;
 
 /* ------------------------------------------------------------------ */
+/* whole-request deadlines (conn_lock)                                */
+
+/* The connection's request, or its answer, or the next request on it has
+ * API_DEADLINE_MS from now to be complete. Called when a connection
+ * starts, when an answer is queued and when a request ends. */
+static void conn_renew(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn *k = ci != NULL ? ci->socket_context : NULL;
+    api_t *a;
+
+    if (k == NULL)
+        return;
+    a = k->api;
+    pthread_mutex_lock(&a->conn_lock);
+    k->deadline = mono_ms() + API_DEADLINE_MS;
+    pthread_mutex_unlock(&a->conn_lock);
+}
+
+/* ------------------------------------------------------------------ */
 /* responses                                                          */
 
 typedef struct {
@@ -297,6 +357,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, unsigned code, void *
     }
     ret = MHD_queue_response(c, code, resp);
     MHD_destroy_response(resp);
+    conn_renew(c);   /* the request is in: the answer has its own deadline */
     return ret;
 }
 
@@ -1157,9 +1218,14 @@ static enum MHD_Result get_metrics(api_t *a, struct MHD_Connection *c)
                  "drd_http_login_failures_total %lld\n"
                  "# HELP drd_http_sessions Live sessions of the page.\n"
                  "# TYPE drd_http_sessions gauge\n"
-                 "drd_http_sessions %" PRId64 "\n",
+                 "drd_http_sessions %" PRId64 "\n"
+                 "# HELP drd_http_slow_connections_closed_total Connections closed because a request "
+                 "or its answer took longer than 10 s.\n"
+                 "# TYPE drd_http_slow_connections_closed_total counter\n"
+                 "drd_http_slow_connections_closed_total %lld\n",
                  (long long)atomic_load(&a->requests),
-                 (long long)atomic_load(&a->login_failures), sessions_live(a));
+                 (long long)atomic_load(&a->login_failures), sessions_live(a),
+                 (long long)atomic_load(&a->slow_cut));
     if (n < 0 || (size_t)n >= sizeof(tail))
         return MHD_NO;
     tail_len = (size_t)n;
@@ -1685,8 +1751,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request *rq = *con_cls;
 
     (void)cls;
-    (void)c;
     (void)toe;
+    conn_renew(c);   /* the next request on this connection: a fresh deadline */
     if (rq != NULL) {
         if (rq->body != NULL)
             memset(rq->body, 0, rq->cap);    /* may hold the token (login) */
@@ -1695,6 +1761,144 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(rq);
         *con_cls = NULL;
     }
+}
+
+/* MHD's STARTED and CLOSED notifications: list the connection with its
+ * first deadline, and take it off the list. A connection that cannot be
+ * listed is not served (shutdown: MHD closes it). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    listener *l = cls;
+    api_t *a = l->api;
+    conn *k;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        if (ci == NULL)
+            return;
+        k = calloc(1, sizeof(*k));
+        if (k == NULL) {
+            shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        k->api = a;
+        k->fd = ci->connect_fd;
+        client_addr(c, k->addr, sizeof(k->addr));
+        pthread_mutex_lock(&a->conn_lock);
+        k->deadline = mono_ms() + API_DEADLINE_MS;
+        k->next = a->conns;
+        if (a->conns != NULL)
+            a->conns->prev = k;
+        a->conns = k;
+        if (k->deadline < a->reaper_wake)
+            pthread_cond_signal(&a->conn_cond);
+        pthread_mutex_unlock(&a->conn_lock);
+        *socket_context = k;
+        return;
+    }
+    k = *socket_context;
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&a->conn_lock);
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        a->conns = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    pthread_mutex_unlock(&a->conn_lock);
+    free(k);
+    *socket_context = NULL;
+}
+
+/* The reaper: shuts down every connection past its deadline (a client
+ * trickling its headers or body, or reading its answer a byte at a time),
+ * so that it cannot hold one of the connection slots longer than
+ * API_DEADLINE_MS a request. MHD sees the shutdown as the end of the
+ * connection and closes it; the others are not affected. */
+static void *reaper_main(void *arg)
+{
+    api_t *a = arg;
+
+    pthread_mutex_lock(&a->conn_lock);
+    while (!a->reaper_stop) {
+        int64_t now = mono_ms(), next = now + API_CUT_LOG_MS, n = 0;
+        struct timespec ts;
+
+        for (conn *k = a->conns; k != NULL; k = k->next) {
+            if (k->cut)
+                continue;
+            if (k->deadline <= now) {
+                shutdown(k->fd, SHUT_RDWR);
+                k->cut = true;
+                a->cut_unlogged++;
+                str_copy(a->cut_last, k->addr, sizeof(a->cut_last));
+                n++;
+            } else if (k->deadline < next) {
+                next = k->deadline;
+            }
+        }
+        if (n > 0)
+            atomic_fetch_add(&a->slow_cut, n);
+        if (a->cut_unlogged > 0 && now - a->cut_logged_at >= API_CUT_LOG_MS) {
+            char last[INET6_ADDRSTRLEN];
+            int64_t count = a->cut_unlogged;
+
+            str_copy(last, a->cut_last, sizeof(last));
+            a->cut_unlogged = 0;
+            a->cut_logged_at = now;
+            pthread_mutex_unlock(&a->conn_lock);
+            log_warn("http: closed %lld slow connection%s (no whole request or answer within "
+                     "%d s; the last from %s)", (long long)count, count == 1 ? "" : "s",
+                     API_DEADLINE_MS / 1000, last);
+            pthread_mutex_lock(&a->conn_lock);
+            continue;    /* the list may have changed */
+        }
+        if (a->cut_unlogged > 0 && a->cut_logged_at + API_CUT_LOG_MS < next)
+            next = a->cut_logged_at + API_CUT_LOG_MS;
+        a->reaper_wake = next;
+        ts.tv_sec = (time_t)(next / 1000);
+        ts.tv_nsec = (long)(next % 1000) * 1000000L;
+        pthread_cond_timedwait(&a->conn_cond, &a->conn_lock, &ts);
+    }
+    pthread_mutex_unlock(&a->conn_lock);
+    return NULL;
+}
+
+static bool reaper_start(api_t *a, char *err, size_t errlen)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->conn_cond, &ca);
+    a->conn_cond_init = true;
+    pthread_condattr_destroy(&ca);
+    a->reaper_wake = INT64_MAX;
+    a->cut_logged_at = mono_ms() - API_CUT_LOG_MS;
+    rc = pthread_create(&a->reaper, NULL, reaper_main, a);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the HTTP reaper thread: %s", strerror(rc));
+        return false;
+    }
+    a->reaper_started = true;
+    return true;
+}
+
+static void reaper_stop(api_t *a)
+{
+    if (!a->reaper_started)
+        return;
+    pthread_mutex_lock(&a->conn_lock);
+    a->reaper_stop = true;
+    pthread_cond_signal(&a->conn_cond);
+    pthread_mutex_unlock(&a->conn_lock);
+    pthread_join(a->reaper, NULL);
+    a->reaper_started = false;
 }
 
 /* libmicrohttpd's own messages (malformed requests, timeouts, ...). A
@@ -1958,6 +2162,7 @@ static bool start_daemon(listener *l, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, API_CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, API_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)l,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, (void *)NULL,
         MHD_OPTION_END);
     if (l->d == NULL) {
@@ -2027,7 +2232,9 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
     pthread_mutex_init(&a->store_lock, NULL);
     pthread_mutex_init(&a->auth_lock, NULL);
     pthread_mutex_init(&a->log_lock, NULL);
+    pthread_mutex_init(&a->conn_lock, NULL);
     atomic_init(&a->requests, 0);
+    atomic_init(&a->slow_cut, 0);
     atomic_init(&a->login_failures, 0);
     a->unix_l = (listener){ .api = a, .tcp = false, .fd = -1, .d = NULL };
     a->tcp_l = (listener){ .api = a, .tcp = true, .fd = -1, .d = NULL };
@@ -2048,6 +2255,8 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
     if (o->db_path != NULL && o->db_path[0] != '\0' && (a->db_path = strdup(o->db_path)) == NULL)
         goto oom;
     web_load(a, o->web_root);
+    if (!reaper_start(a, err, errlen))
+        goto fail;
 
     if (has_unix) {
         str_copy(a->socket_path, o->socket_path, sizeof(a->socket_path));
@@ -2088,6 +2297,8 @@ void api_stop(api_t *a)
             close(ls[i]->fd);
         ls[i]->fd = -1;
     }
+    /* every connection is closed (CLOSED notified) once the daemons stop */
+    reaper_stop(a);
     /* Remove the socket file only if it is still the one we created. */
     if (a->socket_created) {
         struct stat st;
@@ -2114,6 +2325,9 @@ void api_stop(api_t *a)
     memset(a->sessions, 0, sizeof(a->sessions));
     pthread_mutex_destroy(&a->auth_lock);
     pthread_mutex_destroy(&a->log_lock);
+    pthread_mutex_destroy(&a->conn_lock);
+    if (a->conn_cond_init)
+        pthread_cond_destroy(&a->conn_cond);
     pthread_mutex_destroy(&a->store_lock);
     pthread_mutex_destroy(&a->lock);
     free(a);

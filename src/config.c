@@ -19,6 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+/* Where `make install` puts the page (-DDRD_SHAREDIR from PREFIX). */
+#ifndef DRD_SHAREDIR
+#define DRD_SHAREDIR "/usr/local/share/drd"
+#endif
 
 #define SECRET_FILE_MAX (64 * 1024)
 #define MS_S  INT64_C(1000)
@@ -167,6 +173,46 @@ static bool ini_key_ok(const char *k)
     return true;
 }
 
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+ * U+10FFFF), as JSON needs it: a section name or value that is not would
+ * make the step, run or event holding it impossible to store or show. */
+static bool ini_utf8_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        unsigned c = *p, n;
+        unsigned long cp;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;              /* also stops at the NUL */
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 /* p points at '['. Returns the trimmed name (inside p) or NULL. */
 static char *ini_header(char *p)
 {
@@ -260,6 +306,10 @@ static bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
                                  path, lineno);
                 continue;
             }
+            if (!ini_utf8_ok(name)) {
+                config_error_add(errs, "%s:%d: section name is not valid UTF-8", path, lineno);
+                continue;
+            }
             char *copy = strdup(name);
             if (copy == NULL) {
                 config_error_add(errs, "%s:%d: out of memory", path, lineno);
@@ -295,6 +345,8 @@ static bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
         }
         char *value = NULL;
         const char *problem = ini_value(eq + 1, &value);
+        if (problem == NULL && !ini_utf8_ok(value))
+            problem = "value is not valid UTF-8";
         if (problem != NULL) {
             config_error_add(errs, "%s:%d: %s", path, lineno, problem);
             continue;
@@ -879,6 +931,113 @@ static void secret_file_read(load_ctx *x, const config_option *o)
     free(data);
 }
 
+/* The page can be served from dir: its index.html is readable. */
+bool config_web_root_ok(const char *dir)
+{
+    char p[PATH_MAX];
+    if (dir == NULL || (size_t)snprintf(p, sizeof p, "%s/index.html", dir) >= sizeof p)
+        return false;
+    return access(p, R_OK) == 0;
+}
+
+/* [http] web_root: as written (relative to this file) when the page is
+ * there. When it is not set (default "web") or relative and not there, the
+ * installed page: PREFIX/share/drd/web found from the binary's own place
+ * (BINDIR/../share/drd/web, so any PREFIX works without a rebuild), then
+ * the compiled-in DRD_SHAREDIR/web, then the source tree a binary not
+ * installed was built in (BINDIR/../web). An absolute path is never
+ * replaced. */
+static void web_root_resolve(config_t *c)
+{
+    const char *raw = config_get(c, "http", "web_root");
+    char exe[PATH_MAX], cand[3][PATH_MAX];
+    size_t n = 0;
+
+    if (c->http_web_root == NULL || config_web_root_ok(c->http_web_root) || raw == NULL || raw[0] == '/')
+        return;
+    bool bindir = false;
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            bindir = true;
+            if ((size_t)snprintf(cand[n], sizeof cand[n], "%s/../share/drd/web", exe) < sizeof cand[n])
+                n++;
+        }
+    }
+    if ((size_t)snprintf(cand[n], sizeof cand[n], "%s/web", DRD_SHAREDIR) < sizeof cand[n])
+        n++;
+    /* not installed: the source tree it was built in (bin/../web) */
+    if (bindir && (size_t)snprintf(cand[n], sizeof cand[n], "%s/../web", exe) < sizeof cand[n])
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        char *real = realpath(cand[i], NULL);
+        if (real != NULL && config_web_root_ok(real)) {
+            free(c->http_web_root);
+            c->http_web_root = real;
+            return;
+        }
+        free(real);
+    }
+}
+
+int config_line(const config_t *c, const char *section, const char *key)
+{
+    return entry_line(c, section, key);
+}
+
+/* The API token's entropy, estimated from its characters: its length
+ * times the bits of the smallest usual alphabet holding all of them
+ * (decimal digits, hexadecimal in one case, base64 / base64url, printable
+ * ASCII). Exact for tokens made by `openssl rand -hex|-base64`, an upper
+ * bound for anything else; base64 padding counts nothing. In millibits. */
+static uint64_t token_millibits(const char *t, unsigned *distinct)
+{
+    bool seen[256] = { false };
+    bool digits = true, lower_hex = true, upper_hex = true, b64 = true;
+    size_t n = strlen(t), pad = 0;
+
+    *distinct = 0;
+    while (pad < n && t[n - 1 - pad] == '=')
+        pad++;
+    for (size_t i = 0; i < n - pad; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (!seen[ch])
+            (*distinct)++;
+        seen[ch] = true;
+        digits = digits && isdigit(ch);
+        lower_hex = lower_hex && (isdigit(ch) || (ch >= 'a' && ch <= 'f'));
+        upper_hex = upper_hex && (isdigit(ch) || (ch >= 'A' && ch <= 'F'));
+        b64 = b64 && (isalnum(ch) || ch == '+' || ch == '/' || ch == '-' || ch == '_');
+    }
+    /* 1000 * log2(10), log2(16), log2(64), log2(95) */
+    return (uint64_t)(n - pad) * (digits ? 3321u : lower_hex || upper_hex ? 4000u : b64 ? 6000u : 6569u);
+}
+
+/* The bearer token guards failover over the network: drd refuses one a
+ * guesser could find (less than 128 bits), at the line of token_file. */
+static void token_check(load_ctx *x)
+{
+    const config_t *c = x->c;
+    unsigned distinct = 0;
+    uint64_t mbits;
+
+    if (c->http_token == NULL)
+        return;
+    mbits = token_millibits(c->http_token, &distinct);
+    if (distinct < 8)
+        load_error(x, entry_line(c, "http", "token_file"),
+                   "token_file %s: the token has only %u different characters, so it is not "
+                   "random (e.g. openssl rand -hex 32)", c->http_token_file, distinct);
+    else if (mbits < 128000)
+        load_error(x, entry_line(c, "http", "token_file"),
+                   "token_file %s: the token has about %u bits of entropy, 128 are needed "
+                   "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)",
+                   c->http_token_file, (unsigned)(mbits / 1000));
+}
+
 /* Checks that involve more than one option. Fields may be NULL when an
  * earlier error left them unset. */
 static void cross_checks(load_ctx *x)
@@ -896,6 +1055,7 @@ static void cross_checks(load_ctx *x)
         load_error(x, entry_line(c, "http", "listen"),
                    "listen is set, so token_file is required in [http] "
                    "(the HTTP API needs a token)");
+    token_check(x);
     if (str_eq(c->failover_fence, "command") && c->failover_fence_command == NULL)
         load_error(x, entry_line(c, "failover", "fence"),
                    "fence = command needs fence_command in [failover]");
@@ -1173,6 +1333,8 @@ static config_t *load(const char *path, bool drill, config_errors *errs)
         if (options[i].type == OPT_SECRET_FILE)
             secret_file_read(&x, &options[i]);
     cross_checks(&x);
+    if (x.errs.n == 0)
+        web_root_resolve(c);
 
 done:
     for (size_t i = 0; i < ARRAY_LEN(drill_map); i++)

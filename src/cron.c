@@ -114,6 +114,19 @@ bool cron_parse(const char *s, cron_expr *out, char *err, size_t errlen)
     out->dow = (uint8_t)((bits[4] | (bits[4] >> 7)) & 0x7f);   /* 7 -> 0 */
     out->dom_any = any[2];
     out->dow_any = any[4];
+    /* With the day of week unrestricted, a day of month must exist in some
+     * chosen month ("0 0 30 2 *" would never run). */
+    if (!out->dom_any && out->dow_any) {
+        static const int mdays[13] = { 0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        bool meet = false;
+        for (int m = 1; m <= 12 && !meet; m++)
+            for (int d = 1; d <= mdays[m] && !meet; d++)
+                meet = ((out->month >> m) & 1) && ((out->dom >> d) & 1);
+        if (!meet) {
+            snprintf(err, errlen, "the day of month never comes in the chosen months (e.g. 30 2)");
+            return false;
+        }
+    }
     return true;
 }
 
@@ -136,8 +149,10 @@ time_t cron_next(const cron_expr *c, time_t after)
 {
     struct tm tm;
     time_t t = after - after % 60 + 60;         /* the next whole minute */
-    /* At most 4 years of minutes, skipping whole days and hours that cannot match. */
-    for (int guard = 0; guard < 4 * 366 * 24 * 60; guard++) {
+    const time_t limit = t + (time_t)4 * 366 * 86400;
+    /* At most 4 years ahead (Feb 29), skipping whole days and hours that
+     * cannot match; the guard only stops a clock that does not advance. */
+    for (int guard = 0; guard < 4 * 366 * 24 * 60 && t <= limit; guard++) {
         if (localtime_r(&t, &tm) == NULL)
             return -1;
         if (!((c->month >> (tm.tm_mon + 1)) & 1) || !day_matches(c, &tm)) {

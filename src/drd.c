@@ -63,13 +63,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: drd -c FILE [-f] [-D] [-n [-v]]\n"
+            "Watches the [primary] and [backup] databases of FILE and fails the app over\n"
+            "as its [failover] policy says; drctl talks to it.\n"
             "  -c FILE   configuration file (default /etc/drd/drd.conf)\n"
             "  -D        drill: run against the file's [drill] environment (drctl drill\n"
             "            starts it); approvals of approve steps are granted at once\n"
             "  -f        stay in the foreground\n"
             "  -n        check the configuration, print 'configuration OK' or the errors\n"
             "  -v        with -n: also print every option's effective value (secrets masked)\n"
-            "  -V        print the version\n");
+            "  -V        print the version\n"
+            "  -h        this help (also --help; --version is -V)\n"
+            "Exit status: 0 ok, 1 failure, 2 usage or configuration error.\n");
 }
 
 static void print_errors(const config_errors *errs)
@@ -95,6 +99,24 @@ static bool check_runbooks(const config_t *cfg, config_errors *errs)
     runbook_free(a);
     runbook_free(b);
     return ok;
+}
+
+/* With [http] listen set, the page must be servable: an error at the line
+ * of web_root (or of listen when web_root is the default). */
+static bool check_page(const config_t *cfg, config_errors *errs)
+{
+    if (cfg->http_listen == NULL || cfg->http_listen[0] == '\0' || config_web_root_ok(cfg->http_web_root))
+        return true;
+    int line = config_line(cfg, "http", "web_root");
+    if (line > 0)
+        config_error_add(errs, "%s:%d: web_root %s has no readable index.html: the page cannot be served "
+                         "(point it at the installed page, PREFIX/share/drd/web, or remove it)",
+                         cfg->path, line, cfg->http_web_root);
+    else
+        config_error_add(errs, "%s:%d: listen is set but the page cannot be served: no index.html in %s "
+                         "nor in the installed share directory (make install, or set [http] web_root)",
+                         cfg->path, config_line(cfg, "http", "listen"), cfg->http_web_root);
+    return false;
 }
 
 static void reload(daemon_t *d)
@@ -488,7 +510,12 @@ int main(int argc, char **argv)
     bool foreground = false, check_only = false, verbose = false;
     int opt, rc = EXIT_FAILURE_;
 
-    while ((opt = getopt(argc, argv, "c:fnvhVD")) != -1) {
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    while ((opt = getopt_long(argc, argv, "c:fnvhVD", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': d.config_path = optarg; break;
         case 'D': d.drill = true; break;
@@ -514,7 +541,7 @@ int main(int argc, char **argv)
         config_errors_free(&errs);
         return EXIT_BAD_CONFIG;
     }
-    if (!check_runbooks(d.cfg, &errs)) {
+    if (!check_runbooks(d.cfg, &errs) || (!d.drill && !check_page(d.cfg, &errs))) {
         print_errors(&errs);
         config_errors_free(&errs);
         config_free(d.cfg);

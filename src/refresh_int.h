@@ -39,6 +39,10 @@ typedef struct {
 
 bool refresh_rconn_parse(const char *url, const char *password, rconn *out, char *err, size_t errlen);
 void refresh_rconn_free(rconn *c);
+/* A target's url (drd's role, host, TLS) and password, in the database its
+ * app_url names (when it names one): refresh, capture, sync-back and
+ * bump-sequences all work in the app's database, whatever url's names. */
+bool refresh_rconn_parse_target(const config_target *t, rconn *out, char *err, size_t errlen);
 /* "key='value' ..." (values quoted for libpq), dbname replaced by db when
  * db != NULL, the password included only when with_password. The URL's
  * passfile is kept only when !use_own_passfile. malloc'd, NULL on OOM. */

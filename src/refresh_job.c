@@ -246,11 +246,11 @@ job_t *refresh_job_start(refresh_t *r, job_kind kind, int64_t id, const char *tr
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (!refresh_rconn_parse(c->primary.url, c->primary.password, &j->prim, perr, sizeof perr)) {
+    if (!refresh_rconn_parse_target(&c->primary, &j->prim, perr, sizeof perr)) {
         snprintf(err, errlen, "[primary] url: %s", perr);
         goto fail;
     }
-    if (!refresh_rconn_parse(c->backup.url, c->backup.password, &j->back, perr, sizeof perr)) {
+    if (!refresh_rconn_parse_target(&c->backup, &j->back, perr, sizeof perr)) {
         snprintf(err, errlen, "[backup] url: %s", perr);
         goto fail;
     }

@@ -479,8 +479,8 @@ static bool watch_build(refresh_t *r)
     rwatch_t *w = &r->w;
     char err[256];
     watch_free_conns(w);
-    if (!refresh_rconn_parse(c->primary.url, c->primary.password, &w->prim, err, sizeof err) ||
-        !refresh_rconn_parse(c->backup.url, c->backup.password, &w->back, err, sizeof err)) {
+    if (!refresh_rconn_parse_target(&c->primary, &w->prim, err, sizeof err) ||
+        !refresh_rconn_parse_target(&c->backup, &w->back, err, sizeof err)) {
         log_error("refresh: cannot watch replication: %s", err);
         return false;
     }
@@ -930,8 +930,8 @@ static helper_op *op_new(refresh_t *r, const char *name, refresh_step_cb cb, voi
     op->arg = arg;
     char err[256];
     const config_t *c = r->cfg;
-    if (!refresh_rconn_parse(c->primary.url, c->primary.password, &op->prim, err, sizeof err) ||
-        !refresh_rconn_parse(c->backup.url, c->backup.password, &op->back, err, sizeof err) ||
+    if (!refresh_rconn_parse_target(&c->primary, &op->prim, err, sizeof err) ||
+        !refresh_rconn_parse_target(&c->backup, &op->back, err, sizeof err) ||
         (op->c_prim = refresh_rconn_string(&op->prim, NULL, false, op->prim.password != NULL)) == NULL ||
         (op->c_back = refresh_rconn_string(&op->back, NULL, false, op->back.password != NULL)) == NULL) {
         log_error("refresh: %s: %s", name, err);
@@ -1075,18 +1075,7 @@ bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg)
         return false;
     const char *mode = r->cfg->refresh_mode;
     int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
-    /* the sequences the app uses: in the app's database */
-    char *appdb = pgconn_dbname(r->cfg->backup.app_url);
-    if (appdb != NULL) {
-        char *cs = refresh_rconn_string(&op->back, appdb, false, op->back.password != NULL);
-        free(appdb);
-        if (cs == NULL) {
-            op_free(op);
-            return false;
-        }
-        free_secret_str(op->c_back);
-        op->c_back = cs;
-    }
+    /* the sequences the app uses: op_new connects in the app's database */
     /* For every sequence owned by a column (serial, identity): at least the
      * largest value in the column and the sequence's own position, plus a
      * margin for the ids the primary handed out that never reached the

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "drd/log.h"
+#include "drd/pgconn.h"
 #include "drd/util.h"
 
 /* ---- strings ----------------------------------------------------------- */
@@ -153,6 +154,35 @@ bool refresh_rconn_parse(const char *url, const char *password, rconn *out, char
     if (ok && password != NULL && password[0] != '\0')
         ok = (out->password = strdup(password)) != NULL;
     PQconninfoFree(opts);
+    if (!ok) {
+        refresh_rconn_free(out);
+        snprintf(err, errlen, "out of memory");
+    }
+    return ok;
+}
+
+bool refresh_rconn_parse_target(const config_target *t, rconn *out, char *err, size_t errlen)
+{
+    if (!refresh_rconn_parse(t->url, t->password, out, err, errlen))
+        return false;
+    char *db = t->app_url != NULL ? pgconn_dbname(t->app_url) : NULL;
+    if (db == NULL)
+        return true;                 /* no app_url, or it names no database: url's */
+    size_t k = 0;
+    while (k < out->n && strcmp(out->keys[k], "dbname") != 0)
+        k++;
+    bool ok = true;
+    if (k == out->n) {               /* keys/vals were calloc'd with room for one more */
+        ok = (out->keys[k] = strdup("dbname")) != NULL;
+        if (ok)
+            out->n++;
+    }
+    if (ok) {
+        free(out->vals[k]);
+        ok = (out->vals[k] = strdup(db)) != NULL;
+    }
+    free(out->dbname);
+    out->dbname = db;
     if (!ok) {
         refresh_rconn_free(out);
         snprintf(err, errlen, "out of memory");

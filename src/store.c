@@ -229,6 +229,36 @@ static const char *const migrations[] = {
     "  report     TEXT NOT NULL"
     ");"
     "CREATE INDEX drills_succeeded ON drills (id) WHERE result = 'succeeded';",
+
+    /* 4 -> 5: approvals.choice also takes the sync-back conflict decisions
+     * (backup-wins, primary-wins) that `drctl approve --choice` documents;
+     * v4 refused them. SQLite cannot change a CHECK: rebuild the table
+     * (nothing references approvals), keeping ids and the indexes. */
+    "CREATE TABLE approvals_v5 ("
+    "  id         INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  run_id     INTEGER REFERENCES runs (id) ON DELETE CASCADE,"
+    "  step_idx   INTEGER NOT NULL DEFAULT -1 CHECK (step_idx >= -1),"
+    "  kind       TEXT NOT NULL CHECK (kind IN ('policy', 'step', 'attention')),"
+    "  state      TEXT NOT NULL DEFAULT 'pending'"
+    "             CHECK (state IN ('pending', 'approved', 'rejected', 'expired')),"
+    "  prompt     TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER,"
+    "  decided_at INTEGER,"
+    "  decided_by TEXT NOT NULL DEFAULT '',"
+    "  reason     TEXT NOT NULL DEFAULT '',"
+    "  choice     TEXT NOT NULL DEFAULT '' CHECK (choice IN ('', 'retry', 'skip', 'abort',"
+    " 'backup-wins', 'primary-wins')),"
+    "  CHECK ((state = 'pending') = (decided_at IS NULL))"
+    ");"
+    "INSERT INTO approvals_v5 (id, run_id, step_idx, kind, state, prompt, created_at, expires_at,"
+    " decided_at, decided_by, reason, choice)"
+    " SELECT id, run_id, step_idx, kind, state, prompt, created_at, expires_at,"
+    " decided_at, decided_by, reason, choice FROM approvals;"
+    "DROP TABLE approvals;"
+    "ALTER TABLE approvals_v5 RENAME TO approvals;"
+    "CREATE INDEX approvals_pending ON approvals (created_at, id) WHERE state = 'pending';"
+    "CREATE INDEX approvals_run ON approvals (run_id, id);",
 };
 
 int store_latest_version(void)

@@ -99,6 +99,17 @@ static size_t wanted(const stable *t, want_trigger w[2])
     return 2;
 }
 
+/* The before-images are jsonb, and to_jsonb() prints floats, intervals,
+ * bytea, money and times with the session's settings: recorded in the
+ * app's session (extra_float_digits = 0 printing 0.1 + 0.2 as 0.3, say),
+ * a row the primary never touched would compare as changed. The trigger
+ * functions fix them to what sync-back's own sessions use (sync_pg.c
+ * session_sql), whatever the app's session says; a GUC save and restore
+ * per call is the price of an image that means the same on both sides. */
+static const char image_settings[] =
+    "SET extra_float_digits = 1 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'"
+    " SET IntervalStyle = 'postgres' SET bytea_output = 'hex' SET lc_monetary = 'C'";
+
 /* The row trigger function of one table, generated: the key columns are
  * read straight from OLD/NEW (no to_jsonb of the whole new row, no loop
  * over trigger arguments), which makes the trigger noticeably cheaper.
@@ -126,7 +137,7 @@ static void row_function(sbuf *q, const stable *t)
         sb_free(&k);
     }
     sb_printf(q, "CREATE OR REPLACE FUNCTION drd.%s() RETURNS trigger LANGUAGE plpgsql"
-                 " SECURITY DEFINER AS $drd$\n"
+                 " SECURITY DEFINER %s AS $drd$\n"
                  "BEGIN\n"
                  "  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
                  "    INSERT INTO drd.ledger (schema_name, table_name, op, key_old, key_new, before_image)\n"
@@ -140,7 +151,7 @@ static void row_function(sbuf *q, const stable *t)
                  "  END IF;\n"
                  "  RETURN NULL;\n"
                  "END $drd$; REVOKE ALL ON FUNCTION drd.%s() FROM PUBLIC;",
-              fn, key[0], key[1], key[1], key[0], fn);
+              fn, image_settings, key[0], key[1], key[1], key[0], fn);
 }
 
 static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)

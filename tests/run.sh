@@ -2,7 +2,7 @@
 # Run every test and print one closing line "N passed, N failed".
 # Each test program prints TAP lines ("ok ..." / "not ok ..."); a program
 # that exits non-zero without reporting a failure counts as one failure.
-# Unit tests run one after the other; integration scripts run JOBS at a
+# Unit tests and fuzzers run one after the other; integration scripts run JOBS at a
 # time (default 2: each uses its own temp dir and free ports).
 # Usage: tests/run.sh [PATTERN]   (PATTERN filters test names)
 set -u
@@ -52,6 +52,15 @@ for t in build/tests-san/test_*; do
     ASAN_OPTIONS=abort_on_error=0:halt_on_error=1:detect_leaks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run_one "asan/${t##*/}" "$t"
     report "asan/${t##*/}"; }
+done
+
+# Fuzzers (tests/fuzz, built by make check when clang is there): each
+# harness briefly from its seed corpus, one TAP line each.
+for src in tests/fuzz/fuzz_*.c; do
+  f=${src##*/fuzz_}; f=${f%.c}
+  selected "fuzz/$f" && {
+    FUZZ_SECONDS=${FUZZ_SECONDS:-2} run_one "fuzz/$f" tests/fuzz/run.sh "$f"
+    report "fuzz/$f"; }
 done
 
 declare -a names=() running=()

@@ -445,6 +445,11 @@
       }
       const btns = el('div', 'buttons');
       if (a.kind === 'attention') {
+        // sync-back conflicts: drd's own prompt offers the two resolutions
+        if (/backup-wins or primary-wins/.test(a.prompt || '')) {
+          btns.appendChild(decisionButton(a, "Backup wins (the outage's rows)", 'approve', 'approve', 'backup-wins'));
+          btns.appendChild(decisionButton(a, "Primary wins (keep the primary's rows)", 'approve', 'approve', 'primary-wins'));
+        }
         btns.appendChild(decisionButton(a, 'Retry the step', 'approve', 'approve primary', 'retry'));
         btns.appendChild(decisionButton(a, 'Skip it (it completed)', 'approve', 'approve', 'skip'));
         btns.appendChild(decisionButton(a, 'Abort the run…', 'reject', 'reject danger', null));

@@ -115,6 +115,11 @@ const char *config_get(const config_t *c, const char *section, const char *key);
  * NULL with a message in err naming the unknown variable. "$$" is "$". */
 char *config_expand(const config_t *c, const char *in, char *err, size_t errlen);
 
+/* Line of section.key in the file, 0 when it was not written there. */
+int config_line(const config_t *c, const char *section, const char *key);
+/* The page (index.html) can be served from dir. */
+bool config_web_root_ok(const char *dir);
+
 /* Resolve a path relative to the config file's directory (malloc'd). */
 char *config_path(const config_t *c, const char *p);
 
@@ -130,7 +135,8 @@ void config_dump(const config_t *c, FILE *out);
  * "key = value" (key: a-z 0-9 _ -); full-line comments start with # or ;;
  * an inline comment is whitespace followed by # ("a ; b" stays "a ; b");
  * a value in double quotes is literal (may hold #), with \" and \\ escapes;
- * no line length limit; a UTF-8 BOM is skipped; CRLF is accepted.
+ * no line length limit; a UTF-8 BOM is skipped; CRLF is accepted; section
+ * names and values must be valid UTF-8.
  * on_entry is called for each "key = value" in file order, and once per
  * section header with key == NULL and value == NULL (so empty sections and
  * header lines are seen). Strings are only valid during the call. Return

@@ -16,10 +16,12 @@ typedef struct {
     bool dom_any, dow_any; /* for the usual dom/dow OR rule */
 } cron_expr;
 
-/* Parse; false with a message in err. */
+/* Parse; false with a message in err (also for a day of month that none
+ * of the chosen months has, with any day of week: "0 0 30 2 *"). */
 bool cron_parse(const char *s, cron_expr *out, char *err, size_t errlen);
 bool cron_valid(const char *s);
-/* The first matching minute strictly after `after` (local time), or -1. */
+/* The first matching minute strictly after `after` (local time), or -1
+ * if none within 4 years. */
 time_t cron_next(const cron_expr *c, time_t after);
 
 #endif

@@ -23,7 +23,7 @@ fo_clusters || bail_out "cannot start the clusters"
 fo_app_init || bail_out "cannot prepare the app"
 RB=$TEST_TMP/failover.ini
 CONF=$TEST_TMP/drd.conf
-TOKEN="tok-$RANDOM$RANDOM$RANDOM"
+TOKEN="tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 echo "$TOKEN" >"$TEST_TMP/token"; chmod 600 "$TEST_TMP/token"
 HPORT=$(free_port) || bail_out "no free port"
 conf() { fo_config "$CONF" failover.policy=manual failover.runbook="$RB" \

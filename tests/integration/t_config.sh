@@ -78,8 +78,16 @@ run_n "$f"
 diag "note: minimal config without [failover]/[app]: exit $RC"
 [ "$RC" = 0 ] || diag "$OUT"
 
+# a token a guesser could find: refused at the line of token_file, and the
+# token itself is not printed
+echo "t0ken-for-tests" >"$TEST_TMP/weak-token"
+f=$TEST_TMP/weak_token.conf
+inserted 14 "token_file = weak-token" >"$f"
+bad_case "token shorter than 128 bits" "$f" 14 "about 90 bits of entropy, 128 are needed"
+unlike "$OUT" "t0ken-for-tests" "token shorter than 128 bits: the token is not printed"
+
 full=$TEST_TMP/full.conf
-echo "t0ken-for-tests" >"$TEST_TMP/token"
+echo "0f1e2d3c4b5a69788796a5b4c3d2e1f0" >"$TEST_TMP/token"
 mkconf "$full" \
   "; full config, comments and blank lines" "" \
   "[primary]" "url = postgresql://monitor@127.0.0.1:5999/postgres?sslmode=disable" \

@@ -13,7 +13,7 @@ SECRET=s3cretpw
 for c in primary backup; do
   { pg_new $c && pg_start $c; } || bail_out "cannot create cluster $c"
 done
-TOKEN="tok-$RANDOM$RANDOM-$RANDOM$RANDOM"
+TOKEN="tok-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 echo "$TOKEN" >"$TEST_TMP/token"
 chmod 600 "$TEST_TMP/token"
 HPORT=$(free_port) || bail_out "no free port"

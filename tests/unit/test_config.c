@@ -122,7 +122,7 @@ static char *dir_path(const char *rel)
 static void test_full_valid(void **state)
 {
     (void)state;
-    write_file("token", "tok-0123456789abcdef\n");
+    write_file("token", "tok-0123456789abcdef-Xy7Q\n");
     config_t *c = load_ok("full.conf",
         "# drd test config\n"
         "[primary]\n"
@@ -195,7 +195,7 @@ static void test_full_valid(void **state)
     char *tok = dir_path("token");
     assert_string_equal(c->http_token_file, tok);
     free(tok);
-    assert_string_equal(c->http_token, "tok-0123456789abcdef");
+    assert_string_equal(c->http_token, "tok-0123456789abcdef-Xy7Q");
     assert_string_equal(c->http_web_root, "/usr/share/drd/web");
     assert_string_equal(c->state_db, "/var/lib/x/drd.db");
     assert_string_equal(c->notify_webhook, "https://hooks.example.com/abc");
@@ -410,6 +410,49 @@ static void test_cross_field(void **state)
     config_free(c);
 }
 
+/* drd -n refuses an API token with less than 128 bits of entropy, at the
+ * line of token_file; the token itself is never in the message. */
+static void weak_token(const char *name, const char *token, const char *why)
+{
+    char text[256], exp[PATH_MAX + 256];
+    write_file(name, token);
+    snprintf(text, sizeof text, TARGETS "[http]\nlisten = 127.0.0.1:9\ntoken_file = %s\n", name);
+    char *p = dir_path(name);
+    snprintf(exp, sizeof exp, "@:7: token_file %s: %s", p, why);
+    free(p);
+    load_fails("weak.conf", text, exp, NULL);
+}
+
+static void test_token_entropy(void **state)
+{
+    (void)state;
+    weak_token("w1", "t0ken-for-tests\n",
+               "the token has about 90 bits of entropy, 128 are needed "
+               "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)");
+    weak_token("w2", "0123456789abcdef0123456789abcde\n",          /* 31 hex */
+               "the token has about 124 bits of entropy, 128 are needed "
+               "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)");
+    weak_token("w3", "AbCdEfGhIjKlMnOpQrStU\n",                     /* 21 base64 */
+               "the token has about 126 bits of entropy, 128 are needed "
+               "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)");
+    weak_token("w4", "12345678901234567890123456789012345678\n",   /* 38 digits */
+               "the token has about 126 bits of entropy, 128 are needed "
+               "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)");
+    weak_token("w5", "abababababababababababababababababababab\n",
+               "the token has only 2 different characters, so it is not random "
+               "(e.g. openssl rand -hex 32)");
+    /* enough: 32 hex, 22 base64 (with its padding), 39 digits */
+    const char *good[] = { "0123456789abcdef0123456789abcdef\n", "AbCdEfGhIjKlMnOpQrStUv==\n",
+                           "123456789012345678901234567890123456789\n",
+                           "q7-Zk_0pW3xR9mT2vB8nL5\n" };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char text[256];
+        write_file("goodtok", good[i]);
+        snprintf(text, sizeof text, TARGETS "[http]\nlisten = 127.0.0.1:9\ntoken_file = goodtok\n");
+        config_free(load_ok("good.conf", text));
+    }
+}
+
 static void test_multiple_errors_in_file_order(void **state)
 {
     (void)state;
@@ -582,7 +625,7 @@ static void test_secrets_masked(void **state)
 {
     (void)state;
     write_file("pw.txt", "s3cr3t-pass-word  \nsecond line\n");
-    write_file("tok3", "tok-abcdefghijklmnop\r\n");
+    write_file("tok3", "tok-abcdefghijklmnop-Xy7Q\r\n");
     config_t *c = load_ok("sec.conf",
         "[primary]\n"
         "url = postgresql://mon:urlpass99@p.example/db\n"
@@ -598,7 +641,7 @@ static void test_secrets_masked(void **state)
         "webhook = https://hooks.example.com/services/T00/B00/XXXXsecret\n");
     assert_string_equal(c->primary.password, "s3cr3t-pass-word");
     assert_null(c->backup.password);
-    assert_string_equal(c->http_token, "tok-abcdefghijklmnop");
+    assert_string_equal(c->http_token, "tok-abcdefghijklmnop-Xy7Q");
 
     char *out = NULL;
     size_t len = 0;
@@ -610,6 +653,7 @@ static void test_secrets_masked(void **state)
     assert_null(strstr(out, "connpass77"));
     assert_null(strstr(out, "s3cr3t-pass-word"));
     assert_null(strstr(out, "tok-abcdefghijklmnop"));
+    assert_null(strstr(out, "Xy7Q"));
     assert_null(strstr(out, "XXXXsecret"));
     assert_non_null(strstr(out, "primary.url = postgresql://mon:****@p.example/db\n"));
     assert_non_null(strstr(out, "primary.app_url = postgresql://mon:****@p.example/db\n"));
@@ -775,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_cross_field),
+        cmocka_unit_test(test_token_entropy),
         cmocka_unit_test(test_multiple_errors_in_file_order),
         cmocka_unit_test(test_comments_and_quotes),
         cmocka_unit_test(test_long_line),

@@ -63,8 +63,43 @@ static void next_minute(void **st)
     /* dom and dow both restricted: either matches (the 13th, or a Friday) */
     assert_true(cron_parse("0 12 13 * 5", &c, err, sizeof err));
     assert_int_equal(cron_next(&c, at(2026, 11, 21, 0, 0)), at(2026, 11, 27, 12, 0));
-    assert_true(cron_parse("0 0 30 2 *", &c, err, sizeof err));         /* never */
+    /* Feb 29 only: the next leap year */
+    assert_true(cron_parse("0 0 29 2 *", &c, err, sizeof err));
+    assert_int_equal(cron_next(&c, at(2026, 11, 21, 0, 0)), at(2028, 2, 29, 0, 0));
+}
+
+/* A day of the month that no chosen month has never comes: refused, so
+ * that [refresh] schedule cannot silently never run. */
+static void never_refused(void **st)
+{
+    (void)st;
+    char err[128];
+    cron_expr c;
+    assert_false(cron_parse("0 0 30 2 *", &c, err, sizeof err));
+    assert_non_null(strstr(err, "never"));
+    assert_false(cron_parse("0 0 31 4,6,9,11 *", &c, err, sizeof err));
+    assert_false(cron_parse("* * 30-31 2 *", &c, err, sizeof err));
+    /* either day field may match when both are restricted: fine */
+    assert_true(cron_parse("0 0 31 2 1", &c, err, sizeof err));
+    assert_true(cron_parse("0 0 31 1-2 *", &c, err, sizeof err));
+}
+
+/* cron_next gives up after 4 years of time, not 4 years of iterations: an
+ * expression that never matches cost ~5 s of the main loop (Europe/Berlin,
+ * found by fuzz/cron). */
+static void never_is_quick(void **st)
+{
+    (void)st;
+    struct timespec t0, t1;
+    cron_expr c = { .minute = 1, .hour = 1, .dom = 1u << 31, .month = 1u << 2,
+                    .dow = 0x7f, .dom_any = false, .dow_any = true };
+    setenv("TZ", "Europe/Berlin", 1);
+    tzset();
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(cron_next(&c, at(2026, 1, 1, 0, 0)), -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 500);
 }
 
 int main(void)
@@ -73,6 +108,8 @@ int main(void)
         cmocka_unit_test(parses_valid),
         cmocka_unit_test(rejects_invalid),
         cmocka_unit_test(next_minute),
+        cmocka_unit_test(never_refused),
+        cmocka_unit_test(never_is_quick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

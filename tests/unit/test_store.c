@@ -109,7 +109,7 @@ static void open_creates_and_migrates(void **state)
     char v[32];
     char dir[PATH_MAX];
 
-    assert_int_equal(store_latest_version(), 4);
+    assert_int_equal(store_latest_version(), 5);
     store_t *s = open_rw(f);
     assert_int_equal(store_schema_version(s), store_latest_version());
 
@@ -121,7 +121,7 @@ static void open_creates_and_migrates(void **state)
     store_close(s);
 
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "4");
+    assert_string_equal(v, "5");
     assert_int_equal(raw_sql(f->path, "PRAGMA journal_mode", v, sizeof v), SQLITE_OK);
     assert_string_equal(v, "wal");
     assert_int_equal(raw_sql(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
@@ -1130,6 +1130,50 @@ static bool collect_approval(const store_approval *a, void *arg)
     return true;
 }
 
+/* v4 -> v5: approvals rebuilt with the wider choice CHECK; rows, ids and
+ * decisions kept; the sync-back choices accepted afterwards. */
+static void migrate_v4_to_v5_keeps_approvals(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    int64_t run = make_run(s, "failback", 100);
+    store_approval att = { .run_id = run, .step_idx = 2, .created_at = 10 };
+    str_copy(att.kind, "attention", sizeof att.kind);
+    int64_t a = store_approval_create(s, &att);
+    int64_t b = store_approval_create(s, &att);
+    assert_true(a > 0 && b > a);
+    assert_true(store_approval_decide(s, a, "approved", "socket", "ok", "skip", 20));
+    store_close(s);
+
+    /* the v4 table: the narrow CHECK, user_version 4 */
+    assert_int_equal(raw_exec(f->path,
+        "CREATE TABLE a4 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " run_id INTEGER REFERENCES runs (id) ON DELETE CASCADE,"
+        " step_idx INTEGER NOT NULL DEFAULT -1, kind TEXT NOT NULL,"
+        " state TEXT NOT NULL DEFAULT 'pending', prompt TEXT NOT NULL DEFAULT '',"
+        " created_at INTEGER NOT NULL, expires_at INTEGER, decided_at INTEGER,"
+        " decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',"
+        " choice TEXT NOT NULL DEFAULT '' CHECK (choice IN ('', 'retry', 'skip', 'abort')));"
+        " INSERT INTO a4 SELECT * FROM approvals; DROP TABLE approvals;"
+        " ALTER TABLE a4 RENAME TO approvals; PRAGMA user_version = 4;"), SQLITE_OK);
+
+    s = open_rw(f);
+    assert_int_equal(store_schema_version(s), 5);
+    store_approval g;
+    assert_true(store_approval_get(s, a, &g));
+    assert_string_equal(g.state, "approved");
+    assert_string_equal(g.choice, "skip");
+    assert_string_equal(g.reason, "ok");
+    assert_true(store_approval_get(s, b, &g));
+    assert_string_equal(g.state, "pending");
+    assert_true(store_approval_decide(s, b, "approved", "token", NULL, "backup-wins", 30));
+    assert_true(store_approval_get(s, b, &g));
+    assert_string_equal(g.choice, "backup-wins");
+    int64_t c = store_approval_create(s, &att);
+    assert_true(c > b);                                   /* AUTOINCREMENT kept going */
+    store_close(s);
+}
+
 static void approvals_lifecycle(void **state)
 {
     fixture *f = *state;
@@ -1236,6 +1280,18 @@ static void approvals_lifecycle(void **state)
     assert_true(store_approval_get(s, p2, &g));
     assert_string_equal(g.state, "expired");
     assert_string_equal(g.decided_by, "drd");
+    /* the sync-back conflict decisions are choices too (v5) */
+    store_approval att2 = { .run_id = run, .step_idx = 3, .created_at = 40 };
+    str_copy(att2.kind, "attention", sizeof att2.kind);
+    int64_t t2 = store_approval_create(s, &att2);
+    assert_true(t2 > t);
+    assert_true(store_approval_decide(s, t2, "approved", "x", NULL, "backup-wins", 1));
+    assert_true(store_approval_get(s, t2, &g));
+    assert_string_equal(g.choice, "backup-wins");
+    int64_t t3 = store_approval_create(s, &att2);
+    assert_true(store_approval_decide(s, t3, "approved", "x", NULL, "primary-wins", 1));
+    assert_true(store_approval_get(s, t3, &g));
+    assert_string_equal(g.choice, "primary-wins");
     store_close(s);
 
     /* durable: a new connection sees the decisions */
@@ -1414,7 +1470,7 @@ static void migrate_v2_to_v3_keeps_data(void **state)
     assert_int_equal(rr.n, 1);
     store_close(s);
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "4");
+    assert_string_equal(v, "5");
 }
 
 static void notifications_add_update_recent(void **state)
@@ -1849,6 +1905,7 @@ int main(void)
         T(run_and_step_update_round_trip),
         T(runs_recent_newest_first),
         T(approvals_lifecycle),
+        T(migrate_v4_to_v5_keeps_approvals),
         T(requests_put_get_replace),
         T(migrate_v2_to_v3_keeps_data),
         T(notifications_add_update_recent),
