@@ -27,8 +27,18 @@
  * body (the page keeps it in memory; GET /api/session gives it again while
  * the cookie is valid). Sessions live in a bounded table (the least
  * recently used one makes room) and expire `session_ttl` after the login
- * (absolute expiry: using the page does not extend it). Failed logins are
- * limited per client address (5 a minute, then 429).
+ * (absolute expiry: using the page does not extend it).
+ *
+ * Wrong tokens (a login, or a bearer token on a route that needs one) are
+ * throttled, right ones never: an address (an IPv6 /64) may make 5 at
+ * once and then one every 12 s, all addresses together 20 at once and
+ * then one every 3 s; beyond that a wrong token is answered 429 with
+ * Retry-After instead of 401, and not logged one by one. So a right token
+ * always gets in at once, behind a proxy too (where every user shares one
+ * address). What makes guessing hopeless is the token's entropy (at least
+ * 128 bits, config.c), not the throttle: a guesser who ignores the 429s
+ * still learns that each guess was wrong. The throttle bounds what wrong
+ * tokens cost (log lines, work) and tells clients to back off.
  *
  * The page: a fixed map of URL paths to files of web_root (never a path
  * built from the URL, so no traversal), read once at api_start and served
@@ -96,9 +106,14 @@
 #define API_WEB_FILE_MAX      (1024 * 1024) /* a page file larger than this is refused */
 #define API_SESSIONS_MAX      64
 #define API_SESSION_TTL_DEFAULT_MS (12LL * 3600 * 1000)
-#define API_LOGIN_MAX_FAILS   5             /* per client address ... */
-#define API_LOGIN_WINDOW_MS   60000         /* ... and minute */
-#define API_LOGIN_TRACKED     256           /* client addresses remembered */
+/* Wrong tokens (login or bearer): an address may make 5 at once, then one
+ * every 12 s; all addresses together 20 at once, then one every 3 s. */
+#define API_FAIL_BURST_ADDR   5
+#define API_FAIL_EVERY_ADDR_MS 12000
+#define API_FAIL_BURST_ALL    20
+#define API_FAIL_EVERY_ALL_MS 3000
+#define API_FAIL_TRACKED      256           /* client addresses remembered */
+#define API_FAIL_LOG_MS       60000         /* one line about 429s a minute */
 #define API_TOKEN_MAX         1024
 
 #define SESSION_COOKIE        "drd_session"
@@ -146,11 +161,14 @@ typedef struct {
     int64_t last_used;              /* mono ms, for eviction */
 } session;
 
+/* Failed-attempt budget of one client (an IPv4 address or an IPv6 /64),
+ * as a GCRA: `tat` moves API_FAIL_EVERY_ADDR_MS ahead per counted failure
+ * (from now, if it is in the past); a failure is counted only while tat is
+ * less than API_FAIL_BURST_ADDR steps ahead of now. */
 typedef struct {
-    char addr[INET6_ADDRSTRLEN];    /* "" = free slot */
-    int64_t since;                  /* mono ms: start of the window */
-    int fails;
-} login_fails;
+    char key[INET6_ADDRSTRLEN + 4];  /* "" = free slot */
+    int64_t tat;                     /* mono ms */
+} fail_budget;
 
 /* A connection, from MHD's STARTED notification to its CLOSED one (MHD
  * closes the socket only after CLOSED returns, so fd stays ours to
@@ -200,9 +218,13 @@ struct api {
     atomic_llong requests;       /* every request received (drd_http_requests_total) */
     atomic_llong login_failures;
 
-    pthread_mutex_t auth_lock;   /* sessions, fails */
+    atomic_llong login_throttled;
+    pthread_mutex_t auth_lock;   /* sessions, fails, fails_all_tat, throttle_* */
     session sessions[API_SESSIONS_MAX];
-    login_fails fails[API_LOGIN_TRACKED];
+    fail_budget fails[API_FAIL_TRACKED];
+    int64_t fails_all_tat;       /* the same budget, for every client together */
+    int64_t throttle_logged_at;  /* mono ms */
+    int64_t throttle_unlogged;
 
     /* Whole-request deadlines: every connection is listed with the time
      * by which its current request must have arrived whole (or its answer
@@ -275,6 +297,7 @@ typedef struct {
     size_t len, cap;
     size_t drained;
     who_kind who;
+    bool bad_bearer;             /* an Authorization header with a wrong token */
     char actor[sizeof(((api_cmd *)0)->actor)];
     char session_id[SESSION_HEX_LEN + 1];   /* WHO_SESSION */
     char csrf[SESSION_HEX_LEN + 1];         /* WHO_SESSION */
@@ -670,65 +693,97 @@ static void client_addr(struct MHD_Connection *c, char *out, size_t n)
                   (socklen_t)n);
 }
 
-/* Seconds until addr may try again, 0 if it may now. */
-static int64_t login_blocked(api_t *a, const char *addr)
+/* The key failed attempts are counted under: the address for IPv4, its
+ * /64 for IPv6 (one host usually holds a whole /64). */
+static void client_key(struct MHD_Connection *c, char *out, size_t n)
 {
-    int64_t now = mono_ms(), wait = 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
 
-    pthread_mutex_lock(&a->auth_lock);
-    for (size_t i = 0; i < API_LOGIN_TRACKED; i++) {
-        const login_fails *f = &a->fails[i];
-        if (f->addr[0] != '\0' && strcmp(f->addr, addr) == 0 &&
-            now - f->since < API_LOGIN_WINDOW_MS && f->fails >= API_LOGIN_MAX_FAILS)
-            wait = (f->since + API_LOGIN_WINDOW_MS - now + 999) / 1000;
+    if (sa != NULL && sa->sa_family == AF_INET6) {
+        struct in6_addr net = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        char text[INET6_ADDRSTRLEN];
+
+        memset(net.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &net, text, sizeof(text)) != NULL) {
+            snprintf(out, n, "%s/64", text);
+            return;
+        }
     }
-    pthread_mutex_unlock(&a->auth_lock);
-    return wait;
+    client_addr(c, out, n);
 }
 
-static void login_failed(api_t *a, const char *addr)
+/* ms until one more failure fits a GCRA budget (0: now). */
+static int64_t budget_wait(int64_t tat, int64_t now, int64_t burst, int64_t every)
 {
-    int64_t now = mono_ms();
+    int64_t at = tat - (burst - 1) * every;
+    return at > now ? at - now : 0;
+}
+
+static int64_t budget_take(int64_t tat, int64_t now, int64_t every)
+{
+    return (tat > now ? tat : now) + every;
+}
+
+/* A wrong token from key. Counted when both key's budget and everyone's
+ * allow it: returns 0, the caller answers 401. Otherwise nothing is
+ * counted and it returns the seconds to wait (429 with Retry-After). A
+ * right token is never throttled: only failures are. */
+static int64_t auth_failure(api_t *a, const char *key)
+{
+    int64_t now = mono_ms(), wait_addr = 0, wait_all, wait, unlogged = 0;
     size_t slot = 0;
     bool found = false;
 
     pthread_mutex_lock(&a->auth_lock);
-    for (size_t i = 0; i < API_LOGIN_TRACKED && !found; i++) {
-        if (a->fails[i].addr[0] != '\0' && strcmp(a->fails[i].addr, addr) == 0) {
+    for (size_t i = 0; i < API_FAIL_TRACKED && !found; i++) {
+        if (a->fails[i].key[0] != '\0' && strcmp(a->fails[i].key, key) == 0) {
             slot = i;
             found = true;
         }
     }
-    if (!found) {
-        /* a free slot, else the one whose window started longest ago */
-        for (size_t i = 0; i < API_LOGIN_TRACKED; i++) {
-            if (a->fails[i].addr[0] == '\0') {
-                slot = i;
-                break;
+    if (found)
+        wait_addr = budget_wait(a->fails[slot].tat, now, API_FAIL_BURST_ADDR,
+                                API_FAIL_EVERY_ADDR_MS);
+    wait_all = budget_wait(a->fails_all_tat, now, API_FAIL_BURST_ALL, API_FAIL_EVERY_ALL_MS);
+    wait = wait_addr > wait_all ? wait_addr : wait_all;
+    if (wait == 0) {
+        if (!found) {
+            /* a free slot, else the one closest to a full budget (the
+             * global budget still holds when that one comes back) */
+            for (size_t i = 0; i < API_FAIL_TRACKED; i++) {
+                if (a->fails[i].key[0] == '\0') {
+                    slot = i;
+                    break;
+                }
+                if (a->fails[i].tat < a->fails[slot].tat)
+                    slot = i;
             }
-            if (a->fails[i].since < a->fails[slot].since)
-                slot = i;
+            str_copy(a->fails[slot].key, key, sizeof(a->fails[slot].key));
+            a->fails[slot].tat = 0;
         }
-        memset(&a->fails[slot], 0, sizeof(a->fails[slot]));
-        str_copy(a->fails[slot].addr, addr, sizeof(a->fails[slot].addr));
-        a->fails[slot].since = now;
+        a->fails[slot].tat = budget_take(a->fails[slot].tat, now, API_FAIL_EVERY_ADDR_MS);
+        a->fails_all_tat = budget_take(a->fails_all_tat, now, API_FAIL_EVERY_ALL_MS);
+    } else {
+        a->throttle_unlogged++;
+        if (now - a->throttle_logged_at >= API_FAIL_LOG_MS) {
+            unlogged = a->throttle_unlogged;
+            a->throttle_unlogged = 0;
+            a->throttle_logged_at = now;
+        }
     }
-    if (now - a->fails[slot].since >= API_LOGIN_WINDOW_MS) {
-        a->fails[slot].since = now;
-        a->fails[slot].fails = 0;
+    pthread_mutex_unlock(&a->auth_lock);
+    if (wait == 0) {
+        atomic_fetch_add(&a->login_failures, 1);
+        return 0;
     }
-    a->fails[slot].fails++;
-    pthread_mutex_unlock(&a->auth_lock);
-    atomic_fetch_add(&a->login_failures, 1);
-}
-
-static void login_succeeded(api_t *a, const char *addr)
-{
-    pthread_mutex_lock(&a->auth_lock);
-    for (size_t i = 0; i < API_LOGIN_TRACKED; i++)
-        if (a->fails[i].addr[0] != '\0' && strcmp(a->fails[i].addr, addr) == 0)
-            memset(&a->fails[i], 0, sizeof(a->fails[i]));
-    pthread_mutex_unlock(&a->auth_lock);
+    atomic_fetch_add(&a->login_throttled, 1);
+    if (unlogged > 0)
+        log_warn("http: too many wrong tokens (%s): %lld attempt%s refused with 429, "
+                 "the last from %s", wait_addr >= wait_all ? "from this address" : "from all addresses",
+                 (long long)unlogged, unlogged == 1 ? "" : "s", key);
+    return (wait + 999) / 1000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -762,8 +817,10 @@ static who_kind identify(listener *l, struct MHD_Connection *c, request *rq)
     h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h != NULL) {
         /* A wrong token is not rescued by a cookie. */
-        if (!bearer_ok(a, h))
+        if (!bearer_ok(a, h)) {
+            rq->bad_bearer = true;
             return WHO_NONE;
+        }
         str_copy(rq->actor, "token", sizeof(rq->actor));
         return WHO_TOKEN;
     }
@@ -1213,9 +1270,14 @@ static enum MHD_Result get_metrics(api_t *a, struct MHD_Connection *c)
                  "# HELP drd_http_requests_total HTTP requests received since drd started.\n"
                  "# TYPE drd_http_requests_total counter\n"
                  "drd_http_requests_total %lld\n"
-                 "# HELP drd_http_login_failures_total Failed logins on the page since drd started.\n"
+                 "# HELP drd_http_login_failures_total Wrong tokens (page logins and bearer "
+                 "tokens) answered 401 since drd started.\n"
                  "# TYPE drd_http_login_failures_total counter\n"
                  "drd_http_login_failures_total %lld\n"
+                 "# HELP drd_http_login_throttled_total Wrong tokens answered 429 (too many) "
+                 "since drd started.\n"
+                 "# TYPE drd_http_login_throttled_total counter\n"
+                 "drd_http_login_throttled_total %lld\n"
                  "# HELP drd_http_sessions Live sessions of the page.\n"
                  "# TYPE drd_http_sessions gauge\n"
                  "drd_http_sessions %" PRId64 "\n"
@@ -1224,7 +1286,8 @@ static enum MHD_Result get_metrics(api_t *a, struct MHD_Connection *c)
                  "# TYPE drd_http_slow_connections_closed_total counter\n"
                  "drd_http_slow_connections_closed_total %lld\n",
                  (long long)atomic_load(&a->requests),
-                 (long long)atomic_load(&a->login_failures), sessions_live(a),
+                 (long long)atomic_load(&a->login_failures),
+                 (long long)atomic_load(&a->login_throttled), sessions_live(a),
                  (long long)atomic_load(&a->slow_cut));
     if (n < 0 || (size_t)n >= sizeof(tail))
         return MHD_NO;
@@ -1464,7 +1527,7 @@ static void session_cookie(const api_t *a, const char *id, int64_t max_age_s, ch
 static enum MHD_Result post_login(listener *l, struct MHD_Connection *c, request *rq)
 {
     api_t *a = l->api;
-    char addr[INET6_ADDRSTRLEN], cookie[256], actor[32];
+    char addr[INET6_ADDRSTRLEN + 4], cookie[256], actor[32];
     const char *given = NULL;
     json_t *doc = NULL;
     json_error_t jerr;
@@ -1472,12 +1535,7 @@ static enum MHD_Result post_login(listener *l, struct MHD_Connection *c, request
     int64_t wait;
     enum MHD_Result ret;
 
-    client_addr(c, addr, sizeof(addr));
-    wait = login_blocked(a, addr);
-    if (wait > 0) {
-        resp_opts o = { .retry_after = wait };
-        return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many failed logins, try later", &o);
-    }
+    client_key(c, addr, sizeof(addr));
     if (rq->len > 0)
         doc = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL || !json_is_object(doc)) {
@@ -1491,12 +1549,15 @@ static enum MHD_Result post_login(listener *l, struct MHD_Connection *c, request
     }
     if (a->token == NULL || a->token[0] == '\0' || !str_ct_equal(given, a->token)) {
         json_decref(doc);
-        login_failed(a, addr);
+        if ((wait = auth_failure(a, addr)) > 0) {
+            resp_opts o = { .retry_after = wait };
+            return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
+                                   "wrong token, and too many of them: try again later", &o);
+        }
         log_warn("http: failed login from %s", addr);
         return send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong token");
     }
     json_decref(doc);
-    login_succeeded(a, addr);
     if (!session_create(a, &s))
         return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
     actor_of_session(s.id, actor, sizeof(actor));
@@ -1558,6 +1619,16 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
 
     if (l->tcp && rq->who == WHO_NONE && !route_open(a, r->id)) {
         resp_opts o = { .challenge = true };
+
+        if (rq->bad_bearer) {
+            char addr[INET6_ADDRSTRLEN + 4];
+
+            client_key(c, addr, sizeof(addr));
+            if ((o.retry_after = auth_failure(a, addr)) > 0)
+                return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
+                                       "wrong token, and too many of them: try again later", &o);
+            log_warn("http: wrong bearer token from %s", addr);
+        }
         return send_error_opts(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", &o);
     }
     if (r->id == R_NONE)
@@ -1567,17 +1638,9 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
         return send_error_opts(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", &o);
     }
     if (r->id == R_LOGIN) {
-        char addr[INET6_ADDRSTRLEN];
-        int64_t wait;
-
+        /* no throttling here: a right token always gets in (post_login) */
         if (!origin_ok(c))
             return send_error(c, MHD_HTTP_FORBIDDEN, "cross-origin request refused");
-        client_addr(c, addr, sizeof(addr));
-        if ((wait = login_blocked(a, addr)) > 0) {
-            resp_opts o = { .retry_after = wait };
-            return send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
-                                   "too many failed logins, try later", &o);
-        }
     } else if (r->post && rq->who == WHO_SESSION) {
         const char *why = csrf_problem(c, rq);
         if (why != NULL) {
@@ -2236,6 +2299,7 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
     atomic_init(&a->requests, 0);
     atomic_init(&a->slow_cut, 0);
     atomic_init(&a->login_failures, 0);
+    atomic_init(&a->login_throttled, 0);
     a->unix_l = (listener){ .api = a, .tcp = false, .fd = -1, .d = NULL };
     a->tcp_l = (listener){ .api = a, .tcp = true, .fd = -1, .d = NULL };
     a->next_request_id = wall_ms();

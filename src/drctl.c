@@ -561,7 +561,7 @@ static int report_http_error(long code, const buffer *reply)
         fprintf(stderr, "drctl: %s (HTTP %ld)\n", msg, code);
     else
         fprintf(stderr, "drctl: drd answered HTTP %ld\n", code);
-    if (code == 401)
+    if (code == 401 || code == 429)   /* 429: a wrong token, throttled */
         fprintf(stderr, "drctl: check the API token (--token-file or [http] token_file)\n");
     json_decref(doc);
     return EXIT_FAILURE_;

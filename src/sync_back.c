@@ -388,6 +388,48 @@ static void key_from_json(sbuf *q, const stable *t, size_t k)
  * (as to_jsonb text, both sessions printing values the same way), and
  * classified there against md5 of the primary's current row. The full
  * images stay on the backup (drd_kN) for the conflict report. */
+/* How many keys of a changed table are apply, same, conflict. */
+static bool count_actions(backctx *x, changed *ch)
+{
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sb_printf(q, "SELECT count(*) FILTER (WHERE drd_action = 'apply'),"
+                 " count(*) FILTER (WHERE drd_action = 'same'),"
+                 " count(*) FILTER (WHERE drd_action = 'conflict') FROM pg_temp.drd_k%zu", ch->idx);
+    PGresult *r = sq_exec(&x->p, sb_str(q), "counting");
+    if (r == NULL)
+        return false;
+    ch->n_apply = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    ch->n_same = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    ch->n_conflict = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
+/* The foreign keys' part of the classification (sync_fk.c): the map of
+ * changed tables, then keys whose removal would orphan primary-only rows
+ * become conflicts. Sets *fk_conflicts; recounts the tables it touched. */
+static bool foreign_keys(backctx *x, int64_t *fk_conflicts)
+{
+    fk_table *tabs = calloc(x->nch + 1, sizeof(*tabs));
+    if (tabs == NULL) {
+        sync_fail(x->c, "out of memory");
+        return false;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < x->nch; i++)
+        if (!x->ch[i].skip)
+            tabs[n++] = (fk_table){ .t = x->ch[i].t, .idx = x->ch[i].idx, .whole = x->ch[i].whole };
+    bool ok = fk_map(&x->p, tabs, n, &x->q);
+    free(tabs);
+    if (!ok || (*fk_conflicts = fk_detect(&x->p)) < 0)
+        return false;
+    for (size_t i = 0; *fk_conflicts > 0 && i < x->nch; i++)
+        if (!x->ch[i].skip && !x->ch[i].whole && !count_actions(x, &x->ch[i]))
+            return false;
+    return true;
+}
+
 static bool prepare_table(backctx *x, changed *ch)
 {
     sync_ctx *c = x->c;
@@ -517,18 +559,7 @@ static bool prepare_table(backctx *x, changed *ch)
     sb_printf(q, ") i; ANALYZE %s; ANALYZE %s", kt, st);
     if (q->oom || !sq_cmd(&x->p, sb_str(q), "comparing with the primary's rows"))
         return false;
-    sb_reset(q);
-    sb_printf(q, "SELECT count(*) FILTER (WHERE drd_action = 'apply'),"
-                 " count(*) FILTER (WHERE drd_action = 'same'),"
-                 " count(*) FILTER (WHERE drd_action = 'conflict') FROM %s", kt);
-    PGresult *r = sq_exec(&x->p, sb_str(q), "counting");
-    if (r == NULL)
-        return false;
-    ch->n_apply = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    ch->n_same = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    ch->n_conflict = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-    PQclear(r);
-    return true;
+    return count_actions(x, ch);
 }
 
 static void add_capped(sbuf *b, const char *label, const char *v, bool isnull)
@@ -876,6 +907,14 @@ bool sync_op_back(sync_ctx *c)
         conflicts += x.ch[i].n_conflict;
     }
     sync_report(c, "ledger: %" PRId64 " entries on %zu tables", entries, x.nch);
+    int64_t fk_conflicts = 0;
+    if (!foreign_keys(&x, &fk_conflicts))
+        goto cleanup;
+    if (fk_conflicts > 0) {
+        conflicts = 0;
+        for (size_t i = 0; i < x.nch; i++)
+            conflicts += x.ch[i].n_conflict;
+    }
     if (conflicts > 0) {
         if (!report_conflicts(&x, conflicts))
             goto cleanup;
@@ -884,8 +923,10 @@ bool sync_op_back(sync_ctx *c)
             c->conflicts = true;
             pthread_mutex_unlock(&c->mu);
             sync_fail(c, "%" PRId64 " conflicts: rows changed both on the primary and on the"
-                      " backup during the outage; nothing was written. Decide: backup-wins"
-                      " (take the backup's rows) or primary-wins (keep the primary's)", conflicts);
+                      " backup during the outage%s; nothing was written. Decide: backup-wins"
+                      " (take the backup's rows) or primary-wins (keep the primary's)", conflicts,
+                      fk_conflicts > 0 ? ", or deleted on the backup while rows only the primary"
+                                         " has still reference them" : "");
             goto cleanup;
         }
         if (x.backup_wins) {
@@ -901,9 +942,11 @@ bool sync_op_back(sync_ctx *c)
             }
             sync_report(c, "backup-wins: the backup's rows replace the primary's for all"
                         " %" PRId64 " conflicting keys", conflicts);
+            if (fk_conflicts > 0 && !fk_apply_actions(&x.p, x.replica))
+                goto cleanup;
         }
     }
-    if (!apply_all(&x))
+    if (!apply_all(&x) || !fk_validate(&x.p))
         goto cleanup;
     int64_t rows = 0, tables = 0;
     for (size_t i = 0; i < x.nch; i++) {

@@ -212,6 +212,27 @@ bool sync_sequences(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat);
  * SET on it); false leaves the session as it was. */
 bool sync_try_replica(sconn *p);
 
+/* ---- foreign keys in sync-back (sync_fk.c) ----------------------------- */
+
+/* A changed table as the foreign-key checks see it: its key table
+ * pg_temp.drd_k<idx> (absent when copied whole) and staging drd_s<idx>. */
+typedef struct {
+    const stable *t;
+    size_t idx;
+    bool whole;
+} fk_table;
+
+/* pg_temp.drd_map and the helper functions, on the primary (q: scratch). */
+bool fk_map(sconn *p, const fk_table *tabs, size_t n, sbuf *q);
+/* Keys the sync would remove that primary-only rows still reference
+ * become conflicts (reported); returns how many, -1 on error. */
+int64_t fk_detect(sconn *p);
+/* backup-wins: delete those keys with the foreign keys' own actions. */
+bool fk_apply_actions(sconn *p, bool replica);
+/* After applying: no foreign key touching an applied table is violated
+ * by the affected rows; false (with the constraint and a row) if one is. */
+bool fk_validate(sconn *p);
+
 /* ---- operations (run on the job thread; true = ok) ---------------------- */
 
 bool sync_op_capture(sync_ctx *c);

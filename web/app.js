@@ -167,7 +167,7 @@
     } catch (e) {
       let msg = e.message;
       if (e.status === 401) msg = 'Wrong token.';
-      else if (e.status === 429) msg = 'Too many failed attempts: wait ' + (e.retryAfter || 60) + ' s.';
+      else if (e.status === 429) msg = 'Wrong token, and too many wrong ones: wait ' + (e.retryAfter || 60) + ' s before the next try.';
       else if (e.status === 0) msg = 'drd does not answer.';
       $('#login-error').textContent = msg;
     } finally {
