@@ -40,7 +40,7 @@ HOOKS=$TEST_TMP/hooks.jsonl
 RECV_PORT=$(free_port) || bail_out "no free port"
 "$RECV_BIN" "$RECV_PORT" "$HOOKS" >"$TEST_TMP/recv.log" 2>&1 &
 proc_track $!
-poll_until 5 grep -q "^listening on" "$TEST_TMP/recv.log" || bail_out "the webhook receiver did not start"
+poll_until 5 grep -qs "^listening on" "$TEST_TMP/recv.log" || bail_out "the webhook receiver did not start"
 # hook_count EVENT: notifications EVENT received; hook_get EVENT FILTER: the last one's FILTER.
 hook_count() { [ -s "$HOOKS" ] || { echo 0; return; }; jq -r --arg e "$1" 'select(.event == $e) | .event' "$HOOKS" | wc -l; }
 hook_gt() { [ "$(hook_count "$1")" -gt "$2" ]; }
