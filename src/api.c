@@ -992,12 +992,12 @@ static enum MHD_Result get_list(api_t *a, struct MHD_Connection *c, list_fill_fn
 static bool event_to_array(const store_event *e, void *arg)
 {
     json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:I,s:s,s:o,s:s}",
+    json_t *o = json_pack("{s:I,s:I,s:s,s:o,s:o}",
                           "id", (json_int_t)e->id,
                           "at", (json_int_t)e->at,
                           "kind", e->kind,
                           "target", e->target[0] != '\0' ? json_string(e->target) : json_null(),
-                          "message", e->message);
+                          "message", json_text(e->message));
     if (o == NULL)
         return false;
     json_array_append_new(arr, o);
@@ -1066,13 +1066,13 @@ static enum MHD_Result get_events(api_t *a, struct MHD_Connection *c)
 static bool incident_to_array(const store_incident *i, void *arg)
 {
     json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:s}",
+    json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:o}",
                           "id", (json_int_t)i->id,
                           "target", i->target,
                           "started_at", (json_int_t)i->started_at,
                           "ended_at", i->ended_at > 0 ? json_integer((json_int_t)i->ended_at)
                                                       : json_null(),
-                          "reason", i->reason);
+                          "reason", json_text(i->reason));
     if (o == NULL)
         return false;
     json_array_append_new(arr, o);

@@ -895,6 +895,27 @@ static bool config_on_entry(void *arg, const char *section, const char *key,
     return true;
 }
 
+/* Every secret of the configuration, for the masking of everything drd
+ * prints and stores (at start and at each reload, before anything can show
+ * them): the passwords in URLs and conninfo strings, password=/-u user:pw
+ * in commands, whole secret values (a webhook's URL). Secret files register
+ * their contents as they are read. Old secrets stay registered: a run
+ * started before a reload may still print them. */
+static void register_secrets(const config_t *c)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        if (o->type != OPT_STRING && o->type != OPT_URL)
+            continue;
+        const char *v = *field_str(c, o->offset);
+        if (v == NULL)
+            continue;
+        mask_add_secrets_in(v);
+        if (o->type == OPT_STRING && (o->flags & OPT_SECRET))
+            mask_add_secret(v);
+    }
+}
+
 /* First line of a password/token file, trailing whitespace stripped. */
 static void secret_file_read(load_ctx *x, const config_option *o)
 {
@@ -1332,6 +1353,7 @@ static config_t *load(const char *path, bool drill, config_errors *errs)
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (options[i].type == OPT_SECRET_FILE)
             secret_file_read(&x, &options[i]);
+    register_secrets(c);
     cross_checks(&x);
     if (x.errs.n == 0)
         web_root_resolve(c);

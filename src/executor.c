@@ -815,7 +815,7 @@ static json_t *jtime(int64_t ms)
 
 static json_t *jstr_or_null(const char *s)
 {
-    return s != NULL && *s != '\0' ? json_string(s) : json_null();
+    return s != NULL && *s != '\0' ? json_text(s) : json_null();
 }
 
 static json_t *run_json(const store_run *r)

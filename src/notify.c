@@ -101,46 +101,6 @@ static void count(notify_t *n, int which)
         n->counters->notifications_total[which]++;
 }
 
-/* Replace invalid UTF-8 (including a sequence cut at the end) by '?', in
- * place, so that jansson accepts the string. */
-static void utf8_sanitize(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    while (*p != '\0') {
-        unsigned char c = p[0];
-        size_t len = 0;
-        unsigned char lo = 0x80, hi = 0xBF;     /* range of the 2nd byte */
-        if (c < 0x80)
-            len = 1;
-        else if (c >= 0xC2 && c <= 0xDF)
-            len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        }
-        bool ok = len > 0;
-        for (size_t i = 1; ok && i < len; i++) {
-            unsigned char b = p[i];
-            if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF))
-                ok = false;
-        }
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += len;
-    }
-}
-
 /* Replace every occurrence of needle in buf (size n) by repl. */
 static void replace_all(char *buf, size_t n, const char *needle, const char *repl)
 {
@@ -176,7 +136,7 @@ static char *mask_text(notify_t *n, const char *s)
     log_mask(buf, sizeof buf);
     if (n->url != NULL)
         replace_all(buf, sizeof buf, n->url, "****");
-    utf8_sanitize(buf);
+    utf8_fix(buf, sizeof buf);
     return strdup(buf);
 }
 
@@ -399,7 +359,7 @@ static void attempt_failed(notify_t *n, item *it, long status, const char *error
     log_mask(err, sizeof err);
     if (n->url != NULL)
         replace_all(err, sizeof err, n->url, "****");
-    utf8_sanitize(err);
+    utf8_fix(err, sizeof err);
     it->rec.http_status = status;
     str_copy(it->rec.error, err, sizeof it->rec.error);
 

@@ -40,7 +40,7 @@ static json_t *target_to_json(const store_target *t, bool live)
     json_object_set_new(o, "latency_ms",
                         probed ? json_integer((json_int_t)t->latency_ms) : json_null());
     json_object_set_new(o, "last_error",
-                        t->last_error[0] != '\0' ? json_string(t->last_error) : json_null());
+                        t->last_error[0] != '\0' ? json_text(t->last_error) : json_null());
     json_object_set_new(o, "in_recovery", json_boolean(t->in_recovery));
     json_object_set_new(o, "reachable", json_boolean(t->reachable));
     json_object_set_new(o, "last_probe_at", int_or_null(t->last_probe_at));

@@ -118,15 +118,52 @@ static const config_target *target_of(const config_t *c, const char *name)
 
 /* ---------------------------------------------------------------- exec */
 
+/* What is kept of a step's output: masked first, then its last
+ * STEP_OUTPUT_KEEP bytes (cut on a UTF-8 boundary, from a line start when
+ * one is near) after a marker line saying the head was cut. head_cut: the
+ * text is already the tail of a longer output (its first, partial line is
+ * dropped: it may hold the end of a secret that can no longer be parsed).
+ * malloc'd; NULL on OOM. */
+#define STEP_OUTPUT_KEEP (64 * 1024)
+#define STEP_OUTPUT_MARK "[drd: the start of this output was cut; its last 64 KiB follow]\n"
+static char *output_kept(const char *text, size_t len, bool head_cut)
+{
+    if (text == NULL)
+        text = "";
+    if (head_cut) {
+        const char *nl = memchr(text, '\n', len);
+        if (nl != NULL) {
+            len -= (size_t)(nl + 1 - text);
+            text = nl + 1;
+        }
+    }
+    char *plain = strndup(text, len);
+    char *masked = plain != NULL ? mask_dup(plain) : NULL;
+    free(plain);
+    if (masked == NULL)
+        return NULL;
+    size_t mlen = strlen(masked);
+    if (!head_cut && mlen <= STEP_OUTPUT_KEEP)
+        return masked;
+    size_t room = STEP_OUTPUT_KEEP - strlen(STEP_OUTPUT_MARK);
+    size_t from = utf8_tail(masked, mlen, room);
+    const char *nl = mlen > room ? memchr(masked + from, '\n', mlen - from < 4096 ? mlen - from : 4096) : NULL;
+    if (nl != NULL && (size_t)(nl + 1 - masked) < mlen)
+        from = (size_t)(nl + 1 - masked);
+    size_t keep = mlen - from;
+    char *out = malloc(strlen(STEP_OUTPUT_MARK) + keep + 1);
+    if (out != NULL) {
+        memcpy(out, STEP_OUTPUT_MARK, strlen(STEP_OUTPUT_MARK));
+        memcpy(out + strlen(STEP_OUTPUT_MARK), masked + from, keep + 1);
+    }
+    free(masked);
+    return out;
+}
+
 static void on_proc_done(void *arg, const proc_result *pr)
 {
     step_run *r = arg;
-    size_t cap = pr->output_len + 64;
-    r->output = malloc(cap);
-    if (r->output != NULL) {
-        str_copy(r->output, pr->output ? pr->output : "", cap);
-        log_mask(r->output, cap);
-    }
+    r->output = output_kept(pr->output, pr->output ? pr->output_len : 0, pr->output_truncated);
     r->out.exit_code = pr->exit_code;
     if (pr->timed_out)
         fail(r, "timed out after %lldms (process group killed)", (long long)r->step.timeout_ms);
@@ -453,12 +490,7 @@ char *step_progress(const step_run *r)
 static void on_sync_done(void *arg, const sync_result *sr)
 {
     step_run *r = arg;
-    size_t cap = (sr->report ? strlen(sr->report) : 0) + 64;
-    r->output = malloc(cap);
-    if (r->output != NULL) {
-        str_copy(r->output, sr->report ? sr->report : "", cap);
-        log_mask(r->output, cap);
-    }
+    r->output = output_kept(sr->report, sr->report ? strlen(sr->report) : 0, false);
     r->out.conflicts = sr->conflicts;
     if (sr->ok) {
         r->out.ok = true;

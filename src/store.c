@@ -446,31 +446,23 @@ struct store {
 
 /* ---- helpers ---- */
 
-/* Copy src into dst[n] without leaving half a UTF-8 character at the end
- * (JSON encoders reject those). */
+/* Copy src into dst[n] as valid UTF-8, cut on a character boundary (JSON
+ * encoders reject anything else: a run must never vanish from a view
+ * because of its bytes). Used for what is written and what is read back. */
 static void copy_text(char *dst, size_t n, const char *src)
 {
     if (n == 0)
         return;
-    if (str_copy(dst, src ? src : "", n) < n)
-        return;                                   /* not truncated */
-    size_t end = strlen(dst), i = end;
-    while (i > 0 && ((unsigned char)dst[i - 1] & 0xC0) == 0x80)
-        i--;                                      /* continuation bytes */
-    if (i == 0 || !((unsigned char)dst[i - 1] & 0x80))
-        return;                                   /* ends in ASCII */
-    unsigned char lead = (unsigned char)dst[i - 1];
-    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-    if (end - (i - 1) < need)
-        dst[i - 1] = '\0';
+    str_copy(dst, src ? src : "", n);
+    utf8_fix(dst, n);
 }
 
-/* Free text as stored: secrets masked, bounded to what readers can hold. */
+/* Free text as stored: secrets masked first, then cut to what readers can
+ * hold. */
 static void clean_text(char *out, size_t n, const char *in)
 {
-    char masked[2048];
-    mask_secrets(in ? in : "", masked, sizeof masked);
-    copy_text(out, n, masked);
+    mask_secrets(in ? in : "", out, n);
+    utf8_fix(out, n);
 }
 
 static void col_text(sqlite3_stmt *st, int col, char *dst, size_t n)
@@ -1320,12 +1312,16 @@ bool store_step_update(store_t *s, const store_step *stp)
         const char *out = stp->output;
         size_t len = strlen(out);
         if (len > STEP_OUTPUT_MAX) {
-            out += len - STEP_OUTPUT_MAX;
-            while (((unsigned char)*out & 0xC0) == 0x80)
-                out++;                            /* no half character first */
-            len = strlen(out);
+            out += utf8_tail(out, len, STEP_OUTPUT_MAX);
+            len = strlen(out);                    /* no half character first */
+        }
+        char *valid = utf8_valid(out, len) ? NULL : utf8_dup_valid(out, len);
+        if (valid != NULL) {
+            out = valid;
+            len = strlen(valid);
         }
         ok = sqlite3_bind_text(st, 9, out, (int)len, SQLITE_TRANSIENT) == SQLITE_OK;
+        free(valid);
     }
     if (!ok)
         return fail(s, st, "step_update");
@@ -1345,7 +1341,8 @@ static bool col_dup(sqlite3_stmt *st, int col, char **out)
     const char *v = (const char *)sqlite3_column_text(st, col);
     if (v == NULL)
         return sqlite3_column_type(st, col) == SQLITE_NULL;
-    *out = strdup(v);
+    size_t len = strlen(v);
+    *out = utf8_valid(v, len) ? strdup(v) : utf8_dup_valid(v, len);
     return *out != NULL;
 }
 

@@ -1,6 +1,8 @@
 /* util.c - small shared helpers. */
 #include "drd/util.h"
 
+#include <jansson.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -97,15 +99,189 @@ void format_duration(int64_t ms, char *buf, size_t n)
         snprintf(buf, n, "%lldh%lldm", (long long)(ms / 3600000), (long long)(ms % 3600000 / 60000));
 }
 
-size_t str_copy(char *dst, const char *src, size_t n)
+/* Length of the valid UTF-8 sequence at p (avail bytes there), 0 when it
+ * is invalid or runs past avail. */
+static size_t utf8_seq(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;          /* range of the 2nd byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;                            /* no overlongs */
+        else if (c == 0xED)
+            hi = 0x9F;                            /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;                            /* <= U+10FFFF */
+    } else
+        return 0;
+    if (avail < len)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xBF))
+            return 0;
+    return len;
+}
+
+/* Bytes a lead byte announces (1 for ASCII and for anything that is not a
+ * lead byte: such a byte is cut like a character of its own). */
+static size_t utf8_lead_len(unsigned char c)
+{
+    return c >= 0xF0 && c <= 0xF7 ? 4 : c >= 0xE0 ? (c <= 0xEF ? 3 : 1) : c >= 0xC0 ? 2 : 1;
+}
+
+bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (len <= max)
+        return len;
+    /* s[max] is the first byte dropped: if it continues a character, back
+     * up to that character's lead byte (at most 3 bytes). */
+    size_t k = max;
+    for (int back = 0; back < 3 && k > 0 && (p[k] & 0xC0) == 0x80; back++)
+        k--;
+    if ((p[k] & 0xC0) == 0x80)
+        return max;                               /* not UTF-8 here: a plain byte cut */
+    if (k < max && k + utf8_lead_len(p[k]) <= max)
+        return max;                               /* stray continuation bytes, no character split */
+    return k;
+}
+
+size_t utf8_tail(const char *s, size_t len, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (len <= max)
+        return 0;
+    size_t k = len - max;
+    for (int fwd = 0; fwd < 3 && k < len && (p[k] & 0xC0) == 0x80; fwd++)
+        k++;                                      /* skip the rest of a cut character */
+    return k;
+}
+
+size_t str_trunc(char *dst, size_t n, const char *src, const char *marker)
 {
     size_t len = strlen(src);
-    if (n > 0) {
-        size_t k = len < n - 1 ? len : n - 1;
-        memcpy(dst, src, k);
-        dst[k] = '\0';
+    if (n == 0)
+        return len;
+    if (len < n) {
+        memcpy(dst, src, len + 1);
+        return len;
     }
+    size_t ml = marker != NULL ? strlen(marker) : 0;
+    if (ml >= n)
+        ml = 0;                                   /* no room for it: a plain cut */
+    size_t k = utf8_cut(src, len, n - 1 - ml);
+    memcpy(dst, src, k);
+    memcpy(dst + k, marker != NULL ? marker : "", ml);
+    dst[k + ml] = '\0';
     return len;
+}
+
+size_t str_copy(char *dst, const char *src, size_t n)
+{
+    return str_trunc(dst, n, src, NULL);
+}
+
+char *utf8_dup_valid(const char *s, size_t len)
+{
+    static const char repl[] = "\xEF\xBF\xBD";     /* U+FFFD */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t bad = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k == 0) {
+            bad++;
+            k = 1;
+        }
+        i += k;
+    }
+    char *out = malloc(len + 2 * bad + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k > 0) {
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+            continue;
+        }
+        /* A lead byte whose character was cut by the end of the text:
+         * drop the remains (a truncation, not garbage). */
+        size_t want = utf8_lead_len(p[i]);
+        if (want > 1 && i + want > len) {
+            size_t j = i + 1;
+            while (j < len && (p[j] & 0xC0) == 0x80)
+                j++;
+            if (j == len)
+                break;
+        }
+        memcpy(out + o, repl, 3);
+        o += 3;
+        i++;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void utf8_fix(char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    size_t len = strnlen(s, n - 1);
+    s[len] = '\0';
+    if (utf8_valid(s, len))
+        return;
+    char *v = utf8_dup_valid(s, len);
+    if (v != NULL) {
+        str_copy(s, v, n);
+        free(v);
+        return;
+    }
+    unsigned char *p = (unsigned char *)s;       /* out of memory: '?' for each bad byte */
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k == 0) {
+            p[i] = '?';
+            k = 1;
+        }
+        i += k;
+    }
+}
+
+json_t *json_text(const char *s)
+{
+    if (s == NULL)
+        return json_null();
+    size_t len = strlen(s);
+    if (utf8_valid(s, len))
+        return json_stringn(s, len);
+    char *v = utf8_dup_valid(s, len);
+    json_t *j = v != NULL ? json_string(v) : NULL;
+    free(v);
+    return j;
 }
 
 bool str_append(char *dst, size_t n, const char *src)
@@ -141,112 +317,6 @@ bool str_ct_equal(const char *a, const char *b)
     for (size_t i = 0; i < lb; i++)
         diff |= (unsigned char)(((i < la) ? (unsigned char)a[i] : 0) ^ (unsigned char)b[i]);
     return diff == 0;
-}
-
-/* Out-buffer writer that never overflows. */
-typedef struct { char *p; size_t n, len; } outbuf;
-
-static void out_put(outbuf *o, const char *s, size_t k)
-{
-    for (size_t i = 0; i < k && o->len + 1 < o->n; i++)
-        o->p[o->len++] = s[i];
-    o->p[o->len] = '\0';
-}
-
-static bool is_key_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '_';
-}
-
-/* Length of a secret value that starts at s: until whitespace, '&', or
- * (for quoted conninfo values) the closing quote. */
-static size_t secret_len(const char *s, bool *quoted)
-{
-    size_t i = 0;
-    *quoted = (*s == '\'');
-    if (*quoted) {
-        for (i = 1; s[i] != '\0'; i++) {
-            if (s[i] == '\\' && s[i + 1] != '\0')
-                i++;
-            else if (s[i] == '\'')
-                return i + 1;
-        }
-        return i;
-    }
-    while (s[i] != '\0' && !isspace((unsigned char)s[i]) && s[i] != '&' && s[i] != '"' && s[i] != ',')
-        i++;
-    return i;
-}
-
-char *mask_secrets(const char *in, char *out, size_t n)
-{
-    outbuf o = { out, n, 0 };
-    if (n == 0)
-        return out;
-    out[0] = '\0';
-    if (in == NULL)
-        return out;
-
-    const char *s = in;
-    while (*s != '\0') {
-        /* scheme://user:password@host  ->  scheme://user:****@host */
-        if (s[0] == ':' && s[1] == '/' && s[2] == '/') {
-            const char *auth = s + 3;
-            size_t alen = strcspn(auth, "/?#@ \t\r\n\"'");
-            if (auth[alen] == '@') {
-                const char *colon = memchr(auth, ':', alen);
-                if (colon != NULL) {
-                    out_put(&o, s, (size_t)(colon + 1 - s));
-                    out_put(&o, "****", 4);
-                    s = auth + alen;      /* continue at '@' */
-                    continue;
-                }
-            }
-        }
-        /* password=..., passwd=..., token=..., secret=... (conninfo, query) */
-        static const char *const keys[] = { "password", "passwd", "token", "secret", "apikey", "api_key" };
-        bool matched = false;
-        if (s == in || !is_key_char(s[-1])) {
-            for (size_t k = 0; k < ARRAY_LEN(keys) && !matched; k++) {
-                size_t kl = strlen(keys[k]);
-                if (strncasecmp(s, keys[k], kl) != 0)
-                    continue;
-                const char *v = s + kl;
-                while (*v == ' ')
-                    v++;
-                if (*v != '=' && *v != ':')
-                    continue;
-                v++;
-                while (*v == ' ')
-                    v++;
-                bool quoted;
-                size_t vl = secret_len(v, &quoted);
-                if (vl == 0)
-                    continue;
-                out_put(&o, s, (size_t)(v - s));
-                out_put(&o, "****", 4);
-                s = v + vl;
-                matched = true;
-            }
-            /* Authorization: Bearer TOKEN */
-            if (!matched && strncasecmp(s, "bearer ", 7) == 0) {
-                const char *v = s + 7;
-                bool quoted;
-                size_t vl = secret_len(v, &quoted);
-                if (vl > 0) {
-                    out_put(&o, s, 7);
-                    out_put(&o, "****", 4);
-                    s = v + vl;
-                    matched = true;
-                }
-            }
-        }
-        if (!matched) {
-            out_put(&o, s, 1);
-            s++;
-        }
-    }
-    return out;
 }
 
 static bool fsync_dir_of(const char *path)

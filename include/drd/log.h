@@ -12,8 +12,8 @@ bool log_parse_level(const char *s, log_level *out);
 /* With journal=true lines carry "<N>" syslog prefixes instead of timestamps
  * (set when stderr is the journal, JOURNAL_STREAM). */
 void log_set_journal(bool journal);
-/* Register a literal secret (token, password) that must never be printed:
- * every occurrence is replaced by ****. Copies the string. */
+/* Register a literal secret (token, password) that must never be printed
+ * (mask_add_secret: no limit, any length, see mask.h). Copies the string. */
 void log_add_secret(const char *secret);
 void log_clear_secrets(void);
 
@@ -25,7 +25,8 @@ void log_msg(log_level lvl, const char *fmt, ...)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 
-/* Mask registered secrets and URL passwords in buf (in place, bounded). */
+/* Mask buf in place (mask_dup: registered secrets and every parsed form),
+ * cut to n on a UTF-8 boundary. */
 void log_mask(char *buf, size_t n);
 
 #endif

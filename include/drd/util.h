@@ -27,8 +27,35 @@ bool parse_duration_ms(const char *s, int64_t *out);
 /* Format milliseconds compactly ("1.5s", "250ms", "2m"). */
 void format_duration(int64_t ms, char *buf, size_t n);
 
-/* strlcpy semantics: always NUL-terminates when n > 0, returns strlen(src). */
+/* strlcpy semantics: always NUL-terminates when n > 0, returns strlen(src)
+ * (>= n: it was cut). A cut is made on a UTF-8 character boundary:
+ * str_trunc(dst, n, src, NULL). */
 size_t str_copy(char *dst, const char *src, size_t n);
+/* THE truncation helper for text that is stored or sent: copy src into dst
+ * (size n), cut on a UTF-8 character boundary when it does not fit; with
+ * `marker` (e.g. "…"), a cut text ends with it (within n). Returns
+ * strlen(src): >= n means it was cut. Mask before, never after. */
+size_t str_trunc(char *dst, size_t n, const char *src, const char *marker);
+
+/* UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+bool utf8_valid(const char *s, size_t len);
+/* The largest k <= max (and <= len) such that s[0..k) does not end inside
+ * a character: where to cut the head of s to fit max bytes. */
+size_t utf8_cut(const char *s, size_t len, size_t max);
+/* The smallest offset k >= len - max at which a character starts: s + k
+ * is the last (at most) max bytes of s, starting on a boundary. */
+size_t utf8_tail(const char *s, size_t len, size_t max);
+/* A malloc'd, valid UTF-8 copy of s[0..len): each invalid byte becomes
+ * U+FFFD, a sequence cut at the very end is dropped. NULL on OOM. */
+char *utf8_dup_valid(const char *s, size_t len);
+/* The same in place, bounded by n (the buffer's size): cut on a boundary
+ * if the replacements make it longer. */
+void utf8_fix(char *s, size_t n);
+/* A JSON string of s that jansson always accepts (invalid UTF-8 replaced
+ * as by utf8_dup_valid); json null for NULL. NULL only on OOM. Every JSON
+ * builder uses it for free text, so no view loses an object to its bytes. */
+struct json_t;
+struct json_t *json_text(const char *s);
 /* Append with truncation; returns false if truncated. */
 bool str_append(char *dst, size_t n, const char *src);
 bool str_eq(const char *a, const char *b);           /* NULL-safe */
@@ -36,11 +63,8 @@ char *str_trim(char *s);                              /* in place */
 /* Constant-time comparison for tokens. */
 bool str_ct_equal(const char *a, const char *b);
 
-/* Mask secrets in free text: the password part of URLs
- * (scheme://user:SECRET@host -> scheme://user:****@host), "password=..."
- * key/value pairs (conninfo and URL query), and "Bearer TOKEN".
- * Output always NUL-terminated; returns out. */
-char *mask_secrets(const char *in, char *out, size_t n);
+/* mask_secrets(in, out, n) and the rest of the masking: drd/mask.h. */
+#include "drd/mask.h"
 
 /* Write data to path atomically: temp file in the same directory, fsync,
  * rename, fsync the directory. mode applied to the new file. */
