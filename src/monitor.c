@@ -259,7 +259,7 @@ static void misconfig_changed(target_t *t, bool now_misconfigured)
         log_error("%s", msg);
     } else {
         snprintf(msg, sizeof msg, "%s no longer misconfigured: %s", name,
-                 t->st.reachable ? "its probes succeed again" : "its probes fail for another reason");
+                 t->st.reachable ? "its probes succeed again" : "it does not answer any more (an outage)");
         log_info("%s", msg);
     }
     store_event_add(t->m->store, wall_ms(), "misconfigured", name, msg);
@@ -283,8 +283,14 @@ static void on_probe_done(void *arg, const probe_result *r)
     t->st.reachable = r->ok;
     t->st.latency_ms = r->latency_ms;
     t->st.last_probe_at = now_wall;
-    t->st.error_class = r->ok ? PROBE_OK : r->cls;
-    str_copy(t->st.cause, misconfigured ? r->cause : "", sizeof t->st.cause);
+    /* Misconfigured ends with a good probe, or when the target turns out
+     * to be down (its breaker opens): one slow login that times out in
+     * between is not worth two events and two notifications. */
+    bool sticky = was_misconfigured && !r->ok && !misconfigured;
+    if (!sticky) {
+        t->st.error_class = r->ok ? PROBE_OK : r->cls;
+        str_copy(t->st.cause, misconfigured ? r->cause : "", sizeof t->st.cause);
+    }
     if (r->ok) {
         t->st.in_recovery = r->in_recovery;
         t->st.last_error[0] = '\0';
@@ -307,11 +313,15 @@ static void on_probe_done(void *arg, const probe_result *r)
     bool moved = false;
     if (!misconfigured && breaker_record(&t->breaker, r->ok, now, &tr)) {
         t->confirming = false;
+        if (sticky && tr.to == BREAKER_OPEN) {
+            t->st.error_class = r->cls;
+            t->st.cause[0] = '\0';
+        }
         apply_transition(t, &tr);
         moved = true;
     }
-    if (misconfigured != was_misconfigured)
-        misconfig_changed(t, misconfigured);
+    if (PROBE_MISCONFIGURED(t->st.error_class) != was_misconfigured)
+        misconfig_changed(t, !was_misconfigured);
     else if (!moved && (now - t->last_persist >= PERSIST_EVERY_MS || r->ok != was_ok))
         persist_target(t);
     if (r->ok && target_healthy(t, t->breaker.state))
