@@ -61,13 +61,12 @@ void log_msg(log_level lvl, const char *fmt, ...)
     if (lvl < g_level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mask_vformat(msg, sizeof msg, "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut ("…") */
     va_end(ap);
     /* One line per message: fold embedded newlines. */
     for (char *p = msg; *p != '\0'; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    log_mask(msg, sizeof msg);
 
     if (g_journal) {
         fprintf(stderr, "<%d>%s\n", level_prio[lvl], msg);

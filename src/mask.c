@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,6 +508,22 @@ char *mask_secrets(const char *in, char *out, size_t n)
         return out;
     char *m = mask_dup(in);
     str_copy(out, m != NULL ? m : MASK, n);
+    free(m);
+    return out;
+}
+
+char *mask_vformat(char *out, size_t n, const char *marker, const char *fmt, va_list ap)
+{
+    char *full = NULL;
+    if (n == 0)
+        return out;
+    int len = vasprintf(&full, fmt, ap);
+    char *m = len >= 0 ? mask_dup(full) : NULL;
+    if (len >= 0) {
+        explicit_bzero(full, (size_t)len);
+        free(full);
+    }
+    str_trunc(out, n, m != NULL ? m : MASK, marker);
     free(m);
     return out;
 }

@@ -1003,18 +1003,34 @@ bool refresh_subscription_disable(refresh_t *r, refresh_step_cb cb, void *arg)
                 "    EXECUTE format('ALTER SUBSCRIPTION %%I DISABLE', %s);\n"
                 "  END IF;\n"
                 "END $drd$", lit, lit);
-            /* DISABLE returns before the worker has stopped: wait for it,
-             * so that nothing is applied once the step reports done. */
+            /* DISABLE returns before the worker has stopped; it stops at
+             * its next look at the catalog, within milliseconds, unless it
+             * is in the middle of a transaction from a primary that no
+             * longer sends (a frozen host): then it would wait for
+             * wal_receiver_timeout. Give it 200 ms, then end it (the
+             * disabled subscription keeps the launcher from starting
+             * another) and confirm it gone, so that nothing is applied
+             * once the step reports done. Its unfinished transaction is
+             * rolled back: rows the backup never committed, the
+             * replication lag a failover accepts. */
             q[1] = refresh_xasprintf(
-                "DO $drd$ DECLARE i int := 0; BEGIN\n"
-                "  WHILE i < 100 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
-                "    PERFORM pg_sleep(0.1);\n"
+                "DO $drd$ DECLARE i int := 0; n int; BEGIN\n"
+                "  WHILE i < 20 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
+                "    PERFORM pg_sleep(0.01);\n"
+                "    i := i + 1;\n"
+                "  END LOOP;\n"
+                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_subscription\n"
+                "                              WHERE subname = %s AND pid IS NOT NULL) t;\n"
+                "  IF n > 0 THEN RAISE LOG 'drd: ended %% replication worker(s) of %% after DISABLE', n, %s; END IF;\n"
+                "  i := 0;\n"
+                "  WHILE i < 300 AND EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) LOOP\n"
+                "    PERFORM pg_sleep(0.01);\n"
                 "    i := i + 1;\n"
                 "  END LOOP;\n"
                 "  IF EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL) THEN\n"
-                "    RAISE EXCEPTION 'the replication worker of %% still runs 10 s after DISABLE', %s;\n"
+                "    RAISE EXCEPTION 'the replication worker of %% still runs after DISABLE and pg_terminate_backend', %s;\n"
                 "  END IF;\n"
-                "END $drd$", lit, lit, lit);
+                "END $drd$", lit, lit, lit, lit, lit, lit);
         }
         free(lit);
         snprintf(op->result, sizeof op->result, "the backup no longer follows the primary");

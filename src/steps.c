@@ -103,12 +103,10 @@ static void fail(step_run *r, const char *fmt, ...) __attribute__((format(printf
 static void fail(step_run *r, const char *fmt, ...)
 {
     va_list ap;
-    char msg[512];
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mask_vformat(r->out.error, sizeof r->out.error, "\xE2\x80\xA6", fmt, ap);
     va_end(ap);
     r->out.ok = false;
-    mask_secrets(msg, r->out.error, sizeof r->out.error);
 }
 
 static const config_target *target_of(const config_t *c, const char *name)

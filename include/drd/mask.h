@@ -17,6 +17,7 @@
 #ifndef DRD_MASK_H
 #define DRD_MASK_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* Register a literal secret (copied; any length >= 1, no fixed limit;
@@ -33,5 +34,10 @@ char *mask_dup(const char *in);
 /* Mask in, then cut the result to fit out (size n) on a UTF-8 boundary.
  * Always NUL-terminated; on OOM out is "****". Returns out. */
 char *mask_secrets(const char *in, char *out, size_t n);
+/* Format (unbounded), mask, then cut to fit out (size n) on a UTF-8
+ * boundary, ending with marker when cut (NULL: none): a secret is never
+ * cut before it could be recognised. Returns out. */
+char *mask_vformat(char *out, size_t n, const char *marker, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 #endif

@@ -11,7 +11,9 @@
 #  - a URL password with '?', '#' and a space: no part of it in
 #    `drd -n -v`, in the switch-env step's note (API, SQLite), nor in the log;
 #  - shell assignments (PGPASSWORD=, DB_PASSWORD=), curl -u user:pw and an
-#    Authorization header printed by a step are masked in its output.
+#    Authorization header printed by a step are masked in its output;
+#  - after a SIGHUP, the new configuration's URL password is masked where a
+#    step prints it bare.
 # TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
@@ -147,5 +149,29 @@ fo_wait_run_state 10 "$RUN" aborted; ok $? "the run ends (aborted)" || diag "$(f
 runs=$(drd_api /api/runs)
 is "$(sed '$d' <<<"$runs" | jq -r --argjson id "$RUN" '[.runs[] | select(.id == $id)] | length')" 1 \
   "/api/runs still lists the finished run"
+
+# ------------------------------------------------ secrets after a reload ----
+# A new URL password (SIGHUP) is masked wherever it shows up bare, not only
+# in a URL: it is registered when the new configuration is accepted.
+PW2='R3load-Pw-7731'
+cat >"$RB" <<EOF
+[step echo]
+action  = exec
+command = echo "pw is $PW2, again:$PW2."
+EOF
+drd_config "$TEST_TMP/drd.conf" failover.policy=manual failover.runbook="$RB" failback.runbook="$RB" \
+  primary.app_url="$(fo_app_url primary)" \
+  backup.app_url="postgresql://app:$PW2@127.0.0.1:$BPORT/appdb" \
+  app.env_file="$ENVF" || bail_out "drd_config"
+mark=$(drd_log_mark)
+drd_signal HUP
+poll_until 10 drd_log_has "$mark" "reload: configuration reloaded"; ok $? "SIGHUP: the new configuration is accepted"
+out=$(fo_drctl failback --yes 2>&1)   # the app is on the backup since the first run
+RUN2=$(fo_last_run)
+isnt "$RUN2" "$RUN" "a failback starts" || diag "$out"
+poll_until 10 fo_run_finished "$RUN2"; ok $? "a run after the reload finishes" || diag "$out"
+o2=$(fo_step "$RUN2" echo output)
+like "$o2" '^pw is \*\*\*\*, again:\*\*\*\*\.$' "the new password is masked where it shows bare" || diag "$o2"
+grep -q "$PW2" "$DRD_LOG"; is "$?" 1 "... and is not in the log"
 
 done_testing

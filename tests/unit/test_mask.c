@@ -153,6 +153,34 @@ static void growing_mask_then_cut(void **st)
     assert_null(strstr(small, "s3c"));
 }
 
+static char *fmt(char *out, size_t n, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static char *fmt(char *out, size_t n, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    mask_vformat(out, n, "\xE2\x80\xA6", f, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Formatting, masking and cutting in that order: a cut that would fall
+ * before the '@' of a URL (where the password could not be recognised any
+ * more) never shows a part of it. */
+static void format_mask_cut(void **st)
+{
+    (void)st;
+    char out[40];
+    for (size_t n = 5; n <= sizeof out; n++) {
+        fmt(out, n, "connect %s failed", "postgresql://app:verylongsecretpassword@h/db");
+        assert_null(strstr(out, "very"));
+        assert_null(strstr(out, "pass"));
+        assert_true(strlen(out) < n);
+        assert_true(utf8_valid(out, strlen(out)));
+    }
+    fmt(out, sizeof out, "%s", "postgresql://app:x@h/db and then a long tail");
+    assert_string_equal(out, "postgresql://app:****@h/db and then \xE2\x80\xA6");
+}
+
 static void utf8_cuts(void **st)
 {
     (void)st;
@@ -224,6 +252,7 @@ int main(void)
         cmocka_unit_test(ordinary_words),
         cmocka_unit_test(registry),
         cmocka_unit_test(growing_mask_then_cut),
+        cmocka_unit_test(format_mask_cut),
         cmocka_unit_test(utf8_cuts),
         cmocka_unit_test(invalid_utf8),
     };
