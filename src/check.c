@@ -21,6 +21,7 @@
 #include "drd/envfile.h"
 #include "drd/log.h"
 #include "drd/pgconn.h"
+#include "drd/privs.h"
 #include "drd/refresh.h"
 #include "drd/runbook.h"
 #include "drd/store.h"
@@ -28,8 +29,8 @@
 
 #define CHECK_TIMEOUT_MS 2000
 #define DUMP_MIN_FREE    (1024.0 * 1024.0 * 1024.0)
-#define REASON_LEN       2048
-#define FIX_LEN          512
+#define REASON_LEN       8192
+#define FIX_LEN          8192
 
 typedef enum { ST_OK, ST_WARN, ST_FAIL } check_status;
 
@@ -44,6 +45,7 @@ struct check_job {
     check_status st;
     char reason[REASON_LEN];
     char fix[FIX_LEN];
+    json_t *items;               /* privileges: the lacking objects (privs_check) */
     pthread_t thread;
     bool started;
 };
@@ -136,27 +138,6 @@ static const char *app_url_of(const config_target *t)
     return t->app_url != NULL ? t->app_url : t->url;
 }
 
-/* [sync] schemas as a text[] literal: {"public","x"}. */
-static void schemas_array(const config_t *cfg, char *out, size_t n)
-{
-    char buf[1024];
-    str_copy(buf, cfg->sync_schemas != NULL ? cfg->sync_schemas : "public", sizeof buf);
-    str_copy(out, "{", n);
-    bool first = true;
-    for (char *save = NULL, *s = strtok_r(buf, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
-        s = str_trim(s);
-        if (*s == '\0' || strchr(s, '"') != NULL || strchr(s, '\\') != NULL)
-            continue;
-        if (!first)
-            str_append(out, n, ",");
-        str_append(out, n, "\"");
-        str_append(out, n, s);
-        str_append(out, n, "\"");
-        first = false;
-    }
-    str_append(out, n, "}");
-}
-
 static void check_reachable(check_job *j, const char *side)
 {
     char err[1024], ver[64];
@@ -202,15 +183,20 @@ static void check_backup_writable(check_job *j)
         goto cleanup;
     }
     if (strcmp(v, "on") == 0) {
-        set(j, ST_FAIL, "ALTER DATABASE ... SET default_transaction_read_only = off on the backup",
-            "default_transaction_read_only = on in the app's database on the backup");
+        char fix[300];
+        snprintf(fix, sizeof fix, "ALTER DATABASE %s RESET default_transaction_read_only; (on the backup)",
+                 db != NULL ? db : "(the app's database)");
+        set(j, ST_FAIL, fix, "default_transaction_read_only = on in the app's database on the backup");
         goto cleanup;
     }
     if (!db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) ||
         !db_value(c, "CREATE TEMP TABLE drd_check_probe (x int)", NULL, NULL, 0, err, sizeof err)) {
         db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
-        set(j, ST_FAIL, "GRANT TEMPORARY on the database to the backup role",
-            "cannot write (CREATE TEMP TABLE, rolled back): %s", err);
+        char fix[300], role[128];
+        privs_role(&j->cfg->backup, role, sizeof role);
+        snprintf(fix, sizeof fix, "GRANT TEMPORARY ON DATABASE %s TO %s; (on the backup)",
+                 db != NULL ? db : "(the app's database)", role[0] ? role : "CURRENT_USER");
+        set(j, ST_FAIL, fix, "cannot write (CREATE TEMP TABLE, rolled back): %s", err);
         goto cleanup;
     }
     db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
@@ -220,154 +206,129 @@ cleanup:
     free(db);
 }
 
-/* capture: CREATE on the app's database (the drd schema) and TRIGGER on
- * every table of [sync] schemas, on the backup. */
-static void check_priv_backup(check_job *j)
+/* The privileges drd's role needs on a side (privs.c's list, for both
+ * runbooks and [refresh] mode), tested against the objects of the app's
+ * database there. The failing items go with the check's JSON ("items"),
+ * so the dry run can show each step its own. */
+static void check_privs(check_job *j, privs_side side)
 {
-    char err[1024], v[64], arr[1100], missing[1024];
-    char *db = pgconn_dbname(app_url_of(&j->cfg->backup));
-    PGconn *c = db_connect(j, &j->cfg->backup, db, err, sizeof err);
+    const char *name = side == PRIV_PRIMARY ? "primary" : "backup";
+    const config_target *t = target_of(j->cfg, name);
+    privs_list l = { 0 };
+    char err[1024], role[128], reason[REASON_LEN], fix[FIX_LEN];
+    char *db = pgconn_dbname(app_url_of(t));
+    PGconn *c = NULL;
+    json_t *items = json_array();
+    bool required;
 
+    if (items == NULL) {
+        set(j, ST_FAIL, NULL, "out of memory");
+        goto cleanup;
+    }
+    if (!privs_for_config(&l, j->cfg, err, sizeof err)) {
+        set(j, ST_FAIL, "fix the runbooks (drd -n -c FILE lists every error)", "%s", err);
+        goto cleanup;
+    }
+    if (!privs_side_used(&l, side, &required)) {
+        set(j, ST_OK, NULL, "the runbooks and [refresh] need no privilege on the %s", name);
+        goto cleanup;
+    }
+    c = privs_connect(t, db, budget_ms(j), "drd-check", err, sizeof err);
     if (c == NULL) {
-        set(j, ST_FAIL, "make the app's database reachable on the backup",
-            "cannot connect to the app's database on the backup: %s", err);
+        set(j, ST_FAIL, "make the app's database reachable", "cannot connect to the app's database %s on the %s: %s",
+            db != NULL ? db : "(the URL's)", name, err);
         goto cleanup;
     }
-    schemas_array(j->cfg, arr, sizeof arr);
-    if (!db_value(c, "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-                     " OR has_database_privilege(current_database(), 'CREATE')",
-                  NULL, v, sizeof v, err, sizeof err)) {
-        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+    privs_role(t, role, sizeof role);
+    if (!privs_check(&l, side, c, role, items, err, sizeof err)) {
+        set(j, ST_FAIL, "check the role in the side's url", "privileges cannot be tested on the %s: %s",
+            name, err);
         goto cleanup;
     }
-    bool create = strcmp(v, "t") == 0;
-    if (!db_value(c, "SELECT coalesce(string_agg(format('%I.%I', n.nspname, c.relname), ', '"
-                     " ORDER BY 1), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                     " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[])"
-                     " AND NOT has_table_privilege(c.oid, 'TRIGGER')",
-                  arr, missing, sizeof missing, err, sizeof err)) {
-        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
+    privs_summary(items, NULL, false, reason, sizeof reason, fix, sizeof fix);
+    if (reason[0] != '\0') {
+        set(j, ST_FAIL, fix, "drd's role %s lacks %s", role[0] ? role : "(current user)", reason);
         goto cleanup;
     }
-    if (!create)
-        set(j, ST_FAIL, "GRANT CREATE ON DATABASE <app db> TO <backup role> (or use a superuser)",
-            "the backup role lacks CREATE on database %s: capture cannot install its ledger%s%s",
-            db ? db : "(default)", missing[0] ? "; no TRIGGER on " : "", missing);
-    else if (missing[0] != '\0')
-        set(j, ST_FAIL, "GRANT TRIGGER ON the tables TO <backup role> (or make it their owner)",
-            "the backup role lacks TRIGGER on %s: capture cannot record changes", missing);
+    privs_summary(items, NULL, true, reason, sizeof reason, fix, sizeof fix);
+    if (reason[0] != '\0')
+        set(j, ST_WARN, fix, "drd's role %s lacks (optional) %s", role[0] ? role : "(current user)", reason);
     else
-        set(j, ST_OK, NULL, "capture can run (CREATE on the database, TRIGGER on every [sync] table)");
+        set(j, ST_OK, NULL, "drd's role %s has every privilege the runbooks and [refresh] need in database %s",
+            role[0] ? role : "(current user)", db != NULL ? db : "(the URL's)");
 cleanup:
-    PQfinish(c);
+    if (c != NULL)
+        PQfinish(c);
+    if (json_array_size(items) > 0)
+        j->items = json_incref(items);
+    json_decref(items);
+    privs_list_free(&l);
     free(db);
 }
 
-/* sync-back: INSERT/UPDATE/DELETE on the tables; fence: owner of the
- * database (read-only) or CREATEROLE (nologin); session_replication_role. */
-static void check_priv_primary(check_job *j)
-{
-    char err[1024], v[64], arr[1100], missing[1024], trash[256];
-    char *db = pgconn_dbname(app_url_of(&j->cfg->primary));
-    PGconn *c = db_connect(j, &j->cfg->primary, db, err, sizeof err);
-    const char *fence = j->cfg->failover_fence != NULL ? j->cfg->failover_fence : "read-only";
-
-    if (c == NULL) {
-        set(j, ST_FAIL, "make the app's database reachable on the primary",
-            "cannot connect to the app's database on the primary: %s", err);
-        goto cleanup;
-    }
-    schemas_array(j->cfg, arr, sizeof arr);
-    if (!db_value(c, "SELECT coalesce(string_agg(format('%I.%I', n.nspname, c.relname), ', '"
-                     " ORDER BY 1), '') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                     " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[])"
-                     " AND NOT has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE')",
-                  arr, missing, sizeof missing, err, sizeof err)) {
-        set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
-        goto cleanup;
-    }
-    if (missing[0] != '\0') {
-        set(j, ST_FAIL, "GRANT INSERT, UPDATE, DELETE ON the tables TO <primary role>",
-            "the primary role cannot write %s: sync-back would fail", missing);
-        goto cleanup;
-    }
-    if (strcmp(fence, "read-only") == 0) {
-        if (!db_value(c, "SELECT r.rolsuper OR d.datdba = r.oid FROM pg_roles r, pg_database d"
-                         " WHERE r.rolname = current_user AND d.datname = current_database()",
-                      NULL, v, sizeof v, err, sizeof err)) {
-            set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
-            goto cleanup;
-        }
-        if (strcmp(v, "t") != 0) {
-            set(j, ST_FAIL, "make the primary role the database's owner or a superuser",
-                "the primary role neither owns database %s nor is superuser: the read-only fence "
-                "(ALTER DATABASE) would fail", db ? db : "(default)");
-            goto cleanup;
-        }
-    } else if (strcmp(fence, "nologin") == 0) {
-        if (!db_value(c, "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
-                      NULL, v, sizeof v, err, sizeof err)) {
-            set(j, ST_FAIL, NULL, "privilege query failed: %s", err);
-            goto cleanup;
-        }
-        if (strcmp(v, "t") != 0) {
-            set(j, ST_FAIL, "ALTER ROLE <primary role> CREATEROLE",
-                "the primary role lacks CREATEROLE: the nologin fence (ALTER ROLE) would fail");
-            goto cleanup;
-        }
-    }
-    bool srr = db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) &&
-               db_value(c, "SET LOCAL session_replication_role = replica", NULL, NULL, 0, err, sizeof err);
-    db_value(c, "ROLLBACK", NULL, NULL, 0, trash, sizeof trash);
-    if (!srr)
-        set(j, ST_WARN, "use a superuser (or grant SET on session_replication_role, PostgreSQL 15+)",
-            "SET session_replication_role = replica refused (%s): sync-back fires the primary's triggers", err);
-    else
-        set(j, ST_OK, NULL, "sync-back and the %s fence can run", fence);
-cleanup:
-    PQfinish(c);
-    free(db);
-}
+static void check_priv_primary(check_job *j) { check_privs(j, PRIV_PRIMARY); }
+static void check_priv_backup(check_job *j) { check_privs(j, PRIV_BACKUP); }
 
 /* ------------------------------------------------------------------ */
 /* env file, commands, disk                                           */
+
+bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, size_t fn)
+{
+    const char *path = cfg->app_env_file;
+    char dir[PATH_MAX];
+
+    fix[0] = '\0';
+    if (path == NULL || *path == '\0') {
+        str_copy(fix, "set [app] env_file", fn);
+        snprintf(why, wn, "no [app] env_file: switch-env has nothing to rewrite");
+        return false;
+    }
+    if (access(path, F_OK) != 0) {
+        str_copy(fix, "create the env file (with the key) or fix [app] env_file", fn);
+        snprintf(why, wn, "%s is missing: %s", path, strerror(errno));
+        return false;
+    }
+    if (access(path, R_OK) != 0) {
+        str_copy(fix, "give drd read access to the env file", fn);
+        snprintf(why, wn, "%s is not readable: %s", path, strerror(errno));
+        return false;
+    }
+    if (access(path, W_OK) != 0) {
+        str_copy(fix, "give drd write access to the env file", fn);
+        snprintf(why, wn, "%s is not writable: %s", path, strerror(errno));
+        return false;
+    }
+    /* The rule switch-env applies: where the path leads, and who could
+     * change that (envfile.c). */
+    char real[PATH_MAX];
+    if (!envfile_check(path, real, sizeof real, err, sizeof err)) {
+        set(j, ST_FAIL, "make the file and every directory and link on the way belong to root or to "
+            "the file's owner, none writable by its group or others", "%s", err);
+        return;
+    }
+    str_copy(dir, real, sizeof dir);
+    *strrchr(dir, '/') = '\0';
+    if (dir[0] == '\0')
+        str_copy(dir, "/", sizeof dir);
+    if (access(dir, W_OK) != 0) {
+        str_copy(fix, "give drd write access to the env file's directory (it replaces the file by a rename)", fn);
+        snprintf(why, wn, "directory %s is not writable: %s", dir, strerror(errno));
+        return false;
+    }
+    snprintf(why, wn, "%s present and writable", path);
+    return true;
+}
 
 static void check_env_file(check_job *j)
 {
     const config_t *cfg = j->cfg;
     const char *path = cfg->app_env_file;
     const char *key = cfg->app_env_key != NULL ? cfg->app_env_key : "DATABASE_URL";
-    char dir[PATH_MAX], err[512], masked[2048], want[2048];
+    char err[512], masked[2048], want[2048], why[PATH_MAX + 128], fix[256];
     char *val = NULL;
 
-    if (path == NULL || *path == '\0') {
-        set(j, ST_FAIL, "set [app] env_file", "no [app] env_file: switch-env has nothing to rewrite");
-        return;
-    }
-    str_copy(dir, path, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        str_copy(dir, ".", sizeof dir);
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(path, F_OK) != 0) {
-        set(j, ST_FAIL, "create the env file (with the key) or fix [app] env_file",
-            "%s is missing: %s", path, strerror(errno));
-        return;
-    }
-    if (access(path, R_OK) != 0) {
-        set(j, ST_FAIL, "give drd read access to the env file", "%s is not readable: %s", path, strerror(errno));
-        return;
-    }
-    if (access(path, W_OK) != 0) {
-        set(j, ST_FAIL, "give drd write access to the env file", "%s is not writable: %s", path, strerror(errno));
-        return;
-    }
-    if (access(dir, W_OK) != 0) {
-        set(j, ST_FAIL, "give drd write access to the env file's directory (it replaces the file by a rename)",
-            "directory %s is not writable: %s", dir, strerror(errno));
+    if (!check_env_writable(cfg, why, sizeof why, fix, sizeof fix)) {
+        set(j, ST_FAIL, fix, "%s", why);
         return;
     }
     val = malloc(8192);
@@ -784,7 +745,11 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
     for (size_t i = 0; i < ARRAY_LEN(table); i++) {
         if (jobs[i].started)
             pthread_join(jobs[i].thread, NULL);
-        json_array_append_new(out, item(jobs[i].name, jobs[i].st, jobs[i].reason, jobs[i].fix));
+        json_t *it = item(jobs[i].name, jobs[i].st, jobs[i].reason, jobs[i].fix);
+        if (it != NULL && jobs[i].items != NULL)
+            json_object_set(it, "items", jobs[i].items);
+        json_decref(jobs[i].items);
+        json_array_append_new(out, it);
     }
     return out;
 }

@@ -24,6 +24,7 @@
 
 #include "drd/check.h"
 #include "drd/plan.h"
+#include "drd/privs.h"
 #include "drd/config.h"
 #include "drd/envfile.h"
 #include "drd/log.h"
@@ -98,6 +99,10 @@ static void usage(FILE *out)
         "  refreshes [--json]                recent backup refreshes, newest first\n"
         "  check [--json]                    preflight: would a failover and a failback work?\n"
         "                                    changes nothing; exit 1 when a check fails\n"
+        "  grants primary|backup             the SQL that gives drd's role on that side exactly\n"
+        "                                    what the runbooks and [refresh] need (pipe it into\n"
+        "                                    psql as a superuser or the owner); reads the object\n"
+        "                                    names from the server\n"
         "  drill [--json]                    rehearse a failover and failback in the [drill]\n"
         "                                    environment and report the figures\n"
         "\n"
@@ -262,6 +267,7 @@ static int check_command_args(const drctl *x)
         { "refresh",  0, false, false, false },
         { "refreshes", 0, true, false, false },
         { "check",    0, true,  false, false },
+        { "grants",   1, false, false, false },
         { "drill",    0, true,  true,  false },
     };
 
@@ -269,7 +275,8 @@ static int check_command_args(const drctl *x)
         if (strcmp(cmds[i].name, x->command) != 0)
             continue;
         if (x->nargs < cmds[i].nargs)
-            return usage_error("%s needs an approval ID", x->command);
+            return usage_error(strcmp(x->command, "grants") == 0 ? "%s needs primary or backup"
+                                                                  : "%s needs an approval ID", x->command);
         if (x->nargs > cmds[i].nargs)
             return usage_error("unexpected argument %s", x->args[cmds[i].nargs]);
         bool plan = x->dry_run && (strcmp(x->command, "failover") == 0 ||
@@ -1316,6 +1323,62 @@ static int cmd_check(drctl *x)
     return ex;
 }
 
+/* drctl grants primary|backup: the SQL from privs.c, computed against the
+ * objects on that side. Connects with drd's url (else the app's, whose
+ * role can read the catalog too) to the app's database. */
+static int cmd_grants(drctl *x)
+{
+    config_errors errs = { 0 };
+    privs_list l = { 0 };
+    char err[1024], err2[1024], role[128];
+    PGconn *c = NULL;
+    char *db = NULL, *sql = NULL;
+    int ex = EXIT_FAILURE_;
+    privs_side side = strcmp(x->args[0], "backup") == 0 ? PRIV_BACKUP : PRIV_PRIMARY;
+
+    if (strcmp(x->args[0], "primary") != 0 && strcmp(x->args[0], "backup") != 0)
+        return usage_error("grants needs primary or backup, not %s", x->args[0]);
+    x->cfg = x->drill ? config_load_drill(x->config_path, &errs) : config_load(x->config_path, &errs);
+    if (x->cfg == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        config_errors_free(&errs);
+        return EXIT_BAD_CONFIG;
+    }
+    config_errors_free(&errs);
+    if (!privs_for_config(&l, x->cfg, err, sizeof err)) {
+        fprintf(stderr, "drctl: %s\n", err);
+        ex = EXIT_BAD_CONFIG;
+        goto cleanup;
+    }
+    const config_target *t = side == PRIV_BACKUP ? &x->cfg->backup : &x->cfg->primary;
+    config_target as_app = { .url = t->app_url != NULL ? t->app_url : t->url };
+    db = pgconn_dbname(as_app.url);
+    privs_role(t, role, sizeof role);
+    c = privs_connect(t, db, 5000, "drctl-grants", err, sizeof err);
+    if (c == NULL && role[0] != '\0')          /* drd's role may not work yet */
+        c = privs_connect(&as_app, db, 5000, "drctl-grants", err2, sizeof err2);
+    if (c == NULL) {
+        fprintf(stderr, "drctl: grants reads the object names from the %s and cannot connect: %s\n",
+                x->args[0], err);
+        goto cleanup;
+    }
+    sql = privs_grants(&l, side, c, role, err, sizeof err);
+    if (sql == NULL) {
+        fprintf(stderr, "drctl: %s\n", err);
+        goto cleanup;
+    }
+    fputs(sql, stdout);
+    ex = EXIT_OK;
+cleanup:
+    if (c != NULL)
+        PQfinish(c);
+    free(sql);
+    free(db);
+    privs_list_free(&l);
+    return ex;
+}
+
 /* ------------------------------------------------------------------ */
 /* drill                                                              */
 
@@ -2078,6 +2141,10 @@ int main(int argc, char **argv)
         return ex;
     if (strcmp(x.command, "check") == 0) {
         ex = cmd_check(&x);
+        goto done;
+    }
+    if (strcmp(x.command, "grants") == 0) {
+        ex = cmd_grants(&x);
         goto done;
     }
     if (x.dry_run) {

@@ -15,6 +15,7 @@
  */
 #include "drd/executor.h"
 #include "drd/log.h"
+#include "drd/preflight.h"
 #include "drd/runbook.h"
 #include "drd/steps.h"
 #include "drd/util.h"
@@ -48,6 +49,7 @@ struct executor {
     phase_t phase;
     bool had_failure;
     step_run *work;
+    preflight_t *preflight;      /* the preflight step's checks, while they run */
     uint64_t timer;              /* retry delay or approval expiry */
     uint64_t drill_timer;        /* drill: auto-grants the pending step approval */
     uint64_t progress_timer;     /* a running sync step's output, stored every second */
@@ -91,6 +93,8 @@ static void clear_run(executor_t *ex)
     progress_stop(ex);
     step_cancel(ex->work);
     ex->work = NULL;
+    preflight_cancel(ex->preflight);
+    ex->preflight = NULL;
     if (ex->timer)
         loop_cancel_timer(ex->loop, ex->timer);
     ex->timer = 0;
@@ -351,6 +355,44 @@ static bool persist_begin(store_t *st, void *arg)
     return true;
 }
 
+static void on_preflight_done(void *arg, bool ok, const char *error, const char *report)
+{
+    executor_t *ex = arg;
+    step_outcome o = { .ok = ok, .exit_code = -1, .output = report };
+
+    ex->preflight = NULL;
+    str_copy(o.error, error, sizeof o.error);
+    if (ok)
+        str_copy(o.note, "every step's prerequisites hold (see the output)", sizeof o.note);
+    on_step_done(ex, &o);
+}
+
+/* The run's first step: the prerequisites of all its other steps
+ * (privileges, env file, commands, the target reachable), before any of
+ * them changes anything. A failure waits for a decision like any step
+ * with on_failure = ask. */
+static void begin_preflight(executor_t *ex)
+{
+    runbook_step *defs = calloc((size_t)ex->n_steps + 1, sizeof *defs);
+    size_t n = 0;
+    bool up[2] = { monitor_target(ex->monitor, TARGET_PRIMARY)->healthy,
+                   monitor_target(ex->monitor, TARGET_BACKUP)->healthy };
+
+    ex->phase = PH_STEP;
+    for (int k = 0; defs != NULL && k < ex->n_steps; k++)
+        if (ex->steps[k].def.action != ACT_PREFLIGHT)
+            defs[n++] = ex->steps[k].def;    /* shallow: preflight_start copies what it keeps */
+    ex->preflight = defs != NULL ? preflight_start(ex->loop, ex->cfg, ex->run.kind, defs, n, up,
+                                                   on_preflight_done, ex)
+                                 : NULL;
+    free(defs);
+    if (ex->preflight == NULL) {
+        step_outcome o = { .ok = false, .exit_code = -1 };
+        str_copy(o.error, "the preflight could not start (out of memory)", sizeof o.error);
+        on_step_done(ex, &o);
+    }
+}
+
 static void begin_step(executor_t *ex, int i)
 {
     exec_step *s = &ex->steps[i];
@@ -375,6 +417,10 @@ static void begin_step(executor_t *ex, int i)
             step_state(ex, i, "failed", s->st.error, NULL);
             finish_run(ex, "failed", s->st.error);
         }
+        return;
+    }
+    if (s->def.action == ACT_PREFLIGHT) {
+        begin_preflight(ex);
         return;
     }
     step_env env = {
@@ -602,6 +648,23 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
         snprintf(err, errlen, "runbook %s is invalid: %s", path, errs.n > 0 ? errs.msgs[0] : "unreadable");
         goto cleanup;
     }
+    /* Nothing irreversible before the prerequisites hold: every run
+     * starts with a preflight step (recorded like the others). */
+    runbook_step *grown = realloc(rb->steps, (rb->n_steps + 1) * sizeof *grown);
+    if (grown == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    rb->steps = grown;
+    memmove(&rb->steps[1], &rb->steps[0], rb->n_steps * sizeof *grown);
+    memset(&rb->steps[0], 0, sizeof *grown);
+    rb->n_steps++;
+    str_copy(rb->steps[0].name, "preflight", sizeof rb->steps[0].name);
+    rb->steps[0].action = ACT_PREFLIGHT;
+    rb->steps[0].timeout_ms = 10000;
+    rb->steps[0].on_failure = ON_FAILURE_ASK;
+    rb->steps[0].description = strdup("drd's own first step: the prerequisites of every step (privileges, "
+                                      "env file, commands, the target reachable) before anything changes.");
     names = calloc(rb->n_steps, sizeof *names);
     actions = calloc(rb->n_steps, sizeof *actions);
     params = calloc(rb->n_steps, sizeof *params);

@@ -19,6 +19,7 @@
 #include "drd/envfile.h"
 #include "drd/pgconn.h"
 #include "drd/plan.h"
+#include "drd/privs.h"
 #include "drd/runbook.h"
 #include "drd/steps.h"
 #include "drd/store.h"
@@ -193,10 +194,27 @@ static const json_t *find_check(const plan_ctx *x, const char *name)
     return NULL;
 }
 
+/* A privileges-* check that could test (it has items) speaks for each
+ * step through its items (privs_prereq): for the steps it lists none
+ * of, it is ok. */
+static bool tested_privileges(const plan_ctx *x, const char *name)
+{
+    return json_array_size(json_object_get(find_check(x, name), "items")) > 0;
+}
+
 static const char *check_status(const plan_ctx *x, const char *name)
 {
     const char *s = json_string_value(json_object_get(find_check(x, name), "status"));
+    if (tested_privileges(x, name))
+        return "ok";
     return s != NULL ? s : "unknown";
+}
+
+static const char *check_reason(const plan_ctx *x, const char *name)
+{
+    if (tested_privileges(x, name))
+        return "drd's role has the privileges this step needs";
+    return json_string_value(json_object_get(find_check(x, name), "reason"));
 }
 
 /* The daemon's view of a target ("closed", "open", ...), or NULL. */
@@ -293,14 +311,13 @@ static json_t *from_checks(const plan_ctx *x, const char *const *names, size_t n
         const json_t *c = find_check(x, names[worst]);
         if (c == NULL)
             return prereq("unknown", names[worst], "this check did not run");
-        sb_printf(&reason, "%s", json_string_value(json_object_get(c, "reason")));
+        sb_printf(&reason, "%s", check_reason(x, names[worst]));
         const char *fix = json_string_value(json_object_get(c, "fix"));
         if (rank(st) > 0 && fix != NULL && *fix != '\0')
             sb_printf(&reason, " (fix: %s)", fix);
     } else {
         for (size_t i = 0; i < n; i++)
-            sb_printf(&reason, "%s%s: %s", i > 0 ? "; " : "", names[i],
-                      json_string_value(json_object_get(find_check(x, names[i]), "reason")));
+            sb_printf(&reason, "%s%s: %s", i > 0 ? "; " : "", names[i], check_reason(x, names[i]));
     }
     out = prereq(st, names[worst], sb_str(&reason));
     free(reason.p);
@@ -604,8 +621,32 @@ static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
         sb_printf(c, "moves every sequence on the backup past the largest id in use (setval)");
 }
 
+/* The privileges this step needs (privs.c's list, tested by the
+ * privileges-* checks): the failing ones with their fixes; NULL when none
+ * fails. */
+static json_t *privs_prereq(const plan_ctx *x, const runbook_step *s)
+{
+    static const char *const names[] = { "privileges-primary", "privileges-backup" };
+    char label[96], reason[4096], fix[4096], why[8400];
+
+    snprintf(label, sizeof label, "%s: %s", x->failback ? "failback" : "failover", s->name);
+    for (int opt = 0; opt < 2; opt++)
+        for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+            privs_summary(json_object_get(find_check(x, names[i]), "items"), label, opt == 1,
+                          reason, sizeof reason, fix, sizeof fix);
+            if (reason[0] == '\0')
+                continue;
+            snprintf(why, sizeof why, "drd's role lacks %s%s (fix: %s)", opt ? "(optional) " : "", reason, fix);
+            return prereq(opt ? "warn" : "fail", names[i], why);
+        }
+    return NULL;
+}
+
 static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
 {
+    json_t *p = x->checks != NULL ? privs_prereq(x, s) : NULL;
+    if (p != NULL)
+        return p;
     switch (s->action) {
     case ACT_EXEC:
         return exec_prereq(x, s->command, s->name);

@@ -12,7 +12,7 @@
 
 static const char *const action_names[ACT_COUNT] = {
     "exec", "switch-env", "wait-healthy", "approve", "fence",
-    "capture", "sync-back", "verify", "notify", "refresh",
+    "capture", "sync-back", "verify", "notify", "refresh", "preflight",
 };
 
 /* Key flags per action: which keys are allowed (A) and required (R). */
@@ -39,6 +39,7 @@ static const struct {
     [ACT_VERIFY]       = { 0, 0, 600000, true, true, NULL },
     [ACT_NOTIFY]       = { K_MESSAGE, K_MESSAGE, 10000, true, true, NULL },
     [ACT_REFRESH]      = { K_OP, K_OP, 60000, true, true, NULL },
+    [ACT_PREFLIGHT]    = { 0, 0, 10000, true, false, NULL },
 };
 
 static const char *const on_failure_names[] = { "abort", "continue", "ask" };
@@ -170,6 +171,11 @@ static void finish_step(load_ctx *x)
     }
     if (!step_action_parse(kv->value, &s->action)) {
         rb_error(x, kv->line, "unknown action \"%s\" in step %s", kv->value, s->name);
+        goto fail;
+    }
+    if (s->action == ACT_PREFLIGHT) {
+        rb_error(x, kv->line, "action preflight is drd's own first step of every run; it cannot be in a runbook (step %s)",
+                 s->name);
         goto fail;
     }
     if (!action_spec[s->action].available) {

@@ -36,6 +36,12 @@ void check_print(const json_t *checks, FILE *out);
  * or why not. Used by the `app-commands` check and the dry run. */
 bool check_command_resolves(const config_t *cfg, const char *cmd, char *why, size_t n);
 
+/* Whether [app] env_file exists and drd may rewrite it (read, write, and
+ * write its directory: it replaces the file by a rename). why says what
+ * holds or not, fix how to fix it. Used by the `env-file` check and the
+ * run's preflight. */
+bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, size_t fn);
+
 /* true when any check failed. */
 bool check_any_failed(const json_t *checks);
 

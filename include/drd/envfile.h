@@ -20,4 +20,9 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
 bool envfile_get(const char *path, const char *key, char *out, size_t n,
                  char *err, size_t errlen);
 
+/* Whether drd may write path (see envfile.c: where a write lands). On
+ * success real (may be NULL) gets the file the write would replace; on
+ * failure err says which rule the path breaks. Nothing is written. */
+bool envfile_check(const char *path, char *real, size_t realn, char *err, size_t errlen);
+
 #endif

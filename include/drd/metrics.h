@@ -11,7 +11,7 @@
 
 #include "drd/store.h"
 
-#define METRICS_ACTIONS 10           /* one slot per runbook action (ACT_COUNT) */
+#define METRICS_ACTIONS 11           /* one slot per runbook action (ACT_COUNT) */
 
 typedef struct {
     /* counters */

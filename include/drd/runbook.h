@@ -12,7 +12,9 @@
 
 typedef enum {
     ACT_EXEC = 0, ACT_SWITCH_ENV, ACT_WAIT_HEALTHY, ACT_APPROVE, ACT_FENCE,
-    ACT_CAPTURE, ACT_SYNC_BACK, ACT_VERIFY, ACT_NOTIFY, ACT_REFRESH, ACT_COUNT
+    ACT_CAPTURE, ACT_SYNC_BACK, ACT_VERIFY, ACT_NOTIFY, ACT_REFRESH,
+    ACT_PREFLIGHT,               /* added by drd as every run's first step; not in runbook files */
+    ACT_COUNT
 } step_action;
 
 typedef enum { ON_FAILURE_ABORT = 0, ON_FAILURE_CONTINUE, ON_FAILURE_ASK } step_on_failure;

@@ -64,7 +64,7 @@ cmp_ok "$rto" -ge "$det" "... RTO ($rto ms) includes detection ($det ms)"
 is "$(jq -r '[.rows_written, .rows_found] | join(" ")' <<<"$out")" "$ROWS $ROWS" \
   "... $ROWS rows written on the backup during the outage, all found on the primary"
 is "$(jq -r '[.steps[] | select(.run == "failover")] | length' <<<"$out")" \
-  "$(grep -c '^\[step ' "$DRD_ROOT/runbooks/failover.ini")" "... every failover step with its duration"
+  "$(( $(grep -c '^\[step ' "$DRD_ROOT/runbooks/failover.ini") + 1 ))" "... every failover step (and drd's preflight) with its duration"
 is "$(jq -r '[.steps[] | select(.run == "failback" and .state != "done" and .state != "skipped")] | length' <<<"$out")" 0 \
   "... every failback step succeeded"
 is "$(jq -r .recorded <<<"$out")" true "... the report was recorded by the real drd"

@@ -38,8 +38,9 @@ P_URL=$(fo_app_url primary); B_URL=$(fo_app_url backup)
 # block=1s: the second outage (part 2) fails over automatically too.
 fo_config "$TEST_TMP/drd.conf" failover.policy=auto failover.block=1s || bail_out "drd_config"
 
-# rb_steps FILE: the number of steps of a runbook. all_done N: "done" N times.
-rb_steps() { grep -c '^\[step ' "$1"; }
+# rb_steps FILE: the number of steps of a run of a runbook (its own, and
+# drd's preflight first). all_done N: "done" N times.
+rb_steps() { echo $(( $(grep -c '^\[step ' "$1") + 1 )); }
 all_done() { local i s=""; for (( i = 0; i < $1; i++ )); do s="$s${s:+ }done"; done; echo "$s"; }
 FO_STEPS=$(rb_steps "$DRD_ROOT/runbooks/failover.ini")
 FB_STEPS=$(rb_steps "$DRD_ROOT/runbooks/failback.ini")

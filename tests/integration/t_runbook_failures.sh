@@ -99,7 +99,7 @@ command = touch $W/b.after
 EOF
 failover
 is "$RC" 1 "on_failure = continue: drctl failover exits 1" || diag "$OUT"
-is "$(states "$RUN")" "failed done" "the failed step is failed, the next one ran"
+is "$(states "$RUN")" "done failed done" "the failed step is failed, the next one ran (after drd's preflight)"
 [ -f "$W/b.after" ]; ok $? "... (its marker file exists)"
 is "$(fo_run_state "$RUN")" failed "the run ends failed, never succeeded"
 
@@ -122,14 +122,14 @@ like "$OUT" "--skip" "... and offers --skip"
 is "$(fo_run_state "$RUN")" waiting "run state: waiting"
 is "$(fo_step "$RUN" shaky state)" needs_attention "step shaky: needs_attention"
 is "$(drd_sql "SELECT kind || ' ' || state || ' ' || step_idx FROM approvals WHERE id = ${aid:-0}")" \
-  "attention pending 0" "approval ${aid:-?}: kind attention, pending, for step 0"
+  "attention pending 1" "approval ${aid:-?}: kind attention, pending, for step 1 (0 is drd's preflight)"
 like "$(fo_status_approval "${aid:-0}")" "^attention $RUN " \
   "drctl status --json lists the attention approval"
 [ ! -e "$W/c.after" ]; ok $? "the next step did not run"
 out=$(fo_drctl approve "${aid:-0}" --skip 2>&1); rc=$?
 is "$rc" 0 "drctl approve ${aid:-?} --skip: exit 0" || diag "$out"
 like "$out" "run $RUN succeeded" "... the run goes on and succeeds" || diag "$out"
-is "$(states "$RUN")" "skipped done" "step shaky skipped, the next one done"
+is "$(states "$RUN")" "done skipped done" "step shaky skipped, the next one done"
 [ -f "$W/c.after" ]; ok $? "... (its marker file exists)"
 is "$(drd_sql "SELECT state || ' ' || choice FROM approvals WHERE id = ${aid:-0}")" "approved skip" \
   "approval recorded: approved, choice skip"

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,215 @@ static void test_round_trip_with_shell(void **state)
     }
 }
 
+
+/* ---- where drd may write (issue 11 item 2) ----------------------------- */
+
+/* The "app user": when we are root, an unprivileged uid that owns the app's
+ * directories; when we are not, ourselves (we cannot give files away). */
+static uid_t app_uid(void)
+{
+    if (geteuid() != 0)
+        return geteuid();
+    struct passwd *pw = getpwnam("nobody");
+    return pw != NULL ? pw->pw_uid : 65534;
+}
+
+/* mkdir path with mode, owned by uid (as root). */
+static void mkdir_as(const char *path, mode_t mode, uid_t uid)
+{
+    assert_int_equal(mkdir(path, mode), 0);
+    assert_int_equal(chmod(path, mode), 0);             /* whatever the umask */
+    if (geteuid() == 0)
+        assert_int_equal(lchown(path, uid, (gid_t)-1), 0);
+}
+
+static void put_as(const char *path, const char *content, mode_t mode, uid_t uid)
+{
+    put(path, content, mode);
+    if (geteuid() == 0)
+        assert_int_equal(lchown(path, uid, (gid_t)-1), 0);
+}
+
+static void symlink_as(const char *target, const char *link, uid_t uid)
+{
+    assert_int_equal(symlink(target, link), 0);
+    if (geteuid() == 0)
+        assert_int_equal(lchown(link, uid, (gid_t)-1), 0);
+}
+
+/* A deploy tool's layout, all the app's: current/.env -> shared/.env
+ * through current -> releases/1. Allowed; the link stays a link, the
+ * backup copy lands next to the real file and belongs to the app. */
+static void test_deploy_tool_symlink_allowed(void **state)
+{
+    fixture *f = *state;
+    uid_t app = app_uid();
+    char d[400], p[500], cur[500], real[500], prev[520], err[512] = "";
+    snprintf(d, sizeof d, "%s/srv", f->dir);
+    mkdir_as(d, 0755, app);
+    snprintf(p, sizeof p, "%s/shared", d);
+    mkdir_as(p, 0755, app);
+    snprintf(real, sizeof real, "%s/shared/.env", d);
+    put_as(real, "PORT=1\nDATABASE_URL=old\n", 0600, app);
+    snprintf(p, sizeof p, "%s/releases", d);
+    mkdir_as(p, 0755, app);
+    snprintf(p, sizeof p, "%s/releases/1", d);
+    mkdir_as(p, 0755, app);
+    snprintf(p, sizeof p, "%s/releases/1/.env", d);
+    symlink_as("../../shared/.env", p, app);
+    snprintf(p, sizeof p, "%s/current", d);
+    symlink_as("releases/1", p, app);
+
+    snprintf(cur, sizeof cur, "%s/current/.env", d);
+    assert_true(envfile_check(cur, NULL, 0, err, sizeof err));
+    set_ok(cur, KEY, NEW_URL, true);
+    assert_file(real, "PORT=1\nDATABASE_URL=" NEW_URL "\n");
+    snprintf(prev, sizeof prev, "%s.drd-prev", real);
+    assert_file(prev, "PORT=1\nDATABASE_URL=old\n");
+    struct stat st;
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    snprintf(p, sizeof p, "%s/releases/1/.env", d);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(real, &st), 0);
+    assert_int_equal(st.st_uid, app);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(stat(prev, &st), 0);
+    assert_int_equal(st.st_uid, app);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    snprintf(p, sizeof p, "%s/shared", d);
+    assert_no_temp(p);
+}
+
+/* The app's user plants .env -> a root-owned file in its own directory:
+ * refused, the target untouched, no .drd-prev and no temporary file
+ * anywhere. */
+static void test_planted_link_refused(void **state)
+{
+    fixture *f = *state;
+    if (geteuid() != 0) {
+        skip();                 /* needs a root-owned file and another user */
+        return;
+    }
+    uid_t app = app_uid();
+    char appdir[400], etc[400], victim[500], link[500], err[512] = "";
+    const char *content = "root:x:0:0:root:/root:/bin/bash\n";
+    snprintf(etc, sizeof etc, "%s/etc", f->dir);
+    mkdir_as(etc, 0755, 0);
+    snprintf(victim, sizeof victim, "%s/passwd", etc);
+    put_as(victim, content, 0644, 0);
+    snprintf(appdir, sizeof appdir, "%s/app", f->dir);
+    mkdir_as(appdir, 0755, app);
+    snprintf(link, sizeof link, "%s/.env", appdir);
+
+    const char *targets[2] = { "../etc/passwd", victim };     /* relative, absolute */
+    for (int i = 0; i < 2; i++) {
+        unlink(link);
+        symlink_as(targets[i], link, app);
+        struct stat before, after;
+        assert_int_equal(stat(victim, &before), 0);
+        bool changed = true;
+        err[0] = '\0';
+        assert_false(envfile_set(link, KEY, NEW_URL, &changed, err, sizeof err));
+        assert_false(changed);
+        if (strstr(err, "refusing") == NULL || strstr(err, link) == NULL)
+            fail_msg("unclear reason: %s", err);
+        assert_file(victim, content);
+        assert_int_equal(stat(victim, &after), 0);
+        assert_int_equal(before.st_ino, after.st_ino);
+        assert_int_equal(after.st_mode & 07777, 0644);
+        char prev[520];
+        snprintf(prev, sizeof prev, "%s.drd-prev", victim);
+        assert_false(exists(prev));
+        snprintf(prev, sizeof prev, "%s.drd-prev", link);
+        assert_false(exists(prev));
+        assert_no_temp(etc);
+        assert_no_temp(appdir);
+        err[0] = '\0';
+        assert_false(envfile_check(link, NULL, 0, err, sizeof err));
+        assert_non_null(strstr(err, "refusing"));
+    }
+
+    /* A root-owned file the app's user could swap for a link at any time
+     * (it owns the directory): refused as well. */
+    unlink(link);
+    put_as(link, "DATABASE_URL=old\n", 0644, 0);
+    assert_false(envfile_set(link, KEY, NEW_URL, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "refusing"));
+    assert_file(link, "DATABASE_URL=old\n");
+}
+
+/* A group-writable directory (no sticky bit) on the way, of the link or of
+ * the target: anyone in the group could plant a link. Refused. A sticky
+ * one (like /tmp) is not. */
+static void test_group_writable_dir_refused(void **state)
+{
+    fixture *f = *state;
+    char shared[400], file[500], link[500], prev[520], err[512] = "";
+    const char *content = "DATABASE_URL=old\n";
+    snprintf(shared, sizeof shared, "%s/shared", f->dir);
+    mkdir_as(shared, 0775, geteuid());
+    snprintf(file, sizeof file, "%s/.env", shared);
+    put(file, content, 0600);
+    snprintf(prev, sizeof prev, "%s.drd-prev", file);
+
+    bool changed = true;
+    assert_false(envfile_set(file, KEY, NEW_URL, &changed, err, sizeof err));
+    assert_false(changed);
+    if (strstr(err, "refusing") == NULL || strstr(err, shared) == NULL ||
+        strstr(err, "group") == NULL)
+        fail_msg("unclear reason: %s", err);
+    assert_file(file, content);
+    assert_false(exists(prev));
+    assert_no_temp(shared);
+
+    /* Through a link from a safe directory. */
+    snprintf(link, sizeof link, "%s/link.env", f->dir);
+    symlink_as("shared/.env", link, geteuid());
+    assert_false(envfile_set(link, KEY, NEW_URL, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "refusing"));
+    assert_false(envfile_check(link, NULL, 0, err, sizeof err));
+    assert_file(file, content);
+    assert_false(exists(prev));
+
+    /* World-writable, no sticky bit. */
+    assert_int_equal(chmod(shared, 0757), 0);
+    assert_false(envfile_set(file, KEY, NEW_URL, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "refusing"));
+
+    /* Sticky: others cannot replace our entries. */
+    assert_int_equal(chmod(shared, 01777), 0);
+    set_ok(link, KEY, NEW_URL, true);
+    assert_file(file, "DATABASE_URL=" NEW_URL "\n");
+    assert_file(prev, content);
+}
+
+/* A plain file, in a directory of root (or of its owner): allowed, and
+ * envfile_check tells where the write lands. */
+static void test_plain_file_allowed(void **state)
+{
+    fixture *f = *state;
+    char real[400], err[512] = "";
+    put(f->path, "DATABASE_URL=old\n", 0640);
+    if (geteuid() == 0)
+        assert_int_equal(chown(f->path, app_uid(), (gid_t)-1), 0);
+    assert_true(envfile_check(f->path, real, sizeof real, err, sizeof err));
+    assert_string_equal(real, f->path);
+    set_ok(f->path, KEY, NEW_URL, true);
+    assert_file(f->path, "DATABASE_URL=" NEW_URL "\n");
+    assert_file(f->prev, "DATABASE_URL=old\n");
+
+    /* The app's own file in the app's own directory. */
+    char d[400], p[500];
+    snprintf(d, sizeof d, "%s/app", f->dir);
+    mkdir_as(d, 0755, app_uid());
+    snprintf(p, sizeof p, "%s/.env", d);
+    put_as(p, "DATABASE_URL=old\n", 0600, app_uid());
+    set_ok(p, KEY, NEW_URL, true);
+    assert_file(p, "DATABASE_URL=" NEW_URL "\n");
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_WARN);
@@ -474,6 +684,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_with_shell, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploy_tool_symlink_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_planted_link_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_writable_dir_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_file_allowed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -333,6 +333,34 @@ static void failback_plan_and_notes(void **st)
     json_decref(checks);
 }
 
+/* The privileges checks carry their lacking objects ("items", privs.c):
+ * each step shows its own (with the GRANT that fixes it), and a step none
+ * of them names is not failed by the check's overall status. */
+static void privilege_items_go_to_their_step(void **st)
+{
+    (void)st;
+    char err[1024];
+    json_t *checks = checks_with("privileges-backup");
+    size_t i;
+    json_t *c;
+    json_array_foreach(checks, i, c)
+        if (strcmp(json_string_value(json_object_get(c, "name")), "privileges-backup") == 0)
+            json_object_set_new(c, "items", json_pack("[{s:s, s:s, s:s, s:s, s:[s], s:s, s:b}]",
+                "side", "backup", "object", "sequence public.orders_id_seq", "privileges", "SELECT, UPDATE",
+                "what", "SELECT, UPDATE on sequence public.orders_id_seq", "needed_by", "failover: capture",
+                "fix", "GRANT SELECT, UPDATE ON SEQUENCE public.orders_id_seq TO drd;", "optional", false));
+    json_t *plan = plan_build(cfg, false, checks, NULL, err, sizeof err);
+    assert_non_null(plan);
+    assert_string_equal(pre(plan, "capture", "status"), "fail");
+    assert_string_equal(pre(plan, "capture", "check"), "privileges-backup");
+    assert_contains(pre(plan, "capture", "reason"), "SELECT, UPDATE on sequence public.orders_id_seq");
+    assert_contains(pre(plan, "capture", "reason"), "fix: GRANT SELECT, UPDATE ON SEQUENCE public.orders_id_seq TO drd;");
+    assert_string_equal(pre(plan, "fence-primary", "status"), "ok");
+    assert_false(json_is_true(json_object_get(plan, "ok")));
+    json_decref(plan);
+    json_decref(checks);
+}
+
 static void changes_nothing(void **st)
 {
     (void)st;
@@ -385,6 +413,7 @@ int main(void)
         cmocka_unit_test(unreachable_primary_leaves_fence_pending),
         cmocka_unit_test(no_checks_means_unknown),
         cmocka_unit_test(failback_plan_and_notes),
+        cmocka_unit_test(privilege_items_go_to_their_step),
         cmocka_unit_test(changes_nothing),
         cmocka_unit_test(bad_runbook_is_an_error),
     };

@@ -136,6 +136,14 @@ static void unknown_action(void **st)
                  "unknown action \"teleport\"");
 }
 
+/* preflight is drd's own first step of every run, never a runbook's. */
+static void preflight_is_not_a_runbook_action(void **st)
+{
+    (void)st;
+    expect_error("[step a]\naction = exec\ncommand = true\n[step p]\naction = preflight\n", 5,
+                 "drd's own first step of every run");
+}
+
 static void missing_action_and_key(void **st)
 {
     (void)st;
@@ -226,6 +234,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_runbook_loads_with_expansion),
+        cmocka_unit_test(preflight_is_not_a_runbook_action),
         cmocka_unit_test(unknown_action),
         cmocka_unit_test(missing_action_and_key),
         cmocka_unit_test(unknown_variable),

@@ -1,0 +1,288 @@
+/* preflight.c - the run's prerequisites before it changes anything. See
+ * preflight.h. */
+#include "drd/preflight.h"
+#include "drd/check.h"
+#include "drd/log.h"
+#include "drd/pgconn.h"
+#include "drd/privs.h"
+#include "drd/util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define DB_TIMEOUT_MS 2000
+
+struct preflight {
+    loop_t *loop;
+    preflight_cb cb;
+    void *arg;
+    int efd;
+    pthread_mutex_t mu;
+    bool done, cancelled;
+
+    /* the worker's own copies */
+    privs_list needs;
+    config_target t[2];          /* url, password */
+    char *db[2];                 /* the app's database on each side */
+    bool up[2], target[2];
+    char *kind;
+
+    /* results */
+    bool ok;
+    int fails;
+    char error[512];
+    FILE *rep;                   /* the report, one line per item */
+    char *report;
+    size_t report_len;
+};
+
+static const char *const side_names[2] = { "primary", "backup" };
+
+static void job_free(preflight_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->efd >= 0)
+        close(p->efd);
+    pthread_mutex_destroy(&p->mu);
+    privs_list_free(&p->needs);
+    for (int i = 0; i < 2; i++) {
+        free(p->t[i].url);
+        if (p->t[i].password != NULL) {
+            explicit_bzero(p->t[i].password, strlen(p->t[i].password));
+            free(p->t[i].password);
+        }
+        free(p->db[i]);
+    }
+    free(p->kind);
+    if (p->rep != NULL)
+        fclose(p->rep);
+    free(p->report);
+    free(p);
+}
+
+/* The first failure is the step's error; every item goes to the report. */
+static void item(preflight_t *p, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void item(preflight_t *p, bool ok, const char *fmt, ...)
+{
+    char line[2048], masked[2100];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    mask_secrets(line, masked, sizeof masked);
+    if (p->rep != NULL)
+        fprintf(p->rep, "%-4s  %s\n", ok ? "ok" : "fail", masked);
+    if (!ok)
+        p->fails++;
+    if (!ok && p->ok) {
+        p->ok = false;
+        str_copy(p->error, masked, sizeof p->error);
+    }
+}
+
+/* ---------------------------------------------------------- the worker */
+
+static void check_side(preflight_t *p, int side)
+{
+    bool required = false;
+    bool used = privs_side_used(&p->needs, (privs_side)side, &required);
+    char err[1024], role[128];
+
+    required = required || p->target[side];
+    if (!used && !p->target[side])
+        return;
+    if (!required && !p->up[side]) {
+        item(p, true, "%s: down, skipped (only a fence needs it, and that is left pending)", side_names[side]);
+        return;
+    }
+    int64_t t0 = mono_ms();
+    PGconn *c = privs_connect(&p->t[side], p->db[side], DB_TIMEOUT_MS, "drd", err, sizeof err);
+    if (c == NULL) {
+        if (required)
+            item(p, false, "the %s does not answer (database %s): %s", side_names[side],
+                 p->db[side] != NULL ? p->db[side] : "(the URL's)", err);
+        else
+            item(p, true, "%s: unreachable (%s), skipped (only a fence needs it, and that is left pending)",
+                 side_names[side], err);
+        return;
+    }
+    json_t *items = json_array();
+    privs_role(&p->t[side], role, sizeof role);
+    if (items == NULL) {
+        item(p, false, "out of memory");
+    } else if (!privs_check(&p->needs, (privs_side)side, c, role, items, err, sizeof err)) {
+        item(p, false, "the privileges on the %s cannot be tested: %s", side_names[side], err);
+    } else {
+        size_t i, k, missing = 0;
+        json_t *it, *lb;
+        json_array_foreach(items, i, it) {
+            bool optional = json_is_true(json_object_get(it, "optional"));
+            char by[512] = "";
+            json_array_foreach(json_object_get(it, "needed_by"), k, lb) {
+                if (k > 0)
+                    str_append(by, sizeof by, ", ");
+                str_append(by, sizeof by, json_string_value(lb));
+            }
+            item(p, optional, "on the %s, drd's role %s lacks %s%s (needed by %s; fix: %s)", side_names[side],
+                 role[0] ? role : "(current user)", optional ? "(optional) " : "",
+                 json_string_value(json_object_get(it, "what")), by,
+                 json_string_value(json_object_get(it, "fix")));
+            if (!optional)
+                missing++;
+        }
+        if (missing == 0)
+            item(p, true, "%s: reachable, drd's role %s has what the %s's steps need (%lldms)",
+                 side_names[side], role[0] ? role : "(current user)", p->kind, (long long)(mono_ms() - t0));
+    }
+    json_decref(items);
+    PQfinish(c);
+}
+
+static void *job_main(void *arg)
+{
+    preflight_t *p = arg;
+    /* the target first: its failure is the one to report */
+    int first = p->target[1] ? 1 : 0;
+    check_side(p, first);
+    check_side(p, 1 - first);
+
+    if (p->fails > 1) {
+        char more[64];
+        snprintf(more, sizeof more, " (+%d more: see the step's output)", p->fails - 1);
+        if (strlen(p->error) + strlen(more) >= sizeof p->error)
+            p->error[sizeof p->error - strlen(more) - 1] = '\0';
+        str_append(p->error, sizeof p->error, more);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->done = true;
+    bool cancelled = p->cancelled;
+    if (!cancelled) {
+        uint64_t one = 1;
+        if (write(p->efd, &one, sizeof one) < 0)
+            log_debug("preflight: eventfd: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (cancelled)
+        job_free(p);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void on_done(loop_t *loop, int fd, short revents, void *arg)
+{
+    preflight_t *p = arg;
+    uint64_t v;
+    (void)revents;
+    if (read(fd, &v, sizeof v) < 0 && errno == EAGAIN)
+        return;
+    loop_del_fd(loop, fd);
+    if (p->rep != NULL) {
+        fclose(p->rep);
+        p->rep = NULL;
+    }
+    p->cb(p->arg, p->ok, p->ok ? "" : p->error, p->report != NULL ? p->report : "");
+    job_free(p);
+}
+
+static char *dupnull(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind,
+                             const runbook_step *steps, size_t n, const bool up[2],
+                             preflight_cb cb, void *arg)
+{
+    preflight_t *p = calloc(1, sizeof *p);
+    char why[8400], fix[512];
+
+    if (p == NULL)
+        return NULL;
+    p->efd = -1;
+    pthread_mutex_init(&p->mu, NULL);
+    p->loop = loop;
+    p->cb = cb;
+    p->arg = arg;
+    p->ok = true;
+    p->rep = open_memstream(&p->report, &p->report_len);
+    p->kind = strdup(kind);
+    if (p->rep == NULL || p->kind == NULL)
+        goto fail;
+
+    /* files and commands: stat and access only */
+    bool env_checked = false;
+    for (size_t i = 0; i < n; i++) {
+        const runbook_step *s = &steps[i];
+        if (s->action == ACT_EXEC || (s->action == ACT_FENCE && str_eq(s->mode, "command"))) {
+            bool ok = check_command_resolves(cfg, s->command, why, sizeof why);
+            if (ok)
+                item(p, true, "step %s: %s", s->name, why);
+            else
+                item(p, false, "step %s: %s (fix: install the program, or fix the command)", s->name, why);
+        } else if (s->action == ACT_SWITCH_ENV && !env_checked) {
+            env_checked = true;
+            bool ok = check_env_writable(cfg, why, sizeof why, fix, sizeof fix);
+            item(p, ok, "step %s: %s%s%s%s", s->name, why, ok ? "" : " (fix: ", ok ? "" : fix, ok ? "" : ")");
+        }
+    }
+
+    /* databases: on the worker, with copies */
+    if (!privs_for_steps(&p->needs, cfg, kind, steps, n))
+        goto fail;
+    const config_target *t[2] = { &cfg->primary, &cfg->backup };
+    for (int i = 0; i < 2; i++) {
+        p->t[i].url = dupnull(t[i]->url);
+        p->t[i].password = dupnull(t[i]->password);
+        p->db[i] = pgconn_dbname(t[i]->app_url != NULL ? t[i]->app_url : t[i]->url);
+        p->up[i] = up[i];
+        if (p->t[i].url == NULL || (t[i]->password != NULL && p->t[i].password == NULL))
+            goto fail;
+    }
+    p->target[strcmp(kind, "failback") == 0 ? 0 : 1] = true;
+
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->efd < 0 || !loop_add_fd(loop, p->efd, POLLIN, on_done, p))
+        goto fail;
+    pthread_t th;
+    pthread_attr_t at;
+    sigset_t all, old;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);      /* signals stay with the loop */
+    int rc = pthread_create(&th, &at, job_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        loop_del_fd(loop, p->efd);
+        goto fail;
+    }
+    return p;
+fail:
+    log_error("preflight: cannot start (out of memory or threads)");
+    job_free(p);
+    return NULL;
+}
+
+void preflight_cancel(preflight_t *p)
+{
+    if (p == NULL)
+        return;
+    loop_del_fd(p->loop, p->efd);
+    pthread_mutex_lock(&p->mu);
+    bool done = p->done;
+    p->cancelled = true;
+    pthread_mutex_unlock(&p->mu);
+    if (done)
+        job_free(p);             /* the worker has finished: nobody else holds it */
+}
