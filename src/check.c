@@ -301,10 +301,10 @@ bool check_env_writable(const config_t *cfg, char *why, size_t wn, char *fix, si
     /* The rule switch-env applies: where the path leads, and who could
      * change that (envfile.c). */
     char real[PATH_MAX];
-    if (!envfile_check(path, real, sizeof real, err, sizeof err)) {
-        set(j, ST_FAIL, "make the file and every directory and link on the way belong to root or to "
-            "the file's owner, none writable by its group or others", "%s", err);
-        return;
+    if (!envfile_check(path, real, sizeof real, why, wn)) {
+        str_copy(fix, "make the file and every directory and link on the way belong to root or to "
+                 "the file's owner, none writable by its group or others", fn);
+        return false;
     }
     str_copy(dir, real, sizeof dir);
     *strrchr(dir, '/') = '\0';
