@@ -57,6 +57,7 @@
  * ignores SIGPIPE anyway (signal(SIGPIPE, SIG_IGN)), so a client that goes
  * away mid-response cannot kill drd. */
 #include "drd/api.h"
+#include "drd/views.h"
 #include "drd/executor.h"
 
 #include <arpa/inet.h>
@@ -270,6 +271,7 @@ typedef enum {
     R_DRILLS,
     R_DRILL,
     R_CHECKS,
+    R_UNBLOCK,
     R_RUN,
     R_REQUEST,
     R_REFRESH,
@@ -466,6 +468,7 @@ static void route_match(const char *url, route *r)
         { "/api/drills",    R_DRILLS,    false },
         { "/api/drill",     R_DRILL,     true  },
         { "/api/checks",    R_CHECKS,    true  },
+        { "/api/unblock",   R_UNBLOCK,   true  },
     };
     static const char runs[] = "/api/runs/";
     static const char requests[] = "/api/requests/";
@@ -989,21 +992,6 @@ static enum MHD_Result get_list(api_t *a, struct MHD_Connection *c, list_fill_fn
     return send_json(c, MHD_HTTP_OK, json_pack("{s:o}", what, arr));
 }
 
-static bool event_to_array(const store_event *e, void *arg)
-{
-    json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:I,s:s,s:o,s:o}",
-                          "id", (json_int_t)e->id,
-                          "at", (json_int_t)e->at,
-                          "kind", e->kind,
-                          "target", e->target[0] != '\0' ? json_string(e->target) : json_null(),
-                          "message", json_text(e->message));
-    if (o == NULL)
-        return false;
-    json_array_append_new(arr, o);
-    return true;
-}
-
 static enum MHD_Result get_events(api_t *a, struct MHD_Connection *c)
 {
     int64_t since = 0, limit = 0, last_id = 0;
@@ -1028,9 +1016,9 @@ static enum MHD_Result get_events(api_t *a, struct MHD_Connection *c)
         return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database unavailable");
     }
     if (has_since)
-        ok = store_events_since(st, since, (int)limit, event_to_array, events);
+        ok = store_events_since(st, since, (int)limit, views_add_event, events);
     else
-        ok = store_events_recent(st, (int)limit, event_to_array, events);
+        ok = store_events_recent(st, (int)limit, views_add_event, events);
     if (!ok)
         ro_store_reset(a);
     pthread_mutex_unlock(&a->store_lock);
@@ -1063,25 +1051,9 @@ static enum MHD_Result get_events(api_t *a, struct MHD_Connection *c)
                      json_pack("{s:o,s:I}", "events", events, "last_id", (json_int_t)last_id));
 }
 
-static bool incident_to_array(const store_incident *i, void *arg)
-{
-    json_t *arr = arg;
-    json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:o}",
-                          "id", (json_int_t)i->id,
-                          "target", i->target,
-                          "started_at", (json_int_t)i->started_at,
-                          "ended_at", i->ended_at > 0 ? json_integer((json_int_t)i->ended_at)
-                                                      : json_null(),
-                          "reason", json_text(i->reason));
-    if (o == NULL)
-        return false;
-    json_array_append_new(arr, o);
-    return true;
-}
-
 static bool fill_incidents(store_t *st, json_t *arr, const void *arg)
 {
-    return store_incidents_recent(st, (int)*(const int64_t *)arg, incident_to_array, arr);
+    return store_incidents_recent(st, (int)*(const int64_t *)arg, views_add_incident, arr);
 }
 
 static enum MHD_Result get_incidents(api_t *a, struct MHD_Connection *c)
@@ -1117,25 +1089,10 @@ static enum MHD_Result get_run(api_t *a, struct MHD_Connection *c, const route *
     return send_json(c, MHD_HTTP_OK, run);
 }
 
-typedef struct {
-    store_t *st;
-    json_t *arr;
-} runs_ctx;
-
-static bool run_to_array(const store_run *run, void *arg)
-{
-    runs_ctx *x = arg;
-    json_t *j = executor_run_to_json(x->st, run->id, false);
-    if (j != NULL)
-        json_array_append_new(x->arr, j);
-    return true;
-}
-
 /* GET /api/runs?limit=N: newest first, with steps (no output). */
 static bool fill_runs(store_t *st, json_t *arr, const void *arg)
 {
-    runs_ctx x = { st, arr };
-    return store_runs_recent(st, (int)*(const int64_t *)arg, run_to_array, &x);
+    return views_runs(st, (int)*(const int64_t *)arg, arr);
 }
 
 
@@ -1162,47 +1119,21 @@ static enum MHD_Result get_request(api_t *a, struct MHD_Connection *c, const rou
                      json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)rq.id,
                                "kind", rq.kind, "state", rq.state, "actor", rq.actor,
                                "run_id", rq.run_id ? json_integer(rq.run_id) : json_null(),
-                               "error", rq.error[0] ? json_string(rq.error) : json_null(),
+                               "error", rq.error[0] ? json_text(rq.error) : json_null(),
                                "at", (json_int_t)rq.at));
-}
-
-static bool refresh_to_array(const store_refresh *r, void *arg)
-{
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:o, s:I, s:o, s:o}",
-                          "id", (json_int_t)r->id, "mode", r->mode, "trigger", r->trigger,
-                          "state", r->state, "started_at", (json_int_t)r->started_at,
-                          "finished_at", r->finished_at ? json_integer(r->finished_at) : json_null(),
-                          "bytes", (json_int_t)r->bytes,
-                          "file", r->file[0] ? json_string(r->file) : json_null(),
-                          "error", r->error[0] ? json_string(r->error) : json_null());
-    if (o != NULL)
-        json_array_append_new(arg, o);
-    return true;
-}
-
-static bool drill_to_array(const store_drill *d, void *arg)
-{
-    json_t *rep = json_loads(d->report != NULL ? d->report : "{}", 0, NULL);
-    json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:o}", "id", (json_int_t)d->id,
-                          "started_at", (json_int_t)d->started_at,
-                          "ended_at", (json_int_t)d->ended_at, "result", d->result,
-                          "report", rep != NULL ? rep : json_object());
-    if (o != NULL)
-        json_array_append_new(arg, o);
-    return true;
 }
 
 /* GET /api/drills?limit=N: drill reports, newest first. */
 static bool fill_drills(store_t *st, json_t *arr, const void *arg)
 {
-    return store_drills_recent(st, (int)*(const int64_t *)arg, drill_to_array, arr);
+    return store_drills_recent(st, (int)*(const int64_t *)arg, views_add_drill, arr);
 }
 
 
 /* GET /api/refreshes?limit=N: backup refreshes, newest first. */
 static bool fill_refreshes(store_t *st, json_t *arr, const void *arg)
 {
-    return store_refreshes_recent(st, (int)*(const int64_t *)arg, refresh_to_array, arr);
+    return store_refreshes_recent(st, (int)*(const int64_t *)arg, views_add_refresh, arr);
 }
 
 
@@ -1496,6 +1427,7 @@ static enum MHD_Result post_command(listener *l, struct MHD_Connection *c, reque
     case R_FAILBACK: kind = API_CMD_FAILBACK; break;
     case R_REFRESH:  kind = API_CMD_REFRESH; break;
     case R_CHECKS:   kind = API_CMD_CHECK; break;
+    case R_UNBLOCK:  kind = API_CMD_UNBLOCK; break;
     case R_APPROVE:  kind = API_CMD_APPROVE; break;
     case R_REJECT:   kind = API_CMD_REJECT; break;
     default:

@@ -663,7 +663,8 @@ static json_t *item(const char *name, check_status st, const char *reason, const
 
     mask_secrets(reason != NULL ? reason : "", r, sizeof r);
     mask_secrets(fix != NULL ? fix : "", f, sizeof f);
-    return json_pack("{s:s, s:s, s:s, s:s}", "name", name, "status", names[st], "reason", r, "fix", f);
+    return json_pack("{s:s, s:s, s:o, s:o}", "name", name, "status", names[st], "reason", json_text(r),
+                     "fix", json_text(f));
 }
 
 static void active_side(const config_t *cfg, const json_t *status, char *out, size_t n)

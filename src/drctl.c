@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 #include <jansson.h>
 
+#include "drd/attention.h"
 #include "drd/check.h"
 #include "drd/plan.h"
 #include "drd/privs.h"
@@ -29,9 +30,11 @@
 #include "drd/envfile.h"
 #include "drd/log.h"
 #include "drd/pgconn.h"
+#include "drd/policy.h"
 #include "drd/status.h"
 #include "drd/store.h"
 #include "drd/util.h"
+#include "drd/views.h"
 
 #define DEFAULT_CONFIG   "/etc/drd/drd.conf"
 #define DEFAULT_SOCKET   "/run/drd/drd.sock"
@@ -83,7 +86,8 @@ static void usage(FILE *out)
         "usage: drctl [-c FILE] [--url URL] [--token-file FILE] COMMAND [ARGS]\n"
         "\n"
         "Commands:\n"
-        "  status [--json]                   targets, active side, daemon state, approvals\n"
+        "  status [--json]                   targets, active side, daemon state, approvals;\n"
+        "                                    first line ATTENTION when the app is left stopped\n"
         "  history [--json]                  recent incidents and events, newest first\n"
         "  failover [--yes] [--reason TEXT]  switch the app to the backup\n"
         "  failback [--yes] [--reason TEXT]  switch the app back to the primary\n"
@@ -105,6 +109,7 @@ static void usage(FILE *out)
         "                                    names from the server\n"
         "  drill [--json]                    rehearse a failover and failback in the [drill]\n"
         "                                    environment and report the figures\n"
+        "  unblock                           lift the policy block after an automatic failover\n"
         "\n"
         "Options:\n"
         "  -c, --config FILE   drd's configuration (default " DEFAULT_CONFIG ")\n"
@@ -116,7 +121,9 @@ static void usage(FILE *out)
         "  -h, --help          show this help\n"
         "\n"
         "Exit status: 0 ok, 1 failure, 2 usage or configuration error,\n"
-        "3 drd unreachable (status then shows the last known state from its database).\n");
+        "3 drd unreachable (status, history and refreshes then show the last known state\n"
+        "from its database), 4 (status) a run failed or waits while the app is stopped\n"
+        "(the first line of status says so).\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -269,6 +276,7 @@ static int check_command_args(const drctl *x)
         { "check",    0, true,  false, false },
         { "grants",   1, false, false, false },
         { "drill",    0, true,  true,  false },
+        { "unblock",  0, false, false, false },
     };
 
     for (size_t i = 0; i < ARRAY_LEN(cmds); i++) {
@@ -677,6 +685,48 @@ static void print_run(json_t *run)
     printf("\n");
 }
 
+static void format_time(json_t *v, char *buf, size_t n)
+{
+    struct tm tm;
+    time_t t;
+
+    if (!json_is_integer(v)) {
+        str_copy(buf, "-", n);
+        return;
+    }
+    t = (time_t)(json_integer_value(v) / 1000);
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        str_copy(buf, "?", n);
+}
+
+/* The first line when a run needs a human, loudest when it left the app
+ * stopped; then what to do. */
+static void print_attention(json_t *att)
+{
+    bool stopped = json_is_true(json_object_get(att, "app_stopped"));
+    bool waiting = str_eq(json_string_value(json_object_get(att, "state")), "waiting");
+    json_t *ap = json_object_get(att, "approval_id");
+    const char *step = json_string_value(json_object_get(att, "step"));
+    char reason[600];
+
+    mask_secrets(str_or(json_object_get(att, "reason"), ""), reason, sizeof reason);
+    printf("ATTENTION: %s%s run %" JSON_INTEGER_FORMAT " %s%s%s: %s\n",
+           stopped ? "THE APP IS STOPPED - " : "", str_or(json_object_get(att, "kind"), "?"),
+           json_integer_value(json_object_get(att, "run_id")),
+           waiting ? "waits for a decision" : str_or(json_object_get(att, "state"), "failed"),
+           step != NULL ? " at step " : "", step != NULL ? step : "", reason);
+    if (waiting && json_is_integer(ap)) {
+        json_int_t id = json_integer_value(ap);
+        printf("  drctl approve %" JSON_INTEGER_FORMAT " (retry)  |  drctl approve %" JSON_INTEGER_FORMAT
+               " --skip  |  drctl reject %" JSON_INTEGER_FORMAT " (abort)\n", id, id, id);
+    } else if (stopped) {
+        printf("  the run has ended with the app stopped: fix the cause, then start the app by hand\n"
+               "  or run the %s again (drctl history shows the steps)\n",
+               str_or(json_object_get(att, "kind"), "run"));
+    }
+    printf("\n");
+}
+
 static void print_status(json_t *doc, bool from_db)
 {
     json_t *targets = json_object_get(doc, "targets");
@@ -684,7 +734,11 @@ static void print_status(json_t *doc, bool from_db)
     json_t *approvals = json_object_get(doc, "approvals");
     json_t *started = json_object_get(doc, "started_at");
     json_t *generated = json_object_get(doc, "generated_at");
+    json_t *att = json_object_get(doc, "attention");
+    json_t *block = json_object_get(doc, "block_until");
 
+    if (json_is_object(att))
+        print_attention(att);
     printf("%-7s %-8s %-10s %-8s %-9s %s\n",
            "TARGET", "HEALTHY", "BREAKER", "LATENCY", "RECOVERY", "LAST ERROR");
     print_target_row("primary", json_object_get(targets, "primary"));
@@ -693,6 +747,19 @@ static void print_status(json_t *doc, bool from_db)
     print_target_notes("backup", json_object_get(targets, "backup"));
     printf("\n");
     printf("active: %s\n", str_or(json_object_get(doc, "active"), "primary"));
+    for (int i = 0; i < 2; i++) {
+        const char *name = i == 0 ? "primary" : "backup";
+        json_t *f = json_object_get(json_object_get(targets, name), "fenced");
+        if (json_is_true(f))
+            printf("fence: the %s is fenced (it refuses the app's writes)\n", name);
+        else if (str_eq(json_string_value(f), "pending"))
+            printf("fence: pending on the %s (applied the moment it answers)\n", name);
+    }
+    if (json_is_integer(block)) {
+        char when[32];
+        format_time(block, when, sizeof when);
+        printf("policy block: no automatic failover until %s (drctl unblock lifts it)\n", when);
+    }
     if (from_db) {
         printf("daemon: not running (last known state from DB)\n");
     } else if (json_is_integer(started) && json_is_integer(generated) &&
@@ -715,10 +782,18 @@ static void print_status(json_t *doc, bool from_db)
         printf("approvals pending:\n");
         json_array_foreach(approvals, i, ap) {
             json_int_t id = json_integer_value(json_object_get(ap, "id"));
-            printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT ", step %s): %s\n",
-                   id, json_integer_value(json_object_get(ap, "run_id")),
-                   str_or(json_object_get(ap, "step"), "?"),
-                   str_or(json_object_get(ap, "prompt"), ""));
+            json_t *rid = json_object_get(ap, "run_id");
+            const char *step = json_string_value(json_object_get(ap, "step"));
+            if (json_is_integer(rid) && step != NULL)
+                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT ", step %s): %s\n", id,
+                       json_integer_value(rid), step, str_or(json_object_get(ap, "prompt"), ""));
+            else if (json_is_integer(rid))
+                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT "): %s\n", id,
+                       json_integer_value(rid), str_or(json_object_get(ap, "prompt"), ""));
+            else
+                printf("  #%" JSON_INTEGER_FORMAT " (%s: start a failover?): %s\n", id,
+                       str_eq(json_string_value(json_object_get(ap, "kind")), "policy") ? "policy" : "no run yet",
+                       str_or(json_object_get(ap, "prompt"), ""));
             printf("      drctl approve %" JSON_INTEGER_FORMAT
                    "   |   drctl reject %" JSON_INTEGER_FORMAT "\n", id, id);
         }
@@ -744,7 +819,15 @@ static int status_from_db(const drctl *x)
                         "database cannot be read: %s\n", where, err);
         return EXIT_UNREACHABLE;
     }
-    if (!status_from_store(st, &snap) || (doc = status_to_json(&snap)) == NULL) {
+    json_t *att = NULL;
+    if (status_from_store(st, &snap)) {
+        att = attention_from_store(st, x->cfg);
+        snap.attention = att;
+        snap.block_until = policy_block_until_stored(st);
+    }
+    doc = att != NULL ? status_to_json(&snap) : NULL;
+    json_decref(att);
+    if (doc == NULL) {
         store_close(st);
         fprintf(stderr, "drctl: drd is not running (cannot reach %s), and its state "
                         "database cannot be read\n", where);
@@ -773,38 +856,84 @@ static int cmd_status(const drctl *x)
         print_json(doc);
     else
         print_status(doc, false);
+    ex = json_is_true(json_object_get(json_object_get(doc, "attention"), "app_stopped")) ? EXIT_APP_STOPPED
+                                                                                         : EXIT_OK;
     json_decref(doc);
-    return EXIT_OK;
+    return ex;
 }
 
 /* ------------------------------------------------------------------ */
 /* history                                                            */
 
-static void format_time(json_t *v, char *buf, size_t n)
+/* drd is down: its state database, read-only, said on stderr (stdout
+ * stays what the command prints). NULL (said why) when it cannot be read. */
+static store_t *fallback_store(const drctl *x)
 {
-    struct tm tm;
-    time_t t;
+    char where[1024], err[512] = "";
+    store_t *st = NULL;
 
-    if (!json_is_integer(v)) {
-        str_copy(buf, "-", n);
-        return;
-    }
-    t = (time_t)(json_integer_value(v) / 1000);
-    if (localtime_r(&t, &tm) == NULL || strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-        str_copy(buf, "?", n);
+    endpoint_name(x, where, sizeof(where));
+    if (x->state_db != NULL)
+        st = store_open_readonly(x->state_db, err, sizeof(err));
+    if (st == NULL)
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s), and its state database "
+                        "cannot be read%s%s\n", where, err[0] ? ": " : "", err);
+    else
+        fprintf(stderr, "drctl: drd is not running (cannot reach %s): from its state database %s\n",
+                where, x->state_db);
+    return st;
+}
+
+/* history's four documents as the API would give them, from the file. */
+static bool history_from_db(store_t *st, json_t **inc, json_t **ev, json_t **runs, json_t **drills)
+{
+    json_t *a = json_array(), *b = json_array(), *c = json_array(), *d = json_array(), *oldest = json_array();
+    bool ok = a != NULL && b != NULL && c != NULL && d != NULL && oldest != NULL &&
+              store_incidents_recent(st, HISTORY_INCIDENTS, views_add_incident, a) &&
+              store_events_recent(st, HISTORY_EVENTS, views_add_event, b) &&
+              views_runs(st, HISTORY_RUNS, c) &&
+              store_drills_recent(st, 10, views_add_drill, d);
+    /* the API gives events oldest first */
+    for (size_t i = json_array_size(b); ok && i > 0; i--)
+        json_array_append(oldest, json_array_get(b, i - 1));
+    json_decref(b);
+    *inc = json_pack("{s:o}", "incidents", a != NULL ? a : json_array());
+    *ev = json_pack("{s:o}", "events", oldest != NULL ? oldest : json_array());
+    *runs = json_pack("{s:o}", "runs", c != NULL ? c : json_array());
+    *drills = json_pack("{s:o}", "drills", d != NULL ? d : json_array());
+    return ok && *inc != NULL && *ev != NULL && *runs != NULL && *drills != NULL;
 }
 
 static int cmd_history(const drctl *x)
 {
     char path[64];
     json_t *inc_doc = NULL, *ev_doc = NULL, *runs_doc = NULL, *incidents, *events, *newest, *runs;
-    int ex;
+    json_t *drills_doc = NULL, *drills;
+    int ex, rc = EXIT_OK;
+    bool unreachable = false;
     size_t i;
     json_t *v;
 
     snprintf(path, sizeof(path), "/api/incidents?limit=%d", HISTORY_INCIDENTS);
-    if ((ex = get_json(x, path, &inc_doc, NULL)) >= 0)
+    if ((ex = get_json(x, path, &inc_doc, &unreachable)) >= 0 && !unreachable)
         return ex;
+    if (unreachable) {
+        store_t *st = fallback_store(x);
+        if (st == NULL)
+            return EXIT_UNREACHABLE;
+        bool ok = history_from_db(st, &inc_doc, &ev_doc, &runs_doc, &drills_doc);
+        store_close(st);
+        if (!ok) {
+            fprintf(stderr, "drctl: the state database could not be read\n");
+            json_decref(inc_doc);
+            json_decref(ev_doc);
+            json_decref(runs_doc);
+            json_decref(drills_doc);
+            return EXIT_UNREACHABLE;
+        }
+        rc = EXIT_UNREACHABLE;
+        goto print;
+    }
     snprintf(path, sizeof(path), "/api/events?limit=%d", HISTORY_EVENTS);
     if ((ex = get_json(x, path, &ev_doc, NULL)) >= 0) {
         json_decref(inc_doc);
@@ -817,7 +946,6 @@ static int cmd_history(const drctl *x)
         return ex;
     }
     /* drills: a drd older than this drctl has none (404): no section */
-    json_t *drills_doc = NULL, *drills;
     {
         char err[256];
         buffer reply;
@@ -827,6 +955,7 @@ static int cmd_history(const drctl *x)
             drills_doc = json_loadb(reply.data ? reply.data : "", reply.len, 0, NULL);
         free(reply.data);
     }
+print:
     drills = json_object_get(drills_doc, "drills");
     runs = json_object_get(runs_doc, "runs");
     incidents = json_object_get(inc_doc, "incidents");
@@ -938,7 +1067,7 @@ static int cmd_history(const drctl *x)
     json_decref(inc_doc);
     json_decref(ev_doc);
     json_decref(runs_doc);
-    return EXIT_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1191,9 +1320,23 @@ static int cmd_refreshes(const drctl *x)
 {
     json_t *doc = NULL, *r;
     size_t i;
-    int ex = get_json(x, "/api/refreshes?limit=20", &doc, NULL);
-    if (ex >= 0)
+    bool unreachable = false;
+    int rc = EXIT_OK;
+    int ex = get_json(x, "/api/refreshes?limit=20", &doc, &unreachable);
+    if (unreachable) {
+        store_t *st = fallback_store(x);
+        json_t *a = json_array();
+        bool ok = st != NULL && a != NULL && store_refreshes_recent(st, 20, views_add_refresh, a);
+        store_close(st);
+        if (!ok) {
+            json_decref(a);
+            return EXIT_UNREACHABLE;
+        }
+        doc = json_pack("{s:o}", "refreshes", a);
+        rc = EXIT_UNREACHABLE;
+    } else if (ex >= 0) {
         return ex;
+    }
     json_t *arr = json_object_get(doc, "refreshes");
     if (x->json) {
         print_json(arr);
@@ -1206,6 +1349,18 @@ static int cmd_refreshes(const drctl *x)
             print_refresh(r);
     }
     json_decref(doc);
+    return rc;
+}
+
+static int cmd_unblock(const drctl *x)
+{
+    int64_t req, run;
+    int ex = post_action(x, "/api/unblock", "unblock", &req);
+    if (ex != EXIT_OK || req == 0)
+        return ex;
+    if ((ex = await_request(x, req, &run)) >= 0)
+        return ex;
+    printf("the policy block is lifted: an outage may start a failover again (as [failover] policy says)\n");
     return EXIT_OK;
 }
 
@@ -2180,6 +2335,8 @@ int main(int argc, char **argv)
         ex = cmd_refresh(&x);
     else if (strcmp(x.command, "refreshes") == 0)
         ex = cmd_refreshes(&x);
+    else if (strcmp(x.command, "unblock") == 0)
+        ex = cmd_unblock(&x);
     else
         ex = cmd_decide(&x, false);
     curl_global_cleanup();

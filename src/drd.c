@@ -4,6 +4,7 @@
  *   drd -c FILE -n       check the configuration and exit
  */
 #include "drd/api.h"
+#include "drd/attention.h"
 #include "drd/config.h"
 #include "drd/envfile.h"
 #include "drd/executor.h"
@@ -53,6 +54,7 @@ typedef struct {
     bool drill;              /* -D: the [drill] environment */
     metrics_counters counters;
     int64_t approvals_pending;   /* as last published */
+    bool app_stopped;            /* as last published (attention.app_stopped) */
     int sigfd;
     int lockfd;
     int ready_fd;            /* write end of the pipe the parent waits on (-1 with -f) */
@@ -154,6 +156,7 @@ static void reload(daemon_t *d)
     readiness_reconfigure(d->readiness, fresh);
     config_free(d->cfg);
     d->cfg = fresh;
+    readiness_run_now(d->readiness);
     store_event_add(d->store, wall_ms(), "config", "", "configuration reloaded");
     log_info("reload: configuration reloaded from %s", d->config_path);
 }
@@ -197,6 +200,7 @@ static void publish_metrics(daemon_t *d)
         .ready = readiness_ready(d->readiness),
         .checks = readiness_checks(d->readiness),
         .last_drill_ok_at = readiness_drill_ok_at(d->readiness),
+        .app_stopped = d->app_stopped,
     };
     char *text = metrics_render(&in);
     if (text != NULL)
@@ -204,9 +208,48 @@ static void publish_metrics(daemon_t *d)
     free(text);
 }
 
+#define KV_APP_STOPPED_TOLD "app_stopped_notified"   /* run id last notified */
+
+/* A run failed or waits while the app is stopped: say it loudly, once per
+ * run (also across restarts). */
+static void tell_app_stopped(daemon_t *d, json_t *att)
+{
+    char told[32] = "", text[900];
+    json_int_t run = json_integer_value(json_object_get(att, "run_id"));
+    store_kv_get(d->store, KV_APP_STOPPED_TOLD, told, sizeof told);
+    if (strtoll(told, NULL, 10) == (long long)run)
+        return;
+    snprintf(told, sizeof told, "%lld", (long long)run);
+    store_kv_set(d->store, KV_APP_STOPPED_TOLD, told);
+    const char *step = json_string_value(json_object_get(att, "step"));
+    snprintf(text, sizeof text, "drd: THE APP IS STOPPED: %s run %lld %s%s%s: %s",
+             json_string_value(json_object_get(att, "kind")), (long long)run,
+             strcmp(json_string_value(json_object_get(att, "state")), "waiting") == 0 ? "waits for a decision"
+                                                                                      : "ended",
+             step != NULL ? " at step " : "", step != NULL ? step : "",
+             json_string_value(json_object_get(att, "reason")));
+    char msg[600];
+    str_copy(msg, text + 5, sizeof msg);
+    store_event_add(d->store, wall_ms(), "run", "", msg);
+    log_warn("%s", msg);
+    json_t *f = json_pack("{s:I, s:O}", "run_id", run, "attention", att);
+    notify_send(d->notify, "app_stopped", text, f);
+    json_decref(f);
+}
+
 static void republish(void *arg)
 {
     daemon_t *d = arg;
+    json_t *att = attention_from_store(d->store, d->cfg);
+    d->app_stopped = json_is_true(json_object_get(att, "app_stopped"));
+    if (d->app_stopped)
+        tell_app_stopped(d, att);
+    monitor_set_status_key(d->monitor, "attention", att);
+    json_decref(att);
+    int64_t until = policy_block_until(d->policy);
+    json_t *bu = until > 0 ? json_integer(until) : json_null();
+    monitor_set_status_key(d->monitor, "block_until", bu);
+    json_decref(bu);
     json_t *run = executor_run_json(d->executor);
     json_t *approvals = executor_approvals_json(d->executor);
     d->approvals_pending = (int64_t)json_array_size(approvals);
@@ -256,6 +299,7 @@ static void on_transition(void *arg, target_id t, const breaker_transition *tr)
         json_decref(f);
     }
     policy_on_transition(d->policy, t, tr);
+    readiness_run_now(d->readiness);     /* what it checks just changed */
     republish(d);
 }
 
@@ -293,11 +337,12 @@ static void on_run_done(void *arg, int64_t run_id, const char *kind, const char 
 {
     daemon_t *d = arg;
     policy_on_run_done(d->policy, run_id, kind, state);
+    readiness_run_now(d->readiness);     /* the active side, the fence, the ledger changed */
     republish(d);
 }
 
 static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject", "refresh",
-                                         "check", "drill" };
+                                         "check", "drill", "unblock" };
 
 /* A drill report from drctl drill: masked, stored, shown. */
 static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen)
@@ -332,6 +377,7 @@ static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen
         store_event_add(d->store, wall_ms(), "drill", "", msg);
         log_info("%s", msg);
         readiness_drill_recorded(d->readiness);
+        readiness_run_now(d->readiness);
         ok = true;
     }
     free(masked);
@@ -392,6 +438,9 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
         break;
     case API_CMD_DRILL:
         ok = record_drill(d, c->body, err, sizeof err);
+        break;
+    case API_CMD_UNBLOCK:
+        ok = policy_unblock(d->policy, c->actor, err, sizeof err);
         break;
     default:
         snprintf(err, sizeof err, "unknown request");

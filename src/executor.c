@@ -78,7 +78,7 @@ static void event(executor_t *ex, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mask_vformat(msg, sizeof msg, "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut */
     va_end(ap);
     log_info("%s", msg);
     store_event_add(ex->store, wall_ms(), "run", "", msg);

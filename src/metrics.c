@@ -286,6 +286,9 @@ char *metrics_render(const metrics_input *in)
     }
     family(&b, "drd_run_in_progress", "gauge", "1 while a failover or failback run is in progress.");
     sample_int(&b, "drd_run_in_progress", NULL, in->run_in_progress ? 1 : 0);
+    family(&b, "drd_app_stopped", "gauge",
+           "1 while a run that failed or waits for a decision has left the app stopped.");
+    sample_int(&b, "drd_app_stopped", NULL, in->app_stopped ? 1 : 0);
 
     family(&b, "drd_step_duration_seconds", "summary",
            "Duration of finished runbook steps by action since drd started.");

@@ -580,6 +580,7 @@ json_t *monitor_status_json(monitor_t *m)
     s.run = m->run;
     s.approvals = m->approvals;
     s.refresh = m->refresh;
+    status_fence_from_store(m->store, &s);
     json_t *doc = status_to_json(&s);
     if (doc != NULL && m->extra != NULL)
         json_object_update(doc, m->extra);

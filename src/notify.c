@@ -132,8 +132,9 @@ static void replace_all(char *buf, size_t n, const char *needle, const char *rep
 static char *mask_text(notify_t *n, const char *s)
 {
     char buf[NOTIFY_TEXT_MAX];
-    str_copy(buf, s != NULL ? s : "", sizeof buf);
-    log_mask(buf, sizeof buf);
+    char *m = mask_dup(s != NULL ? s : "");          /* masked whole, then cut */
+    str_copy(buf, m != NULL ? m : "****", sizeof buf);
+    free(m);
     if (n->url != NULL)
         replace_all(buf, sizeof buf, n->url, "****");
     utf8_fix(buf, sizeof buf);

@@ -76,67 +76,15 @@ static const char *sb_str(const sbuf *b)
 /* ------------------------------------------------------------------ */
 /* masking                                                            */
 
-static bool ends_with_ci(const char *s, size_t len, const char *suffix)
-{
-    size_t sl = strlen(suffix);
-    return len >= sl && strncasecmp(s + len - sl, suffix, sl) == 0;
-}
-
-/* mask_secrets() leaves shell assignments such as PGPASSWORD=x or
- * API_TOKEN=x alone (the key is part of a longer word): hide the value of
- * any NAME=value whose NAME ends in PASSWORD, PASSWD, TOKEN or SECRET. */
-static void mask_assignments(const char *in, sbuf *out)
-{
-    const char *s = in;
-
-    while (*s != '\0') {
-        bool word_start = s == in || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
-        if (word_start && (isalpha((unsigned char)*s) || *s == '_')) {
-            size_t k = 0;
-            while (isalnum((unsigned char)s[k]) || s[k] == '_')
-                k++;
-            if (s[k] == '=' && (ends_with_ci(s, k, "password") || ends_with_ci(s, k, "passwd") ||
-                                ends_with_ci(s, k, "token") || ends_with_ci(s, k, "secret"))) {
-                const char *v = s + k + 1;
-                size_t vl;
-                if (*v == '\'' || *v == '"') {
-                    const char *end = strchr(v + 1, *v);
-                    vl = end != NULL ? (size_t)(end - v) + 1 : strlen(v);
-                } else {
-                    vl = strcspn(v, " \t\r\n;|&)");
-                }
-                sb_printf(out, "%.*s=****", (int)k, s);
-                s = v + vl;
-                continue;
-            }
-            sb_printf(out, "%.*s", (int)k, s);
-            s += k;
-            continue;
-        }
-        sb_printf(out, "%c", *s);
-        s++;
-    }
-}
-
-/* in with every secret masked, as a new JSON string (NULL in: null). */
+/* in with every secret masked (mask.c), as a new JSON string (NULL in:
+ * null). NULL on OOM. */
 static json_t *masked_json(const char *in)
 {
-    sbuf b = { 0 };
-    json_t *j;
-    size_t cap;
-    char *m;
-
     if (in == NULL)
         return json_null();
-    cap = strlen(in) * 2 + 64;
-    m = malloc(cap);
-    if (m == NULL)
-        return NULL;
-    mask_secrets(in, m, cap);
-    mask_assignments(m, &b);
-    j = json_string(sb_str(&b));
+    char *m = mask_dup(in);
+    json_t *j = m != NULL ? json_text(m) : NULL;
     free(m);
-    free(b.p);
     return j;
 }
 
@@ -767,18 +715,18 @@ static void add_notes(const plan_ctx *x, json_t *notes, bool *fits)
                  (long long)json_integer_value(json_object_get(run, "id")),
                  json_string_value(json_object_get(run, "kind")) ? json_string_value(json_object_get(run, "kind")) : "?",
                  json_string_value(json_object_get(run, "state")) ? json_string_value(json_object_get(run, "state")) : "?");
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
     if (strcmp(x->active, to) == 0) {
         snprintf(buf, sizeof buf, "the app is already on the %s: this %s does not fit the current state "
                  "(drd would refuse it)", to, x->failback ? "failback" : "failover");
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
     if (str_eq(breaker_of(x, to), "open")) {
         snprintf(buf, sizeof buf, "the %s is not healthy (breaker open): drd would refuse to move the app there", to);
-        json_array_append_new(notes, json_string(buf));
+        json_array_append_new(notes, json_text(buf));
         *fits = false;
     }
 }

@@ -11,6 +11,7 @@
 
 #define KV_BLOCK_UNTIL     "policy_block_until"
 #define KV_DECIDED_INCIDENT "policy_incident"
+#define KV_BLOCKED_INCIDENT "policy_blocked_incident"   /* decided "no failover" because of the block */
 #define POLICY_APPROVAL_EXPIRES_MS (3600LL * 1000)
 
 struct policy {
@@ -25,6 +26,8 @@ struct policy {
     int64_t approval_id;         /* pending policy approval */
     step_run *fence;             /* fence-on-return in flight */
     int64_t fence_backoff_until; /* monotonic: don't retry a failed fence before */
+    uint64_t block_timer;        /* republish when the block ends */
+    int64_t down_since;          /* wall ms of the primary's first failed probe in a row, 0 = up */
     void (*on_change)(void *arg);
     void *change_arg;
     notify_t *notify;            /* may be NULL */
@@ -58,7 +61,7 @@ static void event(policy_t *p, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    mask_vformat(msg, sizeof msg, "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut */
     va_end(ap);
     log_info("policy: %s", msg);
     store_event_add(p->store, wall_ms(), "policy", "primary", msg);
@@ -95,6 +98,59 @@ static int64_t current_incident(policy_t *p)
 }
 
 static void evaluate(policy_t *p);
+
+static void on_block_end(loop_t *loop, void *arg)
+{
+    policy_t *p = arg;
+    (void)loop;
+    p->block_timer = 0;
+    log_info("policy: the block after the last failover has ended");
+    if (p->on_change != NULL)
+        p->on_change(p->change_arg);
+}
+
+/* The status shows the block's end: republish when it passes. */
+static void arm_block_timer(policy_t *p)
+{
+    if (p->block_timer)
+        loop_cancel_timer(p->loop, p->block_timer);
+    p->block_timer = 0;
+    int64_t left = kv_int(p, KV_BLOCK_UNTIL) - wall_ms();
+    if (left > 0)
+        p->block_timer = loop_add_timer(p->loop, left, on_block_end, p);
+}
+
+int64_t policy_block_until_stored(store_t *st)
+{
+    char v[32];
+    if (!store_kv_get(st, KV_BLOCK_UNTIL, v, sizeof v) || v[0] == '\0')
+        return 0;
+    int64_t until = strtoll(v, NULL, 10);
+    return until > wall_ms() ? until : 0;
+}
+
+int64_t policy_block_until(policy_t *p)
+{
+    return policy_block_until_stored(p->store);
+}
+
+bool policy_unblock(policy_t *p, const char *by, char *err, size_t errlen)
+{
+    int64_t until = policy_block_until(p);
+    if (until == 0) {
+        snprintf(err, errlen, "no policy block is active");
+        return false;
+    }
+    kv_put_int(p, KV_BLOCK_UNTIL, 0);
+    arm_block_timer(p);
+    /* An outage decided as "blocked" is decided again now. */
+    int64_t incident = current_incident(p);
+    if (incident != 0 && kv_int(p, KV_BLOCKED_INCIDENT) == incident && kv_int(p, KV_DECIDED_INCIDENT) == incident)
+        kv_put_int(p, KV_DECIDED_INCIDENT, 0);
+    event(p, "the policy block (until %lld) was lifted by %s", (long long)until, by);
+    evaluate(p);
+    return true;
+}
 
 static void on_timer(loop_t *loop, void *arg)
 {
@@ -140,6 +196,7 @@ static int64_t start_failover(policy_t *p, const char *by, int64_t incident)
         return 0;
     }
     kv_put_int(p, KV_BLOCK_UNTIL, wall_ms() + p->cfg->failover_block_ms);
+    arm_block_timer(p);
     return run;
 }
 
@@ -195,9 +252,10 @@ static void evaluate(policy_t *p)
     if (blocked > 0) {
         char d[32];
         format_duration(blocked, d, sizeof d);
-        event(p, "incident %lld: no automatic failover for another %s (block after the last one)",
-              (long long)incident, d);
+        event(p, "incident %lld: no automatic failover for another %s (block after the last one; "
+              "drctl unblock lifts it)", (long long)incident, d);
         kv_put_int(p, KV_DECIDED_INCIDENT, incident);
+        kv_put_int(p, KV_BLOCKED_INCIDENT, incident);
         return;
     }
     const store_target *bt = monitor_target(p->monitor, TARGET_BACKUP);
@@ -216,8 +274,13 @@ static void evaluate(policy_t *p)
     store_approval a;
     memset(&a, 0, sizeof a);
     const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
+    /* The outage began at the first failed probe, not when the breaker
+     * opened (that is `failures` probes later). */
+    int64_t outage = p->down_since > 0 ? wall_ms() - p->down_since : 0;
+    if (outage < down_for)
+        outage = down_for;
     char since[32];
-    format_duration(down_for, since, sizeof since);
+    format_duration(outage, since, sizeof since);
     char window[160] = "";
     if (p->refresh != NULL)
         refresh_window_text(p->refresh, window, sizeof window);
@@ -314,6 +377,10 @@ static void on_fence_done(void *arg, const step_outcome *o)
 void policy_on_probe(policy_t *p, target_id t, const probe_result *r)
 {
     char pending[16] = "";
+    if (t == TARGET_PRIMARY && r->ok)
+        p->down_since = 0;
+    else if (t == TARGET_PRIMARY && p->down_since == 0)
+        p->down_since = wall_ms() - r->latency_ms;     /* when this probe started */
     if (t != TARGET_PRIMARY || !r->ok || p->fence != NULL || loop_now(p->loop) < p->fence_backoff_until)
         return;
     if (!store_kv_get(p->store, FENCE_PENDING_KEY, pending, sizeof pending) || strcmp(pending, "primary") != 0)
@@ -374,6 +441,7 @@ void policy_start(policy_t *p)
 {
     /* A pending policy approval from before a restart is still ours. */
     store_approvals_pending(p->store, adopt_pending, p);
+    arm_block_timer(p);
     evaluate(p);
 }
 
@@ -405,6 +473,8 @@ void policy_free(policy_t *p)
         loop_cancel_timer(p->loop, p->timer);
     if (p->drill_timer)
         loop_cancel_timer(p->loop, p->drill_timer);
+    if (p->block_timer)
+        loop_cancel_timer(p->loop, p->block_timer);
     step_cancel(p->fence);
     free(p);
 }

@@ -49,6 +49,7 @@ struct readiness {
     void *arg;
     uint64_t timer;
     job_t *job;                  /* running, or NULL */
+    bool again;                  /* asked for while a job ran: run once more after it */
     json_t *checks;              /* the last results (array) */
     int64_t checked_at;
     json_t *drill_last;          /* the newest drill's summary, or NULL */
@@ -119,8 +120,9 @@ static const char *previous(const readiness_t *r, const char *name)
 static bool collect_stored(const store_check *c, void *arg)
 {
     json_t *a = arg;
-    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "name", c->name,
-                                       "status", c->status, "reason", c->reason, "fix", c->fix,
+    json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o, s:I, s:I}", "name", c->name,
+                                       "status", c->status, "reason", json_text(c->reason),
+                                       "fix", json_text(c->fix),
                                        "since", (json_int_t)c->since,
                                        "checked_at", (json_int_t)c->checked_at));
     return true;
@@ -172,8 +174,8 @@ static json_t *drill_item(const readiness_t *r, int64_t now)
             snprintf(reason, sizeof reason, "the last successful drill was %s ago", age);
         }
     }
-    return json_pack("{s:s, s:s, s:s, s:s}", "name", "drill", "status", st, "reason", reason,
-                     "fix", fix);
+    return json_pack("{s:s, s:s, s:o, s:o}", "name", "drill", "status", st, "reason", json_text(reason),
+                     "fix", json_text(fix));
 }
 
 static void record(readiness_t *r, json_t *result)
@@ -208,7 +210,7 @@ static void record(readiness_t *r, json_t *result)
                      sc.fix[0] ? " (fix: " : "", sc.fix[0] ? sc.fix : "");
             if (sc.fix[0])
                 str_append(text, sizeof text, ")");
-            json_t *f = json_pack("{s:s, s:s}", "check", name, "reason", sc.reason);
+            json_t *f = json_pack("{s:s, s:o}", "check", name, "reason", json_text(sc.reason));
             notify_send(r->notify, "check_failed", text, f);
             json_decref(f);
         } else {
@@ -222,6 +224,7 @@ static void record(readiness_t *r, json_t *result)
 /* ---- scheduling ---- */
 
 static void arm(readiness_t *r, int64_t delay_ms);
+static bool start(readiness_t *r);
 
 static void on_done(loop_t *loop, int fd, short revents, void *arg)
 {
@@ -246,12 +249,18 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
     }
     if (r->changed_fn != NULL)
         r->changed_fn(r->arg);
+    if (r->again) {              /* something changed while it ran: its results may be stale */
+        r->again = false;
+        start(r);
+    }
 }
 
 static bool start(readiness_t *r)
 {
-    if (r->job != NULL)
+    if (r->job != NULL) {
+        r->again = true;
         return true;
+    }
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
         return false;

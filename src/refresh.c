@@ -33,13 +33,11 @@ static bool mode_is(const refresh_t *r, const char *m)
 
 void refresh_record_event(refresh_t *r, bool warn, const char *fmt, ...)
 {
-    char buf[1024], masked[512];
+    char masked[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    mask_vformat(masked, sizeof masked, "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut */
     va_end(ap);
-    mask_secrets(buf, masked, sizeof masked);
-    log_mask(masked, sizeof masked);
     if (warn)
         log_warn("refresh: %s", masked);
     else
@@ -522,7 +520,7 @@ json_t *refresh_status_json(const refresh_t *r)
     json_object_set_new(o, "lag_bytes", logical && r->w.lag_bytes >= 0 ? json_integer(r->w.lag_bytes) : json_null());
     json_object_set_new(o, "last_good_at", good > 0 ? json_integer(good) : json_null());
     json_object_set_new(o, "next_at", r->next_at > 0 ? json_integer(r->next_at) : json_null());
-    json_object_set_new(o, "error", error != NULL ? json_string(error) : json_null());
+    json_object_set_new(o, "error", json_text(error));
     /* additions: what is running, and logical mode's details */
     json_object_set_new(o, "refresh_id", r->job ? json_integer(r->job->rec.id) : json_null());
     json_object_set_new(o, "phase", r->job ? json_string(refresh_job_phase_name(r->job)) : json_null());

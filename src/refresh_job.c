@@ -104,16 +104,13 @@ static void job_finish(job_t *j);
 
 void refresh_job_fail(job_t *j, const char *fmt, ...)
 {
-    char buf[1024];
     va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    /* children and servers may echo connection strings: mask them. On the
-     * cleanup path the first error stays the refresh's error. */
+    /* children and servers may echo connection strings: mask them (whole,
+     * then cut). On the cleanup path the first error stays the refresh's error. */
     char *dst = j->cleaning ? j->clean_error : j->error;
-    mask_secrets(buf, dst, sizeof j->error);
-    log_mask(dst, sizeof j->error);
+    va_start(ap, fmt);
+    mask_vformat(dst, sizeof j->error, "\xE2\x80\xA6", fmt, ap);
+    va_end(ap);
 }
 
 /* ---- the driver ----------------------------------------------------------- */

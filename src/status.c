@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "drd/breaker.h"
+#include "drd/steps.h"
 #include "drd/util.h"
 
 /* n, or null when the value is unknown (0). */
@@ -24,10 +25,17 @@ static json_t *probe_to_json(const store_target *t)
                         : PROBE_MISCONFIGURED(t->error_class) ? "misconfigured" : "unreachable";
     return json_pack("{s:s,s:o}", "state", state, "cause",
                      PROBE_MISCONFIGURED(t->error_class) && t->cause[0] != '\0'
-                         ? json_string(t->cause) : json_null());
+                         ? json_text(t->cause) : json_null());
 }
 
-static json_t *target_to_json(const store_target *t, bool live)
+static json_t *fenced_json(const char *f)
+{
+    if (strcmp(f, "pending") == 0)
+        return json_string("pending");
+    return json_boolean(strcmp(f, "true") == 0);
+}
+
+static json_t *target_to_json(const store_target *t, const char *fenced, bool live)
 {
     bool probed = t->last_probe_at > 0;
     const char *cls = probe_class_name(t->reachable || !probed ? PROBE_OK : t->error_class);
@@ -45,6 +53,7 @@ static json_t *target_to_json(const store_target *t, bool live)
     json_object_set_new(o, "reachable", json_boolean(t->reachable));
     json_object_set_new(o, "last_probe_at", int_or_null(t->last_probe_at));
     json_object_set_new(o, "breaker_since", int_or_null(t->breaker_since));
+    json_object_set_new(o, "fenced", fenced_json(fenced));
     json_object_set_new(o, "error_class", cls != NULL ? json_string(cls) : json_null());
     json_object_set_new(o, "probe", probe_to_json(t));
     /* only the running daemon knows what it has seen */
@@ -70,8 +79,8 @@ json_t *status_to_json(const status_snapshot *s)
     json_object_set_new(root, "generated_at", json_integer((json_int_t)s->generated_at));
     json_object_set_new(root, "started_at", int_or_null(s->started_at));
 
-    json_object_set_new(targets, "primary", target_to_json(&s->primary, s->daemon_running));
-    json_object_set_new(targets, "backup", target_to_json(&s->backup, s->daemon_running));
+    json_object_set_new(targets, "primary", target_to_json(&s->primary, s->fenced[0], s->daemon_running));
+    json_object_set_new(targets, "backup", target_to_json(&s->backup, s->fenced[1], s->daemon_running));
     if (s->refresh != NULL && json_is_object(s->refresh)) {
         json_t *b = json_object_get(targets, "backup"), *v;
         v = json_object_get(s->refresh, "lag_seconds");
@@ -92,6 +101,12 @@ json_t *status_to_json(const status_snapshot *s)
         json_object_set(root, "approvals", s->approvals);
     else
         json_object_set_new(root, "approvals", json_array());
+    if (s->attention != NULL)
+        json_object_set(root, "attention", s->attention);
+    else
+        json_object_set_new(root, "attention", json_null());
+    json_object_set_new(root, "block_until",
+                        s->block_until > s->generated_at ? json_integer((json_int_t)s->block_until) : json_null());
     return root;
 
 fail:
@@ -146,5 +161,18 @@ bool status_from_store(store_t *st, status_snapshot *out)
     }
     out->run = NULL;
     out->approvals = NULL;
+    status_fence_from_store(st, out);
     return true;
+}
+
+void status_fence_from_store(store_t *st, status_snapshot *s)
+{
+    static const char *const names[2] = { "primary", "backup" };
+    char fenced[16] = "", pending[16] = "";
+
+    store_kv_get(st, FENCED_KEY, fenced, sizeof fenced);
+    store_kv_get(st, FENCE_PENDING_KEY, pending, sizeof pending);
+    for (int i = 0; i < 2; i++)
+        str_copy(s->fenced[i], strcmp(pending, names[i]) == 0 ? "pending"
+                             : strcmp(fenced, names[i]) == 0 ? "true" : "false", sizeof s->fenced[i]);
 }

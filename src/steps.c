@@ -73,9 +73,25 @@ void step_cancel(step_run *r)
 }
 
 /* Report and free. */
+/* A fence step that ended well: which target is fenced now (for the
+ * status). A pending fence is not one yet; fence = none fences nothing. */
+static void record_fence(step_run *r)
+{
+    char pending[16] = "";
+    if (r->env.store == NULL || r->step.target == NULL || str_eq(r->step.mode, "none"))
+        return;
+    store_kv_get(r->env.store, FENCE_PENDING_KEY, pending, sizeof pending);
+    if (r->step.lift)
+        store_kv_set(r->env.store, FENCED_KEY, "");
+    else if (strcmp(pending, r->step.target) != 0)
+        store_kv_set(r->env.store, FENCED_KEY, r->step.target);
+}
+
 static void finish(step_run *r)
 {
     step_done_cb cb = r->cb;
+    if (r->step.action == ACT_FENCE && r->out.ok)
+        record_fence(r);
     void *arg = r->arg;
     step_outcome o = r->out;
     o.output = r->output;

@@ -107,13 +107,11 @@ const char *sb_str(const sbuf *b) { return b->s != NULL ? b->s : ""; }
 
 void sync_fail(sync_ctx *c, const char *fmt, ...)
 {
-    char msg[1024], masked[1024];
+    char masked[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    mask_vformat(masked, sizeof(masked), "\xE2\x80\xA6", fmt, ap);   /* masked whole, then cut */
     va_end(ap);
-    mask_secrets(msg, masked, sizeof(masked));
-    log_mask(masked, sizeof(masked));
     bool first = false;
     pthread_mutex_lock(&c->mu);
     if (!c->failed) {

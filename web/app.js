@@ -308,11 +308,67 @@
     $('#active-detail').classList.toggle('bad', !!t && !t.healthy);
     document.title = 'drd · ' + side + (t && !t.healthy ? ' (down)' : '');
 
+    renderAlarm(st.attention || null);
+    renderBlock(st.block_until || null);
     for (const name of ['primary', 'backup']) renderTarget(name, st.targets ? st.targets[name] : null, st);
     renderApprovals(st.approvals || [], st);
     renderActions(st);
     renderReadiness(st.readiness);
     renderDrill(st.drill);
+  }
+
+  // A run failed or waits for a decision while the app is stopped (or a
+  // step needs attention): a banner above everything, with the decision.
+  function renderAlarm(att) {
+    const sec = $('#alarm');
+    show(sec, !!att);
+    if (!att) { sec.dataset.key = ''; return; }
+    const key = att.run_id + ':' + att.state + ':' + att.approval_id + ':' + att.app_stopped;
+    sec.classList.toggle('needs-human', !att.app_stopped);
+    $('#alarm-title').textContent = att.app_stopped ? 'The app is stopped' : 'A run needs your decision';
+    const waiting = att.state === 'waiting';
+    $('#alarm-text').textContent = att.kind + ' run #' + att.run_id + ' ' +
+      (waiting ? 'waits for a decision' : att.state) + (att.step ? ' at step "' + att.step + '"' : '') +
+      ': ' + (att.reason || '') + (att.app_stopped && att.stopped_at ? ' (stopped ' + fmtAgo(att.stopped_at) + ')' : '') +
+      (att.app_stopped && !waiting ? ' — the run has ended: fix the cause, then start the app by hand or run the ' +
+       att.kind + ' again.' : '');
+    if (sec.dataset.key === key) return;   // keep the buttons (and a pressed one's state)
+    sec.dataset.key = key;
+    const box = $('#alarm-buttons');
+    clear(box);
+    if (!waiting || !att.approval_id) return;
+    const id = att.approval_id;
+    const btn = (label, cls, verb, choice) => {
+      const b = el('button', cls, label);
+      b.type = 'button';
+      b.dataset.choice = choice;
+      b.addEventListener('click', async () => {
+        let reason = '';
+        if (verb === 'reject') {
+          const r = await confirmDialog({ title: 'Abort run #' + att.run_id + '?', text: att.reason || '',
+            ok: 'Abort the run', reason: true, reasonLabel: 'Why? (recorded with your decision)' });
+          if (r === null) return;
+          reason = r;
+        }
+        box.querySelectorAll('button').forEach((x) => { x.disabled = true; });
+        const body = { reason };
+        if (verb === 'approve') body.choice = choice;
+        await submit('/api/approvals/' + id + '/' + verb, body, $('#alarm-msg'),
+                     verb === 'approve' ? (choice === 'skip' ? 'Skipped' : 'Retrying') : 'Aborted');
+        box.querySelectorAll('button').forEach((x) => { x.disabled = false; });
+      });
+      return b;
+    };
+    box.appendChild(btn('Retry the step', 'approve primary', 'approve', 'retry'));
+    box.appendChild(btn('Skip it (it completed)', 'approve', 'approve', 'skip'));
+    box.appendChild(btn('Abort the run…', 'reject danger', 'reject', 'abort'));
+  }
+
+  // After an automatic failover no other starts until block_until.
+  function renderBlock(until) {
+    const box = $('#block');
+    show(box, !!until);
+    if (until) $('#block-text').textContent = 'No automatic failover until ' + fmtTime(until) + '.';
   }
 
   function lagOf(st, name, t) {
@@ -340,7 +396,9 @@
     br.textContent = breakerText(t.breaker) + (t.breaker_since ? ' for ' + fmtDuration(Date.now() - t.breaker_since) : '');
     br.className = 'breaker br-' + (t.breaker || 'unknown');
     $('.latency', card).textContent = typeof t.latency_ms === 'number' && t.reachable ? t.latency_ms + ' ms' : '—';
-    $('.role', card).textContent = !probed || !t.reachable ? '—' : t.in_recovery ? 'standby (read-only)' : 'read-write';
+    $('.role', card).textContent = t.fenced === true ? 'fenced (refuses the app\'s writes)'
+      : t.fenced === 'pending' ? 'fence pending (applied when it answers)'
+      : !probed || !t.reachable ? '—' : t.in_recovery ? 'standby (read-only)' : 'read-write';
     $('.probe-age', card).textContent = fmtAgo(t.last_probe_at);
 
     const lag = lagOf(st, name, t);
@@ -1095,6 +1153,13 @@
     $('#btn-failback').addEventListener('click', () => startRun('failback'));
     $('#run-back').addEventListener('click', () => { state.viewRun = null; renderRun(); });
     $('#btn-check').addEventListener('click', checkNow);
+    $('#btn-unblock').addEventListener('click', async () => {
+      const ok = await confirmDialog({ title: 'Lift the policy block?',
+        text: 'An outage of the primary may then start a failover again, as [failover] policy says.',
+        ok: 'Lift the block' });
+      if (ok === null) return;
+      await submit('/api/unblock', {}, $('#block-msg'), 'Unblock', { accepted: 'the block is lifted.', keepView: true });
+    });
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden && !$('#dash').hidden) poll();
     });

@@ -35,6 +35,7 @@ typedef enum {
     API_CMD_REFRESH,
     API_CMD_CHECK,           /* POST /api/checks: run the readiness checks now */
     API_CMD_DRILL,           /* POST /api/drill: record a drill report (body) */
+    API_CMD_UNBLOCK,         /* POST /api/unblock: lift the policy block */
 } api_cmd_kind;
 
 typedef struct api_cmd {

@@ -38,6 +38,7 @@ typedef struct {
     int ready;                        /* readiness: 1 ready, 0 not, -1 never checked */
     const json_t *checks;             /* [{name, status}] or NULL */
     int64_t last_drill_ok_at;         /* wall ms, 0 = none */
+    bool app_stopped;                 /* a run failed or waits while the app is stopped */
 } metrics_input;
 
 /* Render the exposition text (malloc'd, NUL-terminated), or NULL on OOM.

@@ -42,6 +42,15 @@ void policy_on_transition(policy_t *p, target_id t, const breaker_transition *tr
 void policy_on_probe(policy_t *p, target_id t, const probe_result *r);
 void policy_on_run_done(policy_t *p, int64_t run_id, const char *kind, const char *state);
 
+/* Wall ms when the block after the last policy failover ends; 0 if none
+ * is active. */
+int64_t policy_block_until(policy_t *p);
+/* The same, read from a state database (drctl, daemon down). */
+int64_t policy_block_until_stored(store_t *st);
+/* Lift an active block (drctl unblock); an outage left undecided because of
+ * it is decided again at once. false with err if no block is active. */
+bool policy_unblock(policy_t *p, const char *by, char *err, size_t errlen);
+
 /* Decide a policy approval (kind "policy"). false with err if it is not one
  * of ours or not pending. *run_id gets the started run, if any. */
 bool policy_decide(policy_t *p, int64_t approval_id, bool approve, const char *by,

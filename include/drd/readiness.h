@@ -34,7 +34,9 @@ readiness_t *readiness_new(loop_t *loop, store_t *store, notify_t *notify, const
 /* A running check is abandoned (its thread frees itself), not waited for. */
 void readiness_free(readiness_t *r);               /* accepts NULL */
 void readiness_reconfigure(readiness_t *r, const config_t *cfg);
-/* Run the checks now (unless a run is in progress). */
+/* Run the checks now; while they run, once more after them (so results
+ * never predate the change that asked). drd calls it after every run,
+ * drill, reload and breaker transition. */
 void readiness_run_now(readiness_t *r);
 /* A drill was recorded: re-read the last one from the store. */
 void readiness_drill_recorded(readiness_t *r);

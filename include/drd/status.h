@@ -18,6 +18,9 @@ typedef struct {
     json_t *run;                  /* borrowed; NULL -> "run": null */
     json_t *approvals;            /* borrowed array; NULL -> [] */
     json_t *refresh;              /* borrowed; refresh_status_json(), or NULL (omitted) */
+    json_t *attention;            /* borrowed; attention_from_store(), NULL -> null */
+    int64_t block_until;          /* wall ms of a policy block's end; <= generated_at -> null */
+    char fenced[2][8];            /* primary, backup: "true" | "false" | "pending" ("" = false) */
 } status_snapshot;
 
 /* With a refresh object, targets.backup also gets "lag_seconds" (n|null)
@@ -26,12 +29,15 @@ typedef struct {
  *  "started_at":n|null,
  *  "targets":{"primary":{"healthy":b,"breaker":"closed"|"open"|"half_open",
  *  "latency_ms":n,"last_error":str|null,"in_recovery":b,"reachable":b,
- *  "last_probe_at":n|null,"breaker_since":n|null,
+ *  "last_probe_at":n|null,"breaker_since":n|null,"fenced":true|false|"pending",
  *  "error_class":null|"unreachable"|"auth"|"config",
  *  "probe":{"state":"ok"|"unreachable"|"misconfigured"|"not probed","cause":str|null},
- *  "seen_healthy":b (null when the daemon is down)},"backup":{...}},
- *  "run":{...}|null, "approvals":[...]} */
+ *  "seen_healthy":b (null when the daemon is down)},
+ *  "backup":{...}}, "run":{...}|null, "approvals":[...],
+ *  "attention":{...}|null, "block_until":n|null} */
 json_t *status_to_json(const status_snapshot *s);
+/* The fence state of both targets (kv fenced / fence_pending) into s. */
+void status_fence_from_store(store_t *st, status_snapshot *s);
 /* Fill a snapshot from the store (daemon_running=false). */
 bool status_from_store(store_t *st, status_snapshot *out);
 

@@ -49,6 +49,9 @@ char *step_progress(const step_run *r);
 
 /* kv key holding the target whose fence is pending ("" or absent = none). */
 #define FENCE_PENDING_KEY "fence_pending"
+/* kv key holding the target a fence step has fenced ("" = none): set by a
+ * fence that took effect, cleared by lift = true. */
+#define FENCED_KEY "fenced"
 /* kv key: an operator's decision on sync-back conflicts for the next
  * attempt ("backup-wins" | "primary-wins"), cleared once sync-back succeeds. */
 #define SYNC_RESOLUTION_KEY "sync_resolution"

@@ -13,6 +13,7 @@
 #define EXIT_FAILURE_    1
 #define EXIT_BAD_CONFIG  2   /* usage or configuration error */
 #define EXIT_UNREACHABLE 3   /* daemon unreachable */
+#define EXIT_APP_STOPPED 4   /* drctl status: a run failed or waits while the app is stopped */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -3,8 +3,10 @@
 # user (issue 11 item 2), through the real daemon:
 #  - the app's directory belongs to the app's user (nobody), and its env
 #    file is a link to a root-owned file elsewhere: `drctl check` fails the
-#    env-file check naming the rule; a failover's switch-env refuses, the
-#    run is failed, the root-owned file is untouched (bytes, inode, mode),
+#    env-file check naming the rule; a failover stops in its preflight
+#    before the app is stopped, and with the preflight skipped switch-env
+#    itself refuses: the run is failed, the root-owned file is untouched
+#    (bytes, inode, mode),
 #    and no .drd-prev or temporary file appears anywhere; still on the
 #    primary;
 #  - a deploy tool's layout (app.env -> shared/app.env, all the app's):
@@ -66,15 +68,28 @@ like "$reason" "refusing to write $ENV" "... naming the path" || diag "$reason"
 like "$reason" "belongs to $APP_USER" "... and who could redirect it"
 
 ino=$(stat -c %i "$VICTIM")
-out=$("$DRCTL" -c "$DRD_CONF" failover --yes 2>&1); rc=$?
-is "$rc" 1 "failover through the planted link: drctl exits 1" || diag "$out"
+# run_json: the newest run as GET /api/runs/ID gives it.
+run_over() { local s; s=$(drd_sql "SELECT state FROM runs WHERE id = $1"); [ "$s" = failed ] || [ "$s" = succeeded ]; }
+run_json() { local r; r=$(drd_api "/api/runs/$(drd_sql "SELECT max(id) FROM runs")"); echo "${r%$'\n'*}"; }
+out=$("$DRCTL" -c "$DRD_CONF" failover --yes 2>&1)
 run=$(drd_sql "SELECT max(id) FROM runs")
-is "$(drd_sql "SELECT state FROM runs WHERE id = $run")" failed "the run is failed"
+st=$(drd_sql "SELECT state FROM runs WHERE id = $run")
+[ "$st" = failed ] || [ "$st" = waiting ]; ok $? "failover through the planted link: run $run stops ($st)" || diag "$out"
+like "$(run_json | jq -c . 2>/dev/null)" "refusing to write $ENV" "the API shows why (the rule, the path)" ||
+  diag "$(run_json)"
+is "$(drd_sql "SELECT state FROM steps WHERE run_id = $run AND name = 'stop-app'")" pending \
+  "the app was not stopped (the run's preflight applies the rule)"
+# Skip the preflight: switch-env itself must refuse too.
+aid=$(drd_sql "SELECT id FROM approvals WHERE run_id = $run AND state = 'pending' ORDER BY id LIMIT 1")
+if [ -n "$aid" ]; then
+  out=$("$DRCTL" -c "$DRD_CONF" approve "$aid" --skip 2>&1)
+  poll_until 15 run_over "$run"
+fi
 is "$(drd_sql "SELECT state FROM steps WHERE run_id = $run AND name = 'switch-env'")" failed \
-  "switch-env failed"
-rj=$(drd_api "/api/runs/$run"); rj=${rj%$'\n'*}
-like "$(jq -r '.steps[] | select(.name == "switch-env") | .detail // .note // .error // ""' <<<"$rj") $(jq -r '.error // ""' <<<"$rj")" \
-  "refusing to write $ENV" "the API shows why (the rule, the path)" || diag "$rj"
+  "switch-env (preflight skipped) refuses: failed" || diag "$out"
+like "$(run_json | jq -r '.steps[] | select(.name == "switch-env") | .detail')" \
+  "refusing to write $ENV" "... with the rule and the path"
+is "$(drd_sql "SELECT state FROM runs WHERE id = $run")" failed "the run is failed"
 cmp -s "$VICTIM" "$TEST_TMP/victim.orig"; ok $? "the root-owned target is byte for byte unchanged"
 is "$(stat -c '%i %a %U' "$VICTIM")" "$ino 644 root" "... same inode, mode and owner"
 is "$(leftovers "$ETC" "$APPDIR" | tr '\n' ' ')" "" "no .drd-prev, no temporary file anywhere"

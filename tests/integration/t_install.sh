@@ -22,6 +22,8 @@ out=$("$DRD" -h 2>&1); is "$?" 0 "drd -h: exit 0"
 out=$("$DRCTL" --help 2>&1); rc=$?
 is "$rc" 0 "drctl --help: exit 0"
 like "$out" "usage: drctl" "... prints the usage"
+like "$out" "unblock" "... lists unblock"
+like "$out" "4 \(status\) a run failed or waits while the app is stopped" "... documents exit 4"
 "$DRD" --bogus >/dev/null 2>&1; is "$?" 2 "drd --bogus: exit 2"
 
 # ------------------------------------------------------------- unit file ----

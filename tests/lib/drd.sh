@@ -143,6 +143,8 @@ drd_start() {
 _drd_answers_or_died() {
   proc_alive "$DRD_PID" || return 0
   "$DRCTL" -c "$DRD_CONF" status --json >/dev/null 2>&1
+  local rc=$?
+  [ "$rc" = 0 ] || [ "$rc" = 4 ]    # 4: it answers, and says the app is stopped
 }
 
 _drd_cleanup() {
