@@ -75,8 +75,8 @@ build/fuzz/obj:
 
 fuzz-build: $(FUZZ_BIN)
 
-fuzz: fuzz-build
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+fuzz: $(if $(HAVE_FUZZ_CC),fuzz-build)
+	@FUZZ_CC=$(FUZZ_CC) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 deps:
 	@tests/lib/deps.sh

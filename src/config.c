@@ -173,46 +173,6 @@ static bool ini_key_ok(const char *k)
     return true;
 }
 
-/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
- * U+10FFFF), as JSON needs it: a section name or value that is not would
- * make the step, run or event holding it impossible to store or show. */
-static bool ini_utf8_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    while (*p != '\0') {
-        unsigned c = *p, n;
-        unsigned long cp;
-
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        for (unsigned i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return false;              /* also stops at the NUL */
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 /* p points at '['. Returns the trimmed name (inside p) or NULL. */
 static char *ini_header(char *p)
 {
@@ -306,7 +266,9 @@ static bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
                                  path, lineno);
                 continue;
             }
-            if (!ini_utf8_ok(name)) {
+            /* JSON needs UTF-8: a step, run or event holding the name
+             * could not be stored or shown. */
+            if (!utf8_valid(name, strlen(name))) {
                 config_error_add(errs, "%s:%d: section name is not valid UTF-8", path, lineno);
                 continue;
             }
@@ -345,7 +307,7 @@ static bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
         }
         char *value = NULL;
         const char *problem = ini_value(eq + 1, &value);
-        if (problem == NULL && !ini_utf8_ok(value))
+        if (problem == NULL && !utf8_valid(value, strlen(value)))
             problem = "value is not valid UTF-8";
         if (problem != NULL) {
             config_error_add(errs, "%s:%d: %s", path, lineno, problem);

@@ -33,6 +33,7 @@
 #include "drd/policy.h"
 #include "drd/status.h"
 #include "drd/store.h"
+#include "drd/tty.h"
 #include "drd/util.h"
 #include "drd/views.h"
 
@@ -566,11 +567,45 @@ static int report_unreachable(const drctl *x, call_rc rc, const char *err)
     return EXIT_UNREACHABLE;
 }
 
+/* Terminal safety.  Text drd sends (reasons, notes, errors, step output)
+ * or drctl reads from its state file may hold escape sequences that erase
+ * or recolour lines and so fake what drctl shows.  Every printer in human
+ * mode first passes what it prints through human(): each string becomes
+ * tty_clean's (control characters, C1 controls and invalid UTF-8 as
+ * visible escapes); a step's "output", printed line by line, keeps \n and
+ * \t.  --json prints what was received, exactly. */
+static void tty_json(json_t *v, bool multiline)
+{
+    const char *key;
+    json_t *item;
+    size_t i;
+
+    if (json_is_string(v)) {
+        if (!tty_is_clean(json_string_value(v), multiline)) {
+            char *clean = tty_clean_dup(json_string_value(v), multiline);
+            json_string_set(v, clean != NULL ? clean : "?");
+            free(clean);
+        }
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, key, item)
+            tty_json(item, strcmp(key, "output") == 0);
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+            tty_json(item, multiline);
+    }
+}
+
+static json_t *human(json_t *v)
+{
+    tty_json(v, false);
+    return v;
+}
+
 /* The daemon answered with an error status: print its message. */
 static int report_http_error(long code, const buffer *reply)
 {
     json_t *doc = reply->data != NULL ? json_loadb(reply->data, reply->len, 0, NULL) : NULL;
-    const char *msg = json_string_value(json_object_get(doc, "error"));
+    const char *msg = json_string_value(json_object_get(human(doc), "error"));
 
     if (msg != NULL)
         fprintf(stderr, "drctl: %s (HTTP %ld)\n", msg, code);
@@ -737,6 +772,7 @@ static void print_status(json_t *doc, bool from_db)
     json_t *att = json_object_get(doc, "attention");
     json_t *block = json_object_get(doc, "block_until");
 
+    human(doc);
     if (json_is_object(att))
         print_attention(att);
     printf("%-7s %-8s %-10s %-8s %-9s %s\n",
@@ -977,6 +1013,11 @@ print:
     } else {
         char a[32], b[32], msg[1024];
 
+        human(incidents);
+        human(runs);
+        human(newest);
+        human(drills);
+
         if (json_array_size(incidents) == 0) {
             printf("no incidents\n");
         } else {
@@ -1090,6 +1131,7 @@ static int confirm(const drctl *x, const char *what)
     /* Show where things stand, and find out now whether drd is there. */
     if ((ex = get_json(x, "/api/status", &doc, NULL)) >= 0)
         return ex;
+    human(doc);
     {
         json_t *t = json_object_get(doc, "targets");
         fprintf(stderr, "active: %s; primary %s; backup %s\n",
@@ -1196,7 +1238,7 @@ static int await_request(const drctl *x, int64_t id, int64_t *run_id)
             free(reply.data);
             return ex;
         }
-        json_t *doc = json_loadb(reply.data, reply.len, 0, NULL);
+        json_t *doc = human(json_loadb(reply.data, reply.len, 0, NULL));
         free(reply.data);
         const char *state = str_or(json_object_get(doc, "state"), "?");
         if (strcmp(state, "accepted") != 0) {
@@ -1229,6 +1271,7 @@ static int follow_run(const drctl *x, int64_t run_id)
         int ex = get_json(x, path, &run, NULL);
         if (ex >= 0)
             return ex;
+        human(run);
         json_t *steps = json_object_get(run, "steps"), *st;
         size_t i, n = json_array_size(steps);
         json_array_foreach(steps, i, st) {
@@ -1304,6 +1347,7 @@ static int follow_run(const drctl *x, int64_t run_id)
 static void print_refresh(json_t *r)
 {
     char a[32], took[32] = "-", err[600];
+    human(r);
     json_int_t s0 = json_integer_value(json_object_get(r, "started_at"));
     json_int_t s1 = json_integer_value(json_object_get(r, "finished_at"));
     if (s1 > s0)
@@ -1472,7 +1516,7 @@ static int cmd_check(drctl *x)
     if (x->json)
         print_json(checks);
     else
-        check_print(checks, stdout);
+        check_print(human(checks), stdout);
     int ex = check_any_failed(checks) ? EXIT_FAILURE_ : EXIT_OK;
     json_decref(checks);
     return ex;
@@ -1580,7 +1624,8 @@ static void dr_say(const drill_t *d, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     mask_secrets(raw, masked, sizeof masked);
-    fprintf(stderr, "drill: %s\n", masked);
+    tty_clean(masked, false, raw, sizeof raw);
+    fprintf(stderr, "drill: %s\n", raw);
     (void)d;
 }
 
@@ -2087,6 +2132,7 @@ static bool dr_run(drill_t *d, const char *config_path)
 static void dr_print(json_t *rep)
 {
     char a[32], b[32];
+    human(rep);                         /* printed last: already posted */
     const char *res = str_or(json_object_get(rep, "result"), "?");
     format_time(json_object_get(rep, "started_at"), a, sizeof a);
     printf("drill %s: %s\n", a, res);
@@ -2271,7 +2317,7 @@ static int cmd_plan(drctl *x, bool back)
         if (x->json)
             print_json(plan);
         else
-            plan_print(plan, stdout);
+            plan_print(human(plan), stdout);
         ex = json_is_true(json_object_get(plan, "ok")) ? EXIT_OK : EXIT_FAILURE_;
     }
     json_decref(plan);

@@ -490,7 +490,20 @@ char *mask_dup(const char *in)
     char *lit = mask_literals(in, strlen(in));
     if (lit == NULL)
         return NULL;
+    /* Until nothing changes: masking one form can reveal another, e.g. a
+     * quoted value with a space in a URL's user name hides the URL's
+     * password ("scheme://password='a b':PW@host") until it is "****" (found
+     * by fuzz/mask). Each pass only shortens values to "****", so a few
+     * passes settle it. */
     char *out = mask_forms(lit, strlen(lit), false);
+    for (int pass = 0; out != NULL && pass < 4; pass++) {
+        char *again = mask_forms(out, strlen(out), false);
+        bool same = again != NULL && strcmp(again, out) == 0;
+        free(out);
+        out = again;
+        if (same)
+            break;
+    }
     free(lit);
     return out;
 }

@@ -59,7 +59,7 @@ done
 for src in tests/fuzz/fuzz_*.c; do
   f=${src##*/fuzz_}; f=${f%.c}
   selected "fuzz/$f" && {
-    FUZZ_SECONDS=${FUZZ_SECONDS:-2} run_one "fuzz/$f" tests/fuzz/run.sh "$f"
+    FUZZ_FRESH=1 FUZZ_SECONDS=${FUZZ_SECONDS:-2} run_one "fuzz/$f" tests/fuzz/run.sh "$f"
     report "fuzz/$f"; }
 done
 

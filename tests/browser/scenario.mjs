@@ -223,6 +223,9 @@ try {
   ok(switched, 'the run succeeds and the active side becomes BACKUP',
      `active: ${await text(page, '#active-side')}, run: ${await text(page, '#run-state')}`);
   ok(/failover #\d+/.test(await text(page, '#run-title')), 'the run panel shows the failover', await text(page, '#run-title'));
+  ok(await waitFor(async () => /fence pending|fenced/.test(await text(page, '#t-primary .role')), 5000),
+     'the old primary shows its fence (pending: it is down), not read-write', await text(page, '#t-primary .role'));
+  ok(!(await visible(page, '#alarm')), 'no alarm banner: the run succeeded');
   ok(new RegExp('by ' + actor).test(await text(page, '#run-meta')),
      `... started by ${actor}`, await text(page, '#run-meta'));
   const steps = await page.$$eval('#run-steps li', (lis) => lis.map((l) => l.className));

@@ -264,8 +264,9 @@ static inline char *fuzz_api_send(bool tcp, const void *req, size_t len, size_t 
 }
 
 /* The first response of a reply: its status (0 if the reply is empty) and,
- * when it has a JSON body, that body must be valid JSON. */
-static inline int fuzz_api_check_reply(const char *reply, size_t len, json_t **body)
+ * when it has a JSON body, that body must be valid JSON (an answer to HEAD,
+ * head == true, has none: the next bytes are the next response). */
+static inline int fuzz_api_check_reply(const char *reply, size_t len, bool head, json_t **body)
 {
     const char *end, *p;
     int status = 0;
@@ -291,7 +292,7 @@ static inline int fuzz_api_check_reply(const char *reply, size_t len, json_t **b
     }
     const char *b = end + 4;
     size_t avail = len - (size_t)(b - reply);
-    if (is_json && clen > 0 && (size_t)clen <= avail) {
+    if (is_json && !head && clen > 0 && (size_t)clen <= avail) {
         json_error_t jerr;
         json_t *doc = json_loadb(b, (size_t)clen, 0, &jerr);
         if (doc == NULL)

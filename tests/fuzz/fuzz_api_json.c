@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     memcpy(req, head, hlen);
     memcpy(req + hlen, body, blen);
     reply = fuzz_api_send(false, req, hlen + blen, &reply_len);
-    status = fuzz_api_check_reply(reply, reply_len, NULL);
+    status = fuzz_api_check_reply(reply, reply_len, false, NULL);
     if (status == 0)
         fuzz_fail("%s: no answer", routes[r].path);
 

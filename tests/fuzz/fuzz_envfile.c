@@ -22,6 +22,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_quiet();
     fuzz_path(path, sizeof path, "app.env");
     snprintf(prev, sizeof prev, "%s.drd-prev", path);
+    /* The harness is useless if the writer refuses its directory. */
+    char err[512];
+    fuzz_write(path, "A=1\n", 4);
+    if (!envfile_set(path, "A", "2", NULL, err, sizeof err)) {
+        fprintf(stderr, "envfile_set refuses the harness's own file: %s\n", err);
+        abort();
+    }
     return 0;
 }
 

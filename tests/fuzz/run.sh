@@ -7,6 +7,8 @@
 # (not committed), a failing input to build/fuzz/artifacts/NAME/, the whole
 # output to build/fuzz/logs/NAME.log. Any finding (crash, leak, UBSan,
 # timeout, broken property) is "not ok" and the script exits 1.
+# FUZZ_FRESH=1 starts from the seeds alone (new inputs then go to
+# build/fuzz/fresh/NAME, emptied first): what make check does.
 # Without clang (no harness built and no compiler) every harness is a TAP
 # skip. Usage: tests/fuzz/run.sh [NAME...]   (default: every harness)
 set -u
@@ -24,6 +26,11 @@ rc=0
 for name in "${names[@]}"; do
   bin=build/fuzz/fuzz_$name seeds=tests/fuzz/corpus/$name
   corpus=build/fuzz/corpus/$name artifacts=build/fuzz/artifacts/$name
+  if [ -n "${FUZZ_FRESH:-}" ]; then
+    # from the seeds alone (make check: the same start every time)
+    corpus=build/fuzz/fresh/$name
+    rm -rf "$corpus"
+  fi
   log=build/fuzz/logs/$name.log
   if [ ! -x "$bin" ]; then
     if ! command -v "${FUZZ_CC:-clang}" >/dev/null 2>&1; then
@@ -44,9 +51,9 @@ for name in "${names[@]}"; do
   status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  files=$(find "$corpus" "$seeds" -type f | wc -l)
+  files=$(find "$corpus" -type f | wc -l) nseeds=$(find "$seeds" -type f | wc -l)
   if [ "$status" -eq 0 ] && [ -n "$runs" ]; then
-    echo "ok - fuzz/$name: ${runs} runs, ${speed:-?} exec/s, corpus $files files"
+    echo "ok - fuzz/$name: ${runs} runs, ${speed:-?} exec/s, corpus $files new + $nseeds seeds"
   else
     rc=1
     art=$(ls -t "$artifacts" 2>/dev/null | head -1)
