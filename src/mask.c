@@ -20,6 +20,7 @@
 #define MASK "****"
 #define MASK_ANYWHERE 8      /* literal secrets this long are masked inside words too */
 #define MASK_WORD     4      /* this long: as whole words; shorter: only where parsed */
+#define MASK_PASSES   4      /* at most this many scans of the forms */
 
 /* ---- the registry ------------------------------------------------------- */
 
@@ -485,26 +486,24 @@ static char *mask_forms(const char *s, size_t len, bool collect)
 
 char *mask_dup(const char *in)
 {
-    if (in == NULL)
-        in = "";
-    char *lit = mask_literals(in, strlen(in));
-    if (lit == NULL)
-        return NULL;
-    /* Until nothing changes: masking one form can reveal another, e.g. a
-     * quoted value with a space in a URL's user name hides the URL's
-     * password ("scheme://password='a b':PW@host") until it is "****" (found
-     * by fuzz/mask). Each pass only shortens values to "****", so a few
-     * passes settle it. */
-    char *out = mask_forms(lit, strlen(lit), false);
-    for (int pass = 0; out != NULL && pass < 4; pass++) {
-        char *again = mask_forms(out, strlen(out), false);
-        bool same = again != NULL && strcmp(again, out) == 0;
+    /* Masking removes characters that bound a form (a '/' ending a URL's
+     * authority, the blank ending a value, the letter next to a short
+     * secret, a quoted value with a space in a URL's user name hiding the
+     * URL's password, "scheme://password='a b':PW@host"): the masked text
+     * may show a form the original did not. Mask again until nothing
+     * changes (only ever more is masked), so that masking is idempotent
+     * (both found by fuzzing). */
+    char *out = strdup(in != NULL ? in : "");
+    for (int pass = 0; out != NULL && pass < MASK_PASSES; pass++) {
+        char *lit = mask_literals(out, strlen(out));
+        char *next = lit != NULL ? mask_forms(lit, strlen(lit), false) : NULL;
+        free(lit);
+        bool same = next != NULL && strcmp(next, out) == 0;
         free(out);
-        out = again;
+        out = next;
         if (same)
             break;
     }
-    free(lit);
     return out;
 }
 
