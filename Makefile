@@ -37,6 +37,9 @@ bin/drd: build/obj/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 bin/drctl: build/obj/drctl.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# drd with ASan+UBSan, for the integration tests that look for memory errors
+bin/drd-san: build/san/drd.o $(SAN_OBJ) | bin
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 # Where the installed page is looked for (see web_root in README).
 build/obj/config.o build/san/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
 build/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/obj
@@ -86,7 +89,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN)
 # Everything: unit tests (plain and ASan+UBSan), then integration tests
 # against real PostgreSQL clusters. Ends with "N passed, N failed".
 check: deps
-	@$(MAKE) --no-print-directory all unit $(if $(HAVE_FUZZ_CC),fuzz-build)
+	@$(MAKE) --no-print-directory all unit bin/drd-san $(if $(HAVE_FUZZ_CC),fuzz-build)
 	@tests/run.sh
 
 demo: deps

@@ -241,7 +241,7 @@ struct api {
     int64_t cut_logged_at;       /* mono ms */
     int64_t cut_unlogged;
     char cut_last[INET6_ADDRSTRLEN];
-    atomic_llong slow_cut;       /* drd_http_slow_connections_cut_total */
+    atomic_llong slow_cut;       /* drd_http_slow_connections_closed_total */
 
     /* The HTTP threads' own read-only store connection (both MHD threads
      * share it, hence the lock). Opened lazily, retried after a failure. */

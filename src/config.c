@@ -1340,9 +1340,20 @@ static void free_secret(char *s)
     }
 }
 
-void config_free(config_t *c)
+const config_t *config_ref(const config_t *c)
 {
+    if (c != NULL)
+        atomic_fetch_add_explicit(&((config_t *)c)->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void config_free(const config_t *cc)
+{
+    config_t *c = (config_t *)cc;
     if (c == NULL)
+        return;
+    /* refs counts the references beyond the first: 0 here means ours is the last */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) > 0)
         return;
     for (size_t i = 0; i < N_OPTIONS; i++) {
         if (!opt_is_string(&options[i]))

@@ -36,13 +36,16 @@ struct executor {
     store_t *store;
     monitor_t *monitor;
     fetch_t *fetch;
-    const config_t *cfg;
+    const config_t *cfg;         /* the daemon's current one: for new runs */
     executor_done_cb on_done;
     executor_change_cb on_change;
     void *listener_arg;
 
     /* the active run */
     store_run run;               /* run.id == 0: none */
+    const config_t *run_cfg;     /* its configuration (a reference, taken when
+                                    it starts or is resumed): a reload does not
+                                    change what its steps see */
     exec_step *steps;
     int n_steps;
     int cur;
@@ -108,6 +111,8 @@ static void clear_run(executor_t *ex)
     ex->had_failure = false;
     ex->approval_id = 0;
     memset(&ex->run, 0, sizeof ex->run);
+    config_free(ex->run_cfg);
+    ex->run_cfg = NULL;
 }
 
 /* Persist one step's state change and log the transition. */
@@ -212,7 +217,7 @@ static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, 
     run_state(ex, "waiting", NULL);
     arm_expiry(ex, a.expires_at);
     event(ex, "run %lld waits for approval %lld: %s", (long long)ex->run.id, (long long)id, a.prompt);
-    if (ex->cfg->drill && strcmp(kind, "step") == 0 && ex->drill_timer == 0)
+    if (ex->run_cfg->drill && strcmp(kind, "step") == 0 && ex->drill_timer == 0)
         ex->drill_timer = loop_add_timer(ex->loop, 0, on_drill_grant, ex);
     {
         char text[800];
@@ -382,7 +387,7 @@ static void begin_preflight(executor_t *ex)
     for (int k = 0; defs != NULL && k < ex->n_steps; k++)
         if (ex->steps[k].def.action != ACT_PREFLIGHT)
             defs[n++] = ex->steps[k].def;    /* shallow: preflight_start copies what it keeps */
-    ex->preflight = defs != NULL ? preflight_start(ex->loop, ex->cfg, ex->run.kind, defs, n, up,
+    ex->preflight = defs != NULL ? preflight_start(ex->loop, ex->run_cfg, ex->run.kind, defs, n, up,
                                                    on_preflight_done, ex)
                                  : NULL;
     free(defs);
@@ -424,7 +429,7 @@ static void begin_step(executor_t *ex, int i)
         return;
     }
     step_env env = {
-        .loop = ex->loop, .cfg = ex->cfg, .monitor = ex->monitor, .fetch = ex->fetch,
+        .loop = ex->loop, .cfg = ex->run_cfg, .monitor = ex->monitor, .fetch = ex->fetch,
         .store = ex->store, .run_id = ex->run.id, .run_kind = ex->run.kind, .refresh = ex->refresh,
     };
     ex->phase = PH_STEP;
@@ -605,6 +610,7 @@ static bool load_run(executor_t *ex, int64_t run_id)
     load_ctx c = { ex, true };
     if (!store_run_get(ex->store, run_id, &ex->run))
         return false;
+    ex->run_cfg = config_ref(ex->cfg);   /* dropped by clear_run */
     if (!store_steps_of(ex->store, run_id, load_step, &c) || !c.ok) {
         clear_run(ex);
         return false;

@@ -20,6 +20,7 @@
 #define MASK "****"
 #define MASK_ANYWHERE 8      /* literal secrets this long are masked inside words too */
 #define MASK_WORD     4      /* this long: as whole words; shorter: only where parsed */
+#define MASK_PASSES   4      /* at most this many scans of the forms */
 
 /* ---- the registry ------------------------------------------------------- */
 
@@ -165,9 +166,17 @@ static char *mask_literals(const char *in, size_t len)
 {
     mbuf b = { 0 };
     size_t plain = 0;                             /* start of the text not yet copied */
+    bool first[256] = { false };                  /* first bytes of the secrets matched here */
     pthread_mutex_lock(&g_mu);
+    for (size_t k = 0; k < g_n; k++)
+        if (g_len[k] >= MASK_WORD)
+            first[(unsigned char)g_sec[k][0]] = true;
     for (size_t i = 0; i < len && g_n > 0;) {
         size_t hit = 0;
+        if (!first[(unsigned char)in[i]]) {
+            i++;
+            continue;
+        }
         for (size_t k = 0; k < g_n && hit == 0; k++) {
             size_t sl = g_len[k];
             if (sl < MASK_WORD || sl > len - i || in[i] != g_sec[k][0] || memcmp(in + i, g_sec[k], sl) != 0)
@@ -203,13 +212,9 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
-static bool has_ci(const char *s, size_t len, const char *word)
+static char lower(char c)
 {
-    size_t wl = strlen(word);
-    for (size_t i = 0; i + wl <= len; i++)
-        if (strncasecmp(s + i, word, wl) == 0)
-            return true;
-    return false;
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
 static bool ends_ci(const char *s, size_t len, const char *word)
@@ -227,11 +232,25 @@ static bool eq_ci(const char *s, size_t len, const char *word)
  * client-secret, api_key... but not the path of one (token_file). */
 static bool secret_key(const char *k, size_t len)
 {
-    static const char *const words[] = { "password", "passwd", "token", "secret", "apikey", "api_key", "api-key" };
+    static const struct { const char *w; size_t len; } words[] = {
+        { "password", 8 }, { "passwd", 6 }, { "token", 5 }, { "secret", 6 },
+        { "apikey", 6 }, { "api_key", 7 }, { "api-key", 7 },
+    };
     static const char *const not_suffix[] = { "file", "path", "dir" };
     bool hit = false;
-    for (size_t i = 0; i < ARRAY_LEN(words) && !hit; i++)
-        hit = has_ci(k, len, words[i]);
+    for (size_t i = 0; i + 5 <= len && !hit; i++) {       /* the words are 5 bytes or more */
+        char c = lower(k[i]);
+        if (c != 'p' && c != 't' && c != 's' && c != 'a')
+            continue;
+        for (size_t w = 0; w < ARRAY_LEN(words) && !hit; w++) {
+            size_t wl = words[w].len, j = 0;
+            if (words[w].w[0] != c)
+                continue;
+            while (j < wl && i + j < len && lower(k[i + j]) == words[w].w[j])
+                j++;
+            hit = j == wl;
+        }
+    }
     for (size_t i = 0; i < ARRAY_LEN(not_suffix) && hit; i++)
         if (ends_ci(k, len, not_suffix[i]))
             hit = false;
@@ -485,26 +504,24 @@ static char *mask_forms(const char *s, size_t len, bool collect)
 
 char *mask_dup(const char *in)
 {
-    if (in == NULL)
-        in = "";
-    char *lit = mask_literals(in, strlen(in));
-    if (lit == NULL)
-        return NULL;
-    /* Until nothing changes: masking one form can reveal another, e.g. a
-     * quoted value with a space in a URL's user name hides the URL's
-     * password ("scheme://password='a b':PW@host") until it is "****" (found
-     * by fuzz/mask). Each pass only shortens values to "****", so a few
-     * passes settle it. */
-    char *out = mask_forms(lit, strlen(lit), false);
-    for (int pass = 0; out != NULL && pass < 4; pass++) {
-        char *again = mask_forms(out, strlen(out), false);
-        bool same = again != NULL && strcmp(again, out) == 0;
+    /* Masking removes characters that bound a form (a '/' ending a URL's
+     * authority, the blank ending a value, the letter next to a short
+     * secret, a quoted value with a space in a URL's user name hiding the
+     * URL's password, "scheme://password='a b':PW@host"): the masked text
+     * may show a form the original did not. Mask again until nothing
+     * changes (only ever more is masked), so that masking is idempotent
+     * (both found by fuzzing). */
+    char *out = strdup(in != NULL ? in : "");
+    for (int pass = 0; out != NULL && pass < MASK_PASSES; pass++) {
+        char *lit = mask_literals(out, strlen(out));
+        char *next = lit != NULL ? mask_forms(lit, strlen(lit), false) : NULL;
+        free(lit);
+        bool same = next != NULL && strcmp(next, out) == 0;
         free(out);
-        out = again;
+        out = next;
         if (same)
             break;
     }
-    free(lit);
     return out;
 }
 

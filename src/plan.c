@@ -823,6 +823,7 @@ void plan_print(const json_t *plan, FILE *out)
         fprintf(out, "prerequisites: none fails (%zu steps)\n", json_array_size(steps));
     else
         fprintf(out, "prerequisites: %zu of %zu steps would fail\n", failing, json_array_size(steps));
+    fprintf(out, "a run checks them again in its first step, preflight, before it changes anything\n");
 
     json_array_foreach(steps, i, s) {
         const json_t *p = json_object_get(s, "prerequisite");

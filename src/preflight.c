@@ -20,6 +20,17 @@
 
 #define DB_TIMEOUT_MS 2000
 
+/* Where items go: the report's lines and the first failure. One for the
+ * files and commands, one per side (the sides are checked at once). */
+typedef struct {
+    FILE *rep;
+    char *text;
+    size_t len;
+    bool ok;
+    int fails;
+    char error[512];
+} sink;
+
 struct preflight {
     loop_t *loop;
     preflight_cb cb;
@@ -27,6 +38,7 @@ struct preflight {
     int efd;
     pthread_mutex_t mu;
     bool done, cancelled;
+    int64_t started;
 
     /* the worker's own copies */
     privs_list needs;
@@ -36,12 +48,10 @@ struct preflight {
     char *kind;
 
     /* results */
+    sink out[3];                 /* files and commands, primary, backup */
     bool ok;
-    int fails;
     char error[512];
-    FILE *rep;                   /* the report, one line per item */
     char *report;
-    size_t report_len;
 };
 
 static const char *const side_names[2] = { "primary", "backup" };
@@ -63,15 +73,18 @@ static void job_free(preflight_t *p)
         free(p->db[i]);
     }
     free(p->kind);
-    if (p->rep != NULL)
-        fclose(p->rep);
+    for (int i = 0; i < 3; i++) {
+        if (p->out[i].rep != NULL)
+            fclose(p->out[i].rep);
+        free(p->out[i].text);
+    }
     free(p->report);
     free(p);
 }
 
-/* The first failure is the step's error; every item goes to the report. */
-static void item(preflight_t *p, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void item(preflight_t *p, bool ok, const char *fmt, ...)
+/* The first failure is the sink's error; every item goes to its report. */
+static void item(sink *k, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void item(sink *k, bool ok, const char *fmt, ...)
 {
     char line[2048], masked[2100];
     va_list ap;
@@ -79,13 +92,13 @@ static void item(preflight_t *p, bool ok, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     mask_secrets(line, masked, sizeof masked);
-    if (p->rep != NULL)
-        fprintf(p->rep, "%-4s  %s\n", ok ? "ok" : "fail", masked);
+    if (k->rep != NULL)
+        fprintf(k->rep, "%-4s  %s\n", ok ? "ok" : "fail", masked);
     if (!ok)
-        p->fails++;
-    if (!ok && p->ok) {
-        p->ok = false;
-        str_copy(p->error, masked, sizeof p->error);
+        k->fails++;
+    if (!ok && k->ok) {
+        k->ok = false;
+        str_copy(k->error, masked, sizeof k->error);
     }
 }
 
@@ -93,6 +106,7 @@ static void item(preflight_t *p, bool ok, const char *fmt, ...)
 
 static void check_side(preflight_t *p, int side)
 {
+    sink *k = &p->out[1 + side];
     bool required = false;
     bool used = privs_side_used(&p->needs, (privs_side)side, &required);
     char err[1024], role[128];
@@ -101,38 +115,39 @@ static void check_side(preflight_t *p, int side)
     if (!used && !p->target[side])
         return;
     if (!required && !p->up[side]) {
-        item(p, true, "%s: down, skipped (only a fence needs it, and that is left pending)", side_names[side]);
+        item(k, true, "%s: down, skipped (only a fence needs it, and that is left pending)", side_names[side]);
         return;
     }
     int64_t t0 = mono_ms();
     PGconn *c = privs_connect(&p->t[side], p->db[side], DB_TIMEOUT_MS, "drd", err, sizeof err);
     if (c == NULL) {
         if (required)
-            item(p, false, "the %s does not answer (database %s): %s", side_names[side],
+            item(k, false, "the %s does not answer (database %s): %s", side_names[side],
                  p->db[side] != NULL ? p->db[side] : "(the URL's)", err);
         else
-            item(p, true, "%s: unreachable (%s), skipped (only a fence needs it, and that is left pending)",
+            item(k, true, "%s: unreachable (%s), skipped (only a fence needs it, and that is left pending)",
                  side_names[side], err);
         return;
     }
+    int64_t t1 = mono_ms();
     json_t *items = json_array();
     privs_role(&p->t[side], role, sizeof role);
     if (items == NULL) {
-        item(p, false, "out of memory");
+        item(k, false, "out of memory");
     } else if (!privs_check(&p->needs, (privs_side)side, c, role, items, err, sizeof err)) {
-        item(p, false, "the privileges on the %s cannot be tested: %s", side_names[side], err);
+        item(k, false, "the privileges on the %s cannot be tested: %s", side_names[side], err);
     } else {
-        size_t i, k, missing = 0;
+        size_t i, li, missing = 0;
         json_t *it, *lb;
         json_array_foreach(items, i, it) {
             bool optional = json_is_true(json_object_get(it, "optional"));
             char by[512] = "";
-            json_array_foreach(json_object_get(it, "needed_by"), k, lb) {
-                if (k > 0)
+            json_array_foreach(json_object_get(it, "needed_by"), li, lb) {
+                if (li > 0)
                     str_append(by, sizeof by, ", ");
                 str_append(by, sizeof by, json_string_value(lb));
             }
-            item(p, optional, "on the %s, drd's role %s lacks %s%s (needed by %s; fix: %s)", side_names[side],
+            item(k, optional, "on the %s, drd's role %s lacks %s%s (needed by %s; fix: %s)", side_names[side],
                  role[0] ? role : "(current user)", optional ? "(optional) " : "",
                  json_string_value(json_object_get(it, "what")), by,
                  json_string_value(json_object_get(it, "fix")));
@@ -140,24 +155,59 @@ static void check_side(preflight_t *p, int side)
                 missing++;
         }
         if (missing == 0)
-            item(p, true, "%s: reachable, drd's role %s has what the %s's steps need (%lldms)",
-                 side_names[side], role[0] ? role : "(current user)", p->kind, (long long)(mono_ms() - t0));
+            item(k, true, "%s: reachable, drd's role %s has what the %s's steps need (connect %lldms,"
+                 " privileges %lldms)", side_names[side], role[0] ? role : "(current user)", p->kind,
+                 (long long)(t1 - t0), (long long)(mono_ms() - t1));
     }
     json_decref(items);
     PQfinish(c);
 }
 
+static void *side_main(void *arg)
+{
+    preflight_t *p = arg;
+    check_side(p, 0);
+    return NULL;
+}
+
+/* Both sides at once (the primary on a thread of its own); the report:
+ * files and commands, then the run's target, then the other side. */
 static void *job_main(void *arg)
 {
     preflight_t *p = arg;
-    /* the target first: its failure is the one to report */
-    int first = p->target[1] ? 1 : 0;
-    check_side(p, first);
-    check_side(p, 1 - first);
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, side_main, p) == 0;
+    check_side(p, 1);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        check_side(p, 0);
 
-    if (p->fails > 1) {
+    int order[3] = { 0, p->target[1] ? 2 : 1, p->target[1] ? 1 : 2 };
+    FILE *rep = open_memstream(&p->report, &(size_t){ 0 });
+    int fails = 0;
+    p->ok = true;
+    for (int i = 0; i < 3; i++) {
+        sink *k = &p->out[order[i]];
+        if (k->rep != NULL) {
+            fclose(k->rep);
+            k->rep = NULL;
+        }
+        if (rep != NULL && k->text != NULL)
+            fputs(k->text, rep);
+        fails += k->fails;
+        if (!k->ok && p->ok) {
+            p->ok = false;
+            str_copy(p->error, k->error, sizeof p->error);
+        }
+    }
+    if (rep != NULL) {
+        fprintf(rep, "preflight: %lldms\n", (long long)(mono_ms() - p->started));
+        fclose(rep);
+    }
+    if (fails > 1) {
         char more[64];
-        snprintf(more, sizeof more, " (+%d more: see the step's output)", p->fails - 1);
+        snprintf(more, sizeof more, " (+%d more: see the step's output)", fails - 1);
         if (strlen(p->error) + strlen(more) >= sizeof p->error)
             p->error[sizeof p->error - strlen(more) - 1] = '\0';
         str_append(p->error, sizeof p->error, more);
@@ -186,10 +236,7 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
     if (read(fd, &v, sizeof v) < 0 && errno == EAGAIN)
         return;
     loop_del_fd(loop, fd);
-    if (p->rep != NULL) {
-        fclose(p->rep);
-        p->rep = NULL;
-    }
+    log_debug("preflight (%s): %s in %lldms", p->kind, p->ok ? "ok" : "failed", (long long)(mono_ms() - p->started));
     p->cb(p->arg, p->ok, p->ok ? "" : p->error, p->report != NULL ? p->report : "");
     job_free(p);
 }
@@ -213,10 +260,14 @@ preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind
     p->loop = loop;
     p->cb = cb;
     p->arg = arg;
-    p->ok = true;
-    p->rep = open_memstream(&p->report, &p->report_len);
+    p->started = mono_ms();
+    for (int i = 0; i < 3; i++) {
+        p->out[i].ok = true;
+        if ((p->out[i].rep = open_memstream(&p->out[i].text, &p->out[i].len)) == NULL)
+            goto fail;
+    }
     p->kind = strdup(kind);
-    if (p->rep == NULL || p->kind == NULL)
+    if (p->kind == NULL)
         goto fail;
 
     /* files and commands: stat and access only */
@@ -226,13 +277,13 @@ preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind
         if (s->action == ACT_EXEC || (s->action == ACT_FENCE && str_eq(s->mode, "command"))) {
             bool ok = check_command_resolves(cfg, s->command, why, sizeof why);
             if (ok)
-                item(p, true, "step %s: %s", s->name, why);
+                item(&p->out[0], true, "step %s: %s", s->name, why);
             else
-                item(p, false, "step %s: %s (fix: install the program, or fix the command)", s->name, why);
+                item(&p->out[0], false, "step %s: %s (fix: install the program, or fix the command)", s->name, why);
         } else if (s->action == ACT_SWITCH_ENV && !env_checked) {
             env_checked = true;
             bool ok = check_env_writable(cfg, why, sizeof why, fix, sizeof fix);
-            item(p, ok, "step %s: %s%s%s%s", s->name, why, ok ? "" : " (fix: ", ok ? "" : fix, ok ? "" : ")");
+            item(&p->out[0], ok, "step %s: %s%s%s%s", s->name, why, ok ? "" : " (fix: ", ok ? "" : fix, ok ? "" : ")");
         }
     }
 

@@ -919,7 +919,8 @@ static void op_next(helper_op *op)
         op_finish(op, false, "out of memory");
 }
 
-static helper_op *op_new(refresh_t *r, const char *name, refresh_step_cb cb, void *arg)
+/* cfg: what the helper connects with (copied now); the caller's run's. */
+static helper_op *op_new(refresh_t *r, const config_t *c, const char *name, refresh_step_cb cb, void *arg)
 {
     helper_op *op = calloc(1, sizeof *op);
     if (op == NULL)
@@ -929,7 +930,6 @@ static helper_op *op_new(refresh_t *r, const char *name, refresh_step_cb cb, voi
     op->cb = cb;
     op->arg = arg;
     char err[256];
-    const config_t *c = r->cfg;
     if (!refresh_rconn_parse_target(&c->primary, &op->prim, err, sizeof err) ||
         !refresh_rconn_parse_target(&c->backup, &op->back, err, sizeof err) ||
         (op->c_prim = refresh_rconn_string(&op->prim, NULL, false, op->prim.password != NULL)) == NULL ||
@@ -982,18 +982,20 @@ static bool op_launch(refresh_t *r, helper_op *op)
     return true;
 }
 
-static bool logical_mode(const refresh_t *r)
+static bool logical_mode(const config_t *c)
 {
-    return r->cfg->refresh_mode != NULL && strcmp(r->cfg->refresh_mode, "logical") == 0;
+    return c->refresh_mode != NULL && strcmp(c->refresh_mode, "logical") == 0;
 }
 
-bool refresh_subscription_disable(refresh_t *r, refresh_step_cb cb, void *arg)
+bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_cb cb, void *arg)
 {
-    helper_op *op = op_new(r, "disable the subscription", cb, arg);
+    if (c == NULL)
+        c = r->cfg;
+    helper_op *op = op_new(r, c, "disable the subscription", cb, arg);
     if (op == NULL)
         return false;
-    if (logical_mode(r)) {
-        const char *sub = r->cfg->refresh_subscription;
+    if (logical_mode(c)) {
+        const char *sub = c->refresh_subscription;
         char *lit = refresh_sql_literal(sub);
         char *q[2] = { NULL, NULL };
         if (lit != NULL) {
@@ -1044,13 +1046,14 @@ bool refresh_subscription_disable(refresh_t *r, refresh_step_cb cb, void *arg)
     return op_launch(r, op);
 }
 
-bool refresh_subscription_recreate(refresh_t *r, refresh_step_cb cb, void *arg)
+bool refresh_subscription_recreate(refresh_t *r, const config_t *c, refresh_step_cb cb, void *arg)
 {
-    helper_op *op = op_new(r, "recreate the subscription", cb, arg);
+    if (c == NULL)
+        c = r->cfg;
+    helper_op *op = op_new(r, c, "recreate the subscription", cb, arg);
     if (op == NULL)
         return false;
-    if (logical_mode(r)) {
-        const config_t *c = r->cfg;
+    if (logical_mode(c)) {
         char *drop[1] = { refresh_sql_drop_subscriptions(c->refresh_subscription) };
         char **pub = publish_sql(c->refresh_publication);
         bool ok = op_add(op, false, drop, 1) && pub != NULL;
@@ -1084,12 +1087,14 @@ bool refresh_subscription_recreate(refresh_t *r, refresh_step_cb cb, void *arg)
     return op_launch(r, op);
 }
 
-bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg)
+bool refresh_bump_sequences(refresh_t *r, const config_t *c, refresh_step_cb cb, void *arg)
 {
-    helper_op *op = op_new(r, "bump sequences on the backup", cb, arg);
+    if (c == NULL)
+        c = r->cfg;
+    helper_op *op = op_new(r, c, "bump sequences on the backup", cb, arg);
     if (op == NULL)
         return false;
-    const char *mode = r->cfg->refresh_mode;
+    const char *mode = c->refresh_mode;
     int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
     /* the sequences the app uses: op_new connects in the app's database */
     /* For every sequence owned by a column (serial, identity): at least the

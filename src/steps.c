@@ -17,7 +17,7 @@
 #define HEALTH_POLL_MS 250
 
 struct step_run {
-    step_env env;
+    step_env env;                /* env.cfg: a reference of our own, for our whole life */
     runbook_step step;           /* our own copy */
     step_done_cb cb;
     void *arg;
@@ -64,6 +64,7 @@ static void run_free(step_run *r)
         fetch_cancel(r->env.fetch, r->fetch_id);
     runbook_step_clear(&r->step);
     free(r->output);
+    config_free(r->env.cfg);
     free(r);
 }
 
@@ -574,11 +575,11 @@ static void begin_refresh(step_run *r)
     }
     bool started;
     if (strcmp(r->step.op, "disable-subscription") == 0)
-        started = refresh_subscription_disable(r->env.refresh, on_refresh_step, r);
+        started = refresh_subscription_disable(r->env.refresh, r->env.cfg, on_refresh_step, r);
     else if (strcmp(r->step.op, "recreate-subscription") == 0)
-        started = refresh_subscription_recreate(r->env.refresh, on_refresh_step, r);
+        started = refresh_subscription_recreate(r->env.refresh, r->env.cfg, on_refresh_step, r);
     else
-        started = refresh_bump_sequences(r->env.refresh, on_refresh_step, r);
+        started = refresh_bump_sequences(r->env.refresh, r->env.cfg, on_refresh_step, r);
     if (!started) {
         fail(r, "%s could not start", r->step.op);
         finish_later(r);
@@ -591,6 +592,7 @@ step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb
     if (r == NULL)
         return NULL;
     r->env = *env;
+    r->env.cfg = config_ref(env->cfg);   /* a reload must not free it under us */
     copy_step(&r->step, s);
     r->cb = cb;
     r->arg = arg;

@@ -45,6 +45,15 @@ static bool replacement(const unsigned char *s, size_t len, bool multiline, char
         snprintf(rep, 8, "\\u%04x", (unsigned)s[1]);
         return true;
     }
+    /* Bidirectional formatting (U+200E, U+200F, U+202A..U+202E,
+     * U+2066..U+2069): they reorder what follows on the line. */
+    if (len == 3 && s[0] == 0xe2 &&
+        ((s[1] == 0x80 && (s[2] == 0x8e || s[2] == 0x8f || (s[2] >= 0xaa && s[2] <= 0xae))) ||
+         (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9))) {
+        unsigned cp = ((s[0] & 0x0fu) << 12) | ((s[1] & 0x3fu) << 6) | (s[2] & 0x3fu);
+        snprintf(rep, 8, "\\u%04x", cp);
+        return true;
+    }
     return false;
 }
 

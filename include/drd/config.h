@@ -1,10 +1,19 @@
 /* config.h - drd's INI configuration: one option table drives parsing,
  * defaults, bounds, validation ("FILE:LINE: message"), ${section.key}
- * expansion and masking. Reload = load a fresh config_t, then swap. */
+ * expansion and masking. Reload = load a fresh config_t, then swap.
+ *
+ * A config_t is reference-counted: config_load gives one reference, each
+ * config_ref() adds one, config_free() drops one and frees at zero. What
+ * outlives one loop turn and must keep seeing the configuration it started
+ * with (a run, a step, a job) holds a reference for its duration, so a
+ * reload, which drops the daemon's reference to the old configuration,
+ * never frees it under them. The count is atomic; the rest is immutable
+ * once loaded, so any thread may read a configuration it holds. */
 #ifndef DRD_CONFIG_H
 #define DRD_CONFIG_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,6 +91,8 @@ typedef struct config {
     /* every (section, key, value, line) as read, for ${section.key} */
     struct config_entry { char *section, *key, *value; int line; } *entries;
     size_t n_entries;
+
+    atomic_int refs;             /* references beyond the first (config_ref) */
 } config_t;
 
 typedef struct {
@@ -101,7 +112,10 @@ config_t *config_load(const char *path, config_errors *errs);
 config_t *config_load_drill(const char *path, config_errors *errs);
 /* [drill] dir as configured or derived from [state] db (malloc'd). */
 char *config_drill_dir(const config_t *c);
-void config_free(config_t *c);                     /* accepts NULL */
+/* Another reference to c (returns c; accepts NULL). */
+const config_t *config_ref(const config_t *c);
+/* Drop a reference; the last one frees c. Accepts NULL. */
+void config_free(const config_t *c);
 void config_errors_free(config_errors *e);
 void config_error_add(config_errors *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

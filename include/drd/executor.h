@@ -5,7 +5,10 @@
  *   - a step found "running" whose action is idempotent is run again;
  *   - any other goes to "needs_attention" and waits for a decision
  *     (approve = retry, approve with choice skip = skip, reject = abort).
- * A run with a failed step never ends as succeeded. */
+ * A run with a failed step never ends as succeeded.
+ * A run holds a reference to the configuration it started (or was resumed)
+ * with until it ends, and its steps see only that one: a reload
+ * (executor_reconfigure) changes the configuration of the next run. */
 #ifndef DRD_EXECUTOR_H
 #define DRD_EXECUTOR_H
 

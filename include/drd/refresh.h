@@ -57,11 +57,13 @@ void refresh_window_text(const refresh_t *r, char *buf, size_t n);
  * subscription (the backup must not follow an old primary that returns),
  * recreate it without copying data (after a verified failback), and bump
  * every sequence on the backup past the largest used value. Each runs
- * asynchronously and calls cb(arg, ok, error) once from the loop. */
+ * asynchronously and calls cb(arg, ok, error) once from the loop. cfg: the
+ * configuration of the run the step belongs to (NULL: refresh's current
+ * one); what the helper needs from it is copied when it starts. */
 typedef void (*refresh_step_cb)(void *arg, bool ok, const char *error);
-bool refresh_subscription_disable(refresh_t *r, refresh_step_cb cb, void *arg);
-bool refresh_subscription_recreate(refresh_t *r, refresh_step_cb cb, void *arg);
-bool refresh_bump_sequences(refresh_t *r, refresh_step_cb cb, void *arg);
+bool refresh_subscription_disable(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
+bool refresh_subscription_recreate(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
+bool refresh_bump_sequences(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
 /* Forget the callbacks of the helpers started with arg (a step being
  * cancelled): their SQL finishes, cb is not called. */
 void refresh_helper_cancel(refresh_t *r, void *arg);

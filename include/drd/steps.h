@@ -18,7 +18,7 @@
 
 typedef struct {
     loop_t *loop;
-    const config_t *cfg;
+    const config_t *cfg;         /* the run's; step_begin takes a reference of its own */
     monitor_t *monitor;
     fetch_t *fetch;
     store_t *store;

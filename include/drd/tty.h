@@ -11,8 +11,9 @@
 
 /* Copy in to out (n bytes, always NUL-terminated when n > 0, never cut
  * inside a character or an escape), replacing C0 controls (all of them, or
- * all but \n and \t when multiline), DEL and C1 controls (U+0080..U+009F)
- * by \xHH or \u00HH, and each byte of invalid UTF-8 (overlong forms,
+ * all but \n and \t when multiline), DEL, C1 controls (U+0080..U+009F)
+ * and bidirectional formatting characters (U+200E/F, U+202A..E,
+ * U+2066..9, which reorder the line) by \xHH or \uHHHH, and each byte of invalid UTF-8 (overlong forms,
  * surrogates, beyond U+10FFFF, cut sequences) by \xHH.  Valid UTF-8 text
  * without controls is copied unchanged.  Returns false if out was too
  * small (out then holds a clean prefix). */

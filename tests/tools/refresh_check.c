@@ -346,9 +346,9 @@ int main(int argc, char **argv)
         print_json(refresh_status_json(t.refresh));
         rc = 0;
     } else if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "recreate") == 0 || strcmp(cmd, "bump") == 0) {
-        bool ok = strcmp(cmd, "disable") == 0 ? refresh_subscription_disable(t.refresh, on_helper, &t)
-                : strcmp(cmd, "recreate") == 0 ? refresh_subscription_recreate(t.refresh, on_helper, &t)
-                : refresh_bump_sequences(t.refresh, on_helper, &t);
+        bool ok = strcmp(cmd, "disable") == 0 ? refresh_subscription_disable(t.refresh, NULL, on_helper, &t)
+                : strcmp(cmd, "recreate") == 0 ? refresh_subscription_recreate(t.refresh, NULL, on_helper, &t)
+                : refresh_bump_sequences(t.refresh, NULL, on_helper, &t);
         if (!ok) {
             printf("fail: could not start\n");
             goto cleanup;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -761,6 +762,52 @@ static void test_free_null(void **state)
     assert_null(config_restart_needed(NULL, NULL));
 }
 
+/* References: config_free drops one, the last frees (the ASan build of
+ * this test reports a use after free or a leak if the count is wrong). */
+static void *ref_churn(void *arg)
+{
+    const config_t *c = arg;
+    for (int i = 0; i < 20000; i++) {
+        const config_t *r = config_ref(c);
+        assert_ptr_equal(r, c);
+        if (strcmp(r->primary.url, "postgresql://mon@p.example/db") != 0)
+            return (void *)1;
+        config_free(r);
+    }
+    return NULL;
+}
+
+static void test_references(void **state)
+{
+    (void)state;
+    config_errors errs = { 0 };
+    config_t *c = config_load(write_file("refs.conf", TARGETS "[app]\nhealth_url = http://127.0.0.1:1/h\n"),
+                              &errs);
+    assert_non_null(c);
+    assert_null(config_ref(NULL));
+
+    /* a run holds one while the daemon drops its own (a reload) */
+    const config_t *run = config_ref(c);
+    config_free(c);
+    assert_string_equal(run->app_health_url, "http://127.0.0.1:1/h");
+    config_free(run);             /* the last one: freed */
+
+    /* from several threads at once */
+    c = config_load(write_file("refs.conf", TARGETS), &errs);
+    assert_non_null(c);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, ref_churn, c), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rv = (void *)1;
+        pthread_join(t[i], &rv);
+        assert_null(rv);
+    }
+    assert_int_equal(atomic_load(&c->refs), 0);
+    config_free(c);
+    config_errors_free(&errs);
+}
+
 /* conf/drd.conf (the documented example) loads, and documents every key
  * that config_dump knows about. Found relative to this source file. */
 static void test_example_conf(void **state)
@@ -830,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_restart_needed),
         cmocka_unit_test(test_ini_read),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_references),
         cmocka_unit_test(test_example_conf),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -35,6 +35,9 @@ static void test_controls(void **state)
     check("a\nb\tc\r\n", true, "a\nb\tc\\x0d\n");
     check("bell\x07 del\x7f", true, "bell\\x07 del\\x7f");
     check("csi \xc2\x9b" "31m nel \xc2\x85 nbsp \xc2\xa0", false, "csi \\u009b31m nel \\u0085 nbsp \xc2\xa0");
+    /* bidi overrides reorder the line; other punctuation of that block stays */
+    check("by \xe2\x80\xaetekcos\xe2\x80\xac \xe2\x81\xa6x\xe2\x81\xa9 \xe2\x80\x94 \xe2\x80\x8e", false,
+          "by \\u202etekcos\\u202c \\u2066x\\u2069 \xe2\x80\x94 \\u200e");
 }
 
 static void test_invalid_utf8(void **state)
