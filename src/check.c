@@ -182,11 +182,12 @@ static void check_backup_writable(check_job *j)
         set(j, ST_FAIL, NULL, "SHOW default_transaction_read_only failed: %s", err);
         goto cleanup;
     }
-    if (strcmp(v, "on") == 0) {
-        char fix[300];
-        snprintf(fix, sizeof fix, "ALTER DATABASE %s RESET default_transaction_read_only; (on the backup)",
-                 db != NULL ? db : "(the app's database)");
-        set(j, ST_FAIL, fix, "default_transaction_read_only = on in the app's database on the backup");
+    /* On after a failback: the backup is fenced for the app (fence-backup),
+     * and the next failover lifts it before the app starts there
+     * (unfence-backup). Test the rest in a session with it off. */
+    bool fenced = strcmp(v, "on") == 0;
+    if (fenced && !db_value(c, "SET default_transaction_read_only = off", NULL, NULL, 0, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "SET default_transaction_read_only = off failed: %s", err);
         goto cleanup;
     }
     if (!db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) ||
@@ -200,7 +201,11 @@ static void check_backup_writable(check_job *j)
         goto cleanup;
     }
     db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
-    set(j, ST_OK, NULL, "writable (not in recovery, read-only off, a temp table could be created)");
+    if (fenced)
+        set(j, ST_OK, NULL, "writable once the failover's unfence-backup step lifts the fence a failback"
+            " left (not in recovery, a temp table could be created)");
+    else
+        set(j, ST_OK, NULL, "writable (not in recovery, read-only off, a temp table could be created)");
 cleanup:
     PQfinish(c);
     free(db);

@@ -1668,6 +1668,8 @@ static PGconn *dr_connect(drill_t *d, const char *url, const char *dbname, const
         PQfinish(c);
         return NULL;
     }
+    /* drd's own session: a fence (the backup after a failback) is for the app */
+    PQclear(PQexec(c, "SET default_transaction_read_only = off"));
     return c;
 }
 

@@ -352,11 +352,18 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
     const char *what = r->step.lift ? "lifted the fence on" : "fenced";
     pgexec_free(r->pg);
     r->pg = NULL;
-    if (pr->ok) {
+    if (pr->ok && !r->step.lift && strstr(pr->last_value, "still open") != NULL) {
+        /* an app session that did not end within the deadline could still write */
+        fail(r, "fenced %s, but app sessions terminated: %s", r->step.target, pr->last_value);
+    } else if (pr->ok) {
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%s %s (%s)%s%s", what, r->step.target, r->step.mode,
                  r->step.lift ? "" : "; app sessions terminated: ", r->step.lift ? "" : pr->last_value);
-        store_kv_set(r->env.store, FENCE_PENDING_KEY, "");
+        /* a fence still pending elsewhere (the primary's) stays pending */
+        char pending[32];
+        if (store_kv_get(r->env.store, FENCE_PENDING_KEY, pending, sizeof pending) &&
+            strcmp(pending, r->step.target) == 0)
+            store_kv_set(r->env.store, FENCE_PENDING_KEY, "");
         log_info("fence: %s", r->out.note);
     } else if (!pr->connected && !r->step.lift && !r->step.required) {
         /* Unreachable now: not fatal, but fenced the moment it answers. */
@@ -437,10 +444,15 @@ static void begin_fence(step_run *r)
     /* Sessions opened before the fence keep their settings: end them. */
     char qdl[300];
     quote(qdl, sizeof qdl, db, '\'');
+    /* pg_terminate_backend(pid, 3000) waits for each to end (3 s at
+     * most): when the step is done, no app session is left to write
+     * (a write of the old app reaching the backup after stop-app). */
     int n2 = snprintf(s2, sizeof s2,
-             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "SELECT count(*) FILTER (WHERE ended) || CASE WHEN count(*) FILTER (WHERE NOT ended) > 0"
+             " THEN ' (' || count(*) FILTER (WHERE NOT ended) || ' still open after 3 s)' ELSE '' END"
+             " FROM (SELECT pg_terminate_backend(pid, 3000) AS ended FROM pg_stat_activity "
              "WHERE usename = %s AND datname = %s AND pid <> pg_backend_pid() "
-             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')",
+             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')) t",
              ql, qdl);
     if (n2 < 0 || (size_t)n2 >= sizeof s2) {
         fail(r, "role or database name too long");
@@ -531,6 +543,13 @@ static void begin_sync(step_run *r)
         break;
     case ACT_VERIFY:
         req.op = SYNC_VERIFY;
+        /* A retry: replay first what the ledger got since sync-back read
+         * it (a late write), so that it is applied rather than reported
+         * again; sync-back is idempotent, its conflicts still stop it. */
+        req.resync = r->env.attempt > 1;
+        if (req.resync && store_kv_get(r->env.store, SYNC_RESOLUTION_KEY, resolution, sizeof resolution) &&
+            resolution[0])
+            req.resolution = resolution;
         break;
     default:
         req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;

@@ -23,6 +23,9 @@ set -u
 . "$(dirname "$0")/../lib/drd.sh"
 . "$(dirname "$0")/../lib/failover.sh"
 fo_require
+# grants and revokes as the superuser: after a failback the backup is
+# fenced (read-only by default) for everyone but drd's own sessions
+gpsql() { PGOPTIONS="-c default_transaction_read_only=off" pg_psql "$@"; }
 
 DRD_PW=drd-Secret-pw-42
 
@@ -65,7 +68,11 @@ chmod 600 "$TEST_TMP/drd.pw"
 fo_config "$TEST_TMP/drd.conf" \
   primary.url="$(pg_url primary drd appdb)" primary.password_file="$TEST_TMP/drd.pw" \
   backup.url="$(pg_url backup drd appdb)" backup.password_file="$TEST_TMP/drd.pw" \
-  failover.policy=auto failover.block=0s || bail_out "fo_config"
+  failover.policy=auto failover.block=0s \
+  probe.interval=1s probe.timeout=1s probe.failures=3 probe.cooldown=1s || bail_out "fo_config"
+# (drd's default probe timing: scram connections on a loaded machine can
+# take longer than the 250 ms the other tests use, and policy = auto would
+# take that for an outage)
 
 is "$(pg_psql primary "SELECT rolsuper FROM pg_roles WHERE rolname = 'drd'")" f "drd is not a superuser"
 out=$(PGPASSWORD=wrong "$PG_BIN/psql" -X -At -h 127.0.0.1 -p "$(pg_port primary)" -U drd -d appdb \
@@ -131,7 +138,7 @@ for side in primary backup; do
     n_stmts=$((n_stmts + 1))
     revoke=$(sed -E 's/^GRANT (.*) TO (.*);$/REVOKE \1 FROM \2;/' <<<"$stmt")
     obj=$(object_of "$stmt")
-    pg_psql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
+    gpsql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
     OUT=$(check_json); RC=$?
     c=$(jq -c --arg n "privileges-$side" '.[] | select(.name == $n)' <<<"$OUT")
     if [ "$RC" = 1 ] && [ "$(jq -r .status <<<"$c")" = fail ] &&
@@ -141,24 +148,28 @@ for side in primary backup; do
       fail "$side: $revoke -> check fails naming $obj, fix: $stmt"
       diag "exit $RC: $c"
     fi
-    pg_psql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
+    gpsql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
   done < <(grep -v '^--' "$TEST_TMP/grants.$side")
 done
-cmp_ok "$n_stmts" -ge 8 "every printed statement was tried ($n_stmts)"
+cmp_ok "$n_stmts" -ge 4 "every printed statement was tried ($n_stmts)"
 OUT=$(check_json); RC=$?
 is "$RC" 0 "check passes again with every grant back"
 
 # --------------------------------- a failover stops before stop-app (preflight)
 fo_app_running; ok $? "the app runs (on the primary)"
 env_sum=$(sha256sum <"$FO_ENV")
-subset=("backup|$(grep -m1 ' ON SEQUENCE ' "$TEST_TMP/grants.backup")"
-        "backup|$(grep -m1 ' ON TABLE ' "$TEST_TMP/grants.backup")"
+# (on the backup, membership in the database's owner, which its fence
+# needs, covers the tables and sequences: then those are all there is)
+first_grant() { grep -m1 -E "$2" "$TEST_TMP/grants.$1" || grep -m1 '^GRANT' "$TEST_TMP/grants.$1"; }
+# (and the failover only lifts that fence: it does not end sessions there)
+subset=("backup|$(first_grant backup ' ON SEQUENCE ')"
+        "backup|$(first_grant backup ' ON TABLE ')"
         "primary|$(grep -m1 '^GRANT app_owner TO' "$TEST_TMP/grants.primary")")
 for case in "${subset[@]}"; do
   side=${case%%|*}; stmt=${case#*|}
   [ -n "$stmt" ] || { fail "no statement for $side in grants"; continue; }
   revoke=$(sed -E 's/^GRANT (.*) TO (.*);$/REVOKE \1 FROM \2;/' <<<"$stmt")
-  pg_psql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
+  gpsql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
   run=$(( $(fo_last_run) + 1 ))
   fo_drctl failover --yes --reason "preflight test" >"$TEST_TMP/failover.$run" 2>&1
   poll_until 10 fo_run_state_is "$run" waiting; ok $? "$revoke: the failover (run $run) waits" ||
@@ -178,7 +189,7 @@ for case in "${subset[@]}"; do
   appr=$(fo_pending_approval attention)
   fo_drctl reject "$appr" --reason "test" >/dev/null 2>&1
   poll_until 10 fo_run_state_is "$run" aborted; ok $? "... rejected: run $run aborted"
-  pg_psql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
+  gpsql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
 done
 is "$(fo_env_url)" "$(fo_app_url primary)" "the env file still points at the primary"
 is "$(drd_json .active)" primary "drd: the app is on the primary"
