@@ -127,7 +127,7 @@ t_first=$(rd .checked_at)
 cmp_ok "$(( t_first - t_start ))" -ge 4000 "... the first run came ~5 s after the start ($(( t_first - t_start )) ms)"
 is "$(with_status fail)" "" "... no check fails"
 is "$(with_status warn)" "backup-lag drill" "... only backup-lag ([refresh] mode = off) and drill (none on record) warn" || rd_diag
-is "$(with_status ok)" "app-commands backup backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary webhook" \
+is "$(with_status ok)" "app-commands backup backup-schema backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary webhook" \
   "... every other check is ok"
 is "$(ck drill reason)" "no successful drill on record" "... drill's reason"
 is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | type) == "number" and (.fix | type) == "string")) | length')" 13 \
