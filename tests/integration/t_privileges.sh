@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # t_privileges.sh - least privilege, end to end, with scram authentication:
-# on both clusters the app's database appdb belongs to a role app_owner
-# (NOLOGIN), which also creates the app's tables; the app connects as role
-# app; drd connects as its own role drd (LOGIN, not superuser, scram
+# on both clusters the app's database appdb belongs to a role app_dba and
+# the app's tables to a role app_owner (both NOLOGIN: the fences need the
+# database's owner, which then does not imply the tables' privileges); the
+# app connects as role app; drd connects as its own role drd (LOGIN, not superuser, scram
 # password from a password_file; pg_hba requires scram-sha-256 for it).
 # drd's privileges come only from `drctl grants primary|backup` piped into
 # psql as the superuser. Then:
@@ -13,8 +14,8 @@
 #     fails, naming the object and printing exactly that statement (then
 #     it is granted again);
 #   - for a representative subset (a table grant on the backup, a sequence
-#     grant on the backup, drd's membership in the owner role of the
-#     primary): a failover stops in its preflight step, before stop-app:
+#     grant on the backup, drd's membership in the database owner's role on
+#     the primary): a failover stops in its preflight step, before stop-app:
 #     the app still runs, the env file is byte for byte the same, status
 #     shows the run waiting with the failing item and its fix; abort.
 # TAP output.
@@ -37,9 +38,10 @@ prepare() {
     _pg_as tee "$hba" <"$TEST_TMP/hba.$n" >/dev/null &&
     echo "password_encryption = 'scram-sha-256'" >>"$(pg_dir "$n")/extra.conf" &&
     pg_new_conf "$n" && pg_start "$n" || return 1
-  pg_psql "$n" "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app LOGIN;
+  pg_psql "$n" "CREATE ROLE app_dba NOLOGIN; CREATE ROLE app_owner NOLOGIN; CREATE ROLE app LOGIN;
                 CREATE ROLE drd LOGIN PASSWORD '$DRD_PW'" >/dev/null &&
-    pg_psql "$n" "CREATE DATABASE appdb OWNER app_owner" >/dev/null || return 1
+    pg_psql "$n" "CREATE DATABASE appdb OWNER app_dba" >/dev/null &&
+    pg_psql "$n" "GRANT CREATE ON SCHEMA public TO app_owner" appdb >/dev/null || return 1
   local seq="" 
   [ "$n" = backup ] && seq="SELECT setval('drd_app_writes_id_seq', 1000000000);"
   pg_psql "$n" "SET ROLE app_owner;
@@ -164,7 +166,7 @@ first_grant() { grep -m1 -E "$2" "$TEST_TMP/grants.$1" || grep -m1 '^GRANT' "$TE
 # (and the failover only lifts that fence: it does not end sessions there)
 subset=("backup|$(first_grant backup ' ON SEQUENCE ')"
         "backup|$(first_grant backup ' ON TABLE ')"
-        "primary|$(grep -m1 '^GRANT app_owner TO' "$TEST_TMP/grants.primary")")
+        "primary|$(grep -m1 '^GRANT app_dba TO' "$TEST_TMP/grants.primary")")
 for case in "${subset[@]}"; do
   side=${case%%|*}; stmt=${case#*|}
   [ -n "$stmt" ] || { fail "no statement for $side in grants"; continue; }
