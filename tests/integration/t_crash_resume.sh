@@ -135,6 +135,13 @@ crash_exec three skip
 fresh switch-fifo || fail "switch: set-up"
 rm -f "$FO_ENV"; mkfifo "$FO_ENV"
 start_run || fail "switch: the run starts"
+# the run's preflight sees it first and waits before anything ran; skip
+# it, so that switch-env itself meets the FIFO
+poll_until 20 fo_has_pending_approval attention
+ok $? "[switch] the preflight stops the run before any step" || fo_diag
+like "$(fo_step "$RUN" preflight error)" "not a regular file" "[switch] ... naming the env file"
+is "$(markers)" "one=0 two=0 three=0" "[switch] ... nothing ran"
+drctl approve "$(fo_pending_approval attention)" --skip >/dev/null 2>&1
 poll_until 20 fo_run_finished "$RUN"
 is "$(fo_run_state "$RUN")" failed "[switch] the run failed at switch-env" || fo_diag
 like "$(fo_step "$RUN" switch error)" "not a regular file" "[switch] ... saying the env file is not a regular file"
