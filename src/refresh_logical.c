@@ -1026,7 +1026,7 @@ bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_
                 "    PERFORM pg_sleep(0.01);\n"
                 "    i := i + 1;\n"
                 "  END LOOP;\n"
-                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_subscription\n"
+                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_subscription\n"
                 "                              WHERE subname = %s AND pid IS NOT NULL) t;\n"
                 "  IF n > 0 THEN RAISE LOG 'drd: ended %% replication worker(s) of %% after DISABLE', n, %s; END IF;\n"
                 "  i := 0;\n"

@@ -383,11 +383,12 @@ static void begin_fence(step_run *r)
     const config_t *c = r->env.cfg;
     const config_target *t = target_of(c, r->step.target);
     char user[128], db[128], qu[300], qd[300], ql[300];
-    char s1[1024], s2[1024];
+    char s1[1024], filter[800], s2[4096];
     /* The read-only fence applies to drd's own new sessions too when its
      * url names the fenced database (one database, as on many hosted
      * services): turn it off for this session first, on its own. */
-    const char *stmts[3] = { "SET default_transaction_read_only = off", s1, s2 };
+    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
+                             "SELECT current_setting('drd.fence_ended')" };
 
     if (strcmp(r->step.mode, "none") == 0) {
         r->out.ok = true;
@@ -444,22 +445,34 @@ static void begin_fence(step_run *r)
     /* Sessions opened before the fence keep their settings: end them. */
     char qdl[300];
     quote(qdl, sizeof qdl, db, '\'');
-    /* pg_terminate_backend(pid, 3000) waits for each to end (3 s at
-     * most): when the step is done, no app session is left to write
-     * (a write of the old app reaching the backup after stop-app). */
-    int n2 = snprintf(s2, sizeof s2,
-             "SELECT count(*) FILTER (WHERE ended) || CASE WHEN count(*) FILTER (WHERE NOT ended) > 0"
-             " THEN ' (' || count(*) FILTER (WHERE NOT ended) || ' still open after 3 s)' ELSE '' END"
-             " FROM (SELECT pg_terminate_backend(pid, 3000) AS ended FROM pg_stat_activity "
-             "WHERE usename = %s AND datname = %s AND pid <> pg_backend_pid() "
-             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')) t",
-             ql, qdl);
+    /* End them, then wait (3 s at most) until none is left, so that when
+     * the step is done no app session can write any more (a write of an
+     * old app instance reaching the backup after stop-app). The count
+     * goes to the last statement through a session setting; any version
+     * (pg_terminate_backend's own timeout needs PostgreSQL 14), and the
+     * activity snapshot is cleared before each look. */
+    int n1 = snprintf(filter, sizeof filter,
+             "usename = %s AND datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+             " AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')", ql, qdl);
+    int n2 = n1 < 0 || (size_t)n1 >= sizeof filter ? -1 : snprintf(s2, sizeof s2,
+             "DO $drd$ DECLARE n int; i int := 0; left_ int; BEGIN\n"
+             "  SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity WHERE %s;\n"
+             "  LOOP\n"
+             "    PERFORM pg_stat_clear_snapshot();\n"
+             "    SELECT count(*) INTO left_ FROM pg_stat_activity WHERE %s;\n"
+             "    EXIT WHEN left_ = 0 OR i >= 300;\n"
+             "    PERFORM pg_sleep(0.01);\n"
+             "    i := i + 1;\n"
+             "  END LOOP;\n"
+             "  PERFORM set_config('drd.fence_ended', n::text ||\n"
+             "    CASE WHEN left_ > 0 THEN ' (' || left_ || ' still open after 3 s)' ELSE '' END, false);\n"
+             "END $drd$", filter, filter);
     if (n2 < 0 || (size_t)n2 >= sizeof s2) {
         fail(r, "role or database name too long");
         finish_later(r);
         return;
     }
-    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 2 : 3,
+    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 2 : 4,
                          r->step.timeout_ms, on_fence_sql, r);
     if (r->pg == NULL) {
         fail(r, "out of memory");
