@@ -182,11 +182,12 @@ static void check_backup_writable(check_job *j)
         set(j, ST_FAIL, NULL, "SHOW default_transaction_read_only failed: %s", err);
         goto cleanup;
     }
-    if (strcmp(v, "on") == 0) {
-        char fix[300];
-        snprintf(fix, sizeof fix, "ALTER DATABASE %s RESET default_transaction_read_only; (on the backup)",
-                 db != NULL ? db : "(the app's database)");
-        set(j, ST_FAIL, fix, "default_transaction_read_only = on in the app's database on the backup");
+    /* On after a failback: the backup is fenced for the app (fence-backup),
+     * and the next failover lifts it before the app starts there
+     * (unfence-backup). Test the rest in a session with it off. */
+    bool fenced = strcmp(v, "on") == 0;
+    if (fenced && !db_value(c, "SET default_transaction_read_only = off", NULL, NULL, 0, err, sizeof err)) {
+        set(j, ST_FAIL, NULL, "SET default_transaction_read_only = off failed: %s", err);
         goto cleanup;
     }
     if (!db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) ||
@@ -200,7 +201,11 @@ static void check_backup_writable(check_job *j)
         goto cleanup;
     }
     db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
-    set(j, ST_OK, NULL, "writable (not in recovery, read-only off, a temp table could be created)");
+    if (fenced)
+        set(j, ST_OK, NULL, "writable once the failover's unfence-backup step lifts the fence a failback"
+            " left (not in recovery, a temp table could be created)");
+    else
+        set(j, ST_OK, NULL, "writable (not in recovery, read-only off, a temp table could be created)");
 cleanup:
     PQfinish(c);
     free(db);
@@ -597,6 +602,95 @@ static void check_webhook(check_job *j)
 }
 
 /* ------------------------------------------------------------------ */
+/* backup-schema: the backup's app database has the app's tables      */
+
+/* The tables of [sync] schemas in the app's database on one side,
+ * "schema.table,..." sorted (malloc'd), or NULL with err. */
+static char *app_tables(check_job *j, const config_target *t, char *err, size_t errlen)
+{
+    char *db = pgconn_dbname(app_url_of(t));
+    PGconn *c = db_connect(j, t, db, err, errlen);
+    free(db);
+    if (c == NULL)
+        return NULL;
+    const char *schemas = j->cfg->sync_schemas != NULL ? j->cfg->sync_schemas : "public";
+    const char *params[1] = { schemas };
+    PGresult *r = PQexecParams(c,
+        "SELECT coalesce(string_agg(n.nspname || '.' || c.relname, ',' ORDER BY n.nspname, c.relname), '')"
+        "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        "   AND n.nspname IN (SELECT btrim(x) FROM unnest(string_to_array($1, ',')) x)",
+        1, NULL, params, NULL, NULL, 0);
+    char *out = NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        out = strdup(PQgetvalue(r, 0, 0));
+    else
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+/* Is NAME one of the comma-separated LIST? */
+static bool in_list(const char *list, const char *name, size_t len)
+{
+    for (const char *p = list; *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0)
+            return true;
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+/* A failover onto a backup whose app database lacks the app's tables
+ * would "succeed" onto an empty database: every table of [sync] schemas
+ * on the primary must be there on the backup too. */
+static void check_backup_schema(check_job *j)
+{
+    char err[512], missing[REASON_LEN] = "";
+    char *p = app_tables(j, &j->cfg->primary, err, sizeof err);
+    if (p == NULL) {
+        set(j, ST_WARN, NULL, "cannot compare: the primary's app database does not answer: %s", err);
+        return;
+    }
+    char *b = app_tables(j, &j->cfg->backup, err, sizeof err);
+    if (b == NULL) {
+        set(j, ST_FAIL, "make the app's database reachable on the backup",
+            "cannot list the backup's tables: %s", err);
+        free(p);
+        return;
+    }
+    size_t n = 0, total = 0, used = 0;
+    for (const char *s = p; *s != '\0';) {
+        const char *e = strchr(s, ',');
+        size_t l = e != NULL ? (size_t)(e - s) : strlen(s);
+        total++;
+        if (!in_list(b, s, l)) {
+            if (n < 5 && used + l + 3 < sizeof missing) {
+                used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%.*s", n ? ", " : "",
+                                         (int)l, s);
+            }
+            n++;
+        }
+        if (e == NULL)
+            break;
+        s = e + 1;
+    }
+    if (n > 0)
+        set(j, ST_FAIL, "refresh the backup (drctl refresh), or restore the app's schema there",
+            "the backup's app database lacks %zu of the primary's %zu tables: %s%s", n, total, missing,
+            n > 5 ? ", ..." : "");
+    else
+        set(j, ST_OK, NULL, "the backup's app database has all %zu tables of the primary's", total);
+    free(p);
+    free(b);
+}
+
+/* ------------------------------------------------------------------ */
 /* lag                                                                */
 
 static void check_lag(check_job *j)
@@ -691,6 +785,7 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
         { "primary",            check_primary },
         { "backup",             check_backup },
         { "backup-writable",    check_backup_writable },
+        { "backup-schema",      check_backup_schema },
         { "env-file",           check_env_file },
         { "app-commands",       check_commands },
         { "health-url",         check_health },

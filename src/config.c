@@ -470,6 +470,7 @@ static const config_option options[] = {
     { "failover", "fence", OPT_ENUM, F(failover_fence), "read-only", .words = fence_words },
     { "failover", "fence_command", OPT_STRING, F(failover_fence_command), NULL, .flags = 0 },
     { "failover", "fence_required", OPT_BOOL, F(failover_fence_required), "false", .flags = 0 },
+    { "failover", "require_seen_healthy", OPT_BOOL, F(failover_require_seen_healthy), "true", .flags = 0 },
 
     { "failback", "runbook", OPT_PATH, F(failback_runbook), "runbooks/failback.ini", .flags = 0 },
 

@@ -691,6 +691,22 @@ static void print_target_row(const char *name, json_t *t)
            str_or(json_object_get(t, "breaker"), "?"), latency, recovery, err);
 }
 
+/* Below the table: what makes a target's state more than its row says. */
+static void print_target_notes(const char *name, json_t *t)
+{
+    json_t *probe = json_object_get(t, "probe");
+    char cause[512];
+    if (str_eq(str_or(json_object_get(probe, "state"), ""), "misconfigured")) {
+        mask_secrets(str_or(json_object_get(probe, "cause"), "?"), cause, sizeof(cause));
+        printf("%s: MISCONFIGURED (%s): %s; not an outage: no breaker, no failover until it is fixed\n",
+               name, str_or(json_object_get(t, "error_class"), "?"), cause);
+    }
+    if (str_eq(name, "primary") && json_is_false(json_object_get(t, "seen_healthy")) &&
+        json_is_integer(json_object_get(t, "last_probe_at")))
+        printf("%s: never seen healthy since drd started: no automatic failover of it "
+               "([failover] require_seen_healthy); drctl failover still works\n", name);
+}
+
 static void print_run(json_t *run)
 {
     json_t *steps = json_object_get(run, "steps");
@@ -763,6 +779,8 @@ static void print_status(json_t *doc, bool from_db)
            "TARGET", "HEALTHY", "BREAKER", "LATENCY", "RECOVERY", "LAST ERROR");
     print_target_row("primary", json_object_get(targets, "primary"));
     print_target_row("backup", json_object_get(targets, "backup"));
+    print_target_notes("primary", json_object_get(targets, "primary"));
+    print_target_notes("backup", json_object_get(targets, "backup"));
     printf("\n");
     printf("active: %s\n", str_or(json_object_get(doc, "active"), "primary"));
     for (int i = 0; i < 2; i++) {
@@ -1668,6 +1686,8 @@ static PGconn *dr_connect(drill_t *d, const char *url, const char *dbname, const
         PQfinish(c);
         return NULL;
     }
+    /* drd's own session: a fence (the backup after a failback) is for the app */
+    PQclear(PQexec(c, "SET default_transaction_read_only = off"));
     return c;
 }
 

@@ -315,6 +315,24 @@ static void on_probe(void *arg, target_id t, const probe_result *r)
     publish_metrics(d);
 }
 
+static void on_misconfig(void *arg, target_id t, bool misconfigured)
+{
+    daemon_t *d = arg;
+    char text[600];
+    const store_target *st = monitor_target(d->monitor, t);
+    json_t *f = json_pack("{s:s,s:s?}", "target", target_name(t), "cause",
+                          misconfigured ? st->cause : NULL);
+    if (misconfigured)
+        snprintf(text, sizeof text, "drd: the %s database refuses drd (%s): %s. A misconfiguration, not an "
+                 "outage: no failover until it is fixed", target_name(t), probe_class_name(st->error_class),
+                 st->cause);
+    else
+        snprintf(text, sizeof text, "drd: the %s database no longer refuses drd", target_name(t));
+    notify_send(d->notify, misconfigured ? "misconfigured" : "misconfigured_end", text, f);
+    json_decref(f);
+    republish(d);
+}
+
 static void on_run_done(void *arg, int64_t run_id, const char *kind, const char *state)
 {
     daemon_t *d = arg;
@@ -628,6 +646,7 @@ int main(int argc, char **argv)
     if (d.policy == NULL)
         goto cleanup;
     monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
+    monitor_set_misconfig_listener(d.monitor, on_misconfig, &d);
     executor_set_listeners(d.executor, on_run_done, republish, &d);
     executor_set_observers(d.executor, &d.counters, d.notify);
     d.refresh = refresh_new(d.loop, d.store, d.monitor, d.executor, d.cfg);

@@ -61,6 +61,7 @@ struct executor {
     metrics_counters *counters;  /* may be NULL */
     notify_t *notify;            /* may be NULL */
     struct refresh *refresh;     /* may be NULL */
+    step_run *unfence;           /* lifting the backup's fence after a failback that did not finish */
 };
 
 static void advance(executor_t *ex);
@@ -144,6 +145,54 @@ static void run_state(executor_t *ex, const char *state, const char *error)
         log_error("run %lld: could not persist state %s", (long long)ex->run.id, state);
 }
 
+static void on_unfence_done(void *arg, const step_outcome *o)
+{
+    executor_t *ex = arg;
+    ex->unfence = NULL;
+    if (o->ok)
+        event(ex, "the failback ended with the app still on the backup: its fence is lifted again (%s)",
+              o->note);
+    else
+        event(ex, "the failback ended with the app still on the backup, and lifting the backup's fence"
+              " failed: %s. Lift it by hand (ALTER DATABASE ... RESET default_transaction_read_only)"
+              " before starting the app there", o->error);
+}
+
+/* A failback that ends failed or aborted with the app still on the
+ * backup, after its fence-backup step fenced it: lift that fence again, so
+ * that the app can run on the backup (the next failover, which would lift
+ * it, is not coming). Called before the run's steps are cleared. */
+static void unfence_backup_after(executor_t *ex, const char *kind, const char *state)
+{
+    if (strcmp(kind, "failback") != 0 || strcmp(state, "succeeded") == 0 || ex->unfence != NULL ||
+        strcmp(monitor_active(ex->monitor), "backup") != 0)
+        return;
+    bool fenced = false;
+    for (int i = 0; i < ex->n_steps; i++) {
+        const exec_step *s = &ex->steps[i];
+        if (s->def.action == ACT_FENCE && !s->def.lift && s->def.target != NULL &&
+            strcmp(s->def.target, "backup") == 0 && strcmp(s->st.state, "pending") != 0 &&
+            strcmp(s->st.state, "skipped") != 0)
+            fenced = true;
+    }
+    if (!fenced)
+        return;
+    runbook_step s;
+    memset(&s, 0, sizeof s);
+    str_copy(s.name, "unfence-backup", sizeof s.name);
+    s.action = ACT_FENCE;
+    s.timeout_ms = 10000;
+    s.target = "backup";
+    s.lift = true;
+    s.required = true;
+    s.mode = ex->cfg->failover_fence;
+    s.command = ex->cfg->failover_fence_command;
+    step_env env = { .loop = ex->loop, .cfg = ex->cfg, .monitor = ex->monitor, .fetch = ex->fetch,
+                     .store = ex->store, .run_kind = "" };
+    log_warn("the failback ended %s with the app still on the backup: lifting the backup's fence", state);
+    ex->unfence = step_begin(&env, &s, on_unfence_done, ex);
+}
+
 static void finish_run(executor_t *ex, const char *state, const char *error)
 {
     int64_t id = ex->run.id;
@@ -163,6 +212,7 @@ static void finish_run(executor_t *ex, const char *state, const char *error)
     snprintf(text, sizeof text, "drd: %s run %lld %s after %lld.%llds%s%s", kind, (long long)id, state,
              (long long)(took / 1000), (long long)(took % 1000 / 100), error && *error ? ": " : "", S(error));
     tell(ex, what, text, 0);
+    unfence_backup_after(ex, kind, state);
     clear_run(ex);
     changed(ex);
     if (ex->on_done != NULL)
@@ -431,6 +481,7 @@ static void begin_step(executor_t *ex, int i)
     step_env env = {
         .loop = ex->loop, .cfg = ex->run_cfg, .monitor = ex->monitor, .fetch = ex->fetch,
         .store = ex->store, .run_id = ex->run.id, .run_kind = ex->run.kind, .refresh = ex->refresh,
+        .attempt = s->st.attempts,
     };
     ex->phase = PH_STEP;
     ex->work = step_begin(&env, &s->def, on_step_done, ex);
@@ -826,6 +877,7 @@ void executor_free(executor_t *ex)
         return;
     if (ex->drill_timer)
         loop_cancel_timer(ex->loop, ex->drill_timer);
+    step_cancel(ex->unfence);
     clear_run(ex);
     free(ex);
 }

@@ -166,9 +166,17 @@ static char *mask_literals(const char *in, size_t len)
 {
     mbuf b = { 0 };
     size_t plain = 0;                             /* start of the text not yet copied */
+    bool first[256] = { false };                  /* first bytes of the secrets matched here */
     pthread_mutex_lock(&g_mu);
+    for (size_t k = 0; k < g_n; k++)
+        if (g_len[k] >= MASK_WORD)
+            first[(unsigned char)g_sec[k][0]] = true;
     for (size_t i = 0; i < len && g_n > 0;) {
         size_t hit = 0;
+        if (!first[(unsigned char)in[i]]) {
+            i++;
+            continue;
+        }
         for (size_t k = 0; k < g_n && hit == 0; k++) {
             size_t sl = g_len[k];
             if (sl < MASK_WORD || sl > len - i || in[i] != g_sec[k][0] || memcmp(in + i, g_sec[k], sl) != 0)
@@ -204,13 +212,9 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
-static bool has_ci(const char *s, size_t len, const char *word)
+static char lower(char c)
 {
-    size_t wl = strlen(word);
-    for (size_t i = 0; i + wl <= len; i++)
-        if (strncasecmp(s + i, word, wl) == 0)
-            return true;
-    return false;
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
 static bool ends_ci(const char *s, size_t len, const char *word)
@@ -228,11 +232,25 @@ static bool eq_ci(const char *s, size_t len, const char *word)
  * client-secret, api_key... but not the path of one (token_file). */
 static bool secret_key(const char *k, size_t len)
 {
-    static const char *const words[] = { "password", "passwd", "token", "secret", "apikey", "api_key", "api-key" };
+    static const struct { const char *w; size_t len; } words[] = {
+        { "password", 8 }, { "passwd", 6 }, { "token", 5 }, { "secret", 6 },
+        { "apikey", 6 }, { "api_key", 7 }, { "api-key", 7 },
+    };
     static const char *const not_suffix[] = { "file", "path", "dir" };
     bool hit = false;
-    for (size_t i = 0; i < ARRAY_LEN(words) && !hit; i++)
-        hit = has_ci(k, len, words[i]);
+    for (size_t i = 0; i + 5 <= len && !hit; i++) {       /* the words are 5 bytes or more */
+        char c = lower(k[i]);
+        if (c != 'p' && c != 't' && c != 's' && c != 'a')
+            continue;
+        for (size_t w = 0; w < ARRAY_LEN(words) && !hit; w++) {
+            size_t wl = words[w].len, j = 0;
+            if (words[w].w[0] != c)
+                continue;
+            while (j < wl && i + j < len && lower(k[i + j]) == words[w].w[j])
+                j++;
+            hit = j == wl;
+        }
+    }
     for (size_t i = 0; i < ARRAY_LEN(not_suffix) && hit; i++)
         if (ends_ci(k, len, not_suffix[i]))
             hit = false;

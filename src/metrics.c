@@ -217,6 +217,15 @@ char *metrics_render(const metrics_input *in)
         const char *l[] = { "target", target_names[i], NULL };
         sample_int(&b, "drd_target_healthy", l, t != NULL && t->healthy ? 1 : 0);
     }
+    family(&b, "drd_target_misconfigured", "gauge",
+           "1 when the database refuses drd for a misconfiguration (credentials, role, database, "
+           "pg_hba.conf, TLS): not an outage, never a failover.");
+    for (size_t i = 0; i < 2; i++) {
+        const store_target *t = in->target[i];
+        const char *l[] = { "target", target_names[i], NULL };
+        sample_int(&b, "drd_target_misconfigured", l,
+                   t != NULL && !t->reachable && PROBE_MISCONFIGURED(t->error_class) ? 1 : 0);
+    }
     family(&b, "drd_probe_latency_seconds", "gauge",
            "Duration of the last probe of the database (absent until probed).");
     for (size_t i = 0; i < 2; i++) {

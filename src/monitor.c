@@ -50,6 +50,8 @@ struct monitor {
     monitor_transition_cb on_transition;
     monitor_probe_cb on_probe;
     void *listener_arg;
+    monitor_misconfig_cb on_misconfig;
+    void *misconfig_arg;
     json_t *run, *approvals;     /* extras for the status (referenced) */
     json_t *refresh;             /* referenced */
     json_t *extra;               /* more top-level keys (readiness, drill), or NULL */
@@ -81,10 +83,17 @@ static breaker_params breaker_params_of(const config_t *c)
 static void on_probe_done(void *arg, const probe_result *r);
 static void arm_breaker_timer(target_t *t);
 
+/* Healthy: probed by this process, breaker closed, and not refusing drd
+ * for a misconfiguration (which never moves the breaker). */
+static bool target_healthy(const target_t *t, breaker_state b)
+{
+    return t->probed && b == BREAKER_CLOSED && !PROBE_MISCONFIGURED(t->st.error_class);
+}
+
 static void persist_target(target_t *t)
 {
     t->st.breaker = t->breaker.state;
-    t->st.healthy = t->probed && t->breaker.state == BREAKER_CLOSED;
+    t->st.healthy = target_healthy(t, t->breaker.state);
     if (store_target_put(t->m->store, &t->st))
         t->last_persist = loop_now(t->m->loop);
     /* errors have already been logged */
@@ -153,7 +162,7 @@ static bool persist_transition(store_t *s, void *arg)
     }
     t->st.breaker = c->tr->to;
     t->st.breaker_since = c->at;
-    t->st.healthy = t->probed && c->tr->to == BREAKER_CLOSED;
+    t->st.healthy = target_healthy(t, c->tr->to);
     return store_target_put(s, &t->st);
 }
 
@@ -237,6 +246,29 @@ static void on_probe_timer(loop_t *loop, void *arg)
     t->probe_timer = loop_add_timer(loop, t->next_probe_at - now, on_probe_timer, t);
 }
 
+/* A target became misconfigured or stopped being so: loud, once. */
+static void misconfig_changed(target_t *t, bool now_misconfigured)
+{
+    const char *name = names[t->id];
+    char msg[600];
+    if (now_misconfigured) {
+        snprintf(msg, sizeof msg,
+                 "%s misconfigured (%s): %s; drd's probes are refused, which is not an outage: "
+                 "no breaker, no failover until it is fixed",
+                 name, probe_class_name(t->st.error_class), t->st.cause);
+        log_error("%s", msg);
+    } else {
+        snprintf(msg, sizeof msg, "%s no longer misconfigured: %s", name,
+                 t->st.reachable ? "its probes succeed again" : "it does not answer any more (an outage)");
+        log_info("%s", msg);
+    }
+    store_event_add(t->m->store, wall_ms(), "misconfigured", name, msg);
+    /* the healthy flag changed with it */
+    persist_target(t);
+    if (t->m->on_misconfig != NULL)
+        t->m->on_misconfig(t->m->misconfig_arg, t->id, now_misconfigured);
+}
+
 static void on_probe_done(void *arg, const probe_result *r)
 {
     target_t *t = arg;
@@ -244,11 +276,21 @@ static void on_probe_done(void *arg, const probe_result *r)
     int64_t now = loop_now(m->loop), now_wall = wall_ms();
     breaker_transition tr;
     bool was_ok = t->st.reachable;
+    bool was_misconfigured = PROBE_MISCONFIGURED(t->st.error_class);
+    bool misconfigured = !r->ok && PROBE_MISCONFIGURED(r->cls);
 
     t->probed = true;
     t->st.reachable = r->ok;
     t->st.latency_ms = r->latency_ms;
     t->st.last_probe_at = now_wall;
+    /* Misconfigured ends with a good probe, or when the target turns out
+     * to be down (its breaker opens): one slow login that times out in
+     * between is not worth two events and two notifications. */
+    bool sticky = was_misconfigured && !r->ok && !misconfigured;
+    if (!sticky) {
+        t->st.error_class = r->ok ? PROBE_OK : r->cls;
+        str_copy(t->st.cause, misconfigured ? r->cause : "", sizeof t->st.cause);
+    }
     if (r->ok) {
         t->st.in_recovery = r->in_recovery;
         t->st.last_error[0] = '\0';
@@ -262,17 +304,28 @@ static void on_probe_done(void *arg, const probe_result *r)
             m->counters->probe_failures_total[t->id]++;
     }
 
-    if (r->ok && t->confirming) {
+    if ((r->ok || misconfigured) && t->confirming) {
         t->confirming = false;
         log_info("%s: answers again: back to one probe every %lldms", names[t->id],
                  (long long)m->cfg->probe_interval_ms);
     }
-    if (breaker_record(&t->breaker, r->ok, now, &tr)) {
+    /* A misconfiguration is not an outage: it never moves the breaker. */
+    bool moved = false;
+    if (!misconfigured && breaker_record(&t->breaker, r->ok, now, &tr)) {
         t->confirming = false;
+        if (sticky && tr.to == BREAKER_OPEN) {
+            t->st.error_class = r->cls;
+            t->st.cause[0] = '\0';
+        }
         apply_transition(t, &tr);
+        moved = true;
     }
-    else if (now - t->last_persist >= PERSIST_EVERY_MS || r->ok != was_ok)
+    if (PROBE_MISCONFIGURED(t->st.error_class) != was_misconfigured)
+        misconfig_changed(t, !was_misconfigured);
+    else if (!moved && (now - t->last_persist >= PERSIST_EVERY_MS || r->ok != was_ok))
         persist_target(t);
+    if (r->ok && target_healthy(t, t->breaker.state))
+        t->st.seen_healthy = true;
 
     if (m->on_probe != NULL)
         m->on_probe(m->listener_arg, t->id, r);
@@ -406,6 +459,12 @@ void monitor_reconfigure(monitor_t *m, const config_t *cfg)
     }
 }
 
+void monitor_set_misconfig_listener(monitor_t *m, monitor_misconfig_cb cb, void *arg)
+{
+    m->on_misconfig = cb;
+    m->misconfig_arg = arg;
+}
+
 void monitor_set_counters(monitor_t *m, metrics_counters *c)
 {
     m->counters = c;
@@ -516,8 +575,8 @@ json_t *monitor_status_json(monitor_t *m)
     s.backup = m->t[TARGET_BACKUP].st;
     s.primary.breaker = m->t[TARGET_PRIMARY].breaker.state;
     s.backup.breaker = m->t[TARGET_BACKUP].breaker.state;
-    s.primary.healthy = m->t[TARGET_PRIMARY].probed && s.primary.breaker == BREAKER_CLOSED;
-    s.backup.healthy = m->t[TARGET_BACKUP].probed && s.backup.breaker == BREAKER_CLOSED;
+    s.primary.healthy = target_healthy(&m->t[TARGET_PRIMARY], s.primary.breaker);
+    s.backup.healthy = target_healthy(&m->t[TARGET_BACKUP], s.backup.breaker);
     s.run = m->run;
     s.approvals = m->approvals;
     s.refresh = m->refresh;

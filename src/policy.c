@@ -32,6 +32,8 @@ struct policy {
     void *change_arg;
     notify_t *notify;            /* may be NULL */
     refresh_t *refresh;          /* may be NULL */
+    int64_t held_incident;       /* the incident whose hold (below) was last said */
+    int held_why;                /* 1 not seen healthy, 2 misconfigured */
 };
 
 void policy_set_refresh(policy_t *p, struct refresh *r)
@@ -216,6 +218,34 @@ static void evaluate(policy_t *p)
     if (monitor_breaker(p->monitor, TARGET_PRIMARY) == BREAKER_OPEN && down_for < p->cfg->failover_min_outage_ms) {
         if (p->timer == 0)
             p->timer = loop_add_timer(p->loop, p->cfg->failover_min_outage_ms - down_for, on_timer, p);
+        return;
+    }
+    /* Not an outage drd can vouch for: a primary that refuses drd's
+     * credentials (or database, TLS) now, or one never seen healthy since
+     * drd started (a typo in its URL looks exactly like an outage). Not
+     * decided: a real outage later in the same incident still counts. */
+    const store_target *pt0 = monitor_target(p->monitor, TARGET_PRIMARY);
+    int why = PROBE_MISCONFIGURED(pt0->error_class) ? 2
+              : p->cfg->failover_require_seen_healthy && !pt0->seen_healthy ? 1 : 0;
+    if (why != 0) {
+        if (p->held_incident != incident || p->held_why != why) {
+            p->held_incident = incident;
+            p->held_why = why;
+            char text[600];
+            if (why == 2)
+                snprintf(text, sizeof text, "incident %lld: no automatic failover: the primary is misconfigured "
+                         "(%s), not down; fix drd's configuration (`drctl failover` still moves the app by hand)",
+                         (long long)incident, pt0->cause);
+            else
+                snprintf(text, sizeof text, "incident %lld: no automatic failover: drd has not seen the primary "
+                         "healthy since it started ([failover] require_seen_healthy); check [primary] url. "
+                         "`drctl failover` still moves the app by hand", (long long)incident);
+            log_warn("policy: %s", text);
+            event(p, "%s", text);
+            char note[640];
+            snprintf(note, sizeof note, "drd: %s", text);
+            tell(p, "failover_held", note, 0);
+        }
         return;
     }
     int64_t blocked = kv_int(p, KV_BLOCK_UNTIL) - wall_ms();

@@ -348,11 +348,13 @@ typedef struct {
     unsigned has;                /* the role's privileges (all when superuser) */
     bool owner_member;           /* the role has the owner's privileges */
     bool synced;
+    size_t eidx;                 /* its entry's index + 1 (0: none yet) */
 } rel_t;
 
 typedef struct {
     char *name, *qname;
     bool usage, public_usage, synced;
+    size_t eidx;                 /* its entry's index + 1 (0: none yet) */
 } schema_t;
 
 typedef struct {
@@ -608,13 +610,13 @@ typedef struct {
     bool missing, opt;           /* for roles, attributes, parameters */
     unsigned miss;               /* missing bits */
     const char *why;             /* E_ROLE_MEMBER: what it is for */
-    struct { char label[96]; unsigned privs; } by[24];   /* who needs what */
+    struct { const char *label; unsigned privs; } by[24];   /* who needs what (labels: the needs') */
     size_t nby;
 } entry_t;
 
 typedef struct {
     entry_t *v;
-    size_t n;
+    size_t n, cap;
     bool oom;
 } entries;
 
@@ -628,34 +630,45 @@ static void add_label(entry_t *e, const char *label, unsigned privs)
         }
     if (e->nby == ARRAY_LEN(e->by))
         return;
-    str_copy(e->by[e->nby].label, label, sizeof e->by[e->nby].label);
+    e->by[e->nby].label = label;
     e->by[e->nby++].privs = privs;
 }
 
-static entry_t *entry(entries *es, entry_kind kind, const char *q, const char *owner)
+/* The entry of (kind, q), created if new. hint: where the caller keeps
+ * its index + 1 (a relation's or a schema's), or NULL: then it is looked
+ * up (roles, attributes: a handful). */
+static entry_t *entry(entries *es, entry_kind kind, const char *q, const char *owner, size_t *hint)
 {
-    for (size_t i = 0; i < es->n; i++)
+    if (hint != NULL && *hint > 0)
+        return &es->v[*hint - 1];
+    for (size_t i = 0; hint == NULL && i < es->n; i++)
         if (es->v[i].kind == kind && strcmp(es->v[i].q, q) == 0)
             return &es->v[i];
-    entry_t *g = realloc(es->v, (es->n + 1) * sizeof *g);
-    if (g == NULL) {
-        es->oom = true;
-        return NULL;
+    if (es->n == es->cap) {
+        size_t cap = es->cap ? es->cap * 2 : 64;
+        entry_t *g = realloc(es->v, cap * sizeof *g);
+        if (g == NULL) {
+            es->oom = true;
+            return NULL;
+        }
+        es->v = g;
+        es->cap = cap;
     }
-    es->v = g;
-    entry_t *e = &g[es->n++];
+    entry_t *e = &es->v[es->n++];
     memset(e, 0, sizeof *e);
     e->kind = kind;
     e->q = q;
     e->owner = owner;
     e->opt = true;               /* until a required need says otherwise */
+    if (hint != NULL)
+        *hint = es->n;
     return e;
 }
 
 static void need_privs(entries *es, entry_kind kind, const char *q, const char *owner, unsigned privs,
-                       unsigned has, const privs_need *n)
+                       unsigned has, const privs_need *n, size_t *hint)
 {
-    entry_t *e = entry(es, kind, q, owner);
+    entry_t *e = entry(es, kind, q, owner, hint);
     if (e == NULL)
         return;
     if (n->optional)
@@ -672,7 +685,7 @@ static void need_privs(entries *es, entry_kind kind, const char *q, const char *
 static void need_flag(entries *es, entry_kind kind, const char *q, const char *owner, bool have,
                       const char *why, const privs_need *n)
 {
-    entry_t *e = entry(es, kind, q, owner);
+    entry_t *e = entry(es, kind, q, owner, NULL);
     if (e == NULL)
         return;
     if (!n->optional)
@@ -683,7 +696,7 @@ static void need_flag(entries *es, entry_kind kind, const char *q, const char *o
     add_label(e, n->label, 0);
 }
 
-static const schema_t *schema_of(const catalog_t *cat, const char *name)
+static schema_t *schema_of(catalog_t *cat, const char *name)
 {
     for (size_t i = 0; i < cat->nsch; i++)
         if (strcmp(cat->sch[i].name, name) == 0)
@@ -691,17 +704,17 @@ static const schema_t *schema_of(const catalog_t *cat, const char *name)
     return NULL;
 }
 
-static void need_rel(entries *es, const catalog_t *cat, const rel_t *x, unsigned privs, const privs_need *n)
+static void need_rel(entries *es, catalog_t *cat, rel_t *x, unsigned privs, const privs_need *n)
 {
-    const schema_t *s = schema_of(cat, x->schema);
+    schema_t *s = schema_of(cat, x->schema);
     if (s != NULL)
-        need_privs(es, E_SCHEMA, s->qname, NULL, P_USAGE, s->usage || s->public_usage ? P_USAGE : 0, n);
-    need_privs(es, x->kind == 'S' ? E_SEQUENCE : E_TABLE, x->qname, x->owner, privs, x->has, n);
+        need_privs(es, E_SCHEMA, s->qname, NULL, P_USAGE, s->usage || s->public_usage ? P_USAGE : 0, n, &s->eidx);
+    need_privs(es, x->kind == 'S' ? E_SEQUENCE : E_TABLE, x->qname, x->owner, privs, x->has, n, &x->eidx);
 }
 
 static const char *const attr_names[] = { "SUPERUSER", "REPLICATION", "CREATEROLE", "CREATEDB" };
 
-static void expand(const privs_list *l, privs_side side, const catalog_t *cat, entries *es)
+static void expand(const privs_list *l, privs_side side, catalog_t *cat, entries *es)
 {
     for (size_t k = 0; k < l->n; k++) {
         const privs_need *n = &l->v[k];
@@ -716,7 +729,7 @@ static void expand(const privs_list *l, privs_side side, const catalog_t *cat, e
             break;
         case PO_SEQ_OWNED:
             for (size_t i = 0; i < cat->nrel; i++) {
-                const rel_t *x = &cat->rel[i];
+                rel_t *x = &cat->rel[i];
                 if (x->kind != 'S' || x->owned_by[0] == '\0')
                     continue;
                 need_rel(es, cat, x, n->privs, n);
@@ -732,7 +745,7 @@ static void expand(const privs_list *l, privs_side side, const catalog_t *cat, e
             break;
         case PO_DATABASE:
             need_privs(es, E_DATABASE, cat->qdb, cat->dbowner, n->privs,
-                       cat->super ? ~0u : cat->db_has | cat->db_public, n);
+                       cat->super ? ~0u : cat->db_has | cat->db_public, n, NULL);
             break;
         case PO_DB_OWNER:
             need_flag(es, E_ROLE_MEMBER, cat->qdbowner, cat->dbowner, cat->super || cat->db_member,

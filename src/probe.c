@@ -107,6 +107,221 @@ static void set_error_fmt(probe_t *p, const char *fmt, ...)
     set_error_text(p, buf);
 }
 
+/* ---- classification ------------------------------------------------- */
+
+/* SQLSTATEs a server sends while refusing a connection that point at a
+ * misconfiguration.  Every other code (57P03 starting up / shutting down /
+ * in recovery, 53300 too many connections, class 08, ...) is an outage. */
+static const struct {
+    const char *sqlstate;
+    probe_class cls;
+} sqlstate_classes[] = {
+    { "28P01", PROBE_AUTH },      /* invalid_password */
+    { "28000", PROBE_AUTH },      /* no pg_hba.conf entry, rejected, unknown role, no login */
+    { "42501", PROBE_AUTH },      /* insufficient_privilege: no CONNECT on the database */
+    { "3D000", PROBE_CONFIG },    /* invalid_catalog_name: the database does not exist */
+};
+
+/* The same refusals as libpq or the server word them (C locale), for
+ * messages without a SQLSTATE: libpq's own client-side errors (TLS,
+ * missing password) and already-shortened texts (the state file).
+ * `also`, when set, must follow `phrase` in the same line. */
+static const struct {
+    const char *phrase, *also;
+    probe_class cls;
+} phrase_classes[] = {
+    { "password authentication failed", NULL, PROBE_AUTH },
+    { "authentication failed for user", NULL, PROBE_AUTH },
+    { "no pg_hba.conf entry", NULL, PROBE_AUTH },
+    { "pg_hba.conf rejects connection", NULL, PROBE_AUTH },
+    { "no password supplied", NULL, PROBE_AUTH },
+    { "is not permitted to log in", NULL, PROBE_AUTH },
+    { "permission denied for database", NULL, PROBE_AUTH },
+    { "role \"", "\" does not exist", PROBE_AUTH },
+    { "database \"", "\" does not exist", PROBE_CONFIG },
+    { "server does not support SSL, but SSL was required", NULL, PROBE_CONFIG },
+    { "certificate verify failed", NULL, PROBE_CONFIG },
+    { "does not match host name", NULL, PROBE_CONFIG },
+    { "root certificate file", NULL, PROBE_CONFIG },
+    { "channel binding required", NULL, PROBE_CONFIG },
+    { "invalid sslmode value", NULL, PROBE_CONFIG },
+    { "invalid connection option", NULL, PROBE_CONFIG },
+};
+
+const char *probe_class_name(probe_class c)
+{
+    switch (c) {
+    case PROBE_UNREACHABLE: return "unreachable";
+    case PROBE_AUTH:        return "auth";
+    case PROBE_CONFIG:      return "config";
+    default:                return NULL;
+    }
+}
+
+static bool is_sqlstate_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+}
+
+/* The verbose form's "SEVERITY:  XXXXX: " at s? Returns the SQLSTATE's
+ * start (s + 3) or NULL. */
+static const char *sqlstate_at(const char *s)
+{
+    if (s[0] != ':' || s[1] != ' ' || s[2] != ' ')
+        return NULL;
+    for (int i = 0; i < 5; i++)
+        if (!is_sqlstate_char(s[3 + i]))
+            return NULL;
+    return s[8] == ':' && s[9] == ' ' ? s + 3 : NULL;
+}
+
+/* strstr bounded to [s, end). */
+static const char *find_in(const char *s, const char *end, const char *needle)
+{
+    size_t nl = strlen(needle);
+    for (const char *c = s; c + nl <= end; c++)
+        if (memcmp(c, needle, nl) == 0)
+            return c;
+    return NULL;
+}
+
+static const char *line_start(const char *base, const char *at)
+{
+    while (at > base && at[-1] != '\n')
+        at--;
+    return at;
+}
+
+/* The reason at `at` (a marker in its line): from after the libpq
+ * "connection to server ... failed: " prefix and the severity ("FATAL:  ")
+ * to the end of the line, masked. */
+static void cause_of(const char *base, const char *at, bool after_sqlstate, char *out, size_t n)
+{
+    const char *from = at, *eol;
+    if (after_sqlstate) {
+        from = at + 7;                       /* "XXXXX: " */
+    } else {
+        const char *ls = line_start(base, at);
+        const char *f = find_in(ls, at, "failed: ");
+        from = f != NULL ? f + 8 : ls;
+        const char *sev = find_in(from, at, ":  ");
+        if (sev != NULL && sev - from <= 8)  /* "FATAL:  ", "ERROR:  " */
+            from = sev + 3;
+    }
+    eol = from + strcspn(from, "\n");
+    char line[256];
+    size_t len = (size_t)(eol - from) < sizeof line - 1 ? (size_t)(eol - from) : sizeof line - 1;
+    memcpy(line, from, len);
+    line[len] = '\0';
+    mask_secrets(str_trim(line), out, n);
+}
+
+/* One connection attempt's text [s, end): its class, and its cause when
+ * misconfigured. */
+static probe_class classify_attempt(const char *base, const char *s, const char *end, char *cause, size_t n)
+{
+    for (const char *c = s; c + 10 <= end; c++) {
+        const char *code = sqlstate_at(c);
+        if (code == NULL)
+            continue;
+        for (size_t i = 0; i < ARRAY_LEN(sqlstate_classes); i++)
+            if (memcmp(code, sqlstate_classes[i].sqlstate, 5) == 0) {
+                if (cause != NULL)
+                    cause_of(base, code, true, cause, n);
+                return sqlstate_classes[i].cls;
+            }
+        return PROBE_UNREACHABLE;            /* the server said why: not ours */
+    }
+    for (size_t i = 0; i < ARRAY_LEN(phrase_classes); i++) {
+        const char *at = find_in(s, end, phrase_classes[i].phrase);
+        if (at == NULL)
+            continue;
+        if (phrase_classes[i].also != NULL) {
+            const char *eol = at + strcspn(at, "\n");
+            if (eol > end)
+                eol = end;
+            if (find_in(at + strlen(phrase_classes[i].phrase), eol, phrase_classes[i].also) == NULL)
+                continue;
+        }
+        if (cause != NULL)
+            cause_of(base, at, false, cause, n);
+        return phrase_classes[i].cls;
+    }
+    return PROBE_UNREACHABLE;
+}
+
+probe_class probe_classify(const char *msg, bool needs_password, char *cause, size_t n)
+{
+    static const char attempt[] = "connection to server ";
+    probe_class result = PROBE_UNREACHABLE;
+    char first_cause[256] = "";
+    bool any = false;
+
+    if (cause != NULL && n > 0)
+        cause[0] = '\0';
+    if (msg == NULL)
+        msg = "";
+    /* libpq tries each host (and address) in turn and appends one
+     * "connection to server ... failed: ..." per attempt: misconfigured
+     * only when every attempt was refused for a misconfiguration. */
+    const char *end = msg + strlen(msg);
+    for (const char *s = msg; s < end; ) {
+        const char *e = strstr(s + 1, attempt);
+        if (e == NULL)
+            e = end;
+        char c[256] = "";
+        probe_class k = classify_attempt(msg, s, e, c, sizeof c);
+        if (!PROBE_MISCONFIGURED(k))
+            return PROBE_UNREACHABLE;
+        if (!any) {
+            result = k;
+            str_copy(first_cause, c, sizeof first_cause);
+            any = true;
+        }
+        s = e;
+    }
+    if (!any) {                              /* an empty message */
+        if (!needs_password)
+            return PROBE_UNREACHABLE;
+        result = PROBE_AUTH;
+        str_copy(first_cause, "the server asks for a password and none was given", sizeof first_cause);
+    }
+    if (cause != NULL)
+        str_copy(cause, first_cause, n);
+    return result;
+}
+
+/* Drop what PQERRORS_VERBOSE adds to a message (the SQLSTATE after the
+ * severity, the LOCATION line), so texts read as they always did. */
+static void strip_verbose(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    const char *s = in;
+    if (n == 0)
+        return;
+    while (*s != '\0' && o + 1 < n) {
+        size_t len = strcspn(s, "\n");
+        if (strncmp(s, "LOCATION:", 9) != 0) {
+            for (size_t i = 0; i < len && o + 1 < n; i++) {
+                if (sqlstate_at(s + i) != NULL && i + 10 <= len) {
+                    out[o++] = ':';
+                    if (o + 1 < n) out[o++] = ' ';
+                    if (o + 1 < n) out[o++] = ' ';
+                    i += 9;
+                    continue;
+                }
+                out[o++] = s[i];
+            }
+            if (s[len] == '\n' && o + 1 < n)
+                out[o++] = '\n';
+        }
+        s += len;
+        if (*s == '\n')
+            s++;
+    }
+    out[o] = '\0';
+}
+
 /* Stop watching the socket and close the connection (if any). */
 static void close_conn(probe_t *p)
 {
@@ -129,10 +344,15 @@ static void finish(probe_t *p, bool ok)
 
     probe_result r = p->result;
     r.ok = ok;
-    if (ok)
+    if (ok) {
         r.error[0] = '\0';
-    else
+        r.cause[0] = '\0';
+        r.cls = PROBE_OK;
+    } else {
         r.in_recovery = false;
+        if (r.cls == PROBE_OK)
+            r.cls = PROBE_UNREACHABLE;
+    }
     r.latency_ms = loop_now(p->loop) - r.started_mono;
     if (ok)
         log_debug("probe %s: ok in %" PRId64 "ms (in_recovery=%d, version %s)",
@@ -147,6 +367,19 @@ static void finish(probe_t *p, bool ok)
 static void fail_with_conn_error(probe_t *p)
 {
     set_error_text(p, p->conn ? PQerrorMessage(p->conn) : "out of memory");
+    finish(p, false);
+}
+
+/* The connection was refused: why, from the verbose message libpq kept
+ * (it has the server's SQLSTATE, see probe_start). */
+static void fail_connect(probe_t *p)
+{
+    char text[1024];
+    const char *msg = p->conn ? PQerrorMessage(p->conn) : "out of memory";
+    bool needs_pw = p->conn != NULL && PQconnectionNeedsPassword(p->conn);
+    p->result.cls = probe_classify(msg, needs_pw, p->result.cause, sizeof p->result.cause);
+    strip_verbose(msg, text, sizeof text);
+    set_error_text(p, text);
     finish(p, false);
 }
 
@@ -174,6 +407,7 @@ static void flush_query(probe_t *p)
 
 static void send_query(probe_t *p)
 {
+    PQsetErrorVerbosity(p->conn, PQERRORS_DEFAULT);
     if (PQsetnonblocking(p->conn, 1) != 0 || !PQsendQuery(p->conn, PROBE_QUERY)) {
         fail_with_conn_error(p);
         return;
@@ -243,7 +477,7 @@ static void connect_step(probe_t *p)
         return;
     case PGRES_POLLING_FAILED:
     default:
-        fail_with_conn_error(p);
+        fail_connect(p);
         return;
     }
 }
@@ -366,6 +600,9 @@ bool probe_start(probe_t *p)
                            p->result.error, sizeof(p->result.error));
 
     if (p->conn != NULL) {
+        /* The server's SQLSTATE is only in the message (a failed
+         * connection has no PGresult to ask): "FATAL:  28P01: ...". */
+        PQsetErrorVerbosity(p->conn, PQERRORS_VERBOSE);
         p->deadline_timer = loop_add_timer(p->loop, p->timeout_ms, on_deadline, p);
         if (p->deadline_timer == 0) {
             close_conn(p);
@@ -379,7 +616,10 @@ bool probe_start(probe_t *p)
         /* fall through: report the failure from the loop */
     }
 
-    /* Immediate failure: deliver it from the loop, never from here. */
+    /* Immediate failure: deliver it from the loop, never from here.  A
+     * connection string libpq refuses is a misconfiguration. */
+    if (p->conn == NULL)
+        p->result.cls = probe_classify(p->result.error, false, p->result.cause, sizeof p->result.cause);
     close_conn(p);
     loop_cancel_timer(p->loop, p->deadline_timer);
     p->deadline_timer = 0;

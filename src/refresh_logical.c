@@ -944,19 +944,24 @@ static helper_op *op_new(refresh_t *r, const config_t *c, const char *name, refr
 /* Add a step; takes ownership of the strings (NULL entries = OOM). */
 static bool op_add(helper_op *op, bool on_primary, char **stmts, size_t n)
 {
-    char **list = calloc(n + 1, sizeof *list);
+    /* First, in every session: drd's own work is never stopped by a fence
+     * (the backup is read-only for the app after a failback, the primary
+     * after a failover), as in sync's and the fence's own sessions. */
+    char **list = calloc(n + 2, sizeof *list);
     bool ok = list != NULL && op->n_steps < (int)ARRAY_LEN(op->steps);
+    if (list != NULL && (list[0] = strdup("SET default_transaction_read_only = off")) == NULL)
+        ok = false;
     for (size_t i = 0; i < n; i++) {
         if (stmts[i] == NULL)
             ok = false;
         if (list != NULL)
-            list[i] = stmts[i];
+            list[i + 1] = stmts[i];
         else
             free_secret_str(stmts[i]);
     }
     if (!ok) {
         if (list != NULL)
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i <= n; i++)
                 free_secret_str(list[i]);
         free(list);
         return false;
@@ -1021,7 +1026,7 @@ bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_
                 "    PERFORM pg_sleep(0.01);\n"
                 "    i := i + 1;\n"
                 "  END LOOP;\n"
-                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid, 2000) FROM pg_stat_subscription\n"
+                "  SELECT count(*) INTO n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_subscription\n"
                 "                              WHERE subname = %s AND pid IS NOT NULL) t;\n"
                 "  IF n > 0 THEN RAISE LOG 'drd: ended %% replication worker(s) of %% after DISABLE', n, %s; END IF;\n"
                 "  i := 0;\n"

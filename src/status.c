@@ -16,6 +16,18 @@ static json_t *int_or_null(int64_t v)
     return v > 0 ? json_integer((json_int_t)v) : json_null();
 }
 
+/* "probe": {"state": "ok"|"unreachable"|"misconfigured"|"not probed",
+ * "cause": the misconfiguration's reason or null}. */
+static json_t *probe_to_json(const store_target *t)
+{
+    const char *state = t->last_probe_at <= 0 ? "not probed"
+                        : t->reachable ? "ok"
+                        : PROBE_MISCONFIGURED(t->error_class) ? "misconfigured" : "unreachable";
+    return json_pack("{s:s,s:o}", "state", state, "cause",
+                     PROBE_MISCONFIGURED(t->error_class) && t->cause[0] != '\0'
+                         ? json_text(t->cause) : json_null());
+}
+
 static json_t *fenced_json(const char *f)
 {
     if (strcmp(f, "pending") == 0)
@@ -23,9 +35,10 @@ static json_t *fenced_json(const char *f)
     return json_boolean(strcmp(f, "true") == 0);
 }
 
-static json_t *target_to_json(const store_target *t, const char *fenced)
+static json_t *target_to_json(const store_target *t, const char *fenced, bool live)
 {
     bool probed = t->last_probe_at > 0;
+    const char *cls = probe_class_name(t->reachable || !probed ? PROBE_OK : t->error_class);
     json_t *o = json_object();
 
     if (o == NULL)
@@ -41,6 +54,10 @@ static json_t *target_to_json(const store_target *t, const char *fenced)
     json_object_set_new(o, "last_probe_at", int_or_null(t->last_probe_at));
     json_object_set_new(o, "breaker_since", int_or_null(t->breaker_since));
     json_object_set_new(o, "fenced", fenced_json(fenced));
+    json_object_set_new(o, "error_class", cls != NULL ? json_string(cls) : json_null());
+    json_object_set_new(o, "probe", probe_to_json(t));
+    /* only the running daemon knows what it has seen */
+    json_object_set_new(o, "seen_healthy", live ? json_boolean(t->seen_healthy) : json_null());
     return o;
 }
 
@@ -62,8 +79,8 @@ json_t *status_to_json(const status_snapshot *s)
     json_object_set_new(root, "generated_at", json_integer((json_int_t)s->generated_at));
     json_object_set_new(root, "started_at", int_or_null(s->started_at));
 
-    json_object_set_new(targets, "primary", target_to_json(&s->primary, s->fenced[0]));
-    json_object_set_new(targets, "backup", target_to_json(&s->backup, s->fenced[1]));
+    json_object_set_new(targets, "primary", target_to_json(&s->primary, s->fenced[0], s->daemon_running));
+    json_object_set_new(targets, "backup", target_to_json(&s->backup, s->fenced[1], s->daemon_running));
     if (s->refresh != NULL && json_is_object(s->refresh)) {
         json_t *b = json_object_get(targets, "backup"), *v;
         v = json_object_get(s->refresh, "lag_seconds");
@@ -107,6 +124,11 @@ static void target_from_store(store_t *st, const char *name, store_target *out)
         out->breaker = BREAKER_CLOSED;
     }
     str_copy(out->name, name, sizeof(out->name));
+    /* The class is not stored: the stored (masked, one-line) error says it. */
+    out->error_class = PROBE_OK;
+    out->cause[0] = '\0';
+    if (!out->reachable && out->last_probe_at > 0)
+        out->error_class = probe_classify(out->last_error, false, out->cause, sizeof(out->cause));
 }
 
 bool status_from_store(store_t *st, status_snapshot *out)

@@ -352,11 +352,18 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
     const char *what = r->step.lift ? "lifted the fence on" : "fenced";
     pgexec_free(r->pg);
     r->pg = NULL;
-    if (pr->ok) {
+    if (pr->ok && !r->step.lift && strstr(pr->last_value, "still open") != NULL) {
+        /* an app session that did not end within the deadline could still write */
+        fail(r, "fenced %s, but app sessions terminated: %s", r->step.target, pr->last_value);
+    } else if (pr->ok) {
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%s %s (%s)%s%s", what, r->step.target, r->step.mode,
                  r->step.lift ? "" : "; app sessions terminated: ", r->step.lift ? "" : pr->last_value);
-        store_kv_set(r->env.store, FENCE_PENDING_KEY, "");
+        /* a fence still pending elsewhere (the primary's) stays pending */
+        char pending[32];
+        if (store_kv_get(r->env.store, FENCE_PENDING_KEY, pending, sizeof pending) &&
+            strcmp(pending, r->step.target) == 0)
+            store_kv_set(r->env.store, FENCE_PENDING_KEY, "");
         log_info("fence: %s", r->out.note);
     } else if (!pr->connected && !r->step.lift && !r->step.required) {
         /* Unreachable now: not fatal, but fenced the moment it answers. */
@@ -376,11 +383,12 @@ static void begin_fence(step_run *r)
     const config_t *c = r->env.cfg;
     const config_target *t = target_of(c, r->step.target);
     char user[128], db[128], qu[300], qd[300], ql[300];
-    char s1[1024], s2[1024];
+    char s1[1024], filter[800], s2[4096];
     /* The read-only fence applies to drd's own new sessions too when its
      * url names the fenced database (one database, as on many hosted
      * services): turn it off for this session first, on its own. */
-    const char *stmts[3] = { "SET default_transaction_read_only = off", s1, s2 };
+    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
+                             "SELECT current_setting('drd.fence_ended')" };
 
     if (strcmp(r->step.mode, "none") == 0) {
         r->out.ok = true;
@@ -437,17 +445,34 @@ static void begin_fence(step_run *r)
     /* Sessions opened before the fence keep their settings: end them. */
     char qdl[300];
     quote(qdl, sizeof qdl, db, '\'');
-    int n2 = snprintf(s2, sizeof s2,
-             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-             "WHERE usename = %s AND datname = %s AND pid <> pg_backend_pid() "
-             "AND backend_type = 'client backend' AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')",
-             ql, qdl);
+    /* End them, then wait (3 s at most) until none is left, so that when
+     * the step is done no app session can write any more (a write of an
+     * old app instance reaching the backup after stop-app). The count
+     * goes to the last statement through a session setting; any version
+     * (pg_terminate_backend's own timeout needs PostgreSQL 14), and the
+     * activity snapshot is cleared before each look. */
+    int n1 = snprintf(filter, sizeof filter,
+             "usename = %s AND datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+             " AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')", ql, qdl);
+    int n2 = n1 < 0 || (size_t)n1 >= sizeof filter ? -1 : snprintf(s2, sizeof s2,
+             "DO $drd$ DECLARE n int; i int := 0; left_ int; BEGIN\n"
+             "  SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity WHERE %s;\n"
+             "  LOOP\n"
+             "    PERFORM pg_stat_clear_snapshot();\n"
+             "    SELECT count(*) INTO left_ FROM pg_stat_activity WHERE %s;\n"
+             "    EXIT WHEN left_ = 0 OR i >= 300;\n"
+             "    PERFORM pg_sleep(0.01);\n"
+             "    i := i + 1;\n"
+             "  END LOOP;\n"
+             "  PERFORM set_config('drd.fence_ended', n::text ||\n"
+             "    CASE WHEN left_ > 0 THEN ' (' || left_ || ' still open after 3 s)' ELSE '' END, false);\n"
+             "END $drd$", filter, filter);
     if (n2 < 0 || (size_t)n2 >= sizeof s2) {
         fail(r, "role or database name too long");
         finish_later(r);
         return;
     }
-    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 2 : 3,
+    r->pg = pgexec_start(r->env.loop, t->url, t->password, stmts, r->step.lift ? 2 : 4,
                          r->step.timeout_ms, on_fence_sql, r);
     if (r->pg == NULL) {
         fail(r, "out of memory");
@@ -531,6 +556,13 @@ static void begin_sync(step_run *r)
         break;
     case ACT_VERIFY:
         req.op = SYNC_VERIFY;
+        /* A retry: replay first what the ledger got since sync-back read
+         * it (a late write), so that it is applied rather than reported
+         * again; sync-back is idempotent, its conflicts still stop it. */
+        req.resync = r->env.attempt > 1;
+        if (req.resync && store_kv_get(r->env.store, SYNC_RESOLUTION_KEY, resolution, sizeof resolution) &&
+            resolution[0])
+            req.resolution = resolution;
         break;
     default:
         req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;

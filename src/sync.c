@@ -59,7 +59,9 @@ static void *worker_main(void *arg)
     case SYNC_CAPTURE: ok = sync_op_capture(c); break;
     case SYNC_UNCAPTURE: ok = sync_op_uncapture(c); break;
     case SYNC_BACK: ok = c->full ? sync_op_full(c) : sync_op_back(c); break;
-    case SYNC_VERIFY: ok = sync_op_verify(c); break;
+    case SYNC_VERIFY:
+        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
+        break;
     case SYNC_FULL: ok = sync_op_full(c); break;
     }
     if (!ok && !sync_failed(c))
@@ -261,6 +263,7 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     c->full = str_eq(cfg->sync_mode, "full");
     c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
     c->op = req->op;
+    c->resync = req->resync;
     c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
     if (oom) {
         str_copy(err, "out of memory", errlen);

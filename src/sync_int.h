@@ -67,6 +67,7 @@ typedef struct sync_ctx {
     bool full;               /* [sync] mode = full (sync-back copies whole tables) */
     int parallel;
     sync_op op;
+    bool resync;             /* verify: sync-back first (sync_request.resync) */
     int64_t timeout_ms;
 
     atomic_bool stop;        /* cancelled, timed out or failed: stop working */

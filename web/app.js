@@ -386,7 +386,8 @@
       return;
     }
     const probed = !!t.last_probe_at;
-    health.textContent = !probed ? 'not probed yet' : t.healthy ? 'healthy' : t.reachable ? 'recovering' : 'DOWN';
+    const misconf = !!(t.probe && t.probe.state === 'misconfigured');
+    health.textContent = !probed ? 'not probed yet' : misconf ? 'MISCONFIGURED' : t.healthy ? 'healthy' : t.reachable ? 'recovering' : 'DOWN';
     health.className = 'health badge ' + (!probed ? 'unknown' : t.healthy ? 'good' : t.reachable ? 'warn' : 'bad');
     card.classList.toggle('down', probed && !t.healthy);
     card.classList.toggle('is-active', st.active === name);
@@ -410,8 +411,12 @@
     }
 
     const errp = $('.last-error', card);
-    show(errp, !!t.last_error && !t.healthy);
-    errp.textContent = t.last_error ? 'Last error: ' + t.last_error : '';
+    const unseen = name === 'primary' && probed && t.seen_healthy === false;
+    show(errp, (!!t.last_error && !t.healthy) || unseen);
+    errp.textContent = misconf
+      ? 'Misconfigured (' + t.error_class + '): ' + (t.probe.cause || t.last_error) + ' \u2014 drd is refused; not an outage, no failover until it is fixed.'
+      : (t.last_error ? 'Last error: ' + t.last_error : '') +
+        (unseen ? (t.last_error ? ' \u2014 ' : '') + 'never seen healthy since drd started: no automatic failover (drctl failover still works).' : '');
 
     if (t.last_probe_at && t.last_probe_at !== state.lastProbe[name]) {
       state.lastProbe[name] = t.last_probe_at;

@@ -41,6 +41,7 @@ typedef struct config {
     char *failover_fence;   /* read-only | nologin | command | none */
     char *failover_fence_command;
     bool failover_fence_required;
+    bool failover_require_seen_healthy; /* no policy failover of a primary not seen healthy */
 
     char *failback_runbook;
 

@@ -25,6 +25,11 @@ typedef void (*monitor_transition_cb)(void *arg, target_id t, const breaker_tran
 /* Called after each probe result has been applied. */
 typedef void (*monitor_probe_cb)(void *arg, target_id t, const probe_result *r);
 
+/* Called when a target becomes misconfigured (its probes are refused for
+ * credentials, role, database, pg_hba.conf or TLS) or stops being so;
+ * monitor_target() has the new state. */
+typedef void (*monitor_misconfig_cb)(void *arg, target_id t, bool misconfigured);
+
 monitor_t *monitor_new(loop_t *loop, store_t *store, const config_t *cfg);
 void monitor_free(monitor_t *m);                          /* accepts NULL */
 /* Begin probing both targets. */
@@ -35,6 +40,7 @@ void monitor_reconfigure(monitor_t *m, const config_t *cfg);
 void monitor_set_api(monitor_t *m, api_t *api);
 void monitor_set_listeners(monitor_t *m, monitor_transition_cb on_transition,
                            monitor_probe_cb on_probe, void *arg);
+void monitor_set_misconfig_listener(monitor_t *m, monitor_misconfig_cb cb, void *arg);
 /* Count probes, failures, transitions and incidents here (may be NULL). */
 void monitor_set_counters(monitor_t *m, metrics_counters *c);
 /* Flush per-minute statistics and the current target state (at shutdown). */

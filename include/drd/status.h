@@ -29,7 +29,10 @@ typedef struct {
  *  "started_at":n|null,
  *  "targets":{"primary":{"healthy":b,"breaker":"closed"|"open"|"half_open",
  *  "latency_ms":n,"last_error":str|null,"in_recovery":b,"reachable":b,
- *  "last_probe_at":n|null,"breaker_since":n|null,"fenced":true|false|"pending"},
+ *  "last_probe_at":n|null,"breaker_since":n|null,"fenced":true|false|"pending",
+ *  "error_class":null|"unreachable"|"auth"|"config",
+ *  "probe":{"state":"ok"|"unreachable"|"misconfigured"|"not probed","cause":str|null},
+ *  "seen_healthy":b (null when the daemon is down)},
  *  "backup":{...}}, "run":{...}|null, "approvals":[...],
  *  "attention":{...}|null, "block_until":n|null} */
 json_t *status_to_json(const status_snapshot *s);

@@ -25,6 +25,7 @@ typedef struct {
     refresh_t *refresh;          /* for the refresh action (may be NULL) */
     int64_t run_id;              /* for DRD_RUN_ID in exec's environment (0 outside runs) */
     const char *run_kind;        /* "failover" | "failback" | "" */
+    int attempt;                 /* of this step in this run: 1 the first time, more on a retry */
 } step_env;
 
 typedef struct {

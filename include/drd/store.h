@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "drd/breaker.h"
+#include "drd/probe.h"
 
 typedef struct store store_t;
 
@@ -30,7 +31,7 @@ int store_latest_version(void);
 /* ---- current state of each target (one row per target) ---- */
 typedef struct {
     char name[STORE_NAME_LEN];    /* "primary" | "backup" */
-    bool healthy;                 /* breaker closed and last probe ok */
+    bool healthy;                 /* probed, breaker closed, not misconfigured */
     bool reachable;               /* last probe ok */
     bool in_recovery;
     breaker_state breaker;
@@ -38,6 +39,11 @@ typedef struct {
     char last_error[256];         /* masked; "" when none */
     int64_t last_probe_at;        /* 0 = never */
     int64_t breaker_since;        /* when the breaker entered its state */
+    /* Not stored (the state file's reader derives the first two from
+     * last_error, see status.c): */
+    probe_class error_class;      /* the last probe's; PROBE_OK when it succeeded */
+    char cause[256];              /* misconfigured: the reason, masked; "" otherwise */
+    bool seen_healthy;            /* healthy with a good probe since this drd started */
 } store_target;
 
 bool store_target_put(store_t *s, const store_target *t);

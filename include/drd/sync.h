@@ -39,6 +39,8 @@ typedef struct {
     sync_op op;
     const char *resolution;      /* NULL = use [sync] conflicts */
     int64_t timeout_ms;          /* 0 = none; past it the job is cancelled (as by sync_job_free) and fails */
+    bool resync;                 /* verify: first replay what the ledger has that was not applied
+                                    yet (sync-back, with resolution), e.g. a late row */
 } sync_request;
 
 typedef struct {

@@ -50,7 +50,7 @@ is "$RC" 0 "healthy sandbox: drctl check exits 0" || show
 is "$(with_status fail)" "" "... nothing fails"
 is "$(with_status warn)" "backup-lag" "... only backup-lag warns ([refresh] mode = off)" || show
 like "$(reason_of backup-lag)" "^unknown" "... its reason: unknown"
-is "$(jq length <<<"$OUT")" 12 "... twelve checks"
+is "$(jq length <<<"$OUT")" 13 "... thirteen checks"
 # the budget is 2 s (make bench measures it); slack for a loaded CI machine
 cmp_ok "$el" -lt 4000 "... within its 2 s budget plus slack (${el} ms)"
 text=$("$DRCTL" -c "$GOOD" check 2>&1)
@@ -83,13 +83,21 @@ expect_only "$c" app-commands "gone/appctl is not an executable file" "start com
 
 pg_psql backup "CREATE ROLE weak LOGIN" >/dev/null || bail_out "cannot create role weak"
 c=$(variant weak_backup backup.url="$(pg_url backup weak)")
-expect_only "$c" privileges-backup "lacks CREATE on database appdb" "backup role with only CONNECT"
+expect_only "$c" privileges-backup "lacks .*CREATE on database appdb" "backup role with only CONNECT"
 
 c=$(variant health_down app.health_url="http://127.0.0.1:$(free_port)/health")
 expect_only "$c" health-url "does not answer" "health URL down (closed port)"
 
 c=$(variant stale refresh.mode=logical refresh.max_lag=1s)
 expect_only "$c" backup-lag "stale: .*no subscription drd_sub" "stale backup (logical mode, no subscription)"
+
+# the app's tables in a schema the backup's app database lacks (e.g. a
+# refresh that copied another database): a failover would land on nothing
+pg_psql primary "CREATE SCHEMA extra; CREATE TABLE extra.things (id int PRIMARY KEY);
+                 CREATE TABLE extra.more (id int PRIMARY KEY)" appdb >/dev/null
+c=$(variant no_tables sync.schemas="public, extra")
+expect_only "$c" backup-schema "lacks 2 of the primary's 3 tables: extra\.more, extra\.things" \
+  "the backup's app database lacks tables of the primary's"
 
 printf '[primary]\nurl = x\nbogus_key = 1\n' >"$TEST_TMP/bad.conf"
 run_check "$TEST_TMP/bad.conf"

@@ -131,13 +131,17 @@ crash_exec three skip
 # ------------------------------- switch-env on a FIFO never blocks ----
 # An env file that is not a regular file (here a FIFO, which a blocking
 # open would wait on forever) fails the step at once and leaves drd's loop
-# free; the crash inside switch-env itself is the strace case below. The
-# run's preflight refuses a non-regular env file before step one, so the
-# FIFO replaces the file while step one runs.
+# free; the crash inside switch-env itself is the strace case below.
 fresh switch-fifo || fail "switch: set-up"
-start_run || fail "switch: the run starts"
-poll_until 20 step_running one || fail "switch: step one runs"
 rm -f "$FO_ENV"; mkfifo "$FO_ENV"
+start_run || fail "switch: the run starts"
+# the run's preflight sees it first and waits before anything ran; skip
+# it, so that switch-env itself meets the FIFO
+poll_until 20 fo_has_pending_approval attention
+ok $? "[switch] the preflight stops the run before any step" || fo_diag
+like "$(fo_step "$RUN" preflight error)" "not a regular file" "[switch] ... naming the env file"
+is "$(markers)" "one=0 two=0 three=0" "[switch] ... nothing ran"
+drctl approve "$(fo_pending_approval attention)" --skip >/dev/null 2>&1
 poll_until 20 fo_run_finished "$RUN"
 is "$(fo_run_state "$RUN")" failed "[switch] the run failed at switch-env" || fo_diag
 like "$(fo_step "$RUN" switch error)" "not a regular file" "[switch] ... saying the env file is not a regular file"

@@ -71,6 +71,9 @@ fences_gt() { [ "$(fences)" -gt "$1" ]; }
 # bump-sequences would leave).
 copy_to_backup() {
   local last
+  # the failback left the backup fenced for the app (read-only by default)
+  local PGOPTIONS="-c default_transaction_read_only=off"
+  export PGOPTIONS
   set -o pipefail
   pg_psql backup "TRUNCATE drd_app_writes" appdb >/dev/null &&
     pg_psql primary "COPY drd_app_writes TO STDOUT" appdb |

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # t_privileges.sh - least privilege, end to end, with scram authentication:
-# on both clusters the app's database appdb belongs to a role app_owner
-# (NOLOGIN), which also creates the app's tables; the app connects as role
-# app; drd connects as its own role drd (LOGIN, not superuser, scram
+# on both clusters the app's database appdb belongs to a role app_dba and
+# the app's tables to a role app_owner (both NOLOGIN: the fences need the
+# database's owner, which then does not imply the tables' privileges); the
+# app connects as role app; drd connects as its own role drd (LOGIN, not superuser, scram
 # password from a password_file; pg_hba requires scram-sha-256 for it).
 # drd's privileges come only from `drctl grants primary|backup` piped into
 # psql as the superuser. Then:
@@ -13,8 +14,8 @@
 #     fails, naming the object and printing exactly that statement (then
 #     it is granted again);
 #   - for a representative subset (a table grant on the backup, a sequence
-#     grant on the backup, drd's membership in the owner role of the
-#     primary): a failover stops in its preflight step, before stop-app:
+#     grant on the backup, drd's membership in the database owner's role on
+#     the primary): a failover stops in its preflight step, before stop-app:
 #     the app still runs, the env file is byte for byte the same, status
 #     shows the run waiting with the failing item and its fix; abort.
 # TAP output.
@@ -23,6 +24,9 @@ set -u
 . "$(dirname "$0")/../lib/drd.sh"
 . "$(dirname "$0")/../lib/failover.sh"
 fo_require
+# grants and revokes as the superuser: after a failback the backup is
+# fenced (read-only by default) for everyone but drd's own sessions
+gpsql() { PGOPTIONS="-c default_transaction_read_only=off" pg_psql "$@"; }
 
 DRD_PW=drd-Secret-pw-42
 
@@ -34,9 +38,10 @@ prepare() {
     _pg_as tee "$hba" <"$TEST_TMP/hba.$n" >/dev/null &&
     echo "password_encryption = 'scram-sha-256'" >>"$(pg_dir "$n")/extra.conf" &&
     pg_new_conf "$n" && pg_start "$n" || return 1
-  pg_psql "$n" "CREATE ROLE app_owner NOLOGIN; CREATE ROLE app LOGIN;
+  pg_psql "$n" "CREATE ROLE app_dba NOLOGIN; CREATE ROLE app_owner NOLOGIN; CREATE ROLE app LOGIN;
                 CREATE ROLE drd LOGIN PASSWORD '$DRD_PW'" >/dev/null &&
-    pg_psql "$n" "CREATE DATABASE appdb OWNER app_owner" >/dev/null || return 1
+    pg_psql "$n" "CREATE DATABASE appdb OWNER app_dba" >/dev/null &&
+    pg_psql "$n" "GRANT CREATE ON SCHEMA public TO app_owner" appdb >/dev/null || return 1
   local seq="" 
   [ "$n" = backup ] && seq="SELECT setval('drd_app_writes_id_seq', 1000000000);"
   pg_psql "$n" "SET ROLE app_owner;
@@ -65,7 +70,11 @@ chmod 600 "$TEST_TMP/drd.pw"
 fo_config "$TEST_TMP/drd.conf" \
   primary.url="$(pg_url primary drd appdb)" primary.password_file="$TEST_TMP/drd.pw" \
   backup.url="$(pg_url backup drd appdb)" backup.password_file="$TEST_TMP/drd.pw" \
-  failover.policy=auto failover.block=0s || bail_out "fo_config"
+  failover.policy=auto failover.block=0s \
+  probe.interval=1s probe.timeout=1s probe.failures=3 probe.cooldown=1s || bail_out "fo_config"
+# (drd's default probe timing: scram connections on a loaded machine can
+# take longer than the 250 ms the other tests use, and policy = auto would
+# take that for an outage)
 
 is "$(pg_psql primary "SELECT rolsuper FROM pg_roles WHERE rolname = 'drd'")" f "drd is not a superuser"
 out=$(PGPASSWORD=wrong "$PG_BIN/psql" -X -At -h 127.0.0.1 -p "$(pg_port primary)" -U drd -d appdb \
@@ -131,7 +140,7 @@ for side in primary backup; do
     n_stmts=$((n_stmts + 1))
     revoke=$(sed -E 's/^GRANT (.*) TO (.*);$/REVOKE \1 FROM \2;/' <<<"$stmt")
     obj=$(object_of "$stmt")
-    pg_psql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
+    gpsql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
     OUT=$(check_json); RC=$?
     c=$(jq -c --arg n "privileges-$side" '.[] | select(.name == $n)' <<<"$OUT")
     if [ "$RC" = 1 ] && [ "$(jq -r .status <<<"$c")" = fail ] &&
@@ -141,24 +150,28 @@ for side in primary backup; do
       fail "$side: $revoke -> check fails naming $obj, fix: $stmt"
       diag "exit $RC: $c"
     fi
-    pg_psql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
+    gpsql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
   done < <(grep -v '^--' "$TEST_TMP/grants.$side")
 done
-cmp_ok "$n_stmts" -ge 8 "every printed statement was tried ($n_stmts)"
+cmp_ok "$n_stmts" -ge 4 "every printed statement was tried ($n_stmts)"
 OUT=$(check_json); RC=$?
 is "$RC" 0 "check passes again with every grant back"
 
 # --------------------------------- a failover stops before stop-app (preflight)
 fo_app_running; ok $? "the app runs (on the primary)"
 env_sum=$(sha256sum <"$FO_ENV")
-subset=("backup|$(grep -m1 ' ON SEQUENCE ' "$TEST_TMP/grants.backup")"
-        "backup|$(grep -m1 ' ON TABLE ' "$TEST_TMP/grants.backup")"
-        "primary|$(grep -m1 '^GRANT app_owner TO' "$TEST_TMP/grants.primary")")
+# (on the backup, membership in the database's owner, which its fence
+# needs, covers the tables and sequences: then those are all there is)
+first_grant() { grep -m1 -E "$2" "$TEST_TMP/grants.$1" || grep -m1 '^GRANT' "$TEST_TMP/grants.$1"; }
+# (and the failover only lifts that fence: it does not end sessions there)
+subset=("backup|$(first_grant backup ' ON SEQUENCE ')"
+        "backup|$(first_grant backup ' ON TABLE ')"
+        "primary|$(grep -m1 '^GRANT app_dba TO' "$TEST_TMP/grants.primary")")
 for case in "${subset[@]}"; do
   side=${case%%|*}; stmt=${case#*|}
   [ -n "$stmt" ] || { fail "no statement for $side in grants"; continue; }
   revoke=$(sed -E 's/^GRANT (.*) TO (.*);$/REVOKE \1 FROM \2;/' <<<"$stmt")
-  pg_psql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
+  gpsql "$side" "$revoke" appdb >/dev/null || { fail "$side: $revoke"; continue; }
   run=$(( $(fo_last_run) + 1 ))
   fo_drctl failover --yes --reason "preflight test" >"$TEST_TMP/failover.$run" 2>&1
   poll_until 10 fo_run_state_is "$run" waiting; ok $? "$revoke: the failover (run $run) waits" ||
@@ -178,7 +191,7 @@ for case in "${subset[@]}"; do
   appr=$(fo_pending_approval attention)
   fo_drctl reject "$appr" --reason "test" >/dev/null 2>&1
   poll_until 10 fo_run_state_is "$run" aborted; ok $? "... rejected: run $run aborted"
-  pg_psql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
+  gpsql "$side" "$stmt" appdb >/dev/null || bail_out "cannot grant again: $stmt"
 done
 is "$(fo_env_url)" "$(fo_app_url primary)" "the env file still points at the primary"
 is "$(drd_json .active)" primary "drd: the app is on the primary"

@@ -17,6 +17,8 @@
 #   notify      posts to a webhook receiver that is stopped (SIGSTOP)
 #   a resumed run: drd is killed (-9) during the failback's check-app and
 #               restarted; the resumed step is held the same way
+#   policy      its own fence step (the old primary answering again after a
+#               failover made while it was down) is held on the same lock
 #   the quick steps (wait-healthy primary/backup, switch-env, the refresh
 #               no-ops) run under a stream of SIGHUPs, one after the other.
 # Two configurations differ in every value a step reads: A and B (app
@@ -143,6 +145,7 @@ storm_stop() {
 # lock_ask NAME CLUSTER DB SQL: a session of its own runs SQL (a LOCK) in a
 # transaction (read-write: the fenced primary's default is read-only) that
 # stays open until lock_release NAME. lock_held NAME: wait until granted.
+# Over TCP, or over the cluster's unix socket with LOCK_HOST=its directory.
 lock_ask() {
   local name=$1 port
   port=$(pg_port "$2") || return 1
@@ -150,7 +153,7 @@ lock_ask() {
   { printf 'BEGIN READ WRITE;\n%s;\n\\o %s\nSELECT 1;\n\\o\n' "$4" "$TEST_TMP/lock-$name.held"
     poll_until 120 test -e "$TEST_TMP/lock-$name.release"
     printf 'COMMIT;\n'
-  } | "$PG_BIN/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d "$3" >"$TEST_TMP/lock-$name.log" 2>&1 &
+  } | "$PG_BIN/psql" -X -q -A -t -h "${LOCK_HOST:-127.0.0.1}" -p "$port" -U postgres -d "$3" >"$TEST_TMP/lock-$name.log" 2>&1 &
   proc_track "$!"
 }
 lock_held() {
@@ -373,6 +376,33 @@ is "$(pg_psql primary "SELECT count(*) FROM drd_app_writes WHERE writer = 'outag
   "sync-back: the outage's 30 rows are on the primary"
 is "$(sed -n 's/^DATABASE_URL=//p' "$ENV_FILE")" "$(fo_app_url primary)" "switch-env: the env file points at the primary again"
 cmp_ok "$(reloads)" -ge 30 "drd reloaded its configuration $(reloads) times during the two runs"
+
+# ------------------------------------------- policy: fence on return ----
+# The policy builds a fence step of its own when the old primary answers
+# again: it too keeps its configuration through a reload. A failover with
+# the primary down (its gates are open already), then the primary comes
+# back and its fence is held on the SHARE lock while drd reloads. The lock
+# is taken over the unix socket while pg_hba still refuses TCP (drd's
+# probes), then TCP is let in.
+pg_crash primary || bail_out "cannot stop the primary"
+HBA=$(pg_datadir primary)/pg_hba.conf
+cp "$HBA" "$TEST_TMP/pg_hba.orig"
+drd_wait_field 20 .targets.primary.breaker open || bail_out "the primary's breaker did not open"
+start_run failover || bail_out "the third run did not start"
+poll_until 60 fo_has_pending_approval step || bail_out "the third run did not reach its approval"
+approve "$(fo_pending_approval step)"
+fo_wait_run_state 60 "$RUN" succeeded; ok $? "a failover with the primary down succeeded" || fo_diag 40
+is "$(drd_sql "SELECT value FROM kv WHERE key = 'fence_pending'")" primary "... the fence is pending"
+{ echo "host all all 127.0.0.1/32 reject"; cat "$TEST_TMP/pg_hba.orig"; } >"$HBA"  # same file, same owner
+pg_start primary || bail_out "cannot restart the primary"
+LOCK_HOST=$(pg_dir primary) setting_lock policy && lock_held policy || bail_out "lock"
+cat "$TEST_TMP/pg_hba.orig" >"$HBA" && pg_reload primary || bail_out "cannot let TCP in again"
+poll_until 30 waiting primary; ok $? "the policy's fence of the returning primary is held" || fo_diag 40
+hup_to A; hup_to B
+diag "policy: SIGHUP (A, then B) during its fence-on-return"
+lock_release policy
+poll_until 30 fo_event_has 'answered again and was fenced'
+ok $? "the policy's fence step completed after the reloads" || fo_diag 40
 
 # ------------------------------------------------------------ sanitizers ----
 drd_stop TERM 20
