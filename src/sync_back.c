@@ -45,7 +45,8 @@ typedef struct {
     size_t idx;              /* temp table suffix */
     int64_t entries;
     bool whole;              /* copy the whole table */
-    bool skip;               /* whole table already equal */
+    bool skip;               /* whole table already equal (or kept: primary-wins) */
+    bool whole_conflict;     /* keyless: the primary's table changed since capture too */
     bool text;               /* COPY rows in text format */
     int64_t n_apply, n_same, n_conflict;
     int64_t written, deleted;
@@ -430,6 +431,47 @@ static bool foreign_keys(backctx *x, int64_t *fk_conflicts)
     return true;
 }
 
+/* A keyless table is copied whole: only if the primary's copy is still
+ * what the backup held when capture was installed (its fingerprint then);
+ * else copying would delete rows the primary alone has: a conflict
+ * (ch->whole_conflict). false only on an error. */
+static bool keyless_guard(backctx *x, changed *ch)
+{
+    const stable *t = ch->t;
+    const char *params[2] = { t->schema, t->name };
+    PGresult *f = sq_params(&x->b, "SELECT fp_rows, fp_sum FROM drd.no_pk_tables"
+                                   " WHERE schema_name = $1 AND table_name = $2", 2, params,
+                            "reading the capture's fingerprint");
+    if (f == NULL)
+        return false;
+    bool have = PQntuples(f) == 1 && !PQgetisnull(f, 0, 0);
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sync_checksum_sql(q, t, false);
+    PGresult *p = sq_exec(&x->p, sb_str(q), "checksumming a table");
+    if (p == NULL) {
+        PQclear(f);
+        return false;
+    }
+    bool same = have && strcmp(PQgetvalue(f, 0, 0), PQgetvalue(p, 0, 0)) == 0 &&
+                strcmp(PQgetvalue(f, 0, 1), PQgetvalue(p, 0, 1)) == 0;
+    if (!same) {
+        ch->whole_conflict = true;
+        if (have)
+            sync_report(x->c, "conflict in %s (no key, changed during the outage): the primary's copy"
+                        " changed too since capture (%s rows then, %s now); copying the backup's whole"
+                        " would delete what only the primary has", t->label, PQgetvalue(f, 0, 0),
+                        PQgetvalue(p, 0, 0));
+        else
+            sync_report(x->c, "conflict in %s (no key, changed during the outage): no fingerprint of"
+                        " it from capture, so the primary's %s rows cannot be shown unchanged", t->label,
+                        PQgetvalue(p, 0, 0));
+    }
+    PQclear(f);
+    PQclear(p);
+    return true;
+}
+
 static bool prepare_table(backctx *x, changed *ch)
 {
     sync_ctx *c = x->c;
@@ -449,6 +491,8 @@ static bool prepare_table(backctx *x, changed *ch)
             ch->skip = true;
             return true;
         }
+        if (t->nkey == 0 && !keyless_guard(x, ch))
+            return false;
     }
     /* staging for the backup's rows */
     sb_reset(q);
@@ -808,6 +852,30 @@ out:
     return ok;
 }
 
+/* primary-wins on a keyless table: the primary's rows replace the
+ * backup's (inside the backup's transaction), so that both sides agree. */
+static bool write_back_whole(backctx *x, changed *ch)
+{
+    const stable *t = ch->t;
+    sbuf *q = &x->q;
+    char ws[32];
+    int64_t rows = 0, w = 0, d = 0;
+    snprintf(ws, sizeof(ws), "pg_temp.drd_ws%zu", ch->idx);
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s (LIKE %s)", ws + 8, t->qname);
+    if (q->oom || !sq_cmd(&x->b, sb_str(q), "preparing the write-back"))
+        return false;
+    sb_reset(q);
+    sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
+    if (q->oom || !ship(x, &x->p, &x->b, sb_str(q), ws, ch->text, &rows))
+        return false;
+    if (!apply_table(x, &x->b, t, true, NULL, ws, "true", false, 1, &w, &d))
+        return false;
+    sync_report(x->c, "%s: kept the primary's rows (no key); copied to the backup (%" PRId64
+                " written, %" PRId64 " deleted there)", t->label, w, d);
+    return true;
+}
+
 /* primary-wins: the primary's rows for the conflicting keys go to the
  * backup (inside the backup's transaction), so that both sides agree. */
 static bool write_back(backctx *x)
@@ -904,7 +972,7 @@ bool sync_op_back(sync_ctx *c)
         if (!prepare_table(&x, &x.ch[i]))
             goto cleanup;
         x.ch[i].ms = mono_ms() - t1;
-        conflicts += x.ch[i].n_conflict;
+        conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
     }
     sync_report(c, "ledger: %" PRId64 " entries on %zu tables", entries, x.nch);
     int64_t fk_conflicts = 0;
@@ -913,7 +981,7 @@ bool sync_op_back(sync_ctx *c)
     if (fk_conflicts > 0) {
         conflicts = 0;
         for (size_t i = 0; i < x.nch; i++)
-            conflicts += x.ch[i].n_conflict;
+            conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
     }
     if (conflicts > 0) {
         if (!report_conflicts(&x, conflicts))
@@ -946,6 +1014,10 @@ bool sync_op_back(sync_ctx *c)
                 goto cleanup;
         }
     }
+    if (x.primary_wins)
+        for (size_t i = 0; i < x.nch; i++)
+            if (x.ch[i].whole_conflict)
+                x.ch[i].skip = true;       /* kept: written back to the backup below */
     if (!apply_all(&x) || !fk_validate(&x.p))
         goto cleanup;
     int64_t rows = 0, tables = 0;
@@ -954,7 +1026,8 @@ bool sync_op_back(sync_ctx *c)
         char d[32];
         format_duration(ch->ms, d, sizeof(d));
         if (ch->skip) {
-            sync_report(c, "%s: copied whole before; already equal, nothing to do", ch->t->label);
+            if (!ch->whole_conflict)
+                sync_report(c, "%s: copied whole before; already equal, nothing to do", ch->t->label);
             continue;
         }
         if (ch->whole)
@@ -978,6 +1051,9 @@ bool sync_op_back(sync_ctx *c)
         goto cleanup;
     if (x.primary_wins && conflicts > 0 && !write_back(&x))
         goto cleanup;
+    for (size_t i = 0; x.primary_wins && i < x.nch; i++)
+        if (x.ch[i].whole_conflict && !write_back_whole(&x, &x.ch[i]))
+            goto cleanup;
     if (!sq_cmd(&x.p, "COMMIT", "committing on the primary"))
         goto cleanup;
     if (!sq_cmd(&x.b, "COMMIT", "committing on the backup"))

@@ -44,6 +44,11 @@ static const char *const ledger_sql =
     "  changed boolean NOT NULL DEFAULT false,"
     "  PRIMARY KEY (schema_name, table_name));"
     "CREATE TABLE IF NOT EXISTS drd.meta (name text PRIMARY KEY, value text NOT NULL);"
+    /* the backup's contents of a keyless table when capture was installed
+     * (row count, order-independent sum of row-text hashes): sync-back
+     * copies such a table whole only if the primary's still matches */
+    "ALTER TABLE drd.no_pk_tables ADD COLUMN IF NOT EXISTS fp_rows bigint,"
+    " ADD COLUMN IF NOT EXISTS fp_sum numeric;"
     "INSERT INTO drd.meta VALUES ('installed_at', clock_timestamp()::text) ON CONFLICT DO NOTHING;"
     /* SECURITY DEFINER (the app's role needs no right on schema drd)
      * without a SET search_path clause, which costs a GUC save and restore
@@ -167,7 +172,13 @@ static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)
         sb_literal(q, t->schema);
         sb_add(q, ", ");
         sb_literal(q, t->name);
-        sb_printf(q, ") ON CONFLICT DO NOTHING; CREATE TRIGGER drd_capture"
+        sb_add(q, ") ON CONFLICT DO NOTHING; UPDATE drd.no_pk_tables SET (fp_rows, fp_sum) = (");
+        sync_checksum_sql(q, t, false);
+        sb_add(q, ") WHERE fp_rows IS NULL AND schema_name = ");
+        sb_literal(q, t->schema);
+        sb_add(q, " AND table_name = ");
+        sb_literal(q, t->name);
+        sb_printf(q, "; CREATE TRIGGER drd_capture"
                   " AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s"
                   " FOR EACH STATEMENT EXECUTE FUNCTION drd.capture_whole();", t->qname);
     }
