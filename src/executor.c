@@ -177,20 +177,10 @@ static void unfence_backup_after(executor_t *ex, const char *kind, const char *s
     }
     if (!fenced)
         return;
-    runbook_step s;
-    memset(&s, 0, sizeof s);
-    str_copy(s.name, "unfence-backup", sizeof s.name);
-    s.action = ACT_FENCE;
-    s.timeout_ms = 10000;
-    s.target = "backup";
-    s.lift = true;
-    s.required = true;
-    s.mode = ex->cfg->failover_fence;
-    s.command = ex->cfg->failover_fence_command;
     step_env env = { .loop = ex->loop, .cfg = ex->cfg, .monitor = ex->monitor, .fetch = ex->fetch,
                      .store = ex->store, .run_kind = "" };
     log_warn("the failback ended %s with the app still on the backup: lifting the backup's fence", state);
-    ex->unfence = step_begin(&env, &s, on_unfence_done, ex);
+    ex->unfence = step_begin_fence(&env, "unfence-backup", "backup", true, 10000, on_unfence_done, ex);
 }
 
 static void finish_run(executor_t *ex, const char *state, const char *error)

@@ -387,19 +387,10 @@ void policy_on_probe(policy_t *p, target_id t, const probe_result *r)
         return;
     if (strcmp(monitor_active(p->monitor), "backup") != 0)
         return;
-    runbook_step s;
-    memset(&s, 0, sizeof s);
-    str_copy(s.name, "fence-on-return", sizeof s.name);
-    s.action = ACT_FENCE;
-    s.timeout_ms = 5000;
-    s.target = "primary";
-    s.mode = p->cfg->failover_fence;
-    s.command = p->cfg->failover_fence_command;
-    s.required = true;                   /* it answered: failing now is a failure */
     step_env env = { .loop = p->loop, .cfg = p->cfg, .monitor = p->monitor, .fetch = p->fetch,
                      .store = p->store, .run_kind = "" };
     log_warn("policy: the old primary answers again while the app is on the backup: fencing it now");
-    p->fence = step_begin(&env, &s, on_fence_done, p);
+    p->fence = step_begin_fence(&env, "fence-on-return", "primary", false, 5000, on_fence_done, p);
 }
 
 /* ------------------------------------------------------------- plumbing */

@@ -618,6 +618,22 @@ static void begin_refresh(step_run *r)
     }
 }
 
+step_run *step_begin_fence(const step_env *env, const char *name, const char *target, bool lift,
+                           int64_t timeout_ms, step_done_cb cb, void *arg)
+{
+    runbook_step s;
+    memset(&s, 0, sizeof s);
+    str_copy(s.name, name, sizeof s.name);
+    s.action = ACT_FENCE;
+    s.timeout_ms = timeout_ms;
+    s.target = (char *)target;
+    s.lift = lift;
+    s.mode = env->cfg->failover_fence;
+    s.command = env->cfg->failover_fence_command;
+    s.required = true;                   /* it answers: failing now is a failure */
+    return step_begin(env, &s, cb, arg);
+}
+
 step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg)
 {
     step_run *r = calloc(1, sizeof *r);

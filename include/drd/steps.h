@@ -42,6 +42,11 @@ typedef struct step_run step_run;
 
 /* Start the work of step s (any action but approve). NULL only on OOM. */
 step_run *step_begin(const step_env *env, const runbook_step *s, step_done_cb cb, void *arg);
+/* A fence step outside any runbook, [failover] fence's mode, required:
+ * the policy's fence-on-return, the executor's lift after a failback that
+ * did not finish. NULL only on OOM. */
+step_run *step_begin_fence(const step_env *env, const char *name, const char *target, bool lift,
+                           int64_t timeout_ms, step_done_cb cb, void *arg);
 /* Stop it without a callback (daemon shutting down). Accepts NULL. */
 void step_cancel(step_run *r);
 /* The output so far of a running step (capture, sync-back, verify: their
