@@ -48,7 +48,7 @@ det=() rto=() book=() syn=() wall=()
 for i in $(seq 1 "$RUNS"); do
   # the backup's sequence past the primary's, as a refresh would leave it
   last=$(pg_psql primary "SELECT last_value FROM drd_app_writes_id_seq" appdb)
-  pg_psql backup "SELECT setval('drd_app_writes_id_seq', $last + 1000000000)" appdb >/dev/null
+  PGOPTIONS='-c default_transaction_read_only=off' pg_psql backup "SELECT setval('drd_app_writes_id_seq', $last + 1000000000)" appdb >/dev/null
   t0=$(now_ms)
   out=$("$DRCTL" -c "$conf" drill --json 2>"$TEST_TMP/drill.err")
   rc=$?

@@ -123,7 +123,7 @@ failback_progress() {
 bump_backup_seq() {
   local last
   last=$(pg_psql primary "SELECT last_value FROM drd_app_writes_id_seq" appdb) &&
-    pg_psql backup "SELECT setval('drd_app_writes_id_seq', $last::bigint + 1000000000)" appdb >/dev/null
+    PGOPTIONS='-c default_transaction_read_only=off' pg_psql backup "SELECT setval('drd_app_writes_id_seq', $last::bigint + 1000000000)" appdb >/dev/null
 }
 run_started_after() { [ "$(fo_last_run)" -gt "$1" ]; }
 
