@@ -80,33 +80,7 @@ static long budget_ms(const check_job *j)
 static PGconn *db_connect(check_job *j, const config_target *t, const char *dbname,
                           char *err, size_t errlen)
 {
-    const char *keys[8], *vals[8];
-    char opts[64];
-    int k = 0;
-
-    snprintf(opts, sizeof opts, "-c statement_timeout=%ld", budget_ms(j));
-    keys[k] = "dbname";           vals[k++] = t->url;
-    if (dbname != NULL) {
-        keys[k] = "dbname";       vals[k++] = dbname;
-    }
-    if (t->password != NULL) {
-        keys[k] = "password";     vals[k++] = t->password;
-    }
-    keys[k] = "connect_timeout";  vals[k++] = "2";
-    keys[k] = "application_name"; vals[k++] = "drd-check";
-    keys[k] = "options";          vals[k++] = opts;
-    keys[k] = NULL;               vals[k] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(c) != CONNECTION_OK) {
-        pgconn_error_text(PQerrorMessage(c), err, errlen);
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
+    return privs_connect(t, dbname, budget_ms(j), "drd-check", err, errlen);
 }
 
 /* Run sql (one optional text parameter); the first value of the first

@@ -32,7 +32,6 @@
 #include "drd/pgconn.h"
 #include "drd/util.h"
 
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,25 +388,6 @@ static void catalog_free(catalog_t *c)
     memset(c, 0, sizeof *c);
 }
 
-static bool excluded(const char *exclude, const char *schema, const char *name)
-{
-    char full[600], pat[600];
-    snprintf(full, sizeof full, "%s.%s", schema, name);
-    for (const char *p = exclude; p != NULL && *p != '\0';) {
-        size_t len = strcspn(p, ",");
-        size_t l = len < sizeof pat - 1 ? len : sizeof pat - 1;
-        memcpy(pat, p, l);
-        pat[l] = '\0';
-        const char *t = str_trim(pat);
-        if (*t != '\0' && fnmatch(t, full, 0) == 0)
-            return true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return false;
-}
-
 static bool in_schemas(const char *schemas, const char *s)
 {
     char buf[1024];
@@ -580,7 +560,7 @@ static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const 
         x->has = cat->super ? ~0u : flags(PQgetvalue(r, i, 8));
         x->owner_member = tv(r, i, 9) || cat->super;
         x->synced = in_schemas(l->schemas, x->schema) && strcmp(x->schema, "drd") != 0 &&
-                    strcmp(x->schema, "drd_refresh") != 0 && !excluded(l->exclude, x->schema, x->name);
+                    strcmp(x->schema, "drd_refresh") != 0 && !table_excluded(l->exclude, x->schema, x->name);
         if (x->schema == NULL || x->name == NULL || x->qname == NULL || x->owner == NULL ||
             x->qowner == NULL || x->oid == NULL || x->owned_by == NULL)
             goto oom;

@@ -4,7 +4,6 @@
  * the sequence resync; session_replication_role. */
 #include "sync_int.h"
 
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,29 +58,6 @@ static const char *const seqs_sql =
     " WHERE c.relkind = 'S' AND n.nspname <> 'drd'"
     "   AND n.nspname = ANY (string_to_array($1, ','))"
     " ORDER BY n.nspname, c.relname";
-
-static bool excluded(const sync_ctx *c, const char *schema, const char *name)
-{
-    if (c->exclude == NULL || c->exclude[0] == '\0')
-        return false;
-    char full[600];
-    snprintf(full, sizeof(full), "%s.%s", schema, name);
-    const char *p = c->exclude;
-    while (*p != '\0') {
-        size_t len = strcspn(p, ",");
-        char pat[600];
-        size_t l = len < sizeof(pat) - 1 ? len : sizeof(pat) - 1;
-        memcpy(pat, p, l);
-        pat[l] = '\0';
-        const char *t = str_trim(pat);
-        if (*t != '\0' && fnmatch(t, full, 0) == 0)
-            return true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return false;
-}
 
 static char *qualified(const char *schema, const char *name)
 {
@@ -222,7 +198,7 @@ bool catalog_load(sconn *s, scatalog *out)
     stable *cur = NULL;
     for (int i = 0; i < nr; i++) {
         const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
-        if (excluded(c, schema, name))
+        if (table_excluded(c->exclude, schema, name))
             continue;
         if (cur == NULL || strcmp(cur->schema, schema) != 0 || strcmp(cur->name, name) != 0) {
             stable *t = realloc(out->t, (out->n + 1) * sizeof(*t));
@@ -301,7 +277,7 @@ bool catalog_load(sconn *s, scatalog *out)
         goto fail;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
-        if (excluded(c, schema, name))
+        if (table_excluded(c->exclude, schema, name))
             continue;
         sseq *q = realloc(out->seq, (out->nseq + 1) * sizeof(*q));
         if (q == NULL)

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -483,4 +484,25 @@ bool sd_notify_send(const char *msg)
     ssize_t w = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
     close(fd);
     return w == (ssize_t)strlen(msg);
+}
+
+bool table_excluded(const char *list, const char *schema, const char *name)
+{
+    char full[600], pat[600];
+    if (list == NULL || list[0] == '\0')
+        return false;
+    snprintf(full, sizeof full, "%s.%s", schema, name);
+    for (const char *p = list; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        size_t l = len < sizeof pat - 1 ? len : sizeof pat - 1;
+        memcpy(pat, p, l);
+        pat[l] = '\0';
+        const char *t = str_trim(pat);
+        if (*t != '\0' && fnmatch(t, full, 0) == 0)
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
 }

@@ -61,6 +61,9 @@ struct json_t *json_text(const char *s);
 bool str_append(char *dst, size_t n, const char *src);
 bool str_eq(const char *a, const char *b);           /* NULL-safe */
 char *str_trim(char *s);                              /* in place */
+/* "schema.name" matches one of the comma-separated fnmatch patterns of
+ * list ([sync] exclude); NULL or "" matches nothing. */
+bool table_excluded(const char *list, const char *schema, const char *name);
 /* Constant-time comparison for tokens. */
 bool str_ct_equal(const char *a, const char *b);
 
