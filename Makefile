@@ -19,8 +19,11 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
 LDLIBS   += $(PKG_LIBS) -lpthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-MAINS    := src/drd.c src/drctl.c
-LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*.c))
+# One folder per subsystem (src/<room>/, public headers in include/drd/<room>/);
+# tests/layering.sh keeps the dependencies between rooms pointing one way.
+MAINS    := src/daemon/drd.c src/cli/drctl.c
+LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+HDRS     := $(wildcard include/drd/*/*.h src/*/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=build/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:src/%.c=build/san/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -33,18 +36,20 @@ TOOLS_BIN := $(TOOLS_SRC:tests/tools/%.c=build/tools/%)
 .SECONDARY:
 all: bin/drd bin/drctl $(TOOLS_BIN)
 
-bin/drd: build/obj/drd.o $(LIB_OBJ) | bin
+bin/drd: build/obj/daemon/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-bin/drctl: build/obj/drctl.o $(LIB_OBJ) | bin
+bin/drctl: build/obj/cli/drctl.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # drd with ASan+UBSan, for the integration tests that look for memory errors
-bin/drd-san: build/san/drd.o $(SAN_OBJ) | bin
+bin/drd-san: build/san/daemon/drd.o $(SAN_OBJ) | bin
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 # Where the installed page is looked for (see web_root in README).
-build/obj/config.o build/san/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
-build/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/obj
+build/obj/conf/config.o build/san/conf/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
+build/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
-build/san/%.o: src/%.c $(wildcard include/drd/*.h) | build/san
+build/san/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -c -o $@ $<
 build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -52,7 +57,7 @@ build/tests-san/%: tests/unit/%.c $(SAN_OBJ) | build/tests-san
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
 build/tools/%: tests/tools/%.c $(LIB_OBJ) | build/tools
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-bin build/obj build/san build/tests build/tests-san build/tools:
+bin build/tests build/tests-san build/tools:
 	mkdir -p $@
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c): clang, ASan+UBSan, the library
@@ -69,7 +74,8 @@ FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_OBJ     := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o)
 HAVE_FUZZ_CC := $(shell command -v $(FUZZ_CC) 2>/dev/null)
 
-build/fuzz/obj/%.o: src/%.c $(wildcard include/drd/*.h) | build/fuzz/obj
+build/fuzz/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(FUZZ_OBJ) | build/fuzz/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
@@ -102,7 +108,8 @@ bench: deps
 	@for b in tests/bench*.sh; do echo "== $$b"; $$b || exit 1; done
 
 lint:
-	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*.c | grep -v snprintf
+	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*/*.c | grep -v snprintf
+	@tests/layering.sh
 
 # The unit file names PREFIX's paths: conf/drd.service is written for
 # /usr/local and rewritten here for PREFIX (into share/drd/conf and
@@ -123,4 +130,4 @@ install: bin/drd bin/drctl
 clean:
 	rm -rf bin build
 
--include $(wildcard build/obj/*.d)
+-include $(wildcard build/obj/*/*.d)

@@ -54,6 +54,9 @@ for t in build/tests-san/test_*; do
     report "asan/${t##*/}"; }
 done
 
+# The rooms of src/: no include cycle between them (tests/layering.sh).
+selected "lint/layering" && { run_one "lint/layering" tests/layering.sh; report "lint/layering"; }
+
 # Fuzzers (tests/fuzz, built by make check when clang is there): each
 # harness briefly from its seed corpus, one TAP line each.
 for src in tests/fuzz/fuzz_*.c; do

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "drd/log.h"
-#include "drd/util.h"
+#include "drd/core/log.h"
+#include "drd/core/util.h"
 
 static char fuzz_dir[64];
 

@@ -20,9 +20,9 @@
 
 #include <jansson.h>
 
-#include "drd/api.h"
-#include "drd/status.h"
-#include "drd/store.h"
+#include "drd/http/api.h"
+#include "drd/engine/status.h"
+#include "drd/store/store.h"
 
 #define FUZZ_TOKEN "fuzz-token-0123456789abcdefghijklmnopqrstuvwxyz"
 #define FUZZ_REPLY_MAX (4 * 1024 * 1024)

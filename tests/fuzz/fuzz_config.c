@@ -1,4 +1,4 @@
-/* fuzz_config.c - the INI reader and config_load (src/config.c): every
+/* fuzz_config.c - the INI reader and config_load (src/conf/config.c): every
  * input is written as drd.conf in a private directory and loaded, both as
  * the daemon's configuration and as the drill environment. A file that
  * loads is then used the way drd uses one: dumped (drd -n -v), compared
@@ -6,7 +6,7 @@
  * as a runbook's ${section.key} would be. */
 #include "fuzz.h"
 
-#include "drd/config.h"
+#include "drd/conf/config.h"
 
 static FILE *devnull;
 

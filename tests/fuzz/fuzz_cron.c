@@ -1,4 +1,4 @@
-/* fuzz_cron.c - the cron parser and cron_next (src/cron.c), in a time
+/* fuzz_cron.c - the cron parser and cron_next (src/core/cron.c), in a time
  * zone with daylight saving time (Europe/Berlin), from instants around
  * both of 2026's transitions and a leap day. A parsed expression's next
  * time must be a whole minute strictly after the given instant, and must
@@ -7,7 +7,7 @@
 
 #include <time.h>
 
-#include "drd/cron.h"
+#include "drd/core/cron.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

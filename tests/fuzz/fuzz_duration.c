@@ -1,4 +1,4 @@
-/* fuzz_duration.c - parse_duration_ms and format_duration (src/util.c),
+/* fuzz_duration.c - parse_duration_ms and format_duration (src/core/util.c),
  * the durations of every config option and runbook timeout. A duration
  * that parses is never negative and reads the same when written back as
  * "<N>ms"; format_duration fits any buffer size. */

@@ -1,4 +1,4 @@
-/* fuzz_envfile.c - the env-file reader and writer (src/envfile.c) on a
+/* fuzz_envfile.c - the env-file reader and writer (src/conf/envfile.c) on a
  * temporary file. Input: "KEY\nVALUE\n" then the file's content. After
  * envfile_set(KEY, VALUE) succeeds:
  *   - envfile_get(KEY) gives VALUE back (the app sees what drd wrote);
@@ -9,7 +9,7 @@
 
 #include <errno.h>
 
-#include "drd/envfile.h"
+#include "drd/conf/envfile.h"
 
 #define VAL_MAX 8192
 

@@ -1,4 +1,4 @@
-/* fuzz_runbook.c - the runbook parser (src/runbook.c): every input is
+/* fuzz_runbook.c - the runbook parser (src/conf/runbook.c): every input is
  * written as a runbook file and loaded against a fixed, realistic drd
  * configuration (so ${section.key} references resolve). A runbook that
  * loads is then persisted the way a run persists its steps: each step
@@ -8,8 +8,8 @@
 
 #include <jansson.h>
 
-#include "drd/config.h"
-#include "drd/runbook.h"
+#include "drd/conf/config.h"
+#include "drd/conf/runbook.h"
 
 static config_t *cfg;
 

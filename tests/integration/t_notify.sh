@@ -10,7 +10,7 @@
 # that must never show in drd's log or state.  TAP output.
 #
 # Retries are sped up with DRD_NOTIFY_BACKOFF_MS=200 (base delay of the
-# exponential backoff, src/notify.c).
+# exponential backoff, src/engine/notify.c).
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/drd.sh"

@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "drd/log.h"
-#include "drd/loop.h"
-#include "drd/pgexec.h"
+#include "drd/core/log.h"
+#include "drd/core/loop.h"
+#include "drd/pg/pgexec.h"
 
 typedef struct {
     loop_t *loop;

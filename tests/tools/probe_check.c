@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "drd/log.h"
-#include "drd/loop.h"
-#include "drd/probe.h"
+#include "drd/core/log.h"
+#include "drd/core/loop.h"
+#include "drd/health/probe.h"
 
 typedef struct {
     loop_t *loop;

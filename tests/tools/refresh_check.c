@@ -1,6 +1,6 @@
 /* refresh_check - drive the refresh module against real clusters, outside
  * the daemon: loads a drd config and builds loop, store, monitor, executor
- * and refresh as src/drd.c does (no API, no policy).
+ * and refresh as src/daemon/drd.c does (no API, no policy).
  *
  *   refresh_check -c CONF [-q] COMMAND
  *     run [manual|schedule]     one refresh now; waits for its end and prints
@@ -26,15 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drd/config.h"
-#include "drd/executor.h"
-#include "drd/fetch.h"
-#include "drd/log.h"
-#include "drd/loop.h"
-#include "drd/monitor.h"
-#include "drd/refresh.h"
-#include "drd/store.h"
-#include "drd/util.h"
+#include "drd/conf/config.h"
+#include "drd/engine/executor.h"
+#include "drd/core/fetch.h"
+#include "drd/core/log.h"
+#include "drd/core/loop.h"
+#include "drd/engine/monitor.h"
+#include "drd/refresh/refresh.h"
+#include "drd/store/store.h"
+#include "drd/core/util.h"
 
 typedef struct {
     config_t *cfg;
@@ -103,6 +103,22 @@ typedef struct {
     store_refresh row;
     bool found;
 } find_ctx;
+
+/* refresh's interlock reads the engine through these (refresh_gate). */
+static bool gate_app_on_backup(void *arg)
+{
+    return strcmp(monitor_active(((tool *)arg)->monitor), "backup") == 0;
+}
+
+static bool gate_run_active(void *arg)
+{
+    return ((tool *)arg)->ex != NULL && executor_busy(((tool *)arg)->ex);
+}
+
+static breaker_state gate_primary_breaker(void *arg)
+{
+    return monitor_breaker(((tool *)arg)->monitor, TARGET_PRIMARY);
+}
 
 static bool find_cb(const store_refresh *r, void *arg)
 {
@@ -292,7 +308,8 @@ int main(int argc, char **argv)
     t.ex = executor_new(t.loop, t.store, t.monitor, t.fetch, t.cfg);
     if (t.ex == NULL)
         goto cleanup;
-    t.refresh = refresh_new(t.loop, t.store, t.monitor, t.ex, t.cfg);
+    refresh_gate gate = { &t, gate_app_on_backup, gate_run_active, gate_primary_breaker };
+    t.refresh = refresh_new(t.loop, t.store, &gate, t.cfg);
     if (t.refresh == NULL)
         goto cleanup;
     refresh_set_listener(t.refresh, on_changed, &t);

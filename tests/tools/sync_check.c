@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drd/config.h"
-#include "drd/log.h"
-#include "drd/loop.h"
-#include "drd/sync.h"
+#include "drd/conf/config.h"
+#include "drd/core/log.h"
+#include "drd/core/loop.h"
+#include "drd/sync/sync.h"
 
 typedef struct {
     loop_t *loop;

@@ -19,11 +19,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "drd/api.h"
-#include "drd/log.h"
-#include "drd/status.h"
-#include "drd/store.h"
-#include "drd/util.h"
+#include "drd/http/api.h"
+#include "drd/core/log.h"
+#include "drd/engine/status.h"
+#include "drd/store/store.h"
+#include "drd/core/util.h"
 
 #define TOKEN "t0ken-for-tests"
 

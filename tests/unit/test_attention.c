@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "drd/attention.h"
-#include "drd/store.h"
-#include "drd/util.h"
+#include "drd/engine/attention.h"
+#include "drd/store/store.h"
+#include "drd/core/util.h"
 
 typedef struct {
     char dir[64];

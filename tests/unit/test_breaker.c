@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "drd/breaker.h"
+#include "drd/health/breaker.h"
 
 static const breaker_params P = { .failures = 3, .successes = 2, .cooldown_ms = 10000 };
 

@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "drd/config.h"
-#include "drd/log.h"
-#include "drd/util.h"
+#include "drd/conf/config.h"
+#include "drd/core/log.h"
+#include "drd/core/util.h"
 
 static char g_dir[256];          /* realpath of the temp dir */
 

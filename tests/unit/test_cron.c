@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "drd/cron.h"
+#include "drd/core/cron.h"
 
 static time_t at(int y, int mo, int d, int h, int mi)
 {

@@ -18,9 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "drd/envfile.h"
-#include "drd/log.h"
-#include "drd/util.h"
+#include "drd/conf/envfile.h"
+#include "drd/core/log.h"
+#include "drd/core/util.h"
 
 #define KEY "DATABASE_URL"
 #define NEW_URL "postgresql://app:s3cret@backup:5432/app?sslmode=require"

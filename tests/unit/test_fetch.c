@@ -20,9 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "drd/fetch.h"
-#include "drd/loop.h"
-#include "drd/util.h"
+#include "drd/core/fetch.h"
+#include "drd/core/loop.h"
+#include "drd/core/util.h"
 
 #define BIG_LEN (200 * 1024)
 #define MAX_CONNS 256

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "drd/loop.h"
-#include "drd/util.h"
+#include "drd/core/loop.h"
+#include "drd/core/util.h"
 
 /* ---- helpers --------------------------------------------------------- */
 

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drd/log.h"
-#include "drd/mask.h"
-#include "drd/util.h"
+#include "drd/core/log.h"
+#include "drd/core/mask.h"
+#include "drd/core/util.h"
 
 static void check_mask(const char *in, const char *want)
 {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drd/metrics.h"
-#include "drd/util.h"
+#include "drd/engine/metrics.h"
+#include "drd/core/util.h"
 
 /* One sample line: name, optional labels (escaped values), a value. */
 static const char SAMPLE_RE[] =

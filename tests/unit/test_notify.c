@@ -27,12 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "drd/fetch.h"
-#include "drd/log.h"
-#include "drd/loop.h"
-#include "drd/notify.h"
-#include "drd/store.h"
-#include "drd/util.h"
+#include "drd/core/fetch.h"
+#include "drd/core/log.h"
+#include "drd/core/loop.h"
+#include "drd/engine/notify.h"
+#include "drd/store/store.h"
+#include "drd/core/util.h"
 
 #define MAX_CONNS  256
 #define MAX_BODIES 64

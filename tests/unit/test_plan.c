@@ -16,8 +16,8 @@
 
 #include <jansson.h>
 
-#include "drd/config.h"
-#include "drd/plan.h"
+#include "drd/conf/config.h"
+#include "drd/check/plan.h"
 
 static char dir[64];
 static char conf_path[128], fo_path[128], fb_path[128], env_path[128], db_path[128];

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "drd/probe.h"
+#include "drd/health/probe.h"
 
 #define AT "connection to server at \"127.0.0.1\", port 5432 failed: "
 

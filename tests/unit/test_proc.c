@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "drd/loop.h"
-#include "drd/proc.h"
-#include "drd/util.h"
+#include "drd/core/loop.h"
+#include "drd/core/proc.h"
+#include "drd/core/util.h"
 
 /* ---- helpers --------------------------------------------------------- */
 

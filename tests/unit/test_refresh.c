@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../src/refresh_int.h"
-#include "drd/util.h"
+#include "../../src/refresh/refresh_int.h"
+#include "drd/core/util.h"
 
 static void quoting(void **st)
 {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "drd/config.h"
-#include "drd/runbook.h"
+#include "drd/conf/config.h"
+#include "drd/conf/runbook.h"
 
 static char dir[64];
 static char conf_path[128], rb_path[128];

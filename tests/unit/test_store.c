@@ -17,9 +17,9 @@
 
 #include <sqlite3.h>
 
-#include "drd/log.h"
-#include "drd/store.h"
-#include "drd/util.h"
+#include "drd/core/log.h"
+#include "drd/store/store.h"
+#include "drd/core/util.h"
 
 typedef struct {
     char dir[64];

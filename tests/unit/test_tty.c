@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drd/tty.h"
+#include "drd/core/tty.h"
 
 static void check(const char *in, bool multiline, const char *want)
 {

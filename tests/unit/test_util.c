@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "drd/log.h"
-#include "drd/util.h"
+#include "drd/core/log.h"
+#include "drd/core/util.h"
 
 static void durations_valid(void **st)
 {

@@ -1,0 +1,62 @@
+/* pgconn.h - internal helpers shared by the loop-driven libpq clients
+ * (probe.c, pgexec.c): starting a non-blocking connection with drd's
+ * connection settings, following libpq's socket with a loop watcher, and
+ * turning libpq's multi-line messages into one masked line. */
+#ifndef DRD_PGCONN_H
+#define DRD_PGCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "drd/core/loop.h"
+
+/* PQconnectStartParams() with "dbname" = url (URI or conninfo, expanded),
+ * then drd's settings, which override the URL's: application_name,
+ * keepalives, tcp_user_timeout = timeout_ms and a connect_timeout
+ * backstop.  password: NULL lets libpq find it (URL, PGPASSFILE, ...).
+ * Returns a connection whose status is not CONNECTION_BAD, to be driven
+ * with PQconnectPoll() (first wait for POLLOUT); or NULL with err set
+ * (one line, secrets masked).  Blocks on DNS for host names. */
+PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
+                     const char *app_name, char *err, size_t errlen);
+/* The same, connecting to database dbname instead of the URL's (NULL: the
+ * URL's): drd's own credentials in the app's database. */
+PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                        const char *app_name, char *err, size_t errlen);
+/* The database a URL or conninfo names (malloc'd), or NULL if it names none
+ * (then libpq uses the user name) or does not parse. */
+char *pgconn_dbname(const char *url);
+
+/* The user and database a URL or conninfo names (database: the user's
+ * name when none, as libpq does). false when it names no user or does not
+ * parse. */
+bool pgconn_identity(const char *url, char *user, size_t un, char *db, size_t dn);
+/* One line from a libpq message: lines joined with "; ", indentation
+ * dropped, secrets masked; "unknown error" when msg is NULL or blank. */
+void pgconn_error_text(const char *msg, char *out, size_t n);
+
+/* Replace what is between each pair of double quotes with ****, in place
+ * (s holds n bytes; an unpaired quote hides the rest of the text): for
+ * messages that quote pieces of a URL or a statement. */
+void pgconn_hide_quoted(char *s, size_t n);
+
+/* The loop watcher on a connection's socket. */
+typedef struct {
+    loop_t *loop;
+    int fd;                  /* registered fd, or -1 */
+    short events;            /* its events */
+} pgconn_watch;
+
+void pgconn_watch_init(pgconn_watch *w, loop_t *loop);
+/* Watch PQsocket(conn) for events, following it when libpq switches to a
+ * new socket (next host or address, SSL/GSS fallback).  False with err
+ * set when there is no socket or the loop cannot watch it. */
+bool pgconn_watch_socket(pgconn_watch *w, PGconn *conn, short events,
+                         loop_fd_cb cb, void *arg, char *err, size_t errlen);
+/* Stop watching (no-op when not watching). */
+void pgconn_unwatch(pgconn_watch *w);
+
+#endif

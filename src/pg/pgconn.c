@@ -1,0 +1,217 @@
+/* pgconn.c - the connect-phase helpers shared by probe.c and pgexec.c.
+ *
+ * Both drive a libpq connection from the loop with PQconnectPoll(); what
+ * they share is how the connection is started (one place for drd's libpq
+ * settings), how libpq's socket is watched, and how libpq's messages are
+ * made printable (one line, no secrets).
+ */
+#include "drd/pg/pgconn.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "drd/core/util.h"
+
+/* ---- error text ------------------------------------------------------ */
+
+void pgconn_error_text(const char *msg, char *out, size_t n)
+{
+    char joined[512] = "";
+    const char *s = msg ? msg : "";
+    while (*s != '\0') {
+        size_t len = strcspn(s, "\n");
+        char line[512];
+        size_t l = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+        memcpy(line, s, l);
+        line[l] = '\0';
+        char *t = str_trim(line);
+        if (*t != '\0') {
+            if (joined[0] != '\0')
+                str_append(joined, sizeof(joined), "; ");
+            str_append(joined, sizeof(joined), t);
+        }
+        s += len;
+        if (*s == '\n')
+            s++;
+    }
+    if (joined[0] == '\0')
+        str_copy(joined, "unknown error", sizeof(joined));
+    mask_secrets(joined, out, n);
+}
+
+void pgconn_hide_quoted(char *s, size_t n)
+{
+    char in[512];
+    str_copy(in, s, sizeof(in));
+    size_t o = 0;
+    bool inside = false;
+    for (const char *c = in; *c != '\0' && o + 6 < n; c++) {
+        if (*c == '"') {
+            s[o++] = '"';
+            if (!inside) {
+                memcpy(&s[o], "****", 4);
+                o += 4;
+            }
+            inside = !inside;
+        } else if (!inside) {
+            s[o++] = *c;
+        }
+    }
+    s[o] = '\0';
+}
+
+/* libpq's URL/conninfo syntax errors quote pieces of the URL that
+ * mask_secrets() cannot recognise as secrets: 'invalid percent-encoded
+ * token: "<the password>"', 'missing "=" after "<half a password>" in
+ * connection info string'.  True when the URL does not even parse; its
+ * error message must then have its quoted pieces hidden. */
+static bool url_syntax_error(const char *url)
+{
+    /* libpq's rule: a URI or anything with '=' is a connection string;
+     * anything else is a plain database name. */
+    if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0 &&
+        strchr(url, '=') == NULL)
+        return false;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    bool bad = opts == NULL;
+    PQconninfoFree(opts);
+    PQfreemem(perr);
+    return bad;
+}
+
+/* ---- connection start ------------------------------------------------ */
+
+PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
+                     const char *app_name, char *err, size_t errlen)
+{
+    return pgconn_start_db(url, NULL, password, timeout_ms, app_name, err, errlen);
+}
+
+char *pgconn_dbname(const char *url)
+{
+    char *perr = NULL, *out = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    PQfreemem(perr);
+    if (opts == NULL)
+        return NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
+            out = strdup(o->val);
+    PQconninfoFree(opts);
+    return out;
+}
+
+PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                        const char *app_name, char *err, size_t errlen)
+{
+    char connect_timeout[24], user_timeout[24];
+    /* connect_timeout is only a backstop: PQconnectPoll ignores it (the
+     * caller enforces time limits), the caller's deadline is the real bound. */
+    snprintf(connect_timeout, sizeof(connect_timeout), "%" PRId64, (timeout_ms + 999) / 1000);
+    snprintf(user_timeout, sizeof(user_timeout), "%" PRId64, timeout_ms);
+
+    /* "dbname" comes first and is expanded (URI or conninfo); the keywords
+     * after it override what the URL says.  Keepalives and
+     * tcp_user_timeout are both needed: keepalives detect a dead peer on
+     * an idle connection, but are not sent while data is unacknowledged;
+     * tcp_user_timeout bounds how long sent data may stay unacknowledged
+     * (e.g. a half-open connection after a network partition), so the
+     * kernel drops the connection even if no deadline of ours is armed. */
+    const char *keys[12], *vals[12];
+    int k = 0;
+    keys[k] = "dbname";              vals[k++] = url;
+    keys[k] = "connect_timeout";     vals[k++] = connect_timeout;
+    keys[k] = "application_name";    vals[k++] = app_name;
+    keys[k] = "keepalives";          vals[k++] = "1";
+    keys[k] = "keepalives_idle";     vals[k++] = "5";
+    keys[k] = "keepalives_interval"; vals[k++] = "2";
+    keys[k] = "keepalives_count";    vals[k++] = "3";
+    keys[k] = "tcp_user_timeout";    vals[k++] = user_timeout;
+    if (password != NULL) {
+        keys[k] = "password";        vals[k++] = password;
+    }
+    /* A later dbname is a plain database name and wins over the URL's. */
+    if (dbname != NULL) {
+        keys[k] = "dbname";          vals[k++] = dbname;
+    }
+    keys[k] = NULL;                  vals[k] = NULL;
+
+    /* Blocks on DNS for host names. */
+    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    if (conn != NULL && PQstatus(conn) != CONNECTION_BAD)
+        return conn;
+
+    pgconn_error_text(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
+    if (url_syntax_error(url))
+        pgconn_hide_quoted(err, errlen);
+    PQfinish(conn);
+    return NULL;
+}
+
+/* ---- socket watcher -------------------------------------------------- */
+
+void pgconn_watch_init(pgconn_watch *w, loop_t *loop)
+{
+    w->loop = loop;
+    w->fd = -1;
+    w->events = 0;
+}
+
+/* If libpq closed the old socket and the new one got the same number,
+ * modifying the events is enough: poll() takes fd numbers afresh on every
+ * call. */
+bool pgconn_watch_socket(pgconn_watch *w, PGconn *conn, short events,
+                         loop_fd_cb cb, void *arg, char *err, size_t errlen)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0) {
+        str_copy(err, "no connection socket", errlen);
+        return false;
+    }
+    if (fd != w->fd) {
+        pgconn_unwatch(w);
+        if (!loop_add_fd(w->loop, fd, events, cb, arg)) {
+            str_copy(err, "cannot watch the connection socket", errlen);
+            return false;
+        }
+        w->fd = fd;
+    } else if (events != w->events) {
+        loop_mod_fd(w->loop, fd, events);
+    }
+    w->events = events;
+    return true;
+}
+
+void pgconn_unwatch(pgconn_watch *w)
+{
+    if (w->fd >= 0) {
+        loop_del_fd(w->loop, w->fd);
+        w->fd = -1;
+    }
+}
+
+bool pgconn_identity(const char *url, char *user, size_t un, char *db, size_t dn)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = url != NULL ? PQconninfoParse(url, &err) : NULL;
+    user[0] = db[0] = '\0';
+    if (opts == NULL) {
+        PQfreemem(err);
+        return false;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            str_copy(user, o->val, un);
+        else if (strcmp(o->keyword, "dbname") == 0)
+            str_copy(db, o->val, dn);
+    }
+    PQconninfoFree(opts);
+    if (db[0] == '\0')
+        str_copy(db, user, dn);           /* libpq's default: dbname = user */
+    return user[0] != '\0';
+}

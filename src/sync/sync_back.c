@@ -1,0 +1,1077 @@
+/* sync_back.c - incremental sync-back: the backup's ledger replayed to the
+ * primary, conflicts detected before anything is written.
+ *
+ * Backup (one REPEATABLE READ transaction, so ledger and rows agree):
+ *   per changed table, temp table drd_kN: every key the outage touched
+ *   (key_new of inserts and updates, key_old of deletes and key-changing
+ *   updates; keys normalised through the table's own column types), with
+ *   the state before its FIRST outage change (drd_existed, drd_before) and
+ *   the backup's current row (drd_bcur, NULL if gone).
+ * Primary (one transaction: all or nothing):
+ *   the keys with 64-bit hashes of both images (drd_iN) and the backup's
+ *   current rows for those keys (staging drd_sN) are COPYed in; each key
+ *   is classified (drd_kN) against the hash of the primary's current row
+ *   (see row_hash: the before-image goes through the table's types first,
+ *   so the app's session settings, e.g. its TimeZone, do not matter):
+ *     same      primary row = backup row: nothing to do (a re-run after
+ *               success or after a crash finds every done key here)
+ *     apply     primary row = the row before the outage: take the backup's
+ *     conflict  anything else: changed on both sides
+ *   ask + conflicts: the report lists them, the transaction is rolled back.
+ *   Else apply: with session_replication_role = replica, delete the keys
+ *   and insert the backup's rows (any table order, no triggers); without
+ *   it, INSERT ... ON CONFLICT DO UPDATE parents first, then deletes of
+ *   the keys gone from the backup children first (foreign keys hold at
+ *   every statement, and ON DELETE CASCADE never fires on a row the backup
+ *   still has). Tables truncated during the outage (ledger op T) and
+ *   changed tables without a key are copied whole, unless already equal.
+ *   Then the sequences, then COMMIT.
+ *   primary-wins: the conflicting keys keep the primary's row, and that row
+ *   is copied to the backup too, so that verify can pass. */
+#include "sync_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drd/core/util.h"
+
+#define MAX_CONFLICTS_LISTED 20
+#define VALUE_CAP 300
+
+typedef struct {
+    stable *t;               /* in the backup's catalog */
+    size_t idx;              /* temp table suffix */
+    int64_t entries;
+    bool whole;              /* copy the whole table */
+    bool skip;               /* whole table already equal (or kept: primary-wins) */
+    bool whole_conflict;     /* keyless: the primary's table changed since capture too */
+    bool text;               /* COPY rows in text format */
+    int64_t n_apply, n_same, n_conflict;
+    int64_t written, deleted;
+    int64_t ms;
+} changed;
+
+typedef struct {
+    sync_ctx *c;
+    sconn b, p;
+    scatalog bcat, pcat;
+    changed *ch;
+    size_t nch;
+    bool replica;            /* session_replication_role = replica on the primary */
+    bool primary_wins, backup_wins;
+    sbuf q, q2;
+} backctx;
+
+/* ---- SQL pieces ------------------------------------------------------------ */
+
+static void keylist(sbuf *b, const stable *t, const char *prefix)
+{
+    for (size_t i = 0; i < t->nkey; i++) {
+        if (i > 0)
+            sb_add(b, ", ");
+        if (prefix != NULL)
+            sb_add(b, prefix);
+        sb_ident(b, t->key[i]);
+    }
+}
+
+/* jsonb_build_object('k1', k.k1, ...): a key for the report */
+static void keyjson(sbuf *b, const stable *t, const char *prefix)
+{
+    sb_add(b, "jsonb_build_object(");
+    for (size_t i = 0; i < t->nkey; i++) {
+        if (i > 0)
+            sb_add(b, ", ");
+        sb_literal(b, t->key[i]);
+        sb_printf(b, ", %s.", prefix);
+        sb_ident(b, t->key[i]);
+    }
+    sb_add(b, ")");
+}
+
+static void copy_fmt(sbuf *b, bool text)
+{
+    if (!text)
+        sb_add(b, " (FORMAT binary)");
+}
+
+/* ---- steps ------------------------------------------------------------------- */
+
+static bool check_ledger(backctx *x)
+{
+    PGresult *r = sq_exec(&x->b, "SELECT to_regclass('drd.ledger') IS NOT NULL,"
+                          " to_regclass('drd.no_pk_tables') IS NOT NULL", "looking for the ledger");
+    if (r == NULL)
+        return false;
+    bool ok = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
+    PQclear(r);
+    if (!ok)
+        sync_fail(x->c, "no change ledger on the backup: capture was not installed (the writes"
+                  " made during the outage cannot be told apart; use [sync] mode = full)");
+    return ok;
+}
+
+/* Every synced table must have had its trigger all along: a table without
+ * one changed unseen. */
+static bool check_triggers(backctx *x)
+{
+    PGresult *r = sq_exec(&x->b,
+        "SELECT n.nspname, c.relname FROM pg_trigger t"
+        "  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE t.tgname = 'drd_capture' AND t.tgenabled <> 'D'", "looking for the capture triggers");
+    if (r == NULL)
+        return false;
+    sbuf miss;
+    sb_init(&miss);
+    int n = 0;
+    for (size_t i = 0; i < x->bcat.n; i++) {
+        bool found = false;
+        for (int k = 0; k < PQntuples(r) && !found; k++)
+            found = strcmp(PQgetvalue(r, k, 0), x->bcat.t[i].schema) == 0 &&
+                    strcmp(PQgetvalue(r, k, 1), x->bcat.t[i].name) == 0;
+        if (!found)
+            sb_printf(&miss, "%s%s", n++ ? ", " : "", x->bcat.t[i].label);
+    }
+    PQclear(r);
+    if (n > 0)
+        sync_fail(x->c, "tables without the capture trigger on the backup (their outage writes"
+                  " were not recorded; use [sync] mode = full): %s", sb_str(&miss));
+    sb_free(&miss);
+    return n == 0;
+}
+
+/* Which tables changed: ledger entries, truncates, flagged keyless tables. */
+static bool list_changes(backctx *x)
+{
+    sync_ctx *c = x->c;
+    PGresult *r = sq_exec(&x->b,
+        "SELECT schema_name, table_name, sum(n), bool_or(whole) FROM ("
+        "  SELECT schema_name, table_name, count(*) AS n, bool_or(op = 'T') AS whole"
+        "    FROM drd.ledger GROUP BY 1, 2"
+        "  UNION ALL SELECT schema_name, table_name, 1, true FROM drd.no_pk_tables WHERE changed) s"
+        " GROUP BY 1, 2 ORDER BY 1, 2", "reading the ledger");
+    if (r == NULL)
+        return false;
+    bool ok = false;
+    x->ch = calloc((size_t)PQntuples(r) + 1, sizeof(*x->ch));
+    if (x->ch == NULL) {
+        sync_fail(c, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+        stable *t = catalog_find(&x->bcat, schema, name);
+        if (t == NULL) {
+            /* Not synced any more (config changed), or gone. */
+            const char *lit[1];
+            sbuf qn;
+            sb_init(&qn);
+            sb_ident(&qn, schema);
+            sb_add(&qn, ".");
+            sb_ident(&qn, name);
+            lit[0] = sb_str(&qn);
+            PGresult *e = sq_params(&x->b, "SELECT to_regclass($1) IS NOT NULL", 1, lit, NULL);
+            bool exists = e != NULL && PQgetvalue(e, 0, 0)[0] == 't';
+            PQclear(e);
+            sb_free(&qn);
+            if (e == NULL)
+                goto out;
+            if (!exists) {
+                sync_fail(c, "table %s.%s changed during the outage but no longer exists on the"
+                          " backup (dropped or renamed: schema changes are not supported)",
+                          schema, name);
+                goto out;
+            }
+            sync_report(c, "%s.%s: %s changes ignored (not in [sync] schemas or excluded)",
+                        schema, name, PQgetvalue(r, i, 2));
+            continue;
+        }
+        changed *ch = &x->ch[x->nch++];
+        ch->t = t;
+        ch->idx = (size_t)(t - x->bcat.t);
+        ch->entries = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        ch->whole = PQgetvalue(r, i, 3)[0] == 't' || t->nkey == 0;
+        ch->text = catalog_needs_text(t);
+    }
+    ok = true;
+out:
+    PQclear(r);
+    return ok;
+}
+
+/* Missing privileges on the primary, all named at once (by oid: a name
+ * in a schema without USAGE would fail to resolve). */
+static void priv_row(sbuf *q, bool *any, char kind, const char *oid, const char *label)
+{
+    sb_printf(q, "%s('%c', %s::oid, ", *any ? ", " : "", kind, oid);
+    sb_literal(q, label);
+    sb_add(q, ")");
+    *any = true;
+}
+
+static bool check_privileges(backctx *x)
+{
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sb_add(q, "SELECT l, string_agg(p, ', ' ORDER BY p) FROM (SELECT l, p FROM (VALUES ");
+    bool any = false;
+    for (size_t i = 0; i < x->nch; i++) {
+        const stable *t = catalog_find(&x->pcat, x->ch[i].t->schema, x->ch[i].t->name);
+        if (t != NULL)
+            priv_row(q, &any, 't', t->oid, t->label);
+    }
+    for (size_t i = 0; i < x->pcat.nseq; i++)
+        priv_row(q, &any, 's', x->pcat.seq[i].oid, x->pcat.seq[i].label);
+    if (!any)
+        return true;
+    sb_add(q, ") v(k, o, l), unnest(CASE k WHEN 't' THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']"
+              " ELSE ARRAY['SELECT', 'UPDATE'] END) p"
+              " WHERE NOT CASE k WHEN 't' THEN has_table_privilege(o, p)"
+              " ELSE has_sequence_privilege(o, p) END"
+              " UNION ALL SELECT DISTINCT 'schema ' || n.nspname, 'USAGE' FROM (VALUES ");
+    any = false;
+    for (size_t i = 0; i < x->nch; i++) {
+        const stable *t = catalog_find(&x->pcat, x->ch[i].t->schema, x->ch[i].t->name);
+        if (t != NULL)
+            priv_row(q, &any, 't', t->oid, t->label);
+    }
+    for (size_t i = 0; i < x->pcat.nseq; i++)
+        priv_row(q, &any, 's', x->pcat.seq[i].oid, x->pcat.seq[i].label);
+    sb_add(q, ") v(k, o, l) JOIN pg_class c ON c.oid = v.o JOIN pg_namespace n ON n.oid = c.relnamespace"
+              " WHERE NOT has_schema_privilege(n.oid, 'USAGE')) m GROUP BY l ORDER BY l");
+    if (q->oom) {
+        sync_fail(x->c, "out of memory");
+        return false;
+    }
+    PGresult *r = sq_exec(&x->p, sb_str(q), "checking privileges");
+    if (r == NULL)
+        return false;
+    bool ok = PQntuples(r) == 0;
+    if (!ok) {
+        sbuf m;
+        sb_init(&m);
+        for (int i = 0; i < PQntuples(r) && i < 20; i++)
+            sb_printf(&m, "%s%s (%s)", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        if (PQntuples(r) > 20)
+            sb_printf(&m, " and %d more", PQntuples(r) - 20);
+        sync_fail(x->c, "the primary's role lacks privileges needed by sync-back: %s", sb_str(&m));
+        sb_free(&m);
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* Whole-table copies are skipped when both sides already hold the same rows
+ * (a re-run). */
+static bool whole_equal(backctx *x, changed *ch, bool *equal)
+{
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sync_checksum_sql(q, ch->t, sync_record_hash_ok(&x->b, &x->p));
+    PGresult *rb = sq_exec(&x->b, sb_str(q), "checksumming a table");
+    if (rb == NULL)
+        return false;
+    PGresult *rp = sq_exec(&x->p, sb_str(q), "checksumming a table");
+    if (rp == NULL) {
+        PQclear(rb);
+        return false;
+    }
+    *equal = strcmp(PQgetvalue(rb, 0, 0), PQgetvalue(rp, 0, 0)) == 0 &&
+             strcmp(PQgetvalue(rb, 0, 1), PQgetvalue(rp, 0, 1)) == 0;
+    PQclear(rb);
+    PQclear(rp);
+    return true;
+}
+
+/* COPY rows src -> dst; binary first unless text was asked, falling back to
+ * text inside savepoints if binary fails for some type. */
+static bool ship(backctx *x, sconn *src, sconn *dst, const char *select_sql,
+                 const char *target, bool text, int64_t *rows)
+{
+    sync_ctx *c = x->c;
+    sbuf out, in;
+    sb_init(&out);
+    sb_init(&in);
+    char err[512];
+    bool ok = false;
+    for (int attempt = text ? 1 : 0; attempt < 2; attempt++) {
+        bool bin = attempt == 0;
+        sb_reset(&out);
+        sb_reset(&in);
+        sb_printf(&out, "COPY (%s) TO STDOUT", select_sql);
+        copy_fmt(&out, !bin);
+        sb_printf(&in, "COPY %s FROM STDIN", target);
+        copy_fmt(&in, !bin);
+        if (out.oom || in.oom) {
+            sync_fail(c, "out of memory");
+            goto out;
+        }
+        if (bin && (!sq_cmd(src, "SAVEPOINT drd_copy", NULL) || !sq_cmd(dst, "SAVEPOINT drd_copy", NULL)))
+            goto out;
+        if (sq_copy(src, sb_str(&out), dst, sb_str(&in), rows, err, sizeof(err))) {
+            if (bin && (!sq_cmd(src, "RELEASE SAVEPOINT drd_copy", NULL) ||
+                        !sq_cmd(dst, "RELEASE SAVEPOINT drd_copy", NULL)))
+                goto out;
+            ok = true;
+            goto out;
+        }
+        if (!bin || atomic_load(&c->stop)) {
+            sync_fail(c, "copying %s: %s", target, err);
+            goto out;
+        }
+        if (!sq_cmd(src, "ROLLBACK TO SAVEPOINT drd_copy", NULL) ||
+            !sq_cmd(dst, "ROLLBACK TO SAVEPOINT drd_copy", NULL))
+            goto out;
+        sync_report(c, "binary COPY failed (%s); retrying in text format", err);
+    }
+out:
+    sb_free(&out);
+    sb_free(&in);
+    return ok;
+}
+
+/* How a row is hashed for comparison (64 bits): hash_record_extended()
+ * when both servers have it and every column type has a hash function:
+ * no printing at all; else hashtextextended() of to_jsonb(row) text, which
+ * also survives the trip through the before-image's jsonb for types such
+ * as json whose own text would not. Both sessions print values the same
+ * way (sconn_open's settings), so equal rows hash equal either way.
+ * `row` is a row expression: an alias, or jsonb_populate_record(...). */
+static bool by_record(const backctx *x, const stable *t)
+{
+    return sync_record_hash_ok(&x->b, &x->p) && catalog_hashable(t);
+}
+
+static void row_hash(const backctx *x, sbuf *q, const stable *t, const char *row)
+{
+    if (by_record(x, t))
+        sb_printf(q, "hash_record_extended(%s, 0)", row);
+    else
+        sb_printf(q, "hashtextextended(to_jsonb(%s)::text, 0)", row);
+}
+
+static const scol *key_col(const stable *t, size_t k)
+{
+    for (size_t j = 0; j < t->ncols; j++)
+        if (strcmp(t->cols[j].name, t->key[k]) == 0)
+            return &t->cols[j];
+    return NULL;
+}
+
+/* The typed value of key column k from the ledger's jsonb key p.k: a cast
+ * of its text for scalars (much cheaper than jsonb_populate_record, which
+ * builds the whole row), the record route for arrays and user types. */
+static void key_from_json(sbuf *q, const stable *t, size_t k)
+{
+    const scol *col = key_col(t, k);
+    const char *type = col != NULL ? col->type : "text";
+    size_t tl = strlen(type);
+    if (strcmp(type, "jsonb") == 0) {
+        sb_add(q, "(p.k -> ");
+        sb_literal(q, t->key[k]);
+        sb_add(q, ")");
+    } else if (col == NULL || col->user_type || (tl > 2 && strcmp(type + tl - 2, "[]") == 0)) {
+        sb_printf(q, "(jsonb_populate_record(NULL::%s, p.k)).", t->qname);
+        sb_ident(q, t->key[k]);
+    } else {
+        sb_add(q, "(p.k ->> ");
+        sb_literal(q, t->key[k]);
+        sb_printf(q, ")::%s", type);
+    }
+    sb_add(q, " AS ");
+    sb_ident(q, t->key[k]);
+}
+
+/* Keys of one table: collected on the backup, shipped to the primary with
+ * md5 hashes of the row before the outage and of the backup's current row
+ * (as to_jsonb text, both sessions printing values the same way), and
+ * classified there against md5 of the primary's current row. The full
+ * images stay on the backup (drd_kN) for the conflict report. */
+/* How many keys of a changed table are apply, same, conflict. */
+static bool count_actions(backctx *x, changed *ch)
+{
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sb_printf(q, "SELECT count(*) FILTER (WHERE drd_action = 'apply'),"
+                 " count(*) FILTER (WHERE drd_action = 'same'),"
+                 " count(*) FILTER (WHERE drd_action = 'conflict') FROM pg_temp.drd_k%zu", ch->idx);
+    PGresult *r = sq_exec(&x->p, sb_str(q), "counting");
+    if (r == NULL)
+        return false;
+    ch->n_apply = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    ch->n_same = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    ch->n_conflict = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
+/* The foreign keys' part of the classification (sync_fk.c): the map of
+ * changed tables, then keys whose removal would orphan primary-only rows
+ * become conflicts. Sets *fk_conflicts; recounts the tables it touched. */
+static bool foreign_keys(backctx *x, int64_t *fk_conflicts)
+{
+    fk_table *tabs = calloc(x->nch + 1, sizeof(*tabs));
+    if (tabs == NULL) {
+        sync_fail(x->c, "out of memory");
+        return false;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < x->nch; i++)
+        if (!x->ch[i].skip)
+            tabs[n++] = (fk_table){ .t = x->ch[i].t, .idx = x->ch[i].idx, .whole = x->ch[i].whole };
+    bool ok = fk_map(&x->p, tabs, n, &x->q);
+    free(tabs);
+    if (!ok || (*fk_conflicts = fk_detect(&x->p)) < 0)
+        return false;
+    for (size_t i = 0; *fk_conflicts > 0 && i < x->nch; i++)
+        if (!x->ch[i].skip && !x->ch[i].whole && !count_actions(x, &x->ch[i]))
+            return false;
+    return true;
+}
+
+/* A keyless table is copied whole: only if the primary's copy is still
+ * what the backup held when capture was installed (its fingerprint then);
+ * else copying would delete rows the primary alone has: a conflict
+ * (ch->whole_conflict). false only on an error. */
+static bool keyless_guard(backctx *x, changed *ch)
+{
+    const stable *t = ch->t;
+    const char *params[2] = { t->schema, t->name };
+    PGresult *f = sq_params(&x->b, "SELECT fp_rows, fp_sum FROM drd.no_pk_tables"
+                                   " WHERE schema_name = $1 AND table_name = $2", 2, params,
+                            "reading the capture's fingerprint");
+    if (f == NULL)
+        return false;
+    bool have = PQntuples(f) == 1 && !PQgetisnull(f, 0, 0);
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sync_checksum_sql(q, t, false);
+    PGresult *p = sq_exec(&x->p, sb_str(q), "checksumming a table");
+    if (p == NULL) {
+        PQclear(f);
+        return false;
+    }
+    bool same = have && strcmp(PQgetvalue(f, 0, 0), PQgetvalue(p, 0, 0)) == 0 &&
+                strcmp(PQgetvalue(f, 0, 1), PQgetvalue(p, 0, 1)) == 0;
+    if (!same) {
+        ch->whole_conflict = true;
+        if (have)
+            sync_report(x->c, "conflict in %s (no key, changed during the outage): the primary's copy"
+                        " changed too since capture (%s rows then, %s now); copying the backup's whole"
+                        " would delete what only the primary has", t->label, PQgetvalue(f, 0, 0),
+                        PQgetvalue(p, 0, 0));
+        else
+            sync_report(x->c, "conflict in %s (no key, changed during the outage): no fingerprint of"
+                        " it from capture, so the primary's %s rows cannot be shown unchanged", t->label,
+                        PQgetvalue(p, 0, 0));
+    }
+    PQclear(f);
+    PQclear(p);
+    return true;
+}
+
+static bool prepare_table(backctx *x, changed *ch)
+{
+    sync_ctx *c = x->c;
+    const stable *t = ch->t;
+    sbuf *q = &x->q, *q2 = &x->q2;
+    char kt[32], st[32], it[32];
+    snprintf(kt, sizeof(kt), "pg_temp.drd_k%zu", ch->idx);
+    snprintf(st, sizeof(st), "pg_temp.drd_s%zu", ch->idx);
+    snprintf(it, sizeof(it), "pg_temp.drd_i%zu", ch->idx);
+    int64_t rows = 0;
+
+    if (ch->whole) {
+        bool eq = false;
+        if (!whole_equal(x, ch, &eq))
+            return false;
+        if (eq) {
+            ch->skip = true;
+            return true;
+        }
+        if (t->nkey == 0 && !keyless_guard(x, ch))
+            return false;
+    }
+    /* staging for the backup's rows */
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s (LIKE %s)", st + 8, t->qname);
+    if (!sq_cmd(&x->p, sb_str(q), "creating a staging table"))
+        return false;
+
+    if (ch->whole) {
+        sb_reset(q);
+        sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
+        if (!ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
+            return false;
+        sb_reset(q);
+        sb_printf(q, "ANALYZE %s", st);
+        return sq_cmd(&x->p, sb_str(q), NULL);
+    }
+
+    /* backup: the touched keys, each with the state before its first
+     * outage change, and the backup's current row */
+    sb_reset(q2);
+    sb_add(q2, "l.schema_name = ");
+    sb_literal(q2, t->schema);
+    sb_add(q2, " AND l.table_name = ");
+    sb_literal(q2, t->name);
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s AS SELECT ", kt + 8);
+    keylist(q, t, "q.");
+    /* drd_bcur: the backup's row itself, typed */
+    sb_add(q, ", q.drd_existed, q.drd_before, CASE WHEN t.");
+    sb_ident(q, t->key[0]);
+    sb_add(q, " IS NULL THEN NULL ELSE t END AS drd_bcur FROM (SELECT DISTINCT ON (");
+    keylist(q, t, "x.");
+    sb_add(q, ") x.* FROM (SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        key_from_json(q, t, k);
+        sb_add(q, ", ");
+    }
+    /* one pass over the ledger; each entry gives one or two (key, state
+     * before) pairs: I (key_new, absent), U and D (key_old, before_image),
+     * and a key-changing U also (key_new, absent) */
+    sb_add(q, "p.id AS drd_id, p.drd_existed, p.drd_before FROM (");
+    sb_printf(q, "SELECT l.id, v.k, v.drd_existed, v.drd_before FROM drd.ledger l, LATERAL (VALUES"
+                 " (l.key_new, false, NULL::jsonb, l.op = 'I'),"
+                 " (l.key_old, true, l.before_image, l.op IN ('U', 'D')),"
+                 " (l.key_new, false, NULL::jsonb, l.op = 'U' AND l.key_new <> l.key_old))"
+                 " v(k, drd_existed, drd_before, keep) WHERE %s AND v.keep", sb_str(q2));
+    sb_add(q, ") p) x ORDER BY ");
+    keylist(q, t, "x.");
+    sb_printf(q, ", x.drd_id) q LEFT JOIN ONLY %s t ON ", t->qname);
+    catalog_keyjoin(q, t, "t", "q");
+    sb_printf(q, "; ANALYZE %s", kt);
+    if (q->oom) {
+        sync_fail(c, "out of memory");
+        return false;
+    }
+    if (!sq_cmd(&x->b, sb_str(q), "collecting the changed keys"))
+        return false;
+
+    /* primary: the keys with the two hashes, typed from the catalog */
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s (", it + 8);
+    for (size_t k = 0; k < t->nkey; k++) {
+        const scol *col = key_col(t, k);
+        sb_ident(q, t->key[k]);
+        sb_printf(q, " %s, ", col != NULL ? col->type : "text");
+    }
+    sb_add(q, "drd_existed boolean, drd_h0 bigint, drd_hb bigint)");
+    if (q->oom || !sq_cmd(&x->p, sb_str(q), "creating a key table"))
+        return false;
+    sb_reset(q);
+    sb_add(q, "SELECT ");
+    keylist(q, t, NULL);
+    sb_add(q, ", drd_existed, CASE WHEN drd_existed THEN ");
+    sb_reset(q2);
+    sb_printf(q2, "jsonb_populate_record(NULL::%s, drd_before)", t->qname);
+    row_hash(x, q, t, sb_str(q2));
+    sb_add(q, " END, ");
+    row_hash(x, q, t, "drd_bcur");
+    sb_printf(q, " FROM %s", kt);
+    if (q->oom || !ship(x, &x->b, &x->p, sb_str(q), it, true, &rows))
+        return false;
+
+    /* the backup's current rows for those keys */
+    sb_reset(q);
+    sb_printf(q, "SELECT t.* FROM ONLY %s t JOIN %s k ON ", t->qname, kt);
+    catalog_keyjoin(q, t, "t", "k");
+    if (q->oom || !ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
+        return false;
+
+    /* classify against the primary's current rows:
+     *   same      primary = backup now
+     *   apply     primary = before the outage (or absent, for a key that
+     *             did not exist then)
+     *   conflict  anything else */
+    sb_reset(q);
+    sb_printf(q, "ANALYZE %s; CREATE TEMP TABLE %s AS SELECT ", it, kt + 8);
+    keylist(q, t, "i.");
+    sb_add(q, ", i.drd_existed, CASE WHEN i.drd_hp IS NOT DISTINCT FROM i.drd_hb THEN 'same'"
+              " WHEN CASE WHEN i.drd_existed THEN i.drd_hp IS NOT DISTINCT FROM i.drd_h0"
+              " ELSE i.drd_hp IS NULL END THEN 'apply' ELSE 'conflict' END AS drd_action"
+              " FROM (SELECT k.*, CASE WHEN t.");
+    sb_ident(q, t->key[0]);
+    sb_add(q, " IS NULL THEN NULL ELSE ");
+    row_hash(x, q, t, "t");
+    sb_add(q, " END AS drd_hp");
+    sb_printf(q, " FROM %s k LEFT JOIN ONLY %s t ON ", it, t->qname);
+    catalog_keyjoin(q, t, "t", "k");
+    sb_printf(q, ") i; ANALYZE %s; ANALYZE %s", kt, st);
+    if (q->oom || !sq_cmd(&x->p, sb_str(q), "comparing with the primary's rows"))
+        return false;
+    return count_actions(x, ch);
+}
+
+static void add_capped(sbuf *b, const char *label, const char *v, bool isnull)
+{
+    sb_printf(b, "\n    %-15s", label);
+    if (isnull) {
+        sb_add(b, "(no row)");
+        return;
+    }
+    size_t n = strlen(v);
+    if (n > VALUE_CAP) {
+        sb_addn(b, v, VALUE_CAP);
+        sb_printf(b, "... (%zu bytes)", n);
+    } else {
+        sb_add(b, v);
+    }
+}
+
+/* The conflicts, at most MAX_CONFLICTS_LISTED: keys and the primary's rows
+ * from the primary, the backup's row and the before-image from the
+ * backup's key table. */
+static bool report_conflicts(backctx *x, int64_t total)
+{
+    sync_ctx *c = x->c;
+    sbuf *q = &x->q;
+    sbuf out;
+    sb_init(&out);
+    bool ok = false;
+    int64_t listed = 0;
+    PGresult *rp = NULL, *rb = NULL;
+    for (size_t i = 0; i < x->nch && listed < MAX_CONFLICTS_LISTED; i++) {
+        changed *ch = &x->ch[i];
+        if (ch->n_conflict == 0)
+            continue;
+        sb_reset(q);
+        sb_add(q, "SELECT ");
+        keyjson(q, ch->t, "k");
+        sb_printf(q, "::text, to_jsonb(t)::text FROM pg_temp.drd_k%zu k LEFT JOIN ONLY %s t ON ",
+                  ch->idx, ch->t->qname);
+        catalog_keyjoin(q, ch->t, "t", "k");
+        sb_printf(q, " WHERE drd_action = 'conflict' ORDER BY 1 LIMIT %" PRId64,
+                  MAX_CONFLICTS_LISTED - listed);
+        if (q->oom || (rp = sq_exec(&x->p, sb_str(q), "listing conflicts")) == NULL)
+            goto out;
+        sb_reset(q);
+        sb_add(q, "SELECT ");
+        keyjson(q, ch->t, "k");
+        sb_printf(q, "::text, to_jsonb(drd_bcur)::text, CASE WHEN drd_existed THEN"
+                     " to_jsonb(jsonb_populate_record(NULL::%s, drd_before))::text END"
+                     " FROM pg_temp.drd_k%zu k WHERE ", ch->t->qname, ch->idx);
+        keyjson(q, ch->t, "k");
+        sb_add(q, " IN (");
+        for (int k = 0; k < PQntuples(rp); k++) {
+            if (k > 0)
+                sb_add(q, ", ");
+            sb_literal(q, PQgetvalue(rp, k, 0));
+            sb_add(q, "::jsonb");
+        }
+        sb_add(q, ")");
+        if (q->oom || (rb = sq_exec(&x->b, sb_str(q), "listing conflicts")) == NULL)
+            goto out;
+        for (int k = 0; k < PQntuples(rp); k++) {
+            int m = -1;
+            for (int j = 0; j < PQntuples(rb) && m < 0; j++)
+                if (strcmp(PQgetvalue(rb, j, 0), PQgetvalue(rp, k, 0)) == 0)
+                    m = j;
+            sb_printf(&out, "conflict in %s, key %s:", ch->t->label, PQgetvalue(rp, k, 0));
+            add_capped(&out, "primary now:", PQgetvalue(rp, k, 1), PQgetisnull(rp, k, 1));
+            add_capped(&out, "backup now:", m >= 0 ? PQgetvalue(rb, m, 1) : "",
+                       m < 0 || PQgetisnull(rb, m, 1));
+            add_capped(&out, "before outage:", m >= 0 ? PQgetvalue(rb, m, 2) : "",
+                       m < 0 || PQgetisnull(rb, m, 2));
+            sb_add(&out, "\n");
+            listed++;
+        }
+        PQclear(rp);
+        PQclear(rb);
+        rp = rb = NULL;
+    }
+    if (total > listed)
+        sb_printf(&out, "... and %" PRId64 " more conflicts\n", total - listed);
+    if (out.len > 0 && out.s[out.len - 1] == '\n')
+        out.s[--out.len] = '\0';
+    sync_report(c, "%s", sb_str(&out));
+    ok = true;
+out:
+    PQclear(rp);
+    PQclear(rb);
+    sb_free(&out);
+    return ok;
+}
+
+/* The apply statements for one table on dst: keys table kt (rows matching
+ * `filter`), staging st. phase 0 = all (replica: delete + insert),
+ * 1 = upsert, 2 = delete of keys the source no longer has. */
+static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, const char *kt,
+                        const char *st, const char *filter, bool replica, int phase,
+                        int64_t *written, int64_t *deleted)
+{
+    sbuf *q = &x->q;
+    PGresult *r;
+    if (t->nkey == 0 || (whole && replica)) {
+        if (phase == 2)
+            return true;
+        sb_reset(q);
+        sb_printf(q, "DELETE FROM ONLY %s", t->qname);
+        if ((r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+            return false;
+        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        sb_reset(q);
+        sb_printf(q, "INSERT INTO %s (", t->qname);
+        catalog_collist(q, t, NULL, false);
+        sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
+        catalog_collist(q, t, NULL, false);
+        sb_printf(q, " FROM %s", st);
+        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
+            return false;
+        *written += strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        return true;
+    }
+    if (replica) {
+        sb_reset(q);
+        sb_printf(q, "DELETE FROM ONLY %s t USING %s k WHERE %s AND ", t->qname, kt, filter);
+        catalog_keyjoin(q, t, "t", "k");
+        if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+            return false;
+        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        sb_reset(q);
+        sb_printf(q, "INSERT INTO %s (", t->qname);
+        catalog_collist(q, t, NULL, false);
+        sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
+        catalog_collist(q, t, "s.", false);
+        sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
+        catalog_keyjoin(q, t, "s", "k");
+        sb_printf(q, " WHERE %s", filter);
+        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
+            return false;
+        *written += strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        return true;
+    }
+    sb_reset(q);
+    if (phase == 1) {
+        sb_printf(q, "INSERT INTO %s AS t (", t->qname);
+        catalog_collist(q, t, NULL, false);
+        sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
+        catalog_collist(q, t, "s.", false);
+        if (whole) {
+            sb_printf(q, " FROM %s s", st);
+        } else {
+            sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
+            catalog_keyjoin(q, t, "s", "k");
+            sb_printf(q, " WHERE %s", filter);
+        }
+        sb_add(q, " ON CONFLICT (");
+        keylist(q, t, NULL);
+        sb_add(q, ") DO ");
+        bool any = false;
+        for (size_t i = 0; i < t->ncols; i++) {
+            const scol *col = &t->cols[i];
+            bool iskey = false;
+            for (size_t k = 0; k < t->nkey; k++)
+                iskey = iskey || strcmp(t->key[k], col->name) == 0;
+            if (iskey || col->generated || col->identity_always)
+                continue;
+            sb_add(q, any ? ", " : "UPDATE SET ");
+            sb_ident(q, col->name);
+            sb_add(q, " = EXCLUDED.");
+            sb_ident(q, col->name);
+            any = true;
+        }
+        if (!any)
+            sb_add(q, "NOTHING");
+        if (q->oom || (r = sq_exec(dst, sb_str(q), "writing rows")) == NULL)
+            return false;
+        *written += strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+        return true;
+    }
+    if (whole) {
+        sb_printf(q, "DELETE FROM ONLY %s t WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE ", t->qname, st);
+        catalog_keyjoin(q, t, "s", "t");
+        sb_add(q, ")");
+    } else {
+        sb_printf(q, "DELETE FROM ONLY %s t USING %s k WHERE %s AND ", t->qname, kt, filter);
+        catalog_keyjoin(q, t, "t", "k");
+        sb_printf(q, " AND NOT EXISTS (SELECT 1 FROM %s s WHERE ", st);
+        catalog_keyjoin(q, t, "s", "k");
+        sb_add(q, ")");
+    }
+    if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+        return false;
+    *deleted += strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
+static int cmp_level_up(const void *a, const void *b)
+{
+    const changed *x = *(const changed *const *)a, *y = *(const changed *const *)b;
+    return (x->t->level > y->t->level) - (x->t->level < y->t->level);
+}
+
+/* Apply on the primary: order by foreign keys unless replica. */
+static bool apply_all(backctx *x)
+{
+    sync_ctx *c = x->c;
+    bool ok = false;
+    changed **order = calloc(x->nch + 1, sizeof(*order));
+    if (order == NULL) {
+        sync_fail(c, "out of memory");
+        return false;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < x->nch; i++)
+        if (!x->ch[i].skip && (x->ch[i].whole || x->ch[i].n_apply > 0))
+            order[n++] = &x->ch[i];
+    qsort(order, n, sizeof(*order), cmp_level_up);
+    if (!x->replica)
+        for (size_t i = 0; i < n; i++)
+            if (order[i]->t->cyclic)
+                sync_report(c, "%s is part of a foreign-key cycle and session_replication_role ="
+                            " replica is not allowed: the apply may fail on those keys",
+                            order[i]->t->label);
+    char kt[32], st[32];
+    int phases = x->replica ? 1 : 2;
+    for (int ph = 1; ph <= phases; ph++) {
+        for (size_t j = 0; j < n; j++) {
+            /* upserts parents first, deletes children first */
+            changed *ch = order[ph == 2 ? n - 1 - j : j];
+            snprintf(kt, sizeof(kt), "pg_temp.drd_k%zu", ch->idx);
+            snprintf(st, sizeof(st), "pg_temp.drd_s%zu", ch->idx);
+            int64_t t0 = mono_ms();
+            if (!apply_table(x, &x->p, ch->t, ch->whole, kt, st, "k.drd_action = 'apply'",
+                             x->replica, x->replica ? 0 : ph, &ch->written, &ch->deleted))
+                goto out;
+            ch->ms += mono_ms() - t0;
+        }
+    }
+    ok = true;
+out:
+    free(order);
+    return ok;
+}
+
+/* primary-wins on a keyless table: the primary's rows replace the
+ * backup's (inside the backup's transaction), so that both sides agree. */
+static bool write_back_whole(backctx *x, changed *ch)
+{
+    const stable *t = ch->t;
+    sbuf *q = &x->q;
+    char ws[32];
+    int64_t rows = 0, w = 0, d = 0;
+    snprintf(ws, sizeof(ws), "pg_temp.drd_ws%zu", ch->idx);
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s (LIKE %s)", ws + 8, t->qname);
+    if (q->oom || !sq_cmd(&x->b, sb_str(q), "preparing the write-back"))
+        return false;
+    sb_reset(q);
+    sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
+    if (q->oom || !ship(x, &x->p, &x->b, sb_str(q), ws, ch->text, &rows))
+        return false;
+    if (!apply_table(x, &x->b, t, true, NULL, ws, "true", false, 1, &w, &d))
+        return false;
+    sync_report(x->c, "%s: kept the primary's rows (no key); copied to the backup (%" PRId64
+                " written, %" PRId64 " deleted there)", t->label, w, d);
+    return true;
+}
+
+/* primary-wins: the primary's rows for the conflicting keys go to the
+ * backup (inside the backup's transaction), so that both sides agree. */
+static bool write_back(backctx *x)
+{
+    sync_ctx *c = x->c;
+    sbuf *q = &x->q;
+    char kt[32], wt[32], ws[32];
+    int64_t rows = 0;
+    for (size_t i = 0; i < x->nch; i++) {
+        changed *ch = &x->ch[i];
+        if (ch->n_conflict == 0)
+            continue;
+        const stable *t = ch->t;
+        snprintf(kt, sizeof(kt), "pg_temp.drd_k%zu", ch->idx);
+        snprintf(wt, sizeof(wt), "pg_temp.drd_w%zu", ch->idx);
+        snprintf(ws, sizeof(ws), "pg_temp.drd_ws%zu", ch->idx);
+        sb_reset(q);
+        sb_printf(q, "CREATE TEMP TABLE %s AS SELECT ", wt + 8);
+        keylist(q, t, NULL);
+        sb_printf(q, " FROM %s WITH NO DATA; CREATE TEMP TABLE %s (LIKE %s)", kt, ws + 8, t->qname);
+        if (q->oom || !sq_cmd(&x->b, sb_str(q), "preparing the write-back"))
+            return false;
+        sb_reset(q);
+        sb_add(q, "SELECT ");
+        keylist(q, t, NULL);
+        sb_printf(q, " FROM %s WHERE drd_action = 'conflict'", kt);
+        if (q->oom || !ship(x, &x->p, &x->b, sb_str(q), wt, true, &rows))
+            return false;
+        sb_reset(q);
+        sb_printf(q, "SELECT t.* FROM ONLY %s t JOIN %s k ON ", t->qname, kt);
+        catalog_keyjoin(q, t, "t", "k");
+        sb_add(q, " WHERE k.drd_action = 'conflict'");
+        if (q->oom || !ship(x, &x->p, &x->b, sb_str(q), ws, ch->text, &rows))
+            return false;
+        int64_t w = 0, d = 0;
+        /* the backup's capture triggers are off when replica is allowed
+         * there; if not, they record these writes, which is harmless: the
+         * first before-image of each key stays the one from the outage */
+        for (int ph = 1; ph <= 2; ph++)
+            if (!apply_table(x, &x->b, t, false, wt, ws, "true", false, ph, &w, &d))
+                return false;
+        sync_report(c, "%s: %" PRId64 " conflicting keys kept the primary's row; copied to the"
+                    " backup (%" PRId64 " written, %" PRId64 " deleted there)",
+                    t->label, ch->n_conflict, w, d);
+    }
+    return true;
+}
+
+bool sync_op_back(sync_ctx *c)
+{
+    backctx x = { .c = c };
+    sb_init(&x.q);
+    sb_init(&x.q2);
+    bool ok = false;
+    int64_t t0 = mono_ms();
+    x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
+    x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
+
+    if (!sconn_open(c, &x.b, false) || !sconn_open(c, &x.p, true))
+        goto cleanup;
+    if (!check_ledger(&x))
+        goto cleanup;
+    if (!catalog_load(&x.b, &x.bcat) || !catalog_load(&x.p, &x.pcat) ||
+        !catalog_compare(c, &x.bcat, &x.pcat))
+        goto cleanup;
+    x.replica = sync_try_replica(&x.p);
+    /* on the backup only for the primary-wins write-back: no capture of it */
+    sync_try_replica(&x.b);
+    sync_report(c, "sync-back: %zu tables synced; foreign keys: %s", x.bcat.n,
+                x.replica ? "session_replication_role = replica"
+                          : "replica role not allowed, tables ordered by their foreign keys");
+    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL) ||
+        !check_triggers(&x) || !list_changes(&x))
+        goto cleanup;
+    int64_t entries = 0;
+    for (size_t i = 0; i < x.nch; i++)
+        entries += x.ch[i].entries;
+    /* A big ledger: statistics for the planner (it was only appended to;
+     * autovacuum may not have looked yet), and an index when many tables
+     * each read their part. Both on the backup, inside its transaction. */
+    if (entries > 50000 && !sq_cmd(&x.b, "ANALYZE drd.ledger", NULL))
+        goto cleanup;
+    if (entries > 50000 && x.nch > 4 &&
+        !sq_cmd(&x.b, "CREATE INDEX IF NOT EXISTS ledger_table ON drd.ledger (schema_name, table_name)", NULL))
+        goto cleanup;
+    if (!check_privileges(&x))
+        goto cleanup;
+    if (!sq_cmd(&x.p, "BEGIN", NULL) || !sq_cmd(&x.p, "SET CONSTRAINTS ALL DEFERRED", NULL))
+        goto cleanup;
+
+    int64_t conflicts = 0;
+    for (size_t i = 0; i < x.nch; i++) {
+        int64_t t1 = mono_ms();
+        if (!prepare_table(&x, &x.ch[i]))
+            goto cleanup;
+        x.ch[i].ms = mono_ms() - t1;
+        conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
+    }
+    sync_report(c, "ledger: %" PRId64 " entries on %zu tables", entries, x.nch);
+    int64_t fk_conflicts = 0;
+    if (!foreign_keys(&x, &fk_conflicts))
+        goto cleanup;
+    if (fk_conflicts > 0) {
+        conflicts = 0;
+        for (size_t i = 0; i < x.nch; i++)
+            conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
+    }
+    if (conflicts > 0) {
+        if (!report_conflicts(&x, conflicts))
+            goto cleanup;
+        if (!x.backup_wins && !x.primary_wins) {
+            pthread_mutex_lock(&c->mu);
+            c->conflicts = true;
+            pthread_mutex_unlock(&c->mu);
+            sync_fail(c, "%" PRId64 " conflicts: rows changed both on the primary and on the"
+                      " backup during the outage%s; nothing was written. Decide: backup-wins"
+                      " (take the backup's rows) or primary-wins (keep the primary's)", conflicts,
+                      fk_conflicts > 0 ? ", or deleted on the backup while rows only the primary"
+                                         " has still reference them" : "");
+            goto cleanup;
+        }
+        if (x.backup_wins) {
+            for (size_t i = 0; i < x.nch; i++) {
+                if (x.ch[i].n_conflict == 0)
+                    continue;
+                sb_reset(&x.q);
+                sb_printf(&x.q, "UPDATE pg_temp.drd_k%zu SET drd_action = 'apply'"
+                          " WHERE drd_action = 'conflict'", x.ch[i].idx);
+                if (!sq_cmd(&x.p, sb_str(&x.q), NULL))
+                    goto cleanup;
+                x.ch[i].n_apply += x.ch[i].n_conflict;
+            }
+            sync_report(c, "backup-wins: the backup's rows replace the primary's for all"
+                        " %" PRId64 " conflicting keys", conflicts);
+            if (fk_conflicts > 0 && !fk_apply_actions(&x.p, x.replica))
+                goto cleanup;
+        }
+    }
+    if (x.primary_wins)
+        for (size_t i = 0; i < x.nch; i++)
+            if (x.ch[i].whole_conflict)
+                x.ch[i].skip = true;       /* kept: written back to the backup below */
+    if (!apply_all(&x) || !fk_validate(&x.p))
+        goto cleanup;
+    int64_t rows = 0, tables = 0;
+    for (size_t i = 0; i < x.nch; i++) {
+        changed *ch = &x.ch[i];
+        char d[32];
+        format_duration(ch->ms, d, sizeof(d));
+        if (ch->skip) {
+            if (!ch->whole_conflict)
+                sync_report(c, "%s: copied whole before; already equal, nothing to do", ch->t->label);
+            continue;
+        }
+        if (ch->whole)
+            sync_report(c, "%s: %s, copied whole: %" PRId64 " rows written, %" PRId64
+                        " deleted, %s", ch->t->label,
+                        ch->t->nkey == 0 ? "no key, changed" : "truncated during the outage",
+                        ch->written, ch->deleted, d);
+        else
+            sync_report(c, "%s: %" PRId64 " keys changed: %" PRId64 " applied (%" PRId64
+                        " rows written, %" PRId64 " deleted), %" PRId64 " already in sync, %"
+                        PRId64 " conflicts%s, %s", ch->t->label,
+                        ch->n_apply + ch->n_same + (x.backup_wins ? 0 : ch->n_conflict),
+                        ch->n_apply, ch->written, ch->deleted, ch->n_same,
+                        x.backup_wins ? 0 : ch->n_conflict,
+                        ch->n_conflict > 0 ? (x.backup_wins ? "" : " kept") : "", d);
+        rows += ch->written + ch->deleted;
+        if (ch->written + ch->deleted > 0)
+            tables++;
+    }
+    if (!sync_sequences(c, &x.b, &x.p, &x.bcat))
+        goto cleanup;
+    if (x.primary_wins && conflicts > 0 && !write_back(&x))
+        goto cleanup;
+    for (size_t i = 0; x.primary_wins && i < x.nch; i++)
+        if (x.ch[i].whole_conflict && !write_back_whole(&x, &x.ch[i]))
+            goto cleanup;
+    if (!sq_cmd(&x.p, "COMMIT", "committing on the primary"))
+        goto cleanup;
+    if (!sq_cmd(&x.b, "COMMIT", "committing on the backup"))
+        goto cleanup;
+    sync_add_counts(c, rows, tables);
+    char d[32];
+    format_duration(mono_ms() - t0, d, sizeof(d));
+    sync_report(c, "sync-back done: %" PRId64 " rows written or deleted on %" PRId64
+                " tables in %s", rows, tables, d);
+    ok = true;
+cleanup:
+    /* an open transaction is rolled back by closing the connection */
+    sconn_close(&x.p);
+    sconn_close(&x.b);
+    catalog_free(&x.bcat);
+    catalog_free(&x.pcat);
+    free(x.ch);
+    sb_free(&x.q);
+    sb_free(&x.q2);
+    return ok;
+}

@@ -1,0 +1,339 @@
+/* sync_capture.c - the change ledger on the backup.
+ *
+ * capture installs, in one transaction and idempotently:
+ *   drd.ledger        one row per changed row: table, op (I/U/D, T for a
+ *                     TRUNCATE), key_old/key_new (the key columns as jsonb),
+ *                     before_image (OLD as jsonb: the row before THIS
+ *                     change; NULL for an insert), txid, at. No index: it is
+ *                     only appended to during the outage and read whole once.
+ *   drd.no_pk_tables  tables without a key (no_pk = copy): a changed flag,
+ *                     set by a statement trigger; copied whole at sync-back.
+ *   drd.meta          when capture was installed.
+ *   triggers          drd_capture (AFTER INSERT OR UPDATE OR DELETE, FOR
+ *                     EACH ROW, calling drd.capture_<table oid>(), a
+ *                     function generated for the table's key) and
+ *                     drd_capture_truncate on every synced table.
+ * The trigger functions are SECURITY DEFINER (the app's role needs no
+ * right on schema drd) and qualify every name they use.
+ *
+ * uncapture drops schema drd with CASCADE: its triggers go with their
+ * functions. Both are idempotent. */
+#include "sync_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drd/core/util.h"
+
+static const char *const ledger_sql =
+    "CREATE SCHEMA IF NOT EXISTS drd;"
+    "CREATE TABLE IF NOT EXISTS drd.ledger ("
+    "  id bigserial NOT NULL,"
+    "  schema_name text NOT NULL,"
+    "  table_name text NOT NULL,"
+    "  op text NOT NULL,"
+    "  key_old jsonb,"
+    "  key_new jsonb,"
+    "  before_image jsonb,"
+    "  txid bigint NOT NULL DEFAULT txid_current(),"
+    "  at timestamptz NOT NULL DEFAULT clock_timestamp());"
+    "CREATE TABLE IF NOT EXISTS drd.no_pk_tables ("
+    "  schema_name text NOT NULL,"
+    "  table_name text NOT NULL,"
+    "  changed boolean NOT NULL DEFAULT false,"
+    "  PRIMARY KEY (schema_name, table_name));"
+    "CREATE TABLE IF NOT EXISTS drd.meta (name text PRIMARY KEY, value text NOT NULL);"
+    /* the backup's contents of a keyless table when capture was installed
+     * (row count, order-independent sum of row-text hashes): sync-back
+     * copies such a table whole only if the primary's still matches */
+    "ALTER TABLE drd.no_pk_tables ADD COLUMN IF NOT EXISTS fp_rows bigint,"
+    " ADD COLUMN IF NOT EXISTS fp_sum numeric;"
+    "INSERT INTO drd.meta VALUES ('installed_at', clock_timestamp()::text) ON CONFLICT DO NOTHING;"
+    /* SECURITY DEFINER (the app's role needs no right on schema drd)
+     * without a SET search_path clause, which costs a GUC save and restore
+     * per call: every name in the bodies is schema-qualified instead, so
+     * the caller's search_path cannot redirect anything. */
+    "CREATE OR REPLACE FUNCTION drd.capture_truncate() RETURNS trigger"
+    " LANGUAGE plpgsql SECURITY DEFINER AS $drd$\n"
+    "BEGIN\n"
+    "  INSERT INTO drd.ledger (schema_name, table_name, op) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T');\n"
+    "  RETURN NULL;\n"
+    "END $drd$;"
+    /* Tables without a key: only whether they changed. After the first
+     * change the UPDATE matches nothing and takes no lock. */
+    "CREATE OR REPLACE FUNCTION drd.capture_whole() RETURNS trigger"
+    " LANGUAGE plpgsql SECURITY DEFINER AS $drd$\n"
+    "BEGIN\n"
+    "  UPDATE drd.no_pk_tables SET changed = true\n"
+    "   WHERE schema_name OPERATOR(pg_catalog.=) TG_TABLE_SCHEMA\n"
+    "     AND table_name OPERATOR(pg_catalog.=) TG_TABLE_NAME AND NOT changed;\n"
+    "  RETURN NULL;\n"
+    "END $drd$;"
+    "REVOKE ALL ON FUNCTION drd.capture_truncate(), drd.capture_whole() FROM PUBLIC";
+
+/* drd's triggers as they are: table, name, function, arguments (hex of
+ * tgargs: each argument followed by a NUL byte), enabled. */
+static const char *const our_triggers_sql =
+    "SELECT n.nspname, c.relname, t.tgname, p.proname, encode(t.tgargs, 'hex'), t.tgenabled <> 'D'"
+    "  FROM pg_trigger t"
+    "  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace"
+    " WHERE pn.nspname = 'drd' AND NOT t.tgisinternal"
+    " ORDER BY 1, 2, 3";
+
+typedef struct {
+    const char *tg, *fn;
+    char args[8];            /* hex, as in our_triggers_sql: none */
+    char fnbuf[32];
+    bool present;
+} want_trigger;
+
+/* The triggers table t should have (2 with a key, 1 without). A table
+ * with a key has its own row function, capture_<oid> (see row_function). */
+static size_t wanted(const stable *t, want_trigger w[2])
+{
+    if (t->nkey == 0) {
+        w[0] = (want_trigger){ .tg = "drd_capture", .fn = "capture_whole" };
+        return 1;
+    }
+    w[0] = (want_trigger){ .tg = "drd_capture" };
+    snprintf(w[0].fnbuf, sizeof(w[0].fnbuf), "capture_%s", t->oid);
+    w[0].fn = w[0].fnbuf;
+    w[1] = (want_trigger){ .tg = "drd_capture_truncate", .fn = "capture_truncate" };
+    return 2;
+}
+
+/* The before-images are jsonb, and to_jsonb() prints floats, intervals,
+ * bytea, money and times with the session's settings: recorded in the
+ * app's session (extra_float_digits = 0 printing 0.1 + 0.2 as 0.3, say),
+ * a row the primary never touched would compare as changed. The trigger
+ * functions fix them to what sync-back's own sessions use (sync_pg.c
+ * session_sql), whatever the app's session says; a GUC save and restore
+ * per call is the price of an image that means the same on both sides. */
+static const char image_settings[] =
+    "SET extra_float_digits = 1 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'"
+    " SET IntervalStyle = 'postgres' SET bytea_output = 'hex' SET lc_monetary = 'C'";
+
+/* The row trigger function of one table, generated: the key columns are
+ * read straight from OLD/NEW (no to_jsonb of the whole new row, no loop
+ * over trigger arguments), which makes the trigger noticeably cheaper.
+ * key_old/key_new: the key as jsonb; before_image: OLD (the row before
+ * THIS change). Every name is qualified (see ledger_sql). */
+static void row_function(sbuf *q, const stable *t)
+{
+    char fn[32];
+    snprintf(fn, sizeof(fn), "capture_%s", t->oid);
+    const char *rec[2] = { "OLD", "NEW" };
+    char key[2][4096];
+    for (int r = 0; r < 2; r++) {
+        sbuf k;
+        sb_init(&k);
+        sb_add(&k, "pg_catalog.jsonb_build_object(");
+        for (size_t i = 0; i < t->nkey; i++) {
+            if (i > 0)
+                sb_add(&k, ", ");
+            sb_literal(&k, t->key[i]);
+            sb_printf(&k, ", %s.", rec[r]);
+            sb_ident(&k, t->key[i]);
+        }
+        sb_add(&k, ")");
+        str_copy(key[r], sb_str(&k), sizeof(key[r]));
+        sb_free(&k);
+    }
+    sb_printf(q, "CREATE OR REPLACE FUNCTION drd.%s() RETURNS trigger LANGUAGE plpgsql"
+                 " SECURITY DEFINER %s AS $drd$\n"
+                 "BEGIN\n"
+                 "  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
+                 "    INSERT INTO drd.ledger (schema_name, table_name, op, key_old, key_new, before_image)\n"
+                 "      VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'U', %s, %s, pg_catalog.to_jsonb(OLD));\n"
+                 "  ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n"
+                 "    INSERT INTO drd.ledger (schema_name, table_name, op, key_new)\n"
+                 "      VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'I', %s);\n"
+                 "  ELSE\n"
+                 "    INSERT INTO drd.ledger (schema_name, table_name, op, key_old, before_image)\n"
+                 "      VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'D', %s, pg_catalog.to_jsonb(OLD));\n"
+                 "  END IF;\n"
+                 "  RETURN NULL;\n"
+                 "END $drd$; REVOKE ALL ON FUNCTION drd.%s() FROM PUBLIC;",
+              fn, image_settings, key[0], key[1], key[1], key[0], fn);
+}
+
+static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)
+{
+    if (strcmp(w->tg, "drd_capture") == 0 && t->nkey > 0) {
+        sb_printf(q, "CREATE TRIGGER drd_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
+                  " FOR EACH ROW EXECUTE FUNCTION drd.%s();", t->qname, w->fn);
+    } else if (strcmp(w->fn, "capture_truncate") == 0) {
+        sb_printf(q, "CREATE TRIGGER drd_capture_truncate AFTER TRUNCATE ON %s"
+                  " FOR EACH STATEMENT EXECUTE FUNCTION drd.capture_truncate();", t->qname);
+    } else {
+        sb_add(q, "INSERT INTO drd.no_pk_tables (schema_name, table_name) VALUES (");
+        sb_literal(q, t->schema);
+        sb_add(q, ", ");
+        sb_literal(q, t->name);
+        sb_add(q, ") ON CONFLICT DO NOTHING; UPDATE drd.no_pk_tables SET (fp_rows, fp_sum) = (");
+        sync_checksum_sql(q, t, false);
+        sb_add(q, ") WHERE fp_rows IS NULL AND schema_name = ");
+        sb_literal(q, t->schema);
+        sb_add(q, " AND table_name = ");
+        sb_literal(q, t->name);
+        sb_printf(q, "; CREATE TRIGGER drd_capture"
+                  " AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s"
+                  " FOR EACH STATEMENT EXECUTE FUNCTION drd.capture_whole();", t->qname);
+    }
+}
+
+/* Re-running capture leaves the triggers that are already right alone
+ * (dropping a trigger needs the table's owner; creating one only the
+ * TRIGGER privilege), replaces wrong ones, and drops those on tables no
+ * longer synced (a warning when it may not). */
+bool sync_op_capture(sync_ctx *c)
+{
+    sconn b = { .slot = -1 };
+    scatalog cat = { 0 };
+    sbuf q, nokey;
+    sb_init(&q);
+    sb_init(&nokey);
+    bool ok = false;
+    PGresult *r = NULL;
+    want_trigger (*want)[2] = NULL;
+    size_t *nwant = NULL;
+
+    if (!sconn_open(c, &b, false) || !catalog_load(&b, &cat))
+        goto cleanup;
+    size_t n_nokey = 0;
+    for (size_t i = 0; i < cat.n; i++)
+        if (cat.t[i].nkey == 0)
+            sb_printf(&nokey, "%s%s", n_nokey++ ? ", " : "", cat.t[i].label);
+    if (n_nokey > 0)
+        sync_report(c, "tables without a primary key or replica identity: %s", sb_str(&nokey));
+    if (n_nokey > 0 && !c->no_pk_copy) {
+        sync_fail(c, "tables without a primary key or replica identity (add one, exclude them,"
+                  " or set [sync] no_pk = copy): %s", sb_str(&nokey));
+        goto cleanup;
+    }
+    want = calloc(cat.n + 1, sizeof(*want));
+    nwant = calloc(cat.n + 1, sizeof(*nwant));
+    if (want == NULL || nwant == NULL) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < cat.n; i++)
+        nwant[i] = wanted(&cat.t[i], want[i]);
+    if (!sq_cmd(&b, "BEGIN", NULL) || !sq_cmd(&b, ledger_sql, "creating the ledger"))
+        goto cleanup;
+
+    r = sq_exec(&b, our_triggers_sql, "listing drd's triggers");
+    if (r == NULL)
+        goto cleanup;
+    int kept = 0, dropped = 0, created = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        stable *t = catalog_find(&cat, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        bool right = false;
+        if (t != NULL) {
+            size_t ti = (size_t)(t - cat.t);
+            for (size_t k = 0; k < nwant[ti]; k++) {
+                want_trigger *w = &want[ti][k];
+                if (strcmp(w->tg, PQgetvalue(r, i, 2)) == 0 && strcmp(w->fn, PQgetvalue(r, i, 3)) == 0 &&
+                    strcmp(w->args, PQgetvalue(r, i, 4)) == 0 && PQgetvalue(r, i, 5)[0] == 't')
+                    right = w->present = true;
+            }
+        }
+        if (right) {
+            kept++;
+            continue;
+        }
+        sb_reset(&q);
+        sb_add(&q, "DROP TRIGGER IF EXISTS ");
+        sb_ident(&q, PQgetvalue(r, i, 2));
+        sb_add(&q, " ON ");
+        sb_ident(&q, PQgetvalue(r, i, 0));
+        sb_add(&q, ".");
+        sb_ident(&q, PQgetvalue(r, i, 1));
+        if (q.oom) {
+            sync_fail(c, "out of memory");
+            goto cleanup;
+        }
+        if (t != NULL) {
+            if (!sq_cmd(&b, sb_str(&q), "replacing an outdated capture trigger"))
+                goto cleanup;
+        } else {
+            char err[512];
+            if (!sq_cmd(&b, "SAVEPOINT drd_drop", NULL))
+                goto cleanup;
+            if (!sq_try(&b, sb_str(&q), err, sizeof(err))) {
+                sync_report(c, "warning: cannot remove trigger %s from %s.%s, which is no longer"
+                            " synced: %s", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0),
+                            PQgetvalue(r, i, 1), err);
+                if (!sq_cmd(&b, "ROLLBACK TO SAVEPOINT drd_drop", NULL))
+                    goto cleanup;
+                continue;
+            }
+        }
+        dropped++;
+    }
+    PQclear(r);
+    r = NULL;
+
+    /* Batched: one round trip per few tables, not per statement. */
+    sb_reset(&q);
+    for (size_t i = 0; i < cat.n; i++) {
+        if (cat.t[i].nkey > 0)
+            row_function(&q, &cat.t[i]);
+        for (size_t k = 0; k < nwant[i]; k++)
+            if (!want[i][k].present) {
+                create_trigger(&q, &cat.t[i], &want[i][k]);
+                created++;
+            }
+        if (q.len > 64 * 1024 || (i + 1 == cat.n && q.len > 0)) {
+            if (q.oom) {
+                sync_fail(c, "out of memory");
+                goto cleanup;
+            }
+            if (!sq_cmd(&b, sb_str(&q), "creating the capture triggers"))
+                goto cleanup;
+            sb_reset(&q);
+        }
+    }
+    r = sq_exec(&b, "SELECT count(*), (SELECT value FROM drd.meta WHERE name = 'installed_at')"
+                " FROM drd.ledger", NULL);
+    if (r == NULL || !sq_cmd(&b, "COMMIT", "committing the capture"))
+        goto cleanup;
+    sync_report(c, "capture on the backup: %zu tables (%zu with a key, %zu copied whole when"
+                " changed); triggers: %d created, %d already there, %d removed; installed at %s;"
+                " %s entries in the ledger", cat.n, cat.n - n_nokey, n_nokey, created, kept,
+                dropped, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
+    sync_add_counts(c, 0, (int64_t)cat.n);
+    ok = true;
+cleanup:
+    PQclear(r);
+    catalog_free(&cat);
+    sconn_close(&b);
+    sb_free(&q);
+    sb_free(&nokey);
+    free(want);
+    free(nwant);
+    return ok;
+}
+
+bool sync_op_uncapture(sync_ctx *c)
+{
+    sconn b = { .slot = -1 };
+    bool ok = false;
+    PGresult *r = NULL;
+    if (!sconn_open(c, &b, false) || !sq_cmd(&b, "BEGIN", NULL))
+        goto cleanup;
+    r = sq_exec(&b, our_triggers_sql, "listing drd's triggers");
+    /* The triggers depend on drd's functions: CASCADE drops them, which
+     * (unlike DROP TRIGGER) does not need the tables' owner. */
+    if (r == NULL || !sq_cmd(&b, "DROP SCHEMA IF EXISTS drd CASCADE", "removing the capture") ||
+        !sq_cmd(&b, "COMMIT", NULL))
+        goto cleanup;
+    sync_report(c, "uncapture on the backup: %d triggers and schema drd removed", PQntuples(r));
+    ok = true;
+cleanup:
+    PQclear(r);
+    sconn_close(&b);
+    return ok;
+}

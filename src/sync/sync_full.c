@@ -1,0 +1,759 @@
+/* sync_full.c - the worker pool, verify, and full mode.
+ *
+ * verify: per synced table, count(*) and an order-independent checksum
+ *   (the sum of 64-bit row hashes, see sync_checksum_sql) computed by each
+ *   server, both at once, [sync] parallel tables at a time. A table with a
+ *   key whose sums differ is looked at row by row: the backup's keys and
+ *   row hashes are streamed into a temporary table on the primary and
+ *   joined there. When every backup row is on the primary, identical, and
+ *   the primary merely has more (rows it took before the outage that never
+ *   reached the backup), the table passes, reported as such; else it
+ *   differs, with how many backup rows are missing or different.
+ *
+ * full: whole tables backup -> primary from ONE snapshot: a coordinator
+ *   connection on the backup exports it (REPEATABLE READ, read only) and
+ *   every pool worker's backup connection imports it. The primary's tables
+ *   are emptied in one transaction (TRUNCATE of all of them at once, or
+ *   DELETE without the TRUNCATE privilege), then each task (a table, or a
+ *   ctid page range of a big table, servers >= 14) is one COPY streamed
+ *   from the backup into the primary in its own transaction. With
+ *   session_replication_role = replica any order works; without it tables
+ *   are loaded level by level (parents first) and a foreign-key cycle is
+ *   refused. Not atomic across tables: a failure leaves some tables
+ *   empty or partly loaded; running it again starts over. */
+#include "sync_int.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drd/core/log.h"
+#include "drd/core/util.h"
+
+#define CHUNK_MIN_BYTES (8LL * 1024 * 1024)
+
+/* The 64-bit hash of the row of alias t that verify sums: `t.*`, never a
+ * bare `t`, which a column named t would shadow. */
+static void row_hash_sql(sbuf *b, const stable *t, bool by_record)
+{
+    if (by_record && catalog_hashable(t))
+        sb_add(b, "hash_record_extended(t.*, 0)");
+    else
+        sb_add(b, "hashtextextended((t.*)::text, 0)");
+}
+
+void sync_checksum_sql(sbuf *b, const stable *t, bool by_record)
+{
+    /* sum(bigint) is numeric: no overflow */
+    sb_add(b, "SELECT count(*), coalesce(sum(");
+    row_hash_sql(b, t, by_record);
+    sb_printf(b, "), 0) FROM ONLY %s t", t->qname);
+}
+
+bool sync_record_hash_ok(const sconn *b, const sconn *p)
+{
+    return b->server_version >= 140000 && p->server_version >= 140000;
+}
+
+/* ---- pool ------------------------------------------------------------------------ */
+
+typedef struct {
+    sync_ctx *c;
+    size_t next, ntasks;
+    bool (*open)(sync_ctx *c, sworker *w, void *arg);
+    bool (*run)(sync_ctx *c, sworker *w, size_t task, void *arg);
+    void *arg;
+    int id;
+} pool;
+
+typedef struct {
+    pool *p;
+    int id;
+} pool_thread;
+
+static void *pool_main(void *arg)
+{
+    pool_thread *pt = arg;
+    pool *p = pt->p;
+    sync_ctx *c = p->c;
+    sworker w = { .id = pt->id };
+    w.b.slot = w.p.slot = -1;
+    if (p->open(c, &w, p->arg)) {
+        for (;;) {
+            pthread_mutex_lock(&c->mu);
+            size_t task = p->next++;
+            pthread_mutex_unlock(&c->mu);
+            if (task >= p->ntasks || atomic_load(&c->stop))
+                break;
+            if (!p->run(c, &w, task, p->arg))
+                break;
+        }
+    }
+    sconn_close(&w.b);
+    sconn_close(&w.p);
+    return NULL;
+}
+
+bool sync_pool(sync_ctx *c, int n, size_t ntasks,
+               bool (*open)(sync_ctx *c, sworker *w, void *arg),
+               bool (*run)(sync_ctx *c, sworker *w, size_t task, void *arg),
+               void *arg)
+{
+    if (ntasks == 0)
+        return true;
+    if ((size_t)n > ntasks)
+        n = (int)ntasks;
+    if (n < 1)
+        n = 1;
+    pool p = { .c = c, .ntasks = ntasks, .open = open, .run = run, .arg = arg };
+    pthread_t *th = calloc((size_t)n, sizeof(*th));
+    pool_thread *pt = calloc((size_t)n, sizeof(*pt));
+    if (th == NULL || pt == NULL) {
+        free(th);
+        free(pt);
+        sync_fail(c, "out of memory");
+        return false;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        pt[i] = (pool_thread){ .p = &p, .id = i };
+        if (pthread_create(&th[i], NULL, pool_main, &pt[i]) != 0)
+            break;
+        started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started == 0)
+        sync_fail(c, "cannot start worker threads");
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    free(pt);
+    return !sync_failed(c);
+}
+
+/* ---- verify ------------------------------------------------------------------------ */
+
+/* What verify found for one table. */
+typedef enum {
+    V_EQUAL,                 /* same count and checksum */
+    V_SUBSET,                /* the primary has every backup row, identical, and more */
+    V_DIFFERENT,
+} vstate;
+
+typedef struct {
+    char b[2][48];           /* count, checksum on the backup */
+    char p[2][48];           /* on the primary */
+    vstate state;
+    bool checked;            /* the backup's rows were looked up on the primary */
+    int64_t missing;         /* backup rows whose key the primary lacks */
+    int64_t changed;         /* backup rows whose key the primary has with other content */
+    char why[300];           /* why they could not be looked up ("" = not tried) */
+} vtable;
+
+typedef struct {
+    const scatalog *cat;
+    bool by_record;
+    vtable *v;               /* per table */
+} verify_arg;
+
+static bool verify_open(sync_ctx *c, sworker *w, void *arg)
+{
+    (void)arg;
+    return sconn_open(c, &w->b, false) && sconn_open(c, &w->p, true);
+}
+
+/* The lookup could not run: fine for the job (the table stays a difference,
+ * saying why) unless the job stopped or a connection is gone. */
+static bool subset_soft_fail(sync_ctx *c, sworker *w, const stable *t, vtable *v, const char *err)
+{
+    if (atomic_load(&c->stop)) {
+        sync_fail(c, "cancelled");  /* already failed: only the first failure counts */
+        return false;
+    }
+    if (PQstatus(w->b.pg) == CONNECTION_BAD || PQstatus(w->p.pg) == CONNECTION_BAD) {
+        sync_fail(c, "verify %s: %s", t->label, err);
+        return false;
+    }
+    str_copy(v->why, err, sizeof(v->why));
+    if (!sq_try(&w->p, "ROLLBACK", NULL, 0) && PQstatus(w->p.pg) == CONNECTION_BAD) {
+        sync_fail(c, "verify %s: lost the connection to the primary", t->label);
+        return false;
+    }
+    return true;
+}
+
+static bool primary_try(sworker *w, const char *sql, char *err, size_t errlen)
+{
+    char e[400];
+    if (sq_try(&w->p, sql, e, sizeof(e)))
+        return true;
+    snprintf(err, errlen, "on the primary: %s", e);
+    return false;
+}
+
+/* Is every row of the backup's table t on the primary, identical? The
+ * backup's key columns and row hashes (the checksum's, one per row) are
+ * streamed by COPY into a temporary table of the primary session (created
+ * in a READ WRITE transaction, which a fence by default_transaction_read_only
+ * allows: a temporary table writes none of the database's tables; rolled
+ * back at the end), then joined there to the table by key: the backup rows
+ * whose key the primary lacks, and those whose row hashes differ, are
+ * counted. Nothing is buffered here: COPY passes chunk by chunk. False only
+ * when the job fails (cancelled, a connection lost). */
+static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_record, vtable *v)
+{
+    sbuf create, out, q;
+    sb_init(&create);
+    sb_init(&out);
+    sb_init(&q);
+    char err[512];
+    bool ok = true;
+    PGresult *r = NULL;
+
+    sb_add(&create, "CREATE TEMP TABLE drd_verify_rows (");
+    for (size_t k = 0; k < t->nkey; k++)
+        sb_printf(&create, "k%zu, ", k + 1);
+    sb_add(&create, "h) ON COMMIT DROP AS SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_add(&create, "t.");
+        sb_ident(&create, t->key[k]);
+        sb_add(&create, ", ");
+    }
+    sb_printf(&create, "0::bigint FROM ONLY %s t WITH NO DATA", t->qname);
+
+    sb_add(&out, "COPY (SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_add(&out, "t.");
+        sb_ident(&out, t->key[k]);
+        sb_add(&out, ", ");
+    }
+    row_hash_sql(&out, t, by_record);
+    sb_printf(&out, " FROM ONLY %s t) TO STDOUT", t->qname);
+
+    /* key columns are NOT NULL (primary key, replica identity index): a
+     * NULL one is a missing row */
+    sb_add(&q, "SELECT count(*) FILTER (WHERE t.");
+    sb_ident(&q, t->key[0]);
+    sb_add(&q, " IS NULL), count(*) FILTER (WHERE t.");
+    sb_ident(&q, t->key[0]);
+    sb_add(&q, " IS NOT NULL AND ");
+    row_hash_sql(&q, t, by_record);
+    sb_printf(&q, " <> k.h) FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(&q, "%st.", k ? " AND " : "");
+        sb_ident(&q, t->key[k]);
+        sb_printf(&q, " = k.k%zu", k + 1);
+    }
+    if (create.oom || out.oom || q.oom) {
+        sync_fail(c, "out of memory");
+        ok = false;
+        goto out;
+    }
+
+    int64_t rows = 0;
+    if (!primary_try(w, "BEGIN READ WRITE", err, sizeof(err)) ||
+        !primary_try(w, sb_str(&create), err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    if (!sq_copy(&w->b, sb_str(&out), &w->p, "COPY pg_temp.drd_verify_rows FROM STDIN", &rows,
+                 err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    if (!primary_try(w, "ANALYZE pg_temp.drd_verify_rows", err, sizeof(err))) {
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    log_debug("sync: primary: %.300s", sb_str(&q));
+    r = PQexec(w->p.pg, sb_str(&q));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char e[400];
+        sq_errtext(r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(w->p.pg), e, sizeof(e));
+        snprintf(err, sizeof(err), "on the primary: %s", e);
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    v->missing = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    v->changed = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    v->checked = true;
+    if (!primary_try(w, "ROLLBACK", err, sizeof(err))) {
+        v->checked = false;
+        ok = subset_soft_fail(c, w, t, v, err);
+        goto out;
+    }
+    log_debug("sync: verify %s: %" PRId64 " backup rows looked up on the primary: %" PRId64
+              " missing, %" PRId64 " different", t->label, rows, v->missing, v->changed);
+out:
+    PQclear(r);
+    sb_free(&create);
+    sb_free(&out);
+    sb_free(&q);
+    return ok;
+}
+
+static bool verify_run(sync_ctx *c, sworker *w, size_t task, void *arg)
+{
+    verify_arg *va = arg;
+    const stable *t = &va->cat->t[task];
+    vtable *v = &va->v[task];
+    sbuf q;
+    sb_init(&q);
+    sync_checksum_sql(&q, t, va->by_record);
+    PGresult *rb, *rp;
+    bool ok = !q.oom && sq_exec_both(&w->b, sb_str(&q), &w->p, sb_str(&q), &rb, &rp, "checksumming");
+    if (ok) {
+        str_copy(v->b[0], PQgetvalue(rb, 0, 0), sizeof(v->b[0]));
+        str_copy(v->b[1], PQgetvalue(rb, 0, 1), sizeof(v->b[1]));
+        str_copy(v->p[0], PQgetvalue(rp, 0, 0), sizeof(v->p[0]));
+        str_copy(v->p[1], PQgetvalue(rp, 0, 1), sizeof(v->p[1]));
+        PQclear(rb);
+        PQclear(rp);
+    } else if (q.oom) {
+        sync_fail(c, "out of memory");
+    }
+    sb_free(&q);
+    if (!ok)
+        return false;
+    if (strcmp(v->b[0], v->p[0]) == 0 && strcmp(v->b[1], v->p[1]) == 0) {
+        v->state = V_EQUAL;
+        return true;
+    }
+    v->state = V_DIFFERENT;
+    if (t->nkey == 0)
+        return true;
+    if (!verify_subset(c, w, t, va->by_record, v))
+        return false;
+    /* every backup row on the primary, and the primary has more: the rows
+     * it took before the outage that never reached the backup. (Equal
+     * counts cannot get here with equal rows: the checksums would agree,
+     * unless a table changed during verify.) */
+    if (v->checked && v->missing == 0 && v->changed == 0 &&
+        strtoll(v->p[0], NULL, 10) > strtoll(v->b[0], NULL, 10))
+        v->state = V_SUBSET;
+    return true;
+}
+
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* "3 backup rows missing on the primary, 1 different there" etc.; "" when
+ * there is nothing to add. */
+static void verify_detail(sbuf *b, const vtable *v, const stable *t)
+{
+    if (t->nkey == 0) {
+        sb_add(b, "no primary key: its rows cannot be looked up one by one");
+    } else if (!v->checked) {
+        if (v->why[0] != '\0')
+            sb_printf(b, "could not look the backup's rows up on the primary: %s", v->why);
+    } else if (v->missing > 0 && v->changed > 0) {
+        sb_printf(b, "%" PRId64 " backup %s missing on the primary, %" PRId64 " different there",
+                  v->missing, plural(v->missing, "row", "rows"), v->changed);
+    } else if (v->missing > 0) {
+        sb_printf(b, "%" PRId64 " backup %s missing on the primary", v->missing,
+                  plural(v->missing, "row", "rows"));
+    } else if (v->changed > 0) {
+        sb_printf(b, "%" PRId64 " backup %s different on the primary", v->changed,
+                  plural(v->changed, "row", "rows"));
+    } else {
+        sb_add(b, "every backup row is on the primary, identical, yet the counts do not show"
+                  " extra primary rows: did the table change during verify?");
+    }
+}
+
+bool sync_op_verify(sync_ctx *c)
+{
+    sconn b = { .slot = -1 }, p = { .slot = -1 };
+    scatalog bcat = { 0 }, pcat = { 0 };
+    verify_arg va = { 0 };
+    sbuf bad, line;
+    sb_init(&bad);
+    sb_init(&line);
+    bool ok = false;
+    int64_t t0 = mono_ms();
+    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
+        goto cleanup;
+    if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
+        goto cleanup;
+    va.by_record = sync_record_hash_ok(&b, &p);
+    sconn_close(&b);
+    sconn_close(&p);
+    va.cat = &bcat;
+    va.v = calloc(bcat.n + 1, sizeof(*va.v));
+    if (va.v == NULL) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    if (!sync_pool(c, c->parallel, bcat.n, verify_open, verify_run, &va))
+        goto cleanup;
+    int nbad = 0, nsubset = 0;
+    const char *why = NULL;  /* the first reason a lookup could not run */
+    int64_t rows = 0, extra = 0;
+    for (size_t i = 0; i < bcat.n; i++) {
+        const vtable *v = &va.v[i];
+        const stable *t = &bcat.t[i];
+        int64_t nb = strtoll(v->b[0], NULL, 10), np = strtoll(v->p[0], NULL, 10);
+        rows += nb;
+        switch (v->state) {
+        case V_EQUAL:
+            sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
+            break;
+        case V_SUBSET:
+            nsubset++;
+            extra += np - nb;
+            sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
+                        " before the outage, never copied to the backup); every backup row is on the"
+                        " primary, identical", t->label, np - nb, plural(np - nb, "row", "rows"));
+            break;
+        case V_DIFFERENT:
+            sb_reset(&line);
+            verify_detail(&line, v, t);
+            sync_report(c, "verify %s: DIFFERENT: backup %s rows (checksum %s), primary %s rows"
+                        " (checksum %s)%s%s", t->label, v->b[0], v->b[1], v->p[0], v->p[1],
+                        line.len ? "; " : "", sb_str(&line));
+            sb_printf(&bad, "%s%s (backup %s rows, primary %s rows%s)", nbad++ ? "; " : "",
+                      t->label, v->b[0], v->p[0],
+                      strcmp(v->b[0], v->p[0]) == 0 ? ", same count, different rows" : "");
+            if (t->nkey > 0 && v->checked)
+                sb_printf(&bad, ": %s", sb_str(&line));
+            else if (t->nkey > 0 && v->why[0] != '\0' && why == NULL)
+                why = v->why;
+            break;
+        }
+    }
+    if (bad.oom || line.oom) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    char d[32];
+    format_duration(mono_ms() - t0, d, sizeof(d));
+    if (nbad > 0) {
+        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s", nbad, bcat.n, sb_str(&bad),
+                  why ? " (the backup's rows could not be looked up on the primary: " : "",
+                  why ? why : "", why ? ")" : "");
+        goto cleanup;
+    }
+    if (nsubset > 0)
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all backup rows on the primary (%d %s with"
+                    " %" PRId64 " extra primary %s, kept) (%s)", bcat.n, rows, nsubset,
+                    plural(nsubset, "table", "tables"), extra, plural(extra, "row", "rows"), d);
+    else
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
+    sync_add_counts(c, rows, (int64_t)bcat.n);
+    ok = true;
+cleanup:
+    sconn_close(&b);
+    sconn_close(&p);
+    catalog_free(&bcat);
+    catalog_free(&pcat);
+    free(va.v);
+    sb_free(&bad);
+    sb_free(&line);
+    return ok;
+}
+
+/* ---- full ------------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t table;
+    int64_t page_from, page_to;   /* -1 = open end */
+    int64_t bytes;
+} ftask;
+
+typedef struct {
+    const scatalog *cat;
+    char snapshot[128];
+    bool replica;
+    ftask *tasks;                 /* this pool run's tasks */
+    int64_t *rows;                /* per table */
+    int64_t *ms;                  /* per table, summed over its pieces */
+    int *pieces;                  /* per table */
+} full_arg;
+
+static bool full_open(sync_ctx *c, sworker *w, void *arg)
+{
+    full_arg *fa = arg;
+    if (!sconn_open(c, &w->b, false) || !sconn_open(c, &w->p, true))
+        return false;
+    sbuf q;
+    sb_init(&q);
+    sb_add(&q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ");
+    sb_literal(&q, fa->snapshot);
+    bool ok = !q.oom && sq_cmd(&w->b, sb_str(&q), "importing the snapshot");
+    sb_free(&q);
+    if (ok && fa->replica)
+        ok = sq_cmd(&w->p, "SET session_replication_role = replica", NULL);
+    return ok;
+}
+
+static bool full_run(sync_ctx *c, sworker *w, size_t task, void *arg)
+{
+    full_arg *fa = arg;
+    const ftask *ft = &fa->tasks[task];
+    const stable *t = &fa->cat->t[ft->table];
+    sbuf out, in;
+    sb_init(&out);
+    sb_init(&in);
+    bool ok = false;
+    int64_t t0 = mono_ms(), rows = 0;
+    char err[512];
+    for (int attempt = catalog_needs_text(t) ? 1 : 0; attempt < 2; attempt++) {
+        bool bin = attempt == 0;
+        sb_reset(&out);
+        sb_reset(&in);
+        sb_add(&out, "COPY (SELECT ");
+        catalog_collist(&out, t, NULL, false);
+        sb_printf(&out, " FROM ONLY %s", t->qname);
+        if (ft->page_from > 0 || ft->page_to >= 0) {
+            sb_printf(&out, " WHERE ctid >= '(%" PRId64 ",0)'::tid", ft->page_from);
+            if (ft->page_to >= 0)
+                sb_printf(&out, " AND ctid < '(%" PRId64 ",0)'::tid", ft->page_to);
+        }
+        sb_add(&out, ") TO STDOUT");
+        sb_printf(&in, "COPY %s (", t->qname);
+        catalog_collist(&in, t, NULL, false);
+        sb_add(&in, ") FROM STDIN");
+        if (bin) {
+            sb_add(&out, " (FORMAT binary)");
+            sb_add(&in, " (FORMAT binary)");
+        }
+        if (out.oom || in.oom) {
+            sync_fail(c, "out of memory");
+            goto out;
+        }
+        if (!sq_cmd(&w->b, "SAVEPOINT drd_copy", NULL) || !sq_cmd(&w->p, "BEGIN", NULL))
+            goto out;
+        if (sq_copy(&w->b, sb_str(&out), &w->p, sb_str(&in), &rows, err, sizeof(err))) {
+            if (!sq_cmd(&w->p, "COMMIT", "committing a table") ||
+                !sq_cmd(&w->b, "RELEASE SAVEPOINT drd_copy", NULL))
+                goto out;
+            ok = true;
+            break;
+        }
+        if (!bin || atomic_load(&c->stop)) {
+            sync_fail(c, "copying %s: %s", t->label, err);
+            goto out;
+        }
+        if (!sq_cmd(&w->p, "ROLLBACK", NULL) || !sq_cmd(&w->b, "ROLLBACK TO SAVEPOINT drd_copy", NULL))
+            goto out;
+        sync_report(c, "%s: binary COPY failed (%s); retrying in text format", t->label, err);
+    }
+out:
+    if (ok) {
+        pthread_mutex_lock(&c->mu);
+        fa->rows[ft->table] += rows;
+        fa->ms[ft->table] += mono_ms() - t0;
+        pthread_mutex_unlock(&c->mu);
+    }
+    sb_free(&out);
+    sb_free(&in);
+    return ok;
+}
+
+static int cmp_task_size(const void *a, const void *b)
+{
+    const ftask *x = a, *y = b;
+    return (x->bytes < y->bytes) - (x->bytes > y->bytes);
+}
+
+/* Empty the primary's synced tables, in one transaction. */
+static bool empty_primary(sync_ctx *c, sconn *p, const scatalog *cat, bool replica)
+{
+    sbuf q;
+    sb_init(&q);
+    bool ok = false;
+    char err[512];
+    sb_add(&q, "SELECT count(*) FROM (VALUES ");
+    for (size_t i = 0; i < cat->n; i++) {
+        sb_printf(&q, "%s(", i ? ", " : "");
+        sb_literal(&q, cat->t[i].qname);
+        sb_add(&q, ")");
+    }
+    sb_add(&q, ") v(o) WHERE NOT has_table_privilege(o, 'TRUNCATE')");
+    PGresult *r = q.oom ? NULL : sq_exec(p, sb_str(&q), "checking privileges");
+    if (r == NULL)
+        goto out;
+    bool can_truncate = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+    PQclear(r);
+    sb_reset(&q);
+    if (can_truncate) {
+        sb_add(&q, "TRUNCATE ONLY ");
+        for (size_t i = 0; i < cat->n; i++)
+            sb_printf(&q, "%s%s", i ? ", " : "", cat->t[i].qname);
+        if (q.oom || !sq_cmd(p, "BEGIN", NULL))
+            goto out;
+        if (!sq_try(p, sb_str(&q), err, sizeof(err))) {
+            sync_fail(c, "cannot empty the primary's tables (TRUNCATE: %s); a table outside"
+                      " [sync] schemas/exclude may reference them: full mode refuses to CASCADE", err);
+            goto out;
+        }
+    } else {
+        /* DELETE, children first (any order with replica) */
+        if (!sq_cmd(p, "BEGIN", NULL))
+            goto out;
+        int maxlevel = 0;
+        for (size_t i = 0; i < cat->n; i++)
+            if (cat->t[i].level > maxlevel)
+                maxlevel = cat->t[i].level;
+        for (int lvl = maxlevel; lvl >= 0; lvl--)
+            for (size_t i = 0; i < cat->n; i++) {
+                if (cat->t[i].level != lvl)
+                    continue;
+                sb_reset(&q);
+                sb_printf(&q, "DELETE FROM ONLY %s", cat->t[i].qname);
+                if (!sq_cmd(p, sb_str(&q), "emptying a table (no TRUNCATE privilege)"))
+                    goto out;
+            }
+        (void)replica;
+    }
+    ok = sq_cmd(p, "COMMIT", "emptying the primary's tables");
+out:
+    if (!ok && p->pg != NULL)
+        sq_try(p, "ROLLBACK", NULL, 0);
+    sb_free(&q);
+    return ok;
+}
+
+bool sync_op_full(sync_ctx *c)
+{
+    sconn b = { .slot = -1 }, p = { .slot = -1 };
+    scatalog bcat = { 0 }, pcat = { 0 };
+    full_arg fa = { 0 };
+    ftask *tasks = NULL;
+    size_t ntasks = 0;
+    bool ok = false;
+    int64_t t0 = mono_ms();
+    PGresult *r = NULL;
+
+    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
+        goto cleanup;
+    if (!sq_cmd(&b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL))
+        goto cleanup;
+    if ((r = sq_exec(&b, "SELECT pg_export_snapshot(), current_setting('block_size')::bigint",
+                     "exporting a snapshot")) == NULL)
+        goto cleanup;
+    str_copy(fa.snapshot, PQgetvalue(r, 0, 0), sizeof(fa.snapshot));
+    int64_t block = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    if (block <= 0)
+        block = 8192;
+    PQclear(r);
+    r = NULL;
+    if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
+        goto cleanup;
+    fa.cat = &bcat;
+    fa.replica = sync_try_replica(&p);
+    if (!fa.replica) {
+        for (size_t i = 0; i < bcat.n; i++)
+            if (bcat.t[i].cyclic) {
+                sync_fail(c, "full copy: %s is part of a foreign-key cycle and the primary's role"
+                          " may not set session_replication_role = replica (superuser, or GRANT"
+                          " SET ON PARAMETER session_replication_role): refusing", bcat.t[i].label);
+                goto cleanup;
+            }
+    }
+    sync_report(c, "full copy of %zu tables from one snapshot of the backup, %d at a time;"
+                " foreign keys: %s", bcat.n, c->parallel,
+                fa.replica ? "session_replication_role = replica" : "tables loaded parents first");
+
+    /* tasks: big tables in page ranges (TID range scans: servers >= 14) */
+    int64_t total = 0;
+    for (size_t i = 0; i < bcat.n; i++)
+        total += bcat.t[i].bytes;
+    int64_t chunk = total / (c->parallel * 2);
+    if (chunk < CHUNK_MIN_BYTES)
+        chunk = CHUNK_MIN_BYTES;
+    bool tid_ranges = b.server_version >= 140000;
+    for (size_t i = 0; i < bcat.n; i++) {
+        int64_t bytes = bcat.t[i].bytes;
+        int64_t pieces = tid_ranges ? (bytes + chunk - 1) / chunk : 1;
+        if (pieces < 1)
+            pieces = 1;
+        int64_t pages = bytes / block;
+        ftask *nt = realloc(tasks, (ntasks + (size_t)pieces) * sizeof(*nt));
+        if (nt == NULL) {
+            sync_fail(c, "out of memory");
+            goto cleanup;
+        }
+        tasks = nt;
+        for (int64_t k = 0; k < pieces; k++) {
+            ftask *ft = &tasks[ntasks++];
+            ft->table = i;
+            ft->page_from = pieces == 1 ? 0 : pages * k / pieces;
+            ft->page_to = k == pieces - 1 ? -1 : pages * (k + 1) / pieces;
+            ft->bytes = bytes / pieces;
+        }
+    }
+    fa.rows = calloc(bcat.n + 1, sizeof(*fa.rows));
+    fa.ms = calloc(bcat.n + 1, sizeof(*fa.ms));
+    fa.pieces = calloc(bcat.n + 1, sizeof(*fa.pieces));
+    if (fa.rows == NULL || fa.ms == NULL || fa.pieces == NULL) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < ntasks; i++)
+        fa.pieces[tasks[i].table]++;
+    if (!empty_primary(c, &p, &bcat, fa.replica))
+        goto cleanup;
+
+    /* with replica one run, biggest first; else level by level */
+    int maxlevel = 0;
+    if (!fa.replica)
+        for (size_t i = 0; i < bcat.n; i++)
+            if (bcat.t[i].level > maxlevel)
+                maxlevel = bcat.t[i].level;
+    ftask *run = calloc(ntasks + 1, sizeof(*run));
+    if (run == NULL) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    fa.tasks = run;
+    for (int lvl = 0; lvl <= maxlevel; lvl++) {
+        size_t n = 0;
+        for (size_t i = 0; i < ntasks; i++)
+            if (fa.replica || bcat.t[tasks[i].table].level == lvl)
+                run[n++] = tasks[i];
+        qsort(run, n, sizeof(*run), cmp_task_size);
+        if (!sync_pool(c, c->parallel, n, full_open, full_run, &fa)) {
+            free(run);
+            goto cleanup;
+        }
+    }
+    free(run);
+    int64_t rows = 0;
+    for (size_t i = 0; i < bcat.n; i++) {
+        char d[32];
+        format_duration(fa.ms[i], d, sizeof(d));
+        if (fa.pieces[i] > 1)
+            sync_report(c, "%s: %" PRId64 " rows copied (%d pieces in parallel), %s", bcat.t[i].label,
+                        fa.rows[i], fa.pieces[i], d);
+        else
+            sync_report(c, "%s: %" PRId64 " rows copied, %s", bcat.t[i].label, fa.rows[i], d);
+        rows += fa.rows[i];
+    }
+    if (!sync_sequences(c, &b, &p, &bcat))
+        goto cleanup;
+    sq_try(&b, "COMMIT", NULL, 0);
+    sync_add_counts(c, rows, (int64_t)bcat.n);
+    char d[32];
+    format_duration(mono_ms() - t0, d, sizeof(d));
+    sync_report(c, "full copy done: %" PRId64 " rows in %zu tables in %s", rows, bcat.n, d);
+    ok = true;
+cleanup:
+    PQclear(r);
+    sconn_close(&b);
+    sconn_close(&p);
+    catalog_free(&bcat);
+    catalog_free(&pcat);
+    free(tasks);
+    free(fa.rows);
+    free(fa.ms);
+    free(fa.pieces);
+    return ok;
+}

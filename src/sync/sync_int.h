@@ -1,0 +1,258 @@
+/* sync_int.h - what the files of the sync module share (not a contract
+ * with other modules; see include/drd/sync.h for that).
+ *
+ *   sync.c          the job: worker thread, watchdog, completion to the loop
+ *   sync_pg.c       blocking libpq on worker threads: connect, statements,
+ *                   COPY streaming, SQL text building, the report
+ *   sync_catalog.c  tables, columns, keys, foreign keys, sequences of the
+ *                   synced schemas; comparing both sides; sequence resync
+ *   sync_capture.c  capture / uncapture (the ledger on the backup)
+ *   sync_back.c     incremental sync-back with conflict detection
+ *   sync_full.c     full copy in one snapshot, the worker pool, verify
+ *
+ * Threads: one job thread runs the operation; full mode and verify start
+ * [sync] parallel pool threads. Every connection is registered with its
+ * job so that a cancel (sync_job_free, the watchdog) can shut its socket
+ * down from another thread: the blocked libpq call returns at once and the
+ * server, which checks its client every second
+ * (client_connection_check_interval), aborts the statement and rolls the
+ * transaction back. */
+#ifndef DRD_SYNC_INT_H
+#define DRD_SYNC_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "drd/sync/sync.h"
+
+/* ---- growable strings (SQL text, the report) ------------------------- */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool oom;                /* an append failed: the text is incomplete */
+} sbuf;
+
+void sb_init(sbuf *b);
+void sb_free(sbuf *b);
+void sb_reset(sbuf *b);
+void sb_add(sbuf *b, const char *s);
+void sb_addn(sbuf *b, const char *s, size_t n);
+void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_vprintf(sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* "name" with embedded quotes doubled: any identifier. */
+void sb_ident(sbuf *b, const char *name);
+/* 'text' with embedded quotes doubled (standard_conforming_strings = on). */
+void sb_literal(sbuf *b, const char *s);
+/* The text, "" when empty. */
+const char *sb_str(const sbuf *b);
+
+/* ---- the job context shared by its threads --------------------------- */
+
+typedef struct sync_ctx {
+    /* copied from the config and the request */
+    char *primary_url, *primary_password;
+    char *backup_url, *backup_password;
+    char *primary_db, *backup_db;   /* the app's database (from app_url) on each side; NULL = the URL's */
+    char *schemas;           /* comma list */
+    char *exclude;           /* comma list of schema.table patterns, or NULL */
+    bool no_pk_copy;         /* [sync] no_pk = copy */
+    char *resolution;        /* ask | backup-wins | primary-wins */
+    bool full;               /* [sync] mode = full (sync-back copies whole tables) */
+    int parallel;
+    sync_op op;
+    bool resync;             /* verify: sync-back first (sync_request.resync) */
+    int64_t timeout_ms;
+
+    atomic_bool stop;        /* cancelled, timed out or failed: stop working */
+
+    pthread_mutex_t mu;      /* guards everything below */
+    int *fds;                /* sockets of the open connections (-1 = free slot) */
+    size_t nfds, capfds;
+    bool failed;
+    bool conflicts;
+    char error[512];
+    sbuf report;
+    int64_t rows, tables;
+    bool cancelled;          /* by sync_job_free: failures are expected */
+} sync_ctx;
+
+/* Record the job's failure (first one wins: later errors are usually its
+ * consequences) and log it once. The text is masked. */
+void sync_fail(sync_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool sync_failed(sync_ctx *c);
+/* Append one line to the report (also logged at info). */
+void sync_report(sync_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Stop: shut every registered socket down (no-op for closed ones). */
+void sync_shutdown_conns(sync_ctx *c);
+void sync_add_counts(sync_ctx *c, int64_t rows, int64_t tables);
+
+/* ---- blocking connections on worker threads -------------------------- */
+
+typedef struct {
+    PGconn *pg;
+    sync_ctx *ctx;
+    const char *side;        /* "primary" | "backup": for messages */
+    int slot;                /* index in ctx->fds, -1 when not registered */
+    int server_version;
+} sconn;
+
+/* Connect (a 15 s bound, stops early when the job stops), register the
+ * socket, and apply the session settings every sync connection shares
+ * (UTC, ISO dates, text output settings that make to_jsonb() and row text
+ * the same on both sides, search_path = pg_catalog, pg_temp, writes
+ * allowed even on a database fenced with default_transaction_read_only). */
+bool sconn_open(sync_ctx *c, sconn *s, bool primary);
+void sconn_close(sconn *s);  /* accepts a closed one */
+
+/* Run one statement; the result when it succeeded (caller PQclear()s),
+ * else NULL with the job failed ("on the primary: <server message>" plus
+ * `what` as context when not NULL). */
+PGresult *sq_exec(sconn *s, const char *sql, const char *what);
+/* Same with text parameters. */
+PGresult *sq_params(sconn *s, const char *sql, int n, const char *const *values, const char *what);
+/* A statement whose result is not needed. */
+bool sq_cmd(sconn *s, const char *sql, const char *what);
+/* A statement that may fail without failing the job (e.g. trying SET
+ * session_replication_role). Returns whether it worked; the error text in
+ * err when err is not NULL. */
+bool sq_try(sconn *s, const char *sql, char *err, size_t errlen);
+
+/* The same kind of statement on two connections at once (both servers
+ * work in parallel); both results or NULLs with the job failed. */
+bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
+                  PGresult **ra, PGresult **rb, const char *what);
+
+/* Stream `out_sql` (a COPY ... TO STDOUT) from src into `in_sql` (a COPY
+ * ... FROM STDIN) on dst; *rows = rows written. On failure the job is NOT
+ * failed: err gets the text, both connections are back to idle (within
+ * their transaction, which is aborted if the error was on that side). */
+bool sq_copy(sconn *src, const char *out_sql, sconn *dst, const char *in_sql,
+             int64_t *rows, char *err, size_t errlen);
+
+/* One-line, masked text of a libpq message. */
+void sq_errtext(const char *msg, char *out, size_t n);
+
+/* ---- catalog ---------------------------------------------------------- */
+
+typedef struct {
+    char *name;
+    char *type;              /* format_type() */
+    bool generated;          /* GENERATED ALWAYS AS (...) STORED: not written */
+    bool user_type;          /* type (or element type) not built in: COPY text */
+    bool identity_always;    /* GENERATED ALWAYS AS IDENTITY: never in an UPDATE SET */
+    bool hashable;           /* its type has a hash function (hash_record_extended works) */
+} scol;
+
+typedef struct {
+    char *schema, *name;
+    char *qname;             /* "schema"."name" */
+    char *label;             /* schema.name, for messages */
+    char oid[16];            /* on the side it was read from */
+    scol *cols;
+    size_t ncols;
+    char **key;              /* primary key or replica identity columns */
+    size_t nkey;
+    int64_t bytes;           /* pg_relation_size */
+    char **refs;             /* labels of the synced tables this one references (FK) */
+    size_t nrefs;
+    int level;               /* FK depth: 0 references nothing synced */
+    bool cyclic;             /* part of an FK cycle */
+} stable;
+
+typedef struct {
+    char *schema, *name, *qname, *label;
+    char oid[16];
+    int64_t increment;
+} sseq;
+
+typedef struct {
+    stable *t;
+    size_t n;
+    sseq *seq;
+    size_t nseq;
+} scatalog;
+
+/* Tables (relkind r) and sequences of ctx->schemas minus schema drd and
+ * ctx->exclude, sorted by schema and name, with levels computed. */
+bool catalog_load(sconn *s, scatalog *out);
+void catalog_free(scatalog *cat);
+stable *catalog_find(const scatalog *cat, const char *schema, const char *name);
+/* Same tables with the same columns (names, types, order) on both sides;
+ * else fail naming the differences (DDL during the outage). */
+bool catalog_compare(sync_ctx *c, const scatalog *backup, const scatalog *primary);
+/* The non-generated columns as a quoted list: "a", "b" (prefix e.g. "t."). */
+void catalog_collist(sbuf *b, const stable *t, const char *prefix, bool with_generated);
+/* t.k1 = k.k1 AND t.k2 = k.k2 */
+void catalog_keyjoin(sbuf *b, const stable *t, const char *l, const char *r);
+/* Any column whose type is not built in (binary COPY would carry OIDs). */
+bool catalog_needs_text(const stable *t);
+/* Every column hashable: rows can be hashed with hash_record_extended()
+ * (servers >= 14), by the types' own hash functions, without printing. */
+bool catalog_hashable(const stable *t);
+
+/* SELECT count(*), checksum FROM t: the order-independent row checksum
+ * verify compares: the sum of 64-bit row hashes, hash_record_extended()
+ * when `by_record` (both servers >= 14, t hashable), else
+ * hashtextextended() of the row's text. */
+void sync_checksum_sql(sbuf *b, const stable *t, bool by_record);
+/* Both servers have hash_record_extended (>= 14). */
+bool sync_record_hash_ok(const sconn *b, const sconn *p);
+
+/* Every sequence to at least the backup's value (greatest/least by the
+ * sign of the increment), on the primary connection. */
+bool sync_sequences(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat);
+
+/* Try SET session_replication_role = replica (superuser, or a role granted
+ * SET on it); false leaves the session as it was. */
+bool sync_try_replica(sconn *p);
+
+/* ---- foreign keys in sync-back (sync_fk.c) ----------------------------- */
+
+/* A changed table as the foreign-key checks see it: its key table
+ * pg_temp.drd_k<idx> (absent when copied whole) and staging drd_s<idx>. */
+typedef struct {
+    const stable *t;
+    size_t idx;
+    bool whole;
+} fk_table;
+
+/* pg_temp.drd_map and the helper functions, on the primary (q: scratch). */
+bool fk_map(sconn *p, const fk_table *tabs, size_t n, sbuf *q);
+/* Keys the sync would remove that primary-only rows still reference
+ * become conflicts (reported); returns how many, -1 on error. */
+int64_t fk_detect(sconn *p);
+/* backup-wins: delete those keys with the foreign keys' own actions. */
+bool fk_apply_actions(sconn *p, bool replica);
+/* After applying: no foreign key touching an applied table is violated
+ * by the affected rows; false (with the constraint and a row) if one is. */
+bool fk_validate(sconn *p);
+
+/* ---- operations (run on the job thread; true = ok) ---------------------- */
+
+bool sync_op_capture(sync_ctx *c);
+bool sync_op_uncapture(sync_ctx *c);
+bool sync_op_back(sync_ctx *c);
+bool sync_op_full(sync_ctx *c);
+bool sync_op_verify(sync_ctx *c);
+
+/* Worker pool: n threads, each opening its own connections with `open`,
+ * taking task indexes 0..ntasks-1 in order and running `run` on them, until
+ * done or the job stops. */
+typedef struct {
+    sconn b, p;
+    int id;
+} sworker;
+
+bool sync_pool(sync_ctx *c, int n, size_t ntasks,
+               bool (*open)(sync_ctx *c, sworker *w, void *arg),
+               bool (*run)(sync_ctx *c, sworker *w, size_t task, void *arg),
+               void *arg);
+
+#endif
