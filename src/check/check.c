@@ -104,7 +104,8 @@ static bool db_value(PGconn *c, const char *sql, const char *param, char *out, s
 
 static const config_target *target_of(const config_t *cfg, const char *side)
 {
-    return strcmp(side, "primary") == 0 ? &cfg->primary : &cfg->backup;
+    target_id t;
+    return target_parse(side, &t) && t == TARGET_PRIMARY ? &cfg->primary : &cfg->backup;
 }
 
 static const char *app_url_of(const config_target *t)
@@ -738,18 +739,17 @@ static json_t *item(const char *name, check_status st, const char *reason, const
 static void active_side(const config_t *cfg, const json_t *status, char *out, size_t n)
 {
     const char *a = json_string_value(json_object_get(status, "active"));
-    str_copy(out, "primary", n);
+    str_copy(out, target_name(TARGET_PRIMARY), n);
     if (a != NULL) {
-        if (strcmp(a, "backup") == 0)
-            str_copy(out, "backup", n);
+        str_copy(out, target_name(target_or_primary(a)), n);
         return;
     }
     if (cfg->state_db == NULL || access(cfg->state_db, R_OK) != 0)
         return;
     char err[256], v[32] = "";
     store_t *s = store_open_readonly(cfg->state_db, err, sizeof err);
-    if (s != NULL && store_kv_get(s, "active", v, sizeof v) && strcmp(v, "backup") == 0)
-        str_copy(out, "backup", n);
+    if (s != NULL && store_kv_get(s, "active", v, sizeof v))
+        str_copy(out, target_name(target_or_primary(v)), n);
     store_close(s);
 }
 

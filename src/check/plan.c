@@ -117,7 +117,7 @@ typedef struct {
 
 static const config_target *target_of(const config_t *cfg, const char *side)
 {
-    return side != NULL && strcmp(side, "backup") == 0 ? &cfg->backup : &cfg->primary;
+    return target_or_primary(side) == TARGET_BACKUP ? &cfg->backup : &cfg->primary;
 }
 
 static const char *app_url_of(const config_target *t)
@@ -192,8 +192,8 @@ static void read_state(plan_ctx *x)
     if (st != NULL) {
         if (!store_sync_resolution_get(st, x->sync_resolution, sizeof x->sync_resolution))
             x->sync_resolution[0] = '\0';
-        if (a == NULL && store_kv_get(st, "active", v, sizeof v) &&
-            (strcmp(v, "primary") == 0 || strcmp(v, "backup") == 0)) {
+        target_id t;
+        if (a == NULL && store_kv_get(st, "active", v, sizeof v) && target_parse(v, &t)) {
             str_copy(x->active, v, sizeof x->active);
             str_copy(x->active_source, "drd's state db", sizeof x->active_source);
         }
@@ -205,9 +205,9 @@ static void read_state(plan_ctx *x)
         str_copy(x->active_source, "drd", sizeof x->active_source);
     } else if (x->active[0] == '\0' && x->env_read) {
         if (strcmp(x->env_value, app_url_of(&cfg->backup)) == 0)
-            str_copy(x->active, "backup", sizeof x->active);
+            str_copy(x->active, target_name(TARGET_BACKUP), sizeof x->active);
         else if (strcmp(x->env_value, app_url_of(&cfg->primary)) == 0)
-            str_copy(x->active, "primary", sizeof x->active);
+            str_copy(x->active, target_name(TARGET_PRIMARY), sizeof x->active);
         if (x->active[0] != '\0')
             str_copy(x->active_source, "the env file", sizeof x->active_source);
     }
@@ -497,7 +497,7 @@ static void describe_sync(const plan_ctx *x, const runbook_step *s, sbuf *c)
     case ACT_SYNC_BACK: {
         const char *conflicts = x->sync_resolution[0] != '\0' ? x->sync_resolution
                               : cfg->sync_conflicts != NULL ? cfg->sync_conflicts : "ask";
-        if (cfg->sync_mode != NULL && strcmp(cfg->sync_mode, "full") == 0)
+        if (config_sync_mode(cfg) == SYNC_MODE_FULL)
             sb_printf(c, "copies every table of schemas %s whole from the backup to the primary "
                          "(database %s), replacing the primary's rows, %lld tables at a time",
                       schemas, db != NULL ? db : "(the URL's)", (long long)cfg->sync_parallel);
@@ -602,7 +602,7 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
     case ACT_WAIT_HEALTHY:
         if (strcmp(s->target, "app") == 0)
             return from_check(x, "health-url");
-        if (strcmp(s->target, "backup") == 0) {
+        if (target_or_primary(s->target) == TARGET_BACKUP) {
             static const char *const b[] = { "backup", "backup-writable" };
             return from_checks(x, b, ARRAY_LEN(b));
         }
@@ -624,7 +624,7 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
                      r != NULL && str_eq(check_status(x, s->target), "fail") ? r : "breaker open");
             return prereq("warn", s->target, why);
         }
-        return from_check(x, strcmp(s->target, "primary") == 0 ? "privileges-primary" : "backup");
+        return from_check(x, target_or_primary(s->target) == TARGET_PRIMARY ? "privileges-primary" : "backup");
     }
     case ACT_CAPTURE:
         return from_check(x, "privileges-backup");

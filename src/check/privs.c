@@ -196,7 +196,7 @@ static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const
         break;
     case ACT_SYNC_BACK:
         snprintf(tags, sizeof tags, "%s%s", dflt(cfg->sync_mode, "incremental"),
-                 str_eq(dflt(cfg->sync_conflicts, "ask"), "backup-wins") ? "" : "+primary-wins");
+                 config_conflicts(cfg) == CONFLICTS_BACKUP_WINS ? "" : "+primary-wins");
         break;
     case ACT_FENCE:
         snprintf(tags, sizeof tags, "%s%s", dflt(s->mode, "read-only"), s->lift ? "+off" : "+on");

@@ -52,6 +52,7 @@ typedef struct {
     notify_t *notify;
     readiness_t *readiness;
     bool drill;              /* -D: the [drill] environment */
+    uint64_t drill_timer;    /* -D: grants pending approvals (on_drill_grant) */
     metrics_counters counters;
     int64_t approvals_pending;   /* as last published */
     bool app_stopped;            /* as last published (attention.app_stopped) */
@@ -190,7 +191,7 @@ static void publish_metrics(daemon_t *d)
     metrics_input in = {
         .c = &d->counters,
         .target = { monitor_target(d->monitor, TARGET_PRIMARY), monitor_target(d->monitor, TARGET_BACKUP) },
-        .active = monitor_active(d->monitor),
+        .active = target_name(monitor_active(d->monitor)),
         .run_in_progress = executor_busy(d->executor),
         .approvals_pending = d->approvals_pending,
         .backup_lag_seconds = refresh_lag_seconds(d->refresh),
@@ -224,8 +225,8 @@ static void tell_app_stopped(daemon_t *d, json_t *att)
     const char *step = json_string_value(json_object_get(att, "step"));
     snprintf(text, sizeof text, "drd: THE APP IS STOPPED: %s run %lld %s%s%s: %s",
              json_string_value(json_object_get(att, "kind")), (long long)run,
-             strcmp(json_string_value(json_object_get(att, "state")), "waiting") == 0 ? "waits for a decision"
-                                                                                      : "ended",
+             run_state_of(json_string_value(json_object_get(att, "state"))) == RUN_WAITING
+                 ? "waits for a decision" : "ended",
              step != NULL ? " at step " : "", step != NULL ? step : "",
              json_string_value(json_object_get(att, "reason")));
     char msg[600];
@@ -245,7 +246,7 @@ static void publish_status(void *api, const char *json)
 /* refresh's interlock reads the engine through these (refresh_gate). */
 static bool gate_app_on_backup(void *arg)
 {
-    return strcmp(monitor_active(((daemon_t *)arg)->monitor), "backup") == 0;
+    return monitor_active(((daemon_t *)arg)->monitor) == TARGET_BACKUP;
 }
 
 static bool gate_run_active(void *arg)
@@ -258,9 +259,13 @@ static breaker_state gate_primary_breaker(void *arg)
     return monitor_breaker(((daemon_t *)arg)->monitor, TARGET_PRIMARY);
 }
 
+static void on_drill_grant(loop_t *loop, void *arg);
+
 static void republish(void *arg)
 {
     daemon_t *d = arg;
+    if (d->drill && d->drill_timer == 0)          /* grant what was just asked, from the loop */
+        d->drill_timer = loop_add_timer(d->loop, 0, on_drill_grant, d);
     json_t *att = attention_from_store(d->store, d->cfg);
     d->app_stopped = json_is_true(json_object_get(att, "app_stopped"));
     if (d->app_stopped)
@@ -354,7 +359,7 @@ static void on_misconfig(void *arg, target_id t, bool misconfigured)
     republish(d);
 }
 
-static void on_run_done(void *arg, int64_t run_id, const char *kind, const char *state)
+static void on_run_done(void *arg, int64_t run_id, const char *kind, run_state state)
 {
     daemon_t *d = arg;
     policy_on_run_done(d->policy, run_id, kind, state);
@@ -405,6 +410,49 @@ static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen
     return ok;
 }
 
+/* Decide an approval: the policy's or the active run's. */
+static bool decide_approval(daemon_t *d, int64_t id, bool approve, const char *choice, const char *by,
+                            const char *reason, int64_t *run, char *err, size_t errlen)
+{
+    store_approval a;
+    *run = 0;
+    if (!store_approval_get(d->store, id, &a)) {
+        snprintf(err, errlen, "no approval %lld", (long long)id);
+        return false;
+    }
+    if (approval_kind_of(a.kind) == APPROVAL_POLICY)
+        return policy_decide(d->policy, id, approve, by, reason, run, err, errlen);
+    *run = a.run_id;
+    return executor_decide(d->executor, id, approve, choice, by, reason, err, errlen);
+}
+
+/* Inside a drill (drd -D) the approvals the policy and approve steps ask
+ * for are granted at once, by "drill", here and only here; a step that
+ * needs attention is not: the drill fails there. */
+static bool collect_grantable(const store_approval *a, void *arg)
+{
+    int64_t *ids = arg;
+    approval_kind k = approval_kind_of(a->kind);
+    for (int i = 0; i < 8; i++)
+        if (ids[i] == 0 && (k == APPROVAL_POLICY || k == APPROVAL_STEP)) {
+            ids[i] = a->id;
+            break;
+        }
+    return true;
+}
+
+static void on_drill_grant(loop_t *loop, void *arg)
+{
+    daemon_t *d = arg;
+    int64_t ids[8] = { 0 }, run;
+    char err[256];
+    d->drill_timer = 0;
+    store_approvals_pending(d->store, collect_grantable, ids);
+    for (int i = 0; i < 8 && ids[i] != 0; i++)
+        if (!decide_approval(d, ids[i], true, NULL, "drill", "granted inside a drill", &run, err, sizeof err))
+            log_warn("drill: approval %lld: %s", (long long)ids[i], err);
+}
+
 /* Carry out one queued API request and record what became of it. */
 static void handle_cmd(daemon_t *d, const api_cmd *c)
 {
@@ -421,33 +469,22 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
 
     switch (c->kind) {
     case API_CMD_FAILOVER:
+        run = policy_failover(d->policy, c->reason[0] ? c->reason : "requested by an operator", c->actor,
+                              c->request_id, err, sizeof err);
+        ok = run != 0;
+        break;
     case API_CMD_FAILBACK: {
-        const char *kind = c->kind == API_CMD_FAILOVER ? "failover" : "failback";
-        int64_t incident = store_incident_find_open(d->store, "primary");
-        if (c->kind == API_CMD_FAILOVER && !executor_busy(d->executor))
-            refresh_cancel(d->refresh, "a failover is starting");   /* never copy over the backup now */
-        run = executor_start(d->executor, kind, c->reason[0] ? c->reason : "requested by an operator",
+        int64_t incident = store_incident_find_open(d->store, target_name(TARGET_PRIMARY));
+        run = executor_start(d->executor, "failback", c->reason[0] ? c->reason : "requested by an operator",
                              c->actor, c->request_id, incident > 0 ? incident : 0, err, sizeof err);
         ok = run != 0;
-        if (ok && c->kind == API_CMD_FAILOVER)
-            policy_withdraw(d->policy, "an operator started the failover");
         break;
     }
     case API_CMD_APPROVE:
-    case API_CMD_REJECT: {
-        bool approve = c->kind == API_CMD_APPROVE;
-        store_approval a;
-        if (!store_approval_get(d->store, c->approval_id, &a)) {
-            snprintf(err, sizeof err, "no approval %lld", (long long)c->approval_id);
-        } else if (strcmp(a.kind, "policy") == 0) {
-            ok = policy_decide(d->policy, c->approval_id, approve, c->actor, c->reason, &run, err, sizeof err);
-        } else {
-            run = a.run_id;
-            ok = executor_decide(d->executor, c->approval_id, approve, c->choice, c->actor, c->reason,
-                                 err, sizeof err);
-        }
+    case API_CMD_REJECT:
+        ok = decide_approval(d, c->approval_id, c->kind == API_CMD_APPROVE, c->choice, c->actor, c->reason,
+                             &run, err, sizeof err);
         break;
-    }
     case API_CMD_REFRESH:
         ok = refresh_request(d->refresh, "manual", err, sizeof err) != 0;
         break;
@@ -502,17 +539,18 @@ static void sync_active_from_env(daemon_t *d)
             log_warn("%s has no %s: the app uses neither database", c->app_env_file, c->app_env_key);
         return;
     }
-    const char *side = strcmp(value, c->backup.app_url) == 0 ? "backup"
-                     : strcmp(value, c->primary.app_url) == 0 ? "primary" : NULL;
-    if (side == NULL) {
+    target_id side = strcmp(value, c->backup.app_url) == 0 ? TARGET_BACKUP
+                   : strcmp(value, c->primary.app_url) == 0 ? TARGET_PRIMARY : TARGET_COUNT;
+    target_id was = monitor_active(d->monitor);
+    if (side == TARGET_COUNT) {
         log_warn("%s in %s matches neither [primary] nor [backup] app_url; keeping active = %s",
-                 c->app_env_key, c->app_env_file, monitor_active(d->monitor));
+                 c->app_env_key, c->app_env_file, target_name(was));
         return;
     }
-    if (strcmp(side, monitor_active(d->monitor)) != 0) {
+    if (side != was) {
         char msg[256];
         snprintf(msg, sizeof msg, "the env file points at the %s: active side is now %s (was %s)",
-                 side, side, monitor_active(d->monitor));
+                 target_name(side), target_name(side), target_name(was));
         log_warn("%s", msg);
         store_event_add(d->store, wall_ms(), "daemon", "", msg);
         monitor_set_active(d->monitor, side);
@@ -677,7 +715,7 @@ int main(int argc, char **argv)
     executor_set_refresh(d.executor, d.refresh);
     refresh_set_listener(d.refresh, republish, &d);
     policy_set_refresh(d.policy, d.refresh);
-    policy_set_notify(d.policy, d.notify);
+    policy_set_observers(d.policy, &d.counters, d.notify);
     policy_set_change_cb(d.policy, republish, &d);
     if (!d.drill) {
         d.readiness = readiness_new(d.loop, d.store, d.notify, d.cfg, d.config_path, status_now,
@@ -692,7 +730,7 @@ int main(int argc, char **argv)
         .db_path = d.cfg->state_db,
         .web_root = d.cfg->http_web_root,
         .session_ttl_ms = d.cfg->http_session_ttl_ms,
-        .metrics_need_token = d.cfg->http_metrics != NULL && strcmp(d.cfg->http_metrics, "token") == 0,
+        .metrics_need_token = config_metrics_access(d.cfg) == METRICS_TOKEN,
         .secure_cookie = d.cfg->http_secure_cookie,
     };
     d.api = api_start(&ao, err, sizeof err);
@@ -735,6 +773,8 @@ int main(int argc, char **argv)
     rc = EXIT_OK;
 
 cleanup:
+    if (d.drill_timer)
+        loop_cancel_timer(d.loop, d.drill_timer);
     api_stop(d.api);
     readiness_free(d.readiness);
     policy_free(d.policy);

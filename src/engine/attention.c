@@ -58,8 +58,9 @@ static app_cmd step_app_cmd(const walk_ctx *w, const store_step *s)
 static bool walk_step(const store_step *s, void *arg)
 {
     walk_ctx *w = arg;
-    bool done = strcmp(s->state, "done") == 0;
-    bool skipped = strcmp(s->state, "skipped") == 0;
+    step_state state = step_state_of(s->state);
+    bool done = state == STEP_DONE;
+    bool skipped = state == STEP_SKIPPED;
     app_cmd a = step_app_cmd(w, s);
 
     /* A skipped stop-app: "skip if it completed" - count it as stopped. A
@@ -70,7 +71,7 @@ static bool walk_step(const store_step *s, void *arg)
     } else if (a == APP_START && done) {
         w->stopped = false;
     }
-    if (s->idx == w->cur_idx || strcmp(s->state, "failed") == 0 || strcmp(s->state, "needs_attention") == 0)
+    if (s->idx == w->cur_idx || state == STEP_FAILED || state == STEP_NEEDS_ATTENTION)
         str_copy(w->cur_step, s->name, sizeof w->cur_step);
     return true;
 }
@@ -89,7 +90,7 @@ typedef struct {
 static bool pending_of_run(const store_approval *a, void *arg)
 {
     pending_ctx *p = arg;
-    if (strcmp(a->state, "pending") == 0) {
+    if (approval_state_of(a->state) == APPROVAL_PENDING) {
         p->a = *a;
         p->any = true;
         return false;
@@ -109,8 +110,9 @@ json_t *attention_from_store(store_t *st, const config_t *cfg)
     memset(&pend, 0, sizeof pend);
     if (st == NULL || !store_runs_recent(st, 1, newest_run, &run) || run.id == 0)
         return json_null();
-    bool waiting = strcmp(run.state, "waiting") == 0;
-    bool failed = strcmp(run.state, "failed") == 0 || strcmp(run.state, "aborted") == 0;
+    run_state state = run_state_of(run.state);
+    bool waiting = state == RUN_WAITING;
+    bool failed = state == RUN_FAILED || state == RUN_ABORTED;
     if (!waiting && !failed)
         return json_null();              /* running on its own, or succeeded */
 
@@ -122,7 +124,7 @@ json_t *attention_from_store(store_t *st, const config_t *cfg)
         goto cleanup;
     if (waiting)
         store_approvals_of_run(st, run.id, pending_of_run, &pend);
-    bool needs_human = waiting && pend.any && strcmp(pend.a.kind, "attention") == 0;
+    bool needs_human = waiting && pend.any && approval_kind_of(pend.a.kind) == APPROVAL_ATTENTION;
     if (!w.stopped && !needs_human) {
         out = json_null();
         goto cleanup;

@@ -14,6 +14,7 @@
  *   approve step: running ──approved──▶ done   ──rejected/expired──▶ failed (run aborted)
  */
 #include "drd/engine/executor.h"
+#include "drd/engine/approvals.h"
 #include "drd/core/log.h"
 #include "drd/engine/preflight.h"
 #include "drd/conf/runbook.h"
@@ -54,7 +55,6 @@ struct executor {
     step_run *work;
     preflight_t *preflight;      /* the preflight step's checks, while they run */
     uint64_t timer;              /* retry delay or approval expiry */
-    uint64_t drill_timer;        /* drill: auto-grants the pending step approval */
     uint64_t progress_timer;     /* a running sync step's output, stored every second */
     size_t progress_len;         /* length of the output last stored */
     int64_t approval_id;         /* pending approval we wait on */
@@ -117,10 +117,11 @@ static void clear_run(executor_t *ex)
 }
 
 /* Persist one step's state change and log the transition. */
-static void step_state(executor_t *ex, int i, const char *state, const char *why, const char *output)
+static void set_step_state(executor_t *ex, int i, step_state to, const char *why, const char *output)
 {
     exec_step *s = &ex->steps[i];
     char from[20];
+    const char *state = step_state_name(to);
     str_copy(from, s->st.state, sizeof from);
     str_copy(s->st.state, state, sizeof s->st.state);
     s->st.output = (char *)output;
@@ -132,12 +133,13 @@ static void step_state(executor_t *ex, int i, const char *state, const char *why
              why && *why ? ": " : "", why ? why : "");
 }
 
-static void run_state(executor_t *ex, const char *state, const char *error)
+static void set_run_state(executor_t *ex, run_state to, const char *error)
 {
+    const char *state = run_state_name(to);
     str_copy(ex->run.state, state, sizeof ex->run.state);
     if (error != NULL)
         str_copy(ex->run.error, error, sizeof ex->run.error);
-    bool final = strcmp(state, "running") != 0 && strcmp(state, "waiting") != 0;
+    bool final = run_state_final(to);
     if (final)
         ex->run.finished_at = wall_ms();
     ex->run.current_step = final ? -1 : ex->cur;
@@ -162,39 +164,42 @@ static void on_unfence_done(void *arg, const step_outcome *o)
  * backup, after its fence-backup step fenced it: lift that fence again, so
  * that the app can run on the backup (the next failover, which would lift
  * it, is not coming). Called before the run's steps are cleared. */
-static void unfence_backup_after(executor_t *ex, const char *kind, const char *state)
+static void unfence_backup_after(executor_t *ex, const char *kind, run_state state)
 {
-    if (strcmp(kind, "failback") != 0 || strcmp(state, "succeeded") == 0 || ex->unfence != NULL ||
-        strcmp(monitor_active(ex->monitor), "backup") != 0)
+    if (strcmp(kind, "failback") != 0 || state == RUN_SUCCEEDED || ex->unfence != NULL ||
+        monitor_active(ex->monitor) != TARGET_BACKUP)
         return;
     bool fenced = false;
     for (int i = 0; i < ex->n_steps; i++) {
         const exec_step *s = &ex->steps[i];
+        step_state st = step_state_of(s->st.state);
         if (s->def.action == ACT_FENCE && !s->def.lift && s->def.target != NULL &&
-            strcmp(s->def.target, "backup") == 0 && strcmp(s->st.state, "pending") != 0 &&
-            strcmp(s->st.state, "skipped") != 0)
+            target_or_primary(s->def.target) == TARGET_BACKUP && st != STEP_PENDING && st != STEP_SKIPPED)
             fenced = true;
     }
     if (!fenced)
         return;
     step_env env = { .loop = ex->loop, .cfg = ex->cfg, .monitor = ex->monitor, .fetch = ex->fetch,
                      .store = ex->store, .run_kind = "" };
-    log_warn("the failback ended %s with the app still on the backup: lifting the backup's fence", state);
-    ex->unfence = step_begin_fence(&env, "unfence-backup", "backup", true, 10000, on_unfence_done, ex);
+    log_warn("the failback ended %s with the app still on the backup: lifting the backup's fence",
+             run_state_name(state));
+    ex->unfence = step_begin_fence(&env, "unfence-backup", target_name(TARGET_BACKUP), true, 10000,
+                                   on_unfence_done, ex);
 }
 
-static void finish_run(executor_t *ex, const char *state, const char *error)
+static void finish_run(executor_t *ex, run_state to, const char *error)
 {
     int64_t id = ex->run.id;
     char kind[16];
+    const char *state = run_state_name(to);
     str_copy(kind, ex->run.kind, sizeof kind);
-    run_state(ex, state, error);
+    set_run_state(ex, to, error);
     int64_t took = ex->run.finished_at - ex->run.created_at;
     event(ex, "run %lld (%s) %s after %lld.%03llds%s%s", (long long)id, kind, state,
           (long long)(took / 1000), (long long)(took % 1000), error && *error ? ": " : "", S(error));
     if (ex->counters != NULL) {
         int k = strcmp(kind, "failback") == 0 ? 1 : 0;
-        int res = strcmp(state, "succeeded") == 0 ? 0 : strcmp(state, "failed") == 0 ? 1 : 2;
+        int res = to == RUN_SUCCEEDED ? 0 : to == RUN_FAILED ? 1 : 2;
         ex->counters->runs_total[k][res]++;
     }
     char what[32], text[700];
@@ -202,11 +207,11 @@ static void finish_run(executor_t *ex, const char *state, const char *error)
     snprintf(text, sizeof text, "drd: %s run %lld %s after %lld.%llds%s%s", kind, (long long)id, state,
              (long long)(took / 1000), (long long)(took % 1000 / 100), error && *error ? ": " : "", S(error));
     tell(ex, what, text, 0);
-    unfence_backup_after(ex, kind, state);
+    unfence_backup_after(ex, kind, to);
     clear_run(ex);
     changed(ex);
     if (ex->on_done != NULL)
-        ex->on_done(ex->listener_arg, id, kind, state);
+        ex->on_done(ex->listener_arg, id, kind, to);
 }
 
 /* ------------------------------------------------------------ approvals */
@@ -224,28 +229,14 @@ static void arm_expiry(executor_t *ex, int64_t expires_at)
     ex->timer = loop_add_timer(ex->loop, d > 0 ? d : 0, on_approval_expired, ex);
 }
 
-/* Inside a drill (drd -D) an approve step is granted at once, by
- * "drill"; a step that needs attention is not: the drill fails there. */
-static void on_drill_grant(loop_t *loop, void *arg)
-{
-    executor_t *ex = arg;
-    char err[256];
-    (void)loop;
-    ex->drill_timer = 0;
-    if (ex->phase == PH_APPROVAL && ex->approval_id != 0 &&
-        !executor_decide(ex, ex->approval_id, true, NULL, "drill", "granted inside a drill", err,
-                         sizeof err))
-        log_warn("drill: approval %lld: %s", (long long)ex->approval_id, err);
-}
-
-static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, int64_t expires_ms)
+static bool wait_approval(executor_t *ex, approval_kind kind, const char *prompt, int64_t expires_ms)
 {
     store_approval a;
     memset(&a, 0, sizeof a);
     a.run_id = ex->run.id;
     a.step_idx = ex->cur;
-    str_copy(a.kind, kind, sizeof a.kind);
-    str_copy(a.state, "pending", sizeof a.state);
+    str_copy(a.kind, approval_kind_name(kind), sizeof a.kind);
+    str_copy(a.state, approval_state_name(APPROVAL_PENDING), sizeof a.state);
     mask_secrets(prompt, a.prompt, sizeof a.prompt);
     a.created_at = wall_ms();
     a.expires_at = expires_ms > 0 ? a.created_at + expires_ms : 0;
@@ -254,11 +245,9 @@ static bool wait_approval(executor_t *ex, const char *kind, const char *prompt, 
         return false;
     ex->approval_id = id;
     ex->phase = PH_APPROVAL;
-    run_state(ex, "waiting", NULL);
+    set_run_state(ex, RUN_WAITING, NULL);
     arm_expiry(ex, a.expires_at);
     event(ex, "run %lld waits for approval %lld: %s", (long long)ex->run.id, (long long)id, a.prompt);
-    if (ex->run_cfg->drill && strcmp(kind, "step") == 0 && ex->drill_timer == 0)
-        ex->drill_timer = loop_add_timer(ex->loop, 0, on_drill_grant, ex);
     {
         char text[800];
         snprintf(text, sizeof text, "drd: %s run %lld needs a decision (approval %lld): %s", ex->run.kind,
@@ -285,37 +274,35 @@ static void apply_decision(executor_t *ex, const store_approval *a, bool approve
     snprintf(why, sizeof why, "approval %lld %s by %s%s%s", (long long)a->id,
              approve ? "approved" : (strcmp(by, "expiry") == 0 ? "expired" : "rejected"), by,
              reason && *reason ? ": " : "", S(reason));
-    if (strcmp(a->kind, "step") == 0) {
+    approval_choice c = CHOICE_NONE;
+    approval_choice_parse(choice, &c);           /* checked by executor_decide */
+    approval_outcome o = approval_outcome_of(approval_kind_of(a->kind), approve, c);
+    switch (o.effect) {
+    case EFFECT_DONE:
         s->st.finished_at = wall_ms();
-        if (approve) {
-            s->st.error[0] = '\0';
-            step_state(ex, ex->cur, "done", why, NULL);
-            run_state(ex, "running", NULL);
-            advance(ex);
-        } else {
-            str_copy(s->st.error, why, sizeof s->st.error);
-            step_state(ex, ex->cur, "failed", why, NULL);
-            finish_run(ex, "aborted", why);
-        }
-        return;
-    }
-    /* attention: retry | skip | abort */
-    const char *c = !approve ? "abort" : (choice && *choice ? choice : "retry");
-    if (strcmp(c, "skip") == 0) {
-        s->st.finished_at = wall_ms();
-        step_state(ex, ex->cur, "skipped", why, NULL);
-        run_state(ex, "running", NULL);
+        s->st.error[0] = '\0';
+        set_step_state(ex, ex->cur, STEP_DONE, why, NULL);
+        set_run_state(ex, RUN_RUNNING, NULL);
         advance(ex);
-    } else if (strcmp(c, "abort") == 0) {
+        break;
+    case EFFECT_SKIP:
+        s->st.finished_at = wall_ms();
+        set_step_state(ex, ex->cur, STEP_SKIPPED, why, NULL);
+        set_run_state(ex, RUN_RUNNING, NULL);
+        advance(ex);
+        break;
+    case EFFECT_ABORT:
         s->st.finished_at = wall_ms();
         str_copy(s->st.error, why, sizeof s->st.error);
-        step_state(ex, ex->cur, "failed", why, NULL);
-        finish_run(ex, "aborted", why);
-    } else {
-        if (strcmp(c, "backup-wins") == 0 || strcmp(c, "primary-wins") == 0)
-            store_sync_resolution_set(ex->store, c);   /* read by the next sync-back attempt */
-        run_state(ex, "running", NULL);
+        set_step_state(ex, ex->cur, STEP_FAILED, why, NULL);
+        finish_run(ex, RUN_ABORTED, why);
+        break;
+    case EFFECT_RETRY:
+        if (o.resolution != CHOICE_NONE)            /* read by the next sync-back attempt */
+            store_sync_resolution_set(ex->store, approval_choice_name(o.resolution));
+        set_run_state(ex, RUN_RUNNING, NULL);
         begin_step(ex, ex->cur);
+        break;
     }
 }
 
@@ -326,7 +313,8 @@ static void on_approval_expired(loop_t *loop, void *arg)
     ex->timer = 0;
     if (ex->approval_id == 0 || !store_approval_get(ex->store, ex->approval_id, &a))
         return;
-    if (!store_approval_decide(ex->store, a.id, "expired", "expiry", "not decided in time", NULL, wall_ms()))
+    if (!store_approval_decide(ex->store, a.id, approval_state_name(APPROVAL_EXPIRED), "expiry",
+                               "not decided in time", NULL, wall_ms()))
         return;
     apply_decision(ex, &a, false, NULL, "expiry", "not decided in time");
 }
@@ -339,34 +327,18 @@ bool executor_decide(executor_t *ex, int64_t approval_id, bool approve, const ch
         snprintf(err, errlen, "no approval %lld", (long long)approval_id);
         return false;
     }
-    if (strcmp(a.state, "pending") != 0) {
-        snprintf(err, errlen, "approval %lld is already %s%s%s", (long long)approval_id, a.state,
-                 a.decided_by[0] ? " by " : "", a.decided_by);
-        return false;
-    }
-    if (a.run_id != ex->run.id || ex->phase != PH_APPROVAL || ex->approval_id != approval_id) {
+    if (approval_state_of(a.state) == APPROVAL_PENDING &&
+        (a.run_id != ex->run.id || ex->phase != PH_APPROVAL || ex->approval_id != approval_id)) {
         snprintf(err, errlen, "approval %lld does not belong to the active run", (long long)approval_id);
         return false;
     }
-    if (choice != NULL && *choice != '\0') {
-        if (strcmp(a.kind, "attention") != 0) {
-            snprintf(err, errlen, "a choice (%s) only applies to a step that needs attention", choice);
-            return false;
-        }
-        bool sync_choice = strcmp(choice, "backup-wins") == 0 || strcmp(choice, "primary-wins") == 0;
-        if (strcmp(choice, "retry") != 0 && strcmp(choice, "skip") != 0 && strcmp(choice, "abort") != 0 &&
-            !sync_choice) {
-            snprintf(err, errlen, "choice must be retry, skip, abort, backup-wins or primary-wins");
-            return false;
-        }
-        if (sync_choice && (a.step_idx < 0 || a.step_idx >= ex->n_steps ||
-                            ex->steps[a.step_idx].def.action != ACT_SYNC_BACK)) {
-            snprintf(err, errlen, "%s only applies to a sync-back step with conflicts", choice);
-            return false;
-        }
-    }
-    if (!store_approval_decide(ex->store, approval_id, approve ? "approved" : "rejected", by, reason,
-                               choice, wall_ms())) {
+    bool sync_step = a.step_idx >= 0 && a.step_idx < ex->n_steps &&
+                     ex->steps[a.step_idx].def.action == ACT_SYNC_BACK;
+    if (!approval_check(&a, choice, sync_step, err, errlen))
+        return false;
+    if (!store_approval_decide(ex->store, approval_id,
+                               approval_state_name(approve ? APPROVAL_APPROVED : APPROVAL_REJECTED), by,
+                               reason, choice, wall_ms())) {
         snprintf(err, errlen, "approval %lld could not be decided (already decided?)", (long long)approval_id);
         return false;
     }
@@ -395,8 +367,8 @@ static bool persist_begin(store_t *st, void *arg)
 {
     begin_ctx *c = arg;
     (void)st;
-    step_state(c->ex, c->i, "running", c->why, NULL);
-    run_state(c->ex, "running", NULL);
+    set_step_state(c->ex, c->i, STEP_RUNNING, c->why, NULL);
+    set_run_state(c->ex, RUN_RUNNING, NULL);
     return true;
 }
 
@@ -457,10 +429,10 @@ static void begin_step(executor_t *ex, int i)
     changed(ex);
 
     if (s->def.action == ACT_APPROVE) {
-        if (!wait_approval(ex, "step", s->def.prompt, s->def.expires_ms)) {
+        if (!wait_approval(ex, APPROVAL_STEP, s->def.prompt, s->def.expires_ms)) {
             str_copy(s->st.error, "could not record the approval", sizeof s->st.error);
-            step_state(ex, i, "failed", s->st.error, NULL);
-            finish_run(ex, "failed", s->st.error);
+            set_step_state(ex, i, STEP_FAILED, s->st.error, NULL);
+            finish_run(ex, RUN_FAILED, s->st.error);
         }
         return;
     }
@@ -539,9 +511,9 @@ static void on_step_done(void *arg, const step_outcome *o)
     if (o->ok) {
         str_copy(s->st.error, o->note, sizeof s->st.error);   /* the note is shown as the step's detail */
         snprintf(why, sizeof why, "%lldms%s%s", (long long)took, o->note[0] ? ", " : "", o->note);
-        step_state(ex, ex->cur, "done", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_DONE, why, o->output ? o->output : "");
         if (s->def.action == ACT_SWITCH_ENV)
-            monitor_set_active(ex->monitor, s->def.target);
+            monitor_set_active(ex->monitor, target_or_primary(s->def.target));
         advance(ex);
         return;
     }
@@ -551,18 +523,18 @@ static void on_step_done(void *arg, const step_outcome *o)
     if (o->conflicts) {
         /* Rows changed on both sides: never decided silently, whatever
          * on_failure says. Nothing was written to the primary. */
-        step_state(ex, ex->cur, "needs_attention", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_NEEDS_ATTENTION, why, o->output ? o->output : "");
         char prompt[512];
         snprintf(prompt, sizeof prompt,
                  "Step %s found rows changed on both the primary and the backup (see the step's output); "
                  "nothing was written. Approve with choice backup-wins or primary-wins to resolve them that way, "
                  "approve to retry after fixing them by hand, reject to abort.", s->def.name);
-        if (!wait_approval(ex, "attention", prompt, 0))
-            finish_run(ex, "failed", "could not record the approval");
+        if (!wait_approval(ex, APPROVAL_ATTENTION, prompt, 0))
+            finish_run(ex, RUN_FAILED, "could not record the approval");
         return;
     }
     if (s->st.attempts <= s->def.retries) {
-        step_state(ex, ex->cur, "pending", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_PENDING, why, o->output ? o->output : "");
         ex->phase = PH_RETRY_WAIT;
         ex->timer = loop_add_timer(ex->loop, s->def.retry_delay_ms, on_retry_timer, ex);
         changed(ex);
@@ -570,24 +542,24 @@ static void on_step_done(void *arg, const step_outcome *o)
     }
     switch (s->def.on_failure) {
     case ON_FAILURE_CONTINUE:
-        step_state(ex, ex->cur, "failed", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_FAILED, why, o->output ? o->output : "");
         ex->had_failure = true;
         advance(ex);
         break;
     case ON_FAILURE_ASK: {
-        step_state(ex, ex->cur, "needs_attention", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_NEEDS_ATTENTION, why, o->output ? o->output : "");
         char prompt[512];
         snprintf(prompt, sizeof prompt, "Step %s failed: %s. Approve to retry, approve with skip to skip it, reject to abort the run.",
                  s->def.name, o->error);
-        if (!wait_approval(ex, "attention", prompt, 0))
-            finish_run(ex, "failed", "could not record the approval");
+        if (!wait_approval(ex, APPROVAL_ATTENTION, prompt, 0))
+            finish_run(ex, RUN_FAILED, "could not record the approval");
         break;
     }
     default: {
-        step_state(ex, ex->cur, "failed", why, o->output ? o->output : "");
+        set_step_state(ex, ex->cur, STEP_FAILED, why, o->output ? o->output : "");
         char err[600];
         snprintf(err, sizeof err, "step %s failed: %s", s->def.name, o->error);
-        finish_run(ex, "failed", err);
+        finish_run(ex, RUN_FAILED, err);
         break;
     }
     }
@@ -596,19 +568,19 @@ static void on_step_done(void *arg, const step_outcome *o)
 static void advance(executor_t *ex)
 {
     for (int i = 0; i < ex->n_steps; i++) {
-        const char *st = ex->steps[i].st.state;
-        if (strcmp(st, "pending") == 0) {
+        step_state st = step_state_of(ex->steps[i].st.state);
+        if (st == STEP_PENDING) {
             begin_step(ex, i);
             return;
         }
-        if (strcmp(st, "failed") == 0)
+        if (st == STEP_FAILED)
             ex->had_failure = true;
     }
     ex->cur = -1;
     if (ex->had_failure)
-        finish_run(ex, "failed", "a step failed (on_failure = continue)");
+        finish_run(ex, RUN_FAILED, "a step failed (on_failure = continue)");
     else
-        finish_run(ex, "succeeded", NULL);
+        finish_run(ex, RUN_SUCCEEDED, NULL);
 }
 
 /* -------------------------------------------------------------- loading */
@@ -673,12 +645,12 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
         snprintf(err, errlen, "run %lld (%s) is in progress", (long long)ex->run.id, ex->run.kind);
         return 0;
     }
-    const char *active = monitor_active(ex->monitor);
-    if (failover && strcmp(active, "backup") == 0) {
+    target_id active = monitor_active(ex->monitor);
+    if (failover && active == TARGET_BACKUP) {
         snprintf(err, errlen, "the app is already on the backup");
         return 0;
     }
-    if (!failover && strcmp(active, "primary") == 0) {
+    if (!failover && active == TARGET_PRIMARY) {
         snprintf(err, errlen, "the app is already on the primary");
         return 0;
     }
@@ -733,7 +705,7 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
     store_run r;
     memset(&r, 0, sizeof r);
     str_copy(r.kind, kind, sizeof r.kind);
-    str_copy(r.state, "running", sizeof r.state);
+    str_copy(r.state, run_state_name(RUN_RUNNING), sizeof r.state);
     mask_secrets(reason ? reason : "", r.reason, sizeof r.reason);
     str_copy(r.started_by, started_by, sizeof r.started_by);
     r.request_id = request_id;
@@ -783,7 +755,7 @@ typedef struct {
 static bool find_pending(const store_approval *a, void *arg)
 {
     find_ctx *f = arg;
-    if (strcmp(a->state, "pending") == 0 && a->step_idx == f->step_idx) {
+    if (approval_state_of(a->state) == APPROVAL_PENDING && a->step_idx == f->step_idx) {
         f->found = *a;
         f->any = true;
         return false;
@@ -804,8 +776,8 @@ bool executor_resume(executor_t *ex)
 
     for (int i = 0; i < ex->n_steps; i++) {
         exec_step *s = &ex->steps[i];
-        bool running = strcmp(s->st.state, "running") == 0;
-        bool attention = strcmp(s->st.state, "needs_attention") == 0;
+        bool running = step_state_of(s->st.state) == STEP_RUNNING;
+        bool attention = step_state_of(s->st.state) == STEP_NEEDS_ATTENTION;
         if (!running && !attention)
             continue;
         ex->cur = i;
@@ -826,7 +798,7 @@ bool executor_resume(executor_t *ex)
             return true;
         }
         if (running && step_action_idempotent(s->def.action)) {
-            step_state(ex, i, "pending", "drd restarted while it ran; it is safe to run again", NULL);
+            set_step_state(ex, i, STEP_PENDING, "drd restarted while it ran; it is safe to run again", NULL);
             break;
         }
         char prompt[512];
@@ -835,9 +807,10 @@ bool executor_resume(executor_t *ex)
                  "Approve to run it again, approve with skip if it completed, reject to abort the run.",
                  s->def.name, step_action_name(s->def.action));
         if (running)
-            step_state(ex, i, "needs_attention", "drd restarted while it ran; not safe to repeat blindly", NULL);
-        if (!wait_approval(ex, "attention", prompt, 0))
-            finish_run(ex, "failed", "could not record the approval");
+            set_step_state(ex, i, STEP_NEEDS_ATTENTION, "drd restarted while it ran; not safe to repeat blindly",
+                           NULL);
+        if (!wait_approval(ex, APPROVAL_ATTENTION, prompt, 0))
+            finish_run(ex, RUN_FAILED, "could not record the approval");
         return true;
     }
     advance(ex);
@@ -865,8 +838,6 @@ void executor_free(executor_t *ex)
 {
     if (ex == NULL)
         return;
-    if (ex->drill_timer)
-        loop_cancel_timer(ex->loop, ex->drill_timer);
     step_cancel(ex->unfence);
     clear_run(ex);
     free(ex);

@@ -45,7 +45,7 @@ struct monitor {
     void *publish_arg;
     const config_t *cfg;
     target_t t[TARGET_COUNT];
-    char active[16];
+    target_id active;            /* the app's side, persisted in kv "active" */
     int64_t started_at;
     uint64_t prune_timer;
     monitor_transition_cb on_transition;
@@ -58,13 +58,6 @@ struct monitor {
     json_t *extra;               /* more top-level keys (readiness, drill), or NULL */
     metrics_counters *counters;  /* may be NULL */
 };
-
-static const char *const names[TARGET_COUNT] = { "primary", "backup" };
-
-const char *target_name(target_id t)
-{
-    return (unsigned)t < TARGET_COUNT ? names[t] : "?";
-}
 
 static const config_target *target_cfg(const config_t *c, target_id id)
 {
@@ -132,7 +125,7 @@ static bool persist_transition(store_t *s, void *arg)
 {
     transition_ctx *c = arg;
     target_t *t = c->t;
-    const char *name = names[t->id];
+    const char *name = target_name(t->id);
     char msg[512];
 
     snprintf(msg, sizeof msg, "%s -> %s: %s%s%s%s",
@@ -172,7 +165,7 @@ static void apply_transition(target_t *t, const breaker_transition *tr)
     transition_ctx c = { t, tr, wall_ms() };
     int64_t before_incident = t->incident_id;
 
-    log_info("%s: breaker %s -> %s: %s", names[t->id], breaker_state_name(tr->from),
+    log_info("%s: breaker %s -> %s: %s", target_name(t->id), breaker_state_name(tr->from),
              breaker_state_name(tr->to), tr->reason);
     if (!store_tx(t->m->store, persist_transition, &c)) {
         /* errors have already been logged; the in-memory state still moves
@@ -183,7 +176,7 @@ static void apply_transition(target_t *t, const breaker_transition *tr)
     } else {
         t->last_persist = loop_now(t->m->loop);
         if (t->incident_id != before_incident)
-            log_info("%s: incident %lld %s", names[t->id],
+            log_info("%s: incident %lld %s", target_name(t->id),
                      (long long)(t->incident_id ? t->incident_id : before_incident),
                      t->incident_id ? "opened" : "closed");
     }
@@ -237,7 +230,7 @@ static void on_probe_timer(loop_t *loop, void *arg)
         return;
     }
     if (!probe_start(t->probe))
-        log_warn("%s: previous probe still running, skipping one", names[t->id]);
+        log_warn("%s: previous probe still running, skipping one", target_name(t->id));
     /* Fixed cadence: the next start is one interval after this one was
      * due; if we fell behind (a stopped process, a slow machine), start
      * over from now rather than firing a burst. */
@@ -250,7 +243,7 @@ static void on_probe_timer(loop_t *loop, void *arg)
 /* A target became misconfigured or stopped being so: loud, once. */
 static void misconfig_changed(target_t *t, bool now_misconfigured)
 {
-    const char *name = names[t->id];
+    const char *name = target_name(t->id);
     char msg[600];
     if (now_misconfigured) {
         snprintf(msg, sizeof msg,
@@ -307,7 +300,7 @@ static void on_probe_done(void *arg, const probe_result *r)
 
     if ((r->ok || misconfigured) && t->confirming) {
         t->confirming = false;
-        log_info("%s: answers again: back to one probe every %lldms", names[t->id],
+        log_info("%s: answers again: back to one probe every %lldms", target_name(t->id),
                  (long long)m->cfg->probe_interval_ms);
     }
     /* A misconfiguration is not an outage: it never moves the breaker. */
@@ -339,7 +332,7 @@ static void on_watch_lost(void *arg)
     target_t *t = arg;
     if (t->breaker.state != BREAKER_CLOSED || t->confirming)
         return;
-    log_info("%s: the server dropped its idle connection: probing every %lldms to confirm", names[t->id],
+    log_info("%s: the server dropped its idle connection: probing every %lldms to confirm", target_name(t->id),
              (long long)t->m->cfg->probe_confirm_ms);
     t->confirming = true;
     if (t->probe_timer)
@@ -356,7 +349,7 @@ static void watch_setup(target_t *t)
     t->watch = NULL;
     t->confirming = false;
     if (cfg->probe_confirm_ms > 0)
-        t->watch = watch_new(t->m->loop, names[t->id], tc->url, tc->password, cfg->probe_timeout_ms,
+        t->watch = watch_new(t->m->loop, target_name(t->id), tc->url, tc->password, cfg->probe_timeout_ms,
                              cfg->probe_interval_ms, on_watch_lost, t);
 }
 
@@ -378,9 +371,9 @@ monitor_t *monitor_new(loop_t *loop, store_t *store, const config_t *cfg)
     m->store = store;
     m->cfg = cfg;
     m->started_at = wall_ms();
-    if (!store_kv_get(store, "active", m->active, sizeof m->active) ||
-        (strcmp(m->active, "primary") != 0 && strcmp(m->active, "backup") != 0))
-        str_copy(m->active, "primary", sizeof m->active);
+    char active[STORE_NAME_LEN];
+    if (!store_kv_get(store, "active", active, sizeof active) || !target_parse(active, &m->active))
+        m->active = TARGET_PRIMARY;
 
     breaker_params bp = breaker_params_of(cfg);
     int64_t now = loop_now(loop), now_wall = wall_ms();
@@ -389,33 +382,33 @@ monitor_t *monitor_new(loop_t *loop, store_t *store, const config_t *cfg)
         const config_target *tc = target_cfg(cfg, (target_id)i);
         t->m = m;
         t->id = (target_id)i;
-        str_copy(t->agg.target, names[i], sizeof t->agg.target);
+        str_copy(t->agg.target, target_name((target_id)i), sizeof t->agg.target);
         /* Resume where the last run left off: the breaker state survives
          * a restart, so an outage in progress stays one incident. */
         breaker_state initial = BREAKER_CLOSED;
         int64_t since = now;
-        if (store_target_get(store, names[i], &t->st)) {
+        if (store_target_get(store, target_name((target_id)i), &t->st)) {
             initial = t->st.breaker;
             if (t->st.breaker_since > 0 && t->st.breaker_since <= now_wall)
                 since = now - (now_wall - t->st.breaker_since);
         } else {
             memset(&t->st, 0, sizeof t->st);
-            str_copy(t->st.name, names[i], sizeof t->st.name);
+            str_copy(t->st.name, target_name((target_id)i), sizeof t->st.name);
             t->st.breaker_since = now_wall;
         }
         t->st.healthy = false;           /* until probed by this process */
         breaker_init(&t->breaker, &bp, initial, since);
-        t->incident_id = store_incident_find_open(store, names[i]);
+        t->incident_id = store_incident_find_open(store, target_name((target_id)i));
         if (t->incident_id < 0)
             t->incident_id = 0;
-        t->probe = probe_new(loop, names[i], tc->url, tc->password, cfg->probe_timeout_ms,
+        t->probe = probe_new(loop, target_name((target_id)i), tc->url, tc->password, cfg->probe_timeout_ms,
                              on_probe_done, t);
         if (t->probe == NULL) {
             monitor_free(m);
             return NULL;
         }
     }
-    store_kv_set(store, "active", m->active);
+    store_kv_set(store, "active", target_name(m->active));
     char started[32];
     snprintf(started, sizeof started, "%lld", (long long)m->started_at);
     store_kv_set(store, "started_at", started);
@@ -531,18 +524,16 @@ int64_t monitor_state_age(const monitor_t *m, target_id t)
     return loop_now(m->loop) - m->t[t].breaker.since;
 }
 
-const char *monitor_active(const monitor_t *m)
+target_id monitor_active(const monitor_t *m)
 {
     return m->active;
 }
 
-bool monitor_set_active(monitor_t *m, const char *side)
+bool monitor_set_active(monitor_t *m, target_id side)
 {
-    if (strcmp(side, "primary") != 0 && strcmp(side, "backup") != 0)
+    if ((unsigned)side >= TARGET_COUNT || !store_kv_set(m->store, "active", target_name(side)))
         return false;
-    if (!store_kv_set(m->store, "active", side))
-        return false;
-    str_copy(m->active, side, sizeof m->active);
+    m->active = side;
     monitor_publish(m);
     return true;
 }
@@ -569,7 +560,7 @@ json_t *monitor_status_json(monitor_t *m)
 {
     status_snapshot s;
     memset(&s, 0, sizeof s);
-    str_copy(s.active, m->active, sizeof s.active);
+    str_copy(s.active, target_name(m->active), sizeof s.active);
     s.daemon_running = true;
     s.generated_at = wall_ms();
     s.started_at = m->started_at;

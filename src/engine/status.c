@@ -141,14 +141,13 @@ bool status_from_store(store_t *st, status_snapshot *out)
     out->daemon_running = false;
     out->generated_at = wall_ms();
 
-    target_from_store(st, "primary", &out->primary);
-    target_from_store(st, "backup", &out->backup);
+    target_from_store(st, target_name(TARGET_PRIMARY), &out->primary);
+    target_from_store(st, target_name(TARGET_BACKUP), &out->backup);
 
-    if (store_kv_get(st, "active", buf, sizeof(buf)) &&
-        (strcmp(buf, "primary") == 0 || strcmp(buf, "backup") == 0))
-        str_copy(out->active, buf, sizeof(out->active));
-    else
-        str_copy(out->active, "primary", sizeof(out->active));
+    target_id active;
+    if (!store_kv_get(st, "active", buf, sizeof(buf)) || !target_parse(buf, &active))
+        active = TARGET_PRIMARY;
+    str_copy(out->active, target_name(active), sizeof(out->active));
 
     if (store_kv_get(st, "started_at", buf, sizeof(buf))) {
         char *end = NULL;
@@ -167,12 +166,14 @@ bool status_from_store(store_t *st, status_snapshot *out)
 
 void status_fence_from_store(store_t *st, status_snapshot *s)
 {
-    static const char *const names[2] = { "primary", "backup" };
     char fenced[16] = "", pending[16] = "";
+    target_id f = TARGET_COUNT, p = TARGET_COUNT;
 
-    store_fenced_get(st, fenced, sizeof fenced);
-    store_fence_pending_get(st, pending, sizeof pending);
-    for (int i = 0; i < 2; i++)
-        str_copy(s->fenced[i], strcmp(pending, names[i]) == 0 ? "pending"
-                             : strcmp(fenced, names[i]) == 0 ? "true" : "false", sizeof s->fenced[i]);
+    if (store_fenced_get(st, fenced, sizeof fenced))
+        target_parse(fenced, &f);
+    if (store_fence_pending_get(st, pending, sizeof pending))
+        target_parse(pending, &p);
+    for (int i = 0; i < TARGET_COUNT; i++)
+        str_copy(s->fenced[i], p == (target_id)i ? "pending" : f == (target_id)i ? "true" : "false",
+                 sizeof s->fenced[i]);
 }

@@ -128,7 +128,7 @@ static void fail(step_run *r, const char *fmt, ...)
 
 static const config_target *target_of(const config_t *c, const char *name)
 {
-    return strcmp(name, "backup") == 0 ? &c->backup : &c->primary;
+    return target_or_primary(name) == TARGET_BACKUP ? &c->backup : &c->primary;
 }
 
 /* ---------------------------------------------------------------- exec */
@@ -295,7 +295,7 @@ static void health_poll(loop_t *loop, void *arg)
         }
         return;
     }
-    target_id t = strcmp(r->step.target, "backup") == 0 ? TARGET_BACKUP : TARGET_PRIMARY;
+    target_id t = target_or_primary(r->step.target);
     const store_target *st = monitor_target(r->env.monitor, t);
     if (st->healthy && st->reachable) {
         r->out.ok = true;
@@ -399,7 +399,7 @@ static void begin_fence(step_run *r)
     /* Known to be down: trying to reach it would only cost the timeout (a
      * frozen server answers nothing). The fence is applied the moment it
      * answers again (policy.c), which is the same guarantee. */
-    target_id tid = strcmp(r->step.target, "backup") == 0 ? TARGET_BACKUP : TARGET_PRIMARY;
+    target_id tid = target_or_primary(r->step.target);
     if (!r->step.lift && !r->step.required && monitor_breaker(r->env.monitor, tid) == BREAKER_OPEN) {
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note,
@@ -565,7 +565,7 @@ static void begin_sync(step_run *r)
             req.resolution = resolution;
         break;
     default:
-        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;
+        req.op = config_sync_mode(r->env.cfg) == SYNC_MODE_FULL ? SYNC_FULL : SYNC_BACK;
         if (store_sync_resolution_get(r->env.store, resolution, sizeof resolution) && resolution[0])
             req.resolution = resolution;
         break;

@@ -107,7 +107,7 @@ typedef struct {
 /* refresh's interlock reads the engine through these (refresh_gate). */
 static bool gate_app_on_backup(void *arg)
 {
-    return strcmp(monitor_active(((tool *)arg)->monitor), "backup") == 0;
+    return monitor_active(((tool *)arg)->monitor) == TARGET_BACKUP;
 }
 
 static bool gate_run_active(void *arg)

@@ -12,6 +12,7 @@
 #ifndef DRD_CONFIG_H
 #define DRD_CONFIG_H
 
+#include "drd/conf/choices.h"
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>

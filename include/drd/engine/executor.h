@@ -26,7 +26,7 @@
 typedef struct executor executor_t;
 
 /* Called when a run reaches a final state. */
-typedef void (*executor_done_cb)(void *arg, int64_t run_id, const char *kind, const char *state);
+typedef void (*executor_done_cb)(void *arg, int64_t run_id, const char *kind, run_state state);
 /* Called whenever what the status shows changed (step started, approval...). */
 typedef void (*executor_change_cb)(void *arg);
 

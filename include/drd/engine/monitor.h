@@ -15,8 +15,6 @@
 #include "drd/health/probe.h"
 #include "drd/store/store.h"
 
-typedef enum { TARGET_PRIMARY = 0, TARGET_BACKUP = 1, TARGET_COUNT = 2 } target_id;
-
 typedef struct monitor monitor_t;
 
 /* Called after each breaker transition has been persisted. */
@@ -52,11 +50,11 @@ const store_target *monitor_target(const monitor_t *m, target_id t);
 breaker_state monitor_breaker(const monitor_t *m, target_id t);
 /* ms the target's breaker has been in its current state. */
 int64_t monitor_state_age(const monitor_t *m, target_id t);
-const char *target_name(target_id t);
 
-/* The active side ("primary" | "backup"), persisted in kv "active". */
-const char *monitor_active(const monitor_t *m);
-bool monitor_set_active(monitor_t *m, const char *side);
+/* The active side (the app's database), persisted in kv "active" as its
+ * name. */
+target_id monitor_active(const monitor_t *m);
+bool monitor_set_active(monitor_t *m, target_id side);
 
 /* Extra pieces of the status document owned by other modules (the run,
  * pending approvals); the monitor keeps a reference until the next call.

@@ -32,15 +32,16 @@ void policy_withdraw(policy_t *p, const char *why);
  * and a running refresh is stopped before a failover starts (may be NULL). */
 struct refresh;
 void policy_set_refresh(policy_t *p, struct refresh *r);
-/* Who is told about policy approvals and fences (may be NULL). */
-void policy_set_notify(policy_t *p, notify_t *n);
+/* Where the fence-on-return's duration is counted and who is told about
+ * policy approvals and fences (either may be NULL). */
+void policy_set_observers(policy_t *p, metrics_counters *c, notify_t *n);
 /* Re-evaluate after a restart (an outage may be in progress). */
 void policy_start(policy_t *p);
 
 /* Feed from the monitor and the executor. */
 void policy_on_transition(policy_t *p, target_id t, const breaker_transition *tr);
 void policy_on_probe(policy_t *p, target_id t, const probe_result *r);
-void policy_on_run_done(policy_t *p, int64_t run_id, const char *kind, const char *state);
+void policy_on_run_done(policy_t *p, int64_t run_id, const char *kind, run_state state);
 
 /* Wall ms when the block after the last policy failover ends; 0 if none
  * is active. */
@@ -50,6 +51,13 @@ int64_t policy_block_until_stored(store_t *st);
 /* Lift an active block (drctl unblock); an outage left undecided because of
  * it is decided again at once. false with err if no block is active. */
 bool policy_unblock(policy_t *p, const char *by, char *err, size_t errlen);
+
+/* Start a failover asked for by an operator (by: the actor): the same
+ * preconditions as the policy's own (a refresh in progress is stopped
+ * first; a pending policy approval is withdrawn once it started). Returns
+ * the run id, or 0 with err. No block follows it. */
+int64_t policy_failover(policy_t *p, const char *reason, const char *by, int64_t request_id,
+                        char *err, size_t errlen);
 
 /* Decide a policy approval (kind "policy"). false with err if it is not one
  * of ours or not pending. *run_id gets the started run, if any. */

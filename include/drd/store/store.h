@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "drd/health/breaker.h"
 #include "drd/health/probe.h"
+#include "drd/store/states.h"
 
 typedef struct store store_t;
 
