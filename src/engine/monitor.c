@@ -41,8 +41,8 @@ typedef struct {
 struct monitor {
     loop_t *loop;
     store_t *store;
-    monitor_publish_cb publish;
-    void *publish_arg;
+    monitor_change_cb on_change;  /* what the status shows changed */
+    void *change_arg;
     const config_t *cfg;
     target_t t[TARGET_COUNT];
     target_id active;            /* the app's side, persisted in kv "active" */
@@ -53,11 +53,14 @@ struct monitor {
     void *listener_arg;
     monitor_misconfig_cb on_misconfig;
     void *misconfig_arg;
-    json_t *run, *approvals;     /* extras for the status (referenced) */
-    json_t *refresh;             /* referenced */
-    json_t *extra;               /* more top-level keys (readiness, drill), or NULL */
     metrics_counters *counters;  /* may be NULL */
 };
+
+static void changed(monitor_t *m)
+{
+    if (m->on_change != NULL)
+        m->on_change(m->change_arg);
+}
 
 static const config_target *target_cfg(const config_t *c, target_id id)
 {
@@ -197,7 +200,7 @@ static void on_breaker_timer(loop_t *loop, void *arg)
     t->breaker_timer = 0;
     if (breaker_tick(&t->breaker, loop_now(loop), &tr)) {
         apply_transition(t, &tr);
-        monitor_publish(t->m);
+        changed(t->m);
     } else {
         arm_breaker_timer(t);
     }
@@ -323,7 +326,7 @@ static void on_probe_done(void *arg, const probe_result *r)
 
     if (m->on_probe != NULL)
         m->on_probe(m->listener_arg, t->id, r);
-    monitor_publish(m);
+    changed(m);
 }
 
 /* The idle connection dropped: probe now, then every confirm_interval. */
@@ -429,7 +432,7 @@ void monitor_start(monitor_t *m)
         watch_setup(t);
     }
     m->prune_timer = loop_add_timer(m->loop, 1000, on_prune_timer, m);
-    monitor_publish(m);
+    changed(m);
 }
 
 void monitor_reconfigure(monitor_t *m, const config_t *cfg)
@@ -464,11 +467,10 @@ void monitor_set_counters(monitor_t *m, metrics_counters *c)
     m->counters = c;
 }
 
-void monitor_set_publisher(monitor_t *m, monitor_publish_cb cb, void *arg)
+void monitor_set_change_cb(monitor_t *m, monitor_change_cb cb, void *arg)
 {
-    m->publish = cb;
-    m->publish_arg = arg;
-    monitor_publish(m);
+    m->on_change = cb;
+    m->change_arg = arg;
 }
 
 void monitor_set_listeners(monitor_t *m, monitor_transition_cb on_transition,
@@ -502,10 +504,6 @@ void monitor_free(monitor_t *m)
     }
     if (m->prune_timer)
         loop_cancel_timer(m->loop, m->prune_timer);
-    json_decref(m->run);
-    json_decref(m->approvals);
-    json_decref(m->refresh);
-    json_decref(m->extra);
     free(m);
 }
 
@@ -534,67 +532,22 @@ bool monitor_set_active(monitor_t *m, target_id side)
     if ((unsigned)side >= TARGET_COUNT || !store_kv_set(m->store, "active", target_name(side)))
         return false;
     m->active = side;
-    monitor_publish(m);
+    changed(m);
     return true;
 }
 
-void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals)
+void monitor_status_fill(const monitor_t *m, status_snapshot *s)
 {
-    /* Kept until replaced: every probe republishes the status. */
-    json_incref(run);
-    json_incref(approvals);
-    json_decref(m->run);
-    json_decref(m->approvals);
-    m->run = run;
-    m->approvals = approvals;
-}
-
-void monitor_set_status_refresh(monitor_t *m, json_t *refresh)
-{
-    json_incref(refresh);
-    json_decref(m->refresh);
-    m->refresh = refresh;
-}
-
-json_t *monitor_status_json(monitor_t *m)
-{
-    status_snapshot s;
-    memset(&s, 0, sizeof s);
-    str_copy(s.active, target_name(m->active), sizeof s.active);
-    s.daemon_running = true;
-    s.generated_at = wall_ms();
-    s.started_at = m->started_at;
-    s.primary = m->t[TARGET_PRIMARY].st;
-    s.backup = m->t[TARGET_BACKUP].st;
-    s.primary.breaker = m->t[TARGET_PRIMARY].breaker.state;
-    s.backup.breaker = m->t[TARGET_BACKUP].breaker.state;
-    s.primary.healthy = target_healthy(&m->t[TARGET_PRIMARY], s.primary.breaker);
-    s.backup.healthy = target_healthy(&m->t[TARGET_BACKUP], s.backup.breaker);
-    s.run = m->run;
-    s.approvals = m->approvals;
-    s.refresh = m->refresh;
-    status_fence_from_store(m->store, &s);
-    json_t *doc = status_to_json(&s);
-    if (doc != NULL && m->extra != NULL)
-        json_object_update(doc, m->extra);
-    return doc;
-}
-
-void monitor_set_status_key(monitor_t *m, const char *key, json_t *value)
-{
-    if (m->extra == NULL && (m->extra = json_object()) == NULL)
-        return;
-    json_object_set(m->extra, key, value != NULL ? value : json_null());
-}
-
-void monitor_publish(monitor_t *m)
-{
-    if (m->publish == NULL)
-        return;
-    json_t *doc = monitor_status_json(m);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (text != NULL)
-        m->publish(m->publish_arg, text);
-    free(text);
-    json_decref(doc);
+    memset(s, 0, sizeof *s);
+    str_copy(s->active, target_name(m->active), sizeof s->active);
+    s->daemon_running = true;
+    s->generated_at = wall_ms();
+    s->started_at = m->started_at;
+    s->primary = m->t[TARGET_PRIMARY].st;
+    s->backup = m->t[TARGET_BACKUP].st;
+    s->primary.breaker = m->t[TARGET_PRIMARY].breaker.state;
+    s->backup.breaker = m->t[TARGET_BACKUP].breaker.state;
+    s->primary.healthy = target_healthy(&m->t[TARGET_PRIMARY], s->primary.breaker);
+    s->backup.healthy = target_healthy(&m->t[TARGET_BACKUP], s->backup.breaker);
+    status_fence_from_store(m->store, s);
 }

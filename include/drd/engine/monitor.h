@@ -1,6 +1,6 @@
 /* monitor.h - watches both targets: schedules probes at a fixed cadence,
  * feeds the breakers, opens/closes incidents, persists transitions, keeps
- * per-minute probe statistics, and publishes the status snapshot.
+ * per-minute probe statistics, and says when the status changed.
  * Lives on the main loop; the only writer of target state. */
 #ifndef DRD_MONITOR_H
 #define DRD_MONITOR_H
@@ -14,6 +14,7 @@
 #include "drd/engine/metrics.h"
 #include "drd/health/probe.h"
 #include "drd/store/store.h"
+#include "drd/engine/status.h"
 
 typedef struct monitor monitor_t;
 
@@ -34,10 +35,12 @@ void monitor_start(monitor_t *m);
 /* Apply a reloaded config (probe settings, URLs). cfg must outlive m or
  * the next reconfigure. */
 void monitor_reconfigure(monitor_t *m, const config_t *cfg);
-/* Where the status document goes each time it changes (the HTTP side's
- * api_publish_status in drd): the monitor knows nothing of HTTP. */
-typedef void (*monitor_publish_cb)(void *arg, const char *status_json);
-void monitor_set_publisher(monitor_t *m, monitor_publish_cb cb, void *arg);
+/* Called (from the loop) each time what the status shows of the targets
+ * changed: a probe, a transition, the active side. The snapshot module
+ * (snapshot.h) assembles and publishes the status: the monitor knows
+ * nothing of it, nor of HTTP. */
+typedef void (*monitor_change_cb)(void *arg);
+void monitor_set_change_cb(monitor_t *m, monitor_change_cb cb, void *arg);
 void monitor_set_listeners(monitor_t *m, monitor_transition_cb on_transition,
                            monitor_probe_cb on_probe, void *arg);
 void monitor_set_misconfig_listener(monitor_t *m, monitor_misconfig_cb cb, void *arg);
@@ -56,17 +59,8 @@ int64_t monitor_state_age(const monitor_t *m, target_id t);
 target_id monitor_active(const monitor_t *m);
 bool monitor_set_active(monitor_t *m, target_id side);
 
-/* Extra pieces of the status document owned by other modules (the run,
- * pending approvals); the monitor keeps a reference until the next call.
- * Then republish. */
-void monitor_set_status_extras(monitor_t *m, json_t *run, json_t *approvals);
-/* The refresh status object (referenced until the next call; NULL = none). */
-void monitor_set_status_refresh(monitor_t *m, json_t *refresh);
-void monitor_publish(monitor_t *m);
-/* The /api/status document as monitor_publish would publish it (new reference). */
-json_t *monitor_status_json(monitor_t *m);
-/* Set (or replace) a top-level key of the status, e.g. "readiness";
- * value borrowed (a reference is taken); NULL sets null. */
-void monitor_set_status_key(monitor_t *m, const char *key, json_t *value);
+/* The targets, the active side and the fences, for the status document
+ * (the other parts are the snapshot's). */
+void monitor_status_fill(const monitor_t *m, status_snapshot *s);
 
 #endif
