@@ -5,6 +5,7 @@
  */
 #include "drd/http/api.h"
 #include "drd/engine/attention.h"
+#include "drd/engine/commands.h"
 #include "drd/conf/config.h"
 #include "drd/conf/envfile.h"
 #include "drd/engine/executor.h"
@@ -16,6 +17,7 @@
 #include "drd/engine/notify.h"
 #include "drd/engine/policy.h"
 #include "drd/engine/readiness.h"
+#include "drd/engine/snapshot.h"
 #include "drd/refresh/refresh.h"
 #include "drd/conf/runbook.h"
 #include "drd/store/store.h"
@@ -51,6 +53,7 @@ typedef struct {
     refresh_t *refresh;
     notify_t *notify;
     readiness_t *readiness;
+    snapshot_t *snapshot;    /* assembles and publishes the status */
     bool drill;              /* -D: the [drill] environment */
     uint64_t drill_timer;    /* -D: grants pending approvals (on_drill_grant) */
     metrics_counters counters;
@@ -213,7 +216,7 @@ static void publish_metrics(daemon_t *d)
 
 /* A run failed or waits while the app is stopped: say it loudly, once per
  * run (also across restarts). */
-static void tell_app_stopped(daemon_t *d, json_t *att)
+static void tell_app_stopped(daemon_t *d, const json_t *att)
 {
     char told[32] = "", text[900];
     json_int_t run = json_integer_value(json_object_get(att, "run_id"));
@@ -238,11 +241,6 @@ static void tell_app_stopped(daemon_t *d, json_t *att)
     json_decref(f);
 }
 
-static void publish_status(void *api, const char *json)
-{
-    api_publish_status(api, json);
-}
-
 /* refresh's interlock reads the engine through these (refresh_gate). */
 static bool gate_app_on_backup(void *arg)
 {
@@ -261,50 +259,43 @@ static breaker_state gate_primary_breaker(void *arg)
 
 static void on_drill_grant(loop_t *loop, void *arg);
 
+/* What the status shows of the engine changed (a run, an approval, the
+ * policy, a refresh, readiness): the snapshot publishes it at the end of
+ * this loop turn. */
 static void republish(void *arg)
 {
     daemon_t *d = arg;
     if (d->drill && d->drill_timer == 0)          /* grant what was just asked, from the loop */
         d->drill_timer = loop_add_timer(d->loop, 0, on_drill_grant, d);
-    json_t *att = attention_from_store(d->store, d->cfg);
-    d->app_stopped = json_is_true(json_object_get(att, "app_stopped"));
-    if (d->app_stopped)
-        tell_app_stopped(d, att);
-    monitor_set_status_key(d->monitor, "attention", att);
-    json_decref(att);
-    int64_t until = policy_block_until(d->policy);
-    json_t *bu = until > 0 ? json_integer(until) : json_null();
-    monitor_set_status_key(d->monitor, "block_until", bu);
-    json_decref(bu);
-    json_t *run = executor_run_json(d->executor);
-    json_t *approvals = executor_approvals_json(d->executor);
-    d->approvals_pending = (int64_t)json_array_size(approvals);
-    json_t *refresh = refresh_status_json(d->refresh);
-    monitor_set_status_refresh(d->monitor, refresh);
-    json_decref(refresh);
-    if (d->readiness != NULL) {
-        json_t *r = readiness_json(d->readiness), *dr = readiness_drill_json(d->readiness);
-        monitor_set_status_key(d->monitor, "readiness", r);
-        monitor_set_status_key(d->monitor, "drill", dr);
-        json_decref(r);
-        json_decref(dr);
+    snapshot_changed(d->snapshot, SNAPSHOT_ENGINE);
+}
+
+/* A probe, a transition, the active side. */
+static void targets_changed(void *arg)
+{
+    snapshot_changed(((daemon_t *)arg)->snapshot, SNAPSHOT_TARGETS);
+}
+
+/* The snapshot's document: to the HTTP side, then the metrics and the
+ * app-stopped notification that derive from it. */
+static void on_status(void *arg, const char *text, const json_t *doc, bool engine)
+{
+    daemon_t *d = arg;
+    api_publish_status(d->api, text);
+    if (engine) {
+        json_t *att = json_object_get(doc, "attention");
+        d->approvals_pending = (int64_t)json_array_size(json_object_get(doc, "approvals"));
+        d->app_stopped = json_is_true(json_object_get(att, "app_stopped"));
+        if (d->app_stopped)
+            tell_app_stopped(d, att);
     }
-    if (d->drill) {
-        json_t *t = json_true();
-        monitor_set_status_key(d->monitor, "drill_mode", t);
-        json_decref(t);
-    }
-    monitor_set_status_extras(d->monitor, run, approvals);
-    monitor_publish(d->monitor);
     publish_metrics(d);
-    json_decref(run);
-    json_decref(approvals);
 }
 
 static json_t *status_now(void *arg)
 {
     daemon_t *d = arg;
-    return monitor_status_json(d->monitor);
+    return d->snapshot != NULL ? snapshot_status(d->snapshot) : NULL;
 }
 
 static void on_transition(void *arg, target_id t, const breaker_transition *tr)
@@ -333,12 +324,6 @@ static void on_probe(void *arg, target_id t, const probe_result *r)
 {
     daemon_t *d = arg;
     policy_on_probe(d->policy, t, r);
-    /* The backup's lag changes between transitions: refresh it before the
-     * monitor republishes the status after this probe. */
-    json_t *refresh = refresh_status_json(d->refresh);
-    monitor_set_status_refresh(d->monitor, refresh);
-    json_decref(refresh);
-    publish_metrics(d);
 }
 
 static void on_misconfig(void *arg, target_id t, bool misconfigured)
@@ -366,9 +351,6 @@ static void on_run_done(void *arg, int64_t run_id, const char *kind, run_state s
     readiness_run_now(d->readiness);     /* the active side, the fence, the ledger changed */
     republish(d);
 }
-
-static const char *const cmd_names[] = { "", "failover", "failback", "approve", "reject", "refresh",
-                                         "check", "drill", "unblock" };
 
 /* A drill report from drctl drill: masked, stored, shown. */
 static bool record_drill(daemon_t *d, const char *body, char *err, size_t errlen)
@@ -453,62 +435,69 @@ static void on_drill_grant(loop_t *loop, void *arg)
             log_warn("drill: approval %lld: %s", (long long)ids[i], err);
 }
 
+/* The engine's operations a request calls (commands.h). */
+static int64_t op_failover(void *arg, const char *reason, const char *by, int64_t request_id,
+                           char *err, size_t errlen)
+{
+    return policy_failover(((daemon_t *)arg)->policy, reason, by, request_id, err, errlen);
+}
+
+static int64_t op_failback(void *arg, const char *reason, const char *by, int64_t request_id,
+                           char *err, size_t errlen)
+{
+    daemon_t *d = arg;
+    int64_t incident = store_incident_find_open(d->store, target_name(TARGET_PRIMARY));
+    return executor_start(d->executor, "failback", reason, by, request_id, incident > 0 ? incident : 0,
+                          err, errlen);
+}
+
+static bool op_decide(void *arg, int64_t approval_id, bool approve, const char *choice, const char *by,
+                      const char *reason, int64_t *run_id, char *err, size_t errlen)
+{
+    return decide_approval(arg, approval_id, approve, choice, by, reason, run_id, err, errlen);
+}
+
+static bool op_refresh(void *arg, char *err, size_t errlen)
+{
+    return refresh_request(((daemon_t *)arg)->refresh, "manual", err, errlen) != 0;
+}
+
+static bool op_check(void *arg, char *err, size_t errlen)
+{
+    daemon_t *d = arg;
+    if (d->readiness == NULL) {
+        str_copy(err, "readiness checks are not available", errlen);
+        return false;
+    }
+    readiness_run_now(d->readiness);
+    return true;
+}
+
+static bool op_drill(void *arg, const char *body, char *err, size_t errlen)
+{
+    return record_drill(arg, body, err, errlen);
+}
+
+static bool op_unblock(void *arg, const char *by, char *err, size_t errlen)
+{
+    return policy_unblock(((daemon_t *)arg)->policy, by, err, errlen);
+}
+
+_Static_assert((int)API_CMD_FAILOVER == (int)CMD_FAILOVER && (int)API_CMD_UNBLOCK == (int)CMD_UNBLOCK,
+               "api_cmd_kind and command_kind name the same requests");
+
 /* Carry out one queued API request and record what became of it. */
 static void handle_cmd(daemon_t *d, const api_cmd *c)
 {
+    const command_ops ops = { d, op_failover, op_failback, op_decide, op_refresh, op_check, op_drill,
+                              op_unblock };
+    command cmd = { .request_id = c->request_id, .kind = (command_kind)c->kind,
+                    .approval_id = c->approval_id, .body = c->body };
     store_request rq;
-    char err[512] = "";
-    int64_t run = 0;
-    bool ok = false;
-
-    memset(&rq, 0, sizeof rq);
-    rq.id = c->request_id;
-    str_copy(rq.kind, cmd_names[c->kind], sizeof rq.kind);
-    str_copy(rq.actor, c->actor, sizeof rq.actor);
-    rq.at = wall_ms();
-
-    switch (c->kind) {
-    case API_CMD_FAILOVER:
-        run = policy_failover(d->policy, c->reason[0] ? c->reason : "requested by an operator", c->actor,
-                              c->request_id, err, sizeof err);
-        ok = run != 0;
-        break;
-    case API_CMD_FAILBACK: {
-        int64_t incident = store_incident_find_open(d->store, target_name(TARGET_PRIMARY));
-        run = executor_start(d->executor, "failback", c->reason[0] ? c->reason : "requested by an operator",
-                             c->actor, c->request_id, incident > 0 ? incident : 0, err, sizeof err);
-        ok = run != 0;
-        break;
-    }
-    case API_CMD_APPROVE:
-    case API_CMD_REJECT:
-        ok = decide_approval(d, c->approval_id, c->kind == API_CMD_APPROVE, c->choice, c->actor, c->reason,
-                             &run, err, sizeof err);
-        break;
-    case API_CMD_REFRESH:
-        ok = refresh_request(d->refresh, "manual", err, sizeof err) != 0;
-        break;
-    case API_CMD_CHECK:
-        readiness_run_now(d->readiness);
-        ok = d->readiness != NULL;
-        if (!ok)
-            str_copy(err, "readiness checks are not available", sizeof err);
-        break;
-    case API_CMD_DRILL:
-        ok = record_drill(d, c->body, err, sizeof err);
-        break;
-    case API_CMD_UNBLOCK:
-        ok = policy_unblock(d->policy, c->actor, err, sizeof err);
-        break;
-    default:
-        snprintf(err, sizeof err, "unknown request");
-        break;
-    }
-    str_copy(rq.state, ok ? "accepted" : "refused", sizeof rq.state);
-    rq.run_id = run;
-    str_copy(rq.error, err, sizeof rq.error);
-    if (!ok)
-        log_warn("request %lld (%s from %s) refused: %s", (long long)c->request_id, rq.kind, c->actor, err);
+    str_copy(cmd.reason, c->reason, sizeof cmd.reason);
+    str_copy(cmd.choice, c->choice, sizeof cmd.choice);
+    str_copy(cmd.actor, c->actor, sizeof cmd.actor);
+    commands_handle(&ops, &cmd, wall_ms(), &rq);
     store_request_put(d->store, &rq);
     republish(d);
 }
@@ -738,7 +727,13 @@ int main(int argc, char **argv)
         log_error("cannot start the API: %s", err);
         goto cleanup;
     }
-    monitor_set_publisher(d.monitor, publish_status, d.api);
+    snapshot_parts sp = { .monitor = d.monitor, .executor = d.executor, .policy = d.policy,
+                          .refresh = d.refresh, .readiness = d.readiness, .store = d.store,
+                          .cfg = (const config_t *const *)&d.cfg, .drill = d.drill };
+    d.snapshot = snapshot_new(d.loop, &sp, on_status, &d);
+    if (d.snapshot == NULL)
+        goto cleanup;
+    monitor_set_change_cb(d.monitor, targets_changed, &d);
     if (!loop_add_fd(d.loop, d.sigfd, POLLIN, on_signal, &d) ||
         !loop_add_fd(d.loop, api_cmd_fd(d.api), POLLIN, on_api_cmd, &d))
         goto cleanup;
@@ -775,6 +770,7 @@ int main(int argc, char **argv)
 cleanup:
     if (d.drill_timer)
         loop_cancel_timer(d.loop, d.drill_timer);
+    snapshot_free(d.snapshot);
     api_stop(d.api);
     readiness_free(d.readiness);
     policy_free(d.policy);
