@@ -172,7 +172,8 @@ static int follow_run(const drctl *x, int64_t run_id)
             const char *state = str_or(json_object_get(st, "state"), "?");
             const char *action = str_or(json_object_get(st, "action"), "");
             const char *output = str_or(json_object_get(st, "output"), "");
-            if (strcmp(state, "running") == 0 && strlen(output) > shown[i] &&
+            step_state ss = step_state_of(state);
+            if (ss == STEP_RUNNING && strlen(output) > shown[i] &&
                 (strcmp(action, "sync-back") == 0 || strcmp(action, "verify") == 0 ||
                  strcmp(action, "capture") == 0)) {
                 /* progress: the complete lines added since the last poll */
@@ -189,12 +190,12 @@ static int follow_run(const drctl *x, int64_t run_id)
                     shown[i] = (size_t)(end - output) + 1;
                 }
             }
-            if (strcmp(seen[i], state) == 0 || strcmp(state, "pending") == 0)
+            if (strcmp(seen[i], state) == 0 || ss == STEP_PENDING)
                 continue;
             str_copy(seen[i], state, sizeof(seen[i]));
             char dur[32] = "", detail[600];
             json_t *d = json_object_get(st, "duration_ms");
-            if (json_is_integer(d) && strcmp(state, "running") != 0)
+            if (json_is_integer(d) && ss != STEP_RUNNING)
                 format_duration(json_integer_value(d), dur, sizeof(dur));
             mask_secrets(str_or(json_object_get(st, "detail"), ""), detail, sizeof(detail));
             printf("  [%zu/%zu] %-18s %-12s %-15s %6s  %s\n", i + 1, n,
@@ -203,10 +204,11 @@ static int follow_run(const drctl *x, int64_t run_id)
         }
         fflush(stdout);
         const char *state = str_or(json_object_get(run, "state"), "?");
-        if (strcmp(state, "waiting") == 0) {
+        run_state rs = run_state_of(state);
+        if (rs == RUN_WAITING) {
             json_t *a;
             json_array_foreach(json_object_get(run, "approvals"), i, a) {
-                if (strcmp(str_or(json_object_get(a, "state"), ""), "pending") != 0)
+                if (approval_state_of(json_string_value(json_object_get(a, "state"))) != APPROVAL_PENDING)
                     continue;
                 char prompt[600];
                 json_int_t aid = json_integer_value(json_object_get(a, "id"));
@@ -214,12 +216,13 @@ static int follow_run(const drctl *x, int64_t run_id)
                 printf("run %lld waits for approval %" JSON_INTEGER_FORMAT ": %s\n"
                        "  drctl approve %" JSON_INTEGER_FORMAT "%s   |   drctl reject %" JSON_INTEGER_FORMAT "\n",
                        (long long)run_id, aid, prompt, aid,
-                       strcmp(str_or(json_object_get(a, "kind"), ""), "attention") == 0 ? " [--skip]" : "", aid);
+                       approval_kind_of(json_string_value(json_object_get(a, "kind"))) == APPROVAL_ATTENTION
+                           ? " [--skip]" : "", aid);
             }
             json_decref(run);
             return EXIT_OK;
         }
-        if (strcmp(state, "running") != 0) {
+        if (rs != RUN_RUNNING) {
             char err[600];
             mask_secrets(str_or(json_object_get(run, "error"), ""), err, sizeof(err));
             json_int_t c0 = json_integer_value(json_object_get(run, "created_at"));
@@ -227,7 +230,7 @@ static int follow_run(const drctl *x, int64_t run_id)
             char took[32];
             format_duration(c1 > c0 ? c1 - c0 : 0, took, sizeof(took));
             printf("run %lld %s in %s%s%s\n", (long long)run_id, state, took, err[0] ? ": " : "", err);
-            int rc = strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+            int rc = rs == RUN_SUCCEEDED ? EXIT_OK : EXIT_FAILURE_;
             json_decref(run);           /* state points into run */
             return rc;
         }
@@ -425,10 +428,10 @@ int cmd_grants(drctl *x)
     PGconn *c = NULL;
     char *db = NULL, *sql = NULL;
     int ex = EXIT_FAILURE_;
-    privs_side side = strcmp(x->args[0], "backup") == 0 ? PRIV_BACKUP : PRIV_PRIMARY;
-
-    if (strcmp(x->args[0], "primary") != 0 && strcmp(x->args[0], "backup") != 0)
+    target_id tid;
+    if (!target_parse(x->args[0], &tid))
         return usage_error("grants needs primary or backup, not %s", x->args[0]);
+    privs_side side = tid == TARGET_BACKUP ? PRIV_BACKUP : PRIV_PRIMARY;
     x->cfg = x->drill ? config_load_drill(x->config_path, &errs) : config_load(x->config_path, &errs);
     if (x->cfg == NULL) {
         for (size_t i = 0; i < errs.n; i++)

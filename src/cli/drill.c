@@ -304,15 +304,15 @@ static json_t *dr_wait_run(drill_t *d, int64_t id, const char *phase)
             sleep_ms(200);
             continue;
         }
-        const char *state = str_or(json_object_get(run, "state"), "");
-        if (strcmp(state, "running") != 0 && strcmp(state, "waiting") != 0)
+        run_state state = run_state_of(json_string_value(json_object_get(run, "state")));
+        if (state != RUN_RUNNING && state != RUN_WAITING)
             return run;
-        if (strcmp(state, "waiting") == 0) {
+        if (state == RUN_WAITING) {
             json_t *a;
             size_t i;
             json_array_foreach(json_object_get(run, "approvals"), i, a) {
-                if (strcmp(str_or(json_object_get(a, "state"), ""), "pending") == 0 &&
-                    strcmp(str_or(json_object_get(a, "kind"), ""), "step") != 0)
+                if (approval_state_of(json_string_value(json_object_get(a, "state"))) == APPROVAL_PENDING &&
+                    approval_kind_of(json_string_value(json_object_get(a, "kind"))) != APPROVAL_STEP)
                     return run;      /* needs a human: the drill stops here */
             }
         }
@@ -336,7 +336,7 @@ static void dr_steps(drill_t *d, json_t *run, const char *kind, int64_t *last_he
                               "state", str_or(json_object_get(st, "state"), "?"),
                               "ms", json_is_integer(dur) ? dur : json_null()));
         if (last_healthy != NULL && strcmp(action, "wait-healthy") == 0 &&
-            strcmp(str_or(json_object_get(st, "state"), ""), "done") == 0)
+            step_state_of(json_string_value(json_object_get(st, "state"))) == STEP_DONE)
             *last_healthy = json_integer_value(json_object_get(st, "finished_at"));
         if (sync_ms != NULL && strcmp(action, "sync-back") == 0 && json_is_integer(dur))
             *sync_ms = json_integer_value(dur);
@@ -352,15 +352,15 @@ static void dr_run_failure(drill_t *d, json_t *run, const char *phase)
     const char *why = str_or(json_object_get(run, "error"), "");
     char step[64] = "";
     json_array_foreach(json_object_get(run, "steps"), i, st) {
-        const char *s = str_or(json_object_get(st, "state"), "");
-        if (strcmp(s, "failed") == 0 || strcmp(s, "needs_attention") == 0 || strcmp(s, "waiting") == 0) {
+        step_state s = step_state_of(json_string_value(json_object_get(st, "state")));
+        if (s == STEP_FAILED || s == STEP_NEEDS_ATTENTION) {
             str_copy(step, str_or(json_object_get(st, "name"), "?"), sizeof step);
             if (*str_or(json_object_get(st, "detail"), "") != '\0')
                 why = str_or(json_object_get(st, "detail"), "");
         }
     }
     dr_fail(d, phase, "%s run %lld %s%s%s%s%s", phase, (long long)json_integer_value(json_object_get(run, "id")),
-            strcmp(state, "waiting") == 0 ? "stopped for a human decision" : state,
+            run_state_of(state) == RUN_WAITING ? "stopped for a human decision" : state,
             step[0] ? " at step " : "", step, why[0] ? ": " : "", why);
 }
 
@@ -467,7 +467,8 @@ static bool dr_run(drill_t *d, const char *config_path)
     }
     const char *active = str_or(json_object_get(st, "active"), "?");
     bool busy = json_is_object(json_object_get(st, "run"));
-    if (strcmp(active, "primary") != 0 || busy) {
+    target_id side;
+    if (!target_parse(active, &side) || side != TARGET_PRIMARY || busy) {
         dr_fail(d, "start", "the drill environment is %s (active %s): finish it first "
                 "(drctl --drill status, drctl --drill failback)", busy ? "running a runbook" : "not on its primary",
                 active);
@@ -502,7 +503,7 @@ static bool dr_run(drill_t *d, const char *config_path)
     if ((run = dr_wait_run(d, id, "failover")) == NULL)
         return false;
     dr_steps(d, run, "failover", &last_healthy, NULL);
-    if (strcmp(str_or(json_object_get(run, "state"), ""), "succeeded") != 0) {
+    if (run_state_of(json_string_value(json_object_get(run, "state"))) != RUN_SUCCEEDED) {
         dr_run_failure(d, run, "failover");
         json_decref(run);
         return false;
@@ -537,7 +538,7 @@ static bool dr_run(drill_t *d, const char *config_path)
     dr_steps(d, run, "failback", NULL, &sync_ms);
     if (sync_ms >= 0)
         json_object_set_new(d->rep, "sync_ms", json_integer(sync_ms));
-    if (strcmp(str_or(json_object_get(run, "state"), ""), "succeeded") != 0) {
+    if (run_state_of(json_string_value(json_object_get(run, "state"))) != RUN_SUCCEEDED) {
         dr_run_failure(d, run, "failback");
         json_decref(run);
         return false;

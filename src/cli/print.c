@@ -79,7 +79,7 @@ void format_time(json_t *v, char *buf, size_t n)
 static void print_attention(json_t *att)
 {
     bool stopped = json_is_true(json_object_get(att, "app_stopped"));
-    bool waiting = str_eq(json_string_value(json_object_get(att, "state")), "waiting");
+    bool waiting = run_state_of(json_string_value(json_object_get(att, "state"))) == RUN_WAITING;
     json_t *ap = json_object_get(att, "approval_id");
     const char *step = json_string_value(json_object_get(att, "step"));
     char reason[600];
@@ -124,7 +124,7 @@ static void print_status(json_t *doc, bool from_db)
     printf("\n");
     printf("active: %s\n", str_or(json_object_get(doc, "active"), "primary"));
     for (int i = 0; i < 2; i++) {
-        const char *name = i == 0 ? "primary" : "backup";
+        const char *name = target_name((target_id)i);
         json_t *f = json_object_get(json_object_get(targets, name), "fenced");
         if (json_is_true(f))
             printf("fence: the %s is fenced (it refuses the app's writes)\n", name);

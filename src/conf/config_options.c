@@ -6,15 +6,8 @@
 /* ------------------------------------------------------------------ */
 /* The option table                                                    */
 
-static const char *const policy_words[] = { "auto", "approve", "manual", NULL };
-static const char *const fence_words[] = { "read-only", "nologin", "command", "none", NULL };
+/* The choices' words are their enums' name tables (choices.h). */
 static const char *const level_words[] = { "debug", "info", "warn", "error", NULL };
-static const char *const metrics_words[] = { "open", "token", NULL };
-static const char *const format_words[] = { "slack", "json", NULL };
-static const char *const no_pk_words[] = { "copy", "refuse", NULL };
-static const char *const conflict_words[] = { "ask", "backup-wins", "primary-wins", NULL };
-static const char *const sync_mode_words[] = { "incremental", "full", NULL };
-static const char *const refresh_words[] = { "off", "dump", "logical", NULL };
 
 static bool check_http_url(const char *v)
 {
@@ -68,13 +61,13 @@ const config_option config_options[] = {
     { "probe", "cooldown", OPT_DURATION, F(probe_cooldown_ms), "10s", .min = 0, .max = MS_H },
     { "probe", "confirm_interval", OPT_DURATION, F(probe_confirm_ms), "0s", .min = 0, .max = MS_M },
 
-    { "failover", "policy", OPT_ENUM, F(failover_policy), "approve", .words = policy_words },
+    { "failover", "policy", OPT_ENUM, F(failover_policy), "approve", .words = failover_mode_names },
     { "failover", "min_outage", OPT_DURATION, F(failover_min_outage_ms), "0s",
       .min = 0, .max = 24 * MS_H },
     { "failover", "block", OPT_DURATION, F(failover_block_ms), "1h",
       .min = 0, .max = 7 * 24 * MS_H },
     { "failover", "runbook", OPT_PATH, F(failover_runbook), "runbooks/failover.ini", .flags = 0 },
-    { "failover", "fence", OPT_ENUM, F(failover_fence), "read-only", .words = fence_words },
+    { "failover", "fence", OPT_ENUM, F(failover_fence), "read-only", .words = fence_mode_names },
     { "failover", "fence_command", OPT_STRING, F(failover_fence_command), NULL, .flags = 0 },
     { "failover", "fence_required", OPT_BOOL, F(failover_fence_required), "false", .flags = 0 },
     { "failover", "require_seen_healthy", OPT_BOOL, F(failover_require_seen_healthy), "true", .flags = 0 },
@@ -97,26 +90,26 @@ const config_option config_options[] = {
       .secret = F(http_token) },
     { "http", "web_root", OPT_PATH, F(http_web_root), "web", .flags = OPT_RESTART },
     { "http", "session_ttl", OPT_DURATION, F(http_session_ttl_ms), "12h", .min = 60000, .max = 30 * 24 * MS_H },
-    { "http", "metrics", OPT_ENUM, F(http_metrics), "open", .words = metrics_words },
+    { "http", "metrics", OPT_ENUM, F(http_metrics), "open", .words = metrics_access_names },
     { "http", "secure_cookie", OPT_BOOL, F(http_secure_cookie), "false", .flags = 0 },
 
     { "state", "db", OPT_PATH, F(state_db), "/var/lib/drd/drd.db", .flags = OPT_RESTART },
 
     { "notify", "webhook", OPT_STRING, F(notify_webhook), NULL, .flags = OPT_SECRET,
       .check = check_http_url, .hint = "use an http:// or https:// URL" },
-    { "notify", "format", OPT_ENUM, F(notify_format), "slack", .words = format_words },
+    { "notify", "format", OPT_ENUM, F(notify_format), "slack", .words = notify_format_names },
     { "notify", "retries", OPT_INT, F(notify_retries), "5", .min = 0, .max = 100 },
     { "notify", "timeout", OPT_DURATION, F(notify_timeout_ms), "5s", .min = 100, .max = MS_M },
     { "notify", "queue", OPT_INT, F(notify_queue), "100", .min = 1, .max = 100000 },
 
     { "sync", "schemas", OPT_STRING, F(sync_schemas), "public", .flags = 0 },
     { "sync", "exclude", OPT_STRING, F(sync_exclude), NULL, .flags = 0 },
-    { "sync", "no_pk", OPT_ENUM, F(sync_no_pk), "refuse", .words = no_pk_words },
-    { "sync", "conflicts", OPT_ENUM, F(sync_conflicts), "ask", .words = conflict_words },
-    { "sync", "mode", OPT_ENUM, F(sync_mode), "incremental", .words = sync_mode_words },
+    { "sync", "no_pk", OPT_ENUM, F(sync_no_pk), "refuse", .words = no_pk_mode_names },
+    { "sync", "conflicts", OPT_ENUM, F(sync_conflicts), "ask", .words = conflicts_mode_names },
+    { "sync", "mode", OPT_ENUM, F(sync_mode), "incremental", .words = sync_mode_names },
     { "sync", "parallel", OPT_INT, F(sync_parallel), "4", .min = 1, .max = 32 },
 
-    { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_words },
+    { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_mode_names },
     { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 60000, .max = 365 * 24 * MS_H },
     { "refresh", "schedule", OPT_STRING, F(refresh_schedule), NULL,
       .check = cron_valid, .hint = "use five cron fields, e.g. 0 2 * * 0" },

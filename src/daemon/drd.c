@@ -483,21 +483,13 @@ static bool op_unblock(void *arg, const char *by, char *err, size_t errlen)
     return policy_unblock(((daemon_t *)arg)->policy, by, err, errlen);
 }
 
-_Static_assert((int)API_CMD_FAILOVER == (int)CMD_FAILOVER && (int)API_CMD_UNBLOCK == (int)CMD_UNBLOCK,
-               "api_cmd_kind and command_kind name the same requests");
-
 /* Carry out one queued API request and record what became of it. */
-static void handle_cmd(daemon_t *d, const api_cmd *c)
+static void handle_cmd(daemon_t *d, const command *c)
 {
     const command_ops ops = { d, op_failover, op_failback, op_decide, op_refresh, op_check, op_drill,
                               op_unblock };
-    command cmd = { .request_id = c->request_id, .kind = (command_kind)c->kind,
-                    .approval_id = c->approval_id, .body = c->body };
     store_request rq;
-    str_copy(cmd.reason, c->reason, sizeof cmd.reason);
-    str_copy(cmd.choice, c->choice, sizeof cmd.choice);
-    str_copy(cmd.actor, c->actor, sizeof cmd.actor);
-    commands_handle(&ops, &cmd, wall_ms(), &rq);
+    commands_handle(&ops, c, wall_ms(), &rq);
     store_request_put(d->store, &rq);
     republish(d);
 }
@@ -505,10 +497,10 @@ static void handle_cmd(daemon_t *d, const api_cmd *c)
 static void on_api_cmd(loop_t *loop, int fd, short revents, void *arg)
 {
     daemon_t *d = arg;
-    api_cmd *c;
-    while ((c = api_cmd_pop(d->api)) != NULL) {
+    command *c;
+    while ((c = command_queue_pop(api_commands(d->api))) != NULL) {
         handle_cmd(d, c);
-        api_cmd_free(c);
+        command_free(c);
     }
 }
 
@@ -735,7 +727,7 @@ int main(int argc, char **argv)
         goto cleanup;
     monitor_set_change_cb(d.monitor, targets_changed, &d);
     if (!loop_add_fd(d.loop, d.sigfd, POLLIN, on_signal, &d) ||
-        !loop_add_fd(d.loop, api_cmd_fd(d.api), POLLIN, on_api_cmd, &d))
+        !loop_add_fd(d.loop, command_queue_fd(api_commands(d.api)), POLLIN, on_api_cmd, &d))
         goto cleanup;
 
     char msg[256];

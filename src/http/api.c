@@ -374,16 +374,16 @@ api_t *api_start(const api_options *o, char *err, size_t errlen)
     atomic_init(&a->login_throttled, 0);
     a->unix_l = (listener){ .api = a, .tcp = false, .fd = -1, .d = NULL };
     a->tcp_l = (listener){ .api = a, .tcp = true, .fd = -1, .d = NULL };
-    a->next_request_id = wall_ms();
     a->session_ttl_ms = o->session_ttl_ms > 0 ? o->session_ttl_ms : API_SESSION_TTL_DEFAULT_MS;
     a->metrics_need_token = o->metrics_need_token;
     a->secure_cookie = o->secure_cookie;
     /* Seed jansson's hash function here, in one thread, rather than racing
      * on it from the two HTTP threads' first json_object(). */
     json_object_seed(0);
-    a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (a->efd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+    /* Request ids from the wall clock: unique across restarts. */
+    a->cmds = command_queue_new(API_MAX_QUEUED, wall_ms());
+    if (a->cmds == NULL) {
+        snprintf(err, errlen, "cannot create the command queue");
         goto fail;
     }
     if (o->token != NULL && o->token[0] != '\0' && (a->token = strdup(o->token)) == NULL)
@@ -419,7 +419,6 @@ fail:
 void api_stop(api_t *a)
 {
     listener *ls[2];
-    api_cmd *c;
 
     if (a == NULL)
         return;
@@ -443,10 +442,7 @@ void api_stop(api_t *a)
             st.st_ino == a->socket_ino)
             unlink(a->socket_path);
     }
-    while ((c = a->head) != NULL) {
-        a->head = c->next;
-        api_cmd_free(c);
-    }
+    command_queue_free(a->cmds);
     store_close(a->store);
     for (size_t i = 0; i < WEB_FILES; i++)
         free(a->web[i].data);
@@ -456,8 +452,6 @@ void api_stop(api_t *a)
         memset(a->token, 0, strlen(a->token));
     free(a->token);
     free(a->db_path);
-    if (a->efd >= 0)
-        close(a->efd);
     memset(a->sessions, 0, sizeof(a->sessions));
     pthread_mutex_destroy(&a->auth_lock);
     pthread_mutex_destroy(&a->log_lock);
@@ -499,40 +493,7 @@ void api_publish_metrics(api_t *a, const char *text)
         publish(a, &a->metrics, text, "metrics");
 }
 
-int api_cmd_fd(api_t *a)
+command_queue *api_commands(api_t *a)
 {
-    return a != NULL ? a->efd : -1;
-}
-
-void api_cmd_free(api_cmd *c)
-{
-    if (c == NULL)
-        return;
-    free(c->body);
-    free(c);
-}
-
-api_cmd *api_cmd_pop(api_t *a)
-{
-    api_cmd *c;
-
-    if (a == NULL)
-        return NULL;
-    pthread_mutex_lock(&a->lock);
-    c = a->head;
-    if (c != NULL) {
-        a->head = c->next;
-        if (a->head == NULL)
-            a->tail = NULL;
-        a->queued--;
-        c->next = NULL;
-    }
-    if (a->head == NULL) {
-        uint64_t v;
-        /* Empty now: clear the eventfd (EAGAIN when already clear). */
-        if (read(a->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-            log_warn("http: reading the command eventfd: %s", strerror(errno));
-    }
-    pthread_mutex_unlock(&a->lock);
-    return c;
+    return a != NULL ? a->cmds : NULL;
 }

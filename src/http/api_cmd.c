@@ -7,12 +7,10 @@
 /* the command queue                                                  */
 
 /* Returns the request id, 0 when the queue is full, -1 on error. */
-static int64_t queue_cmd(api_t *a, api_cmd_kind kind, int64_t approval_id,
+static int64_t queue_cmd(api_t *a, command_kind kind, int64_t approval_id,
                          const char *reason, const char *choice, const char *actor, char *body)
 {
-    api_cmd *cmd = calloc(1, sizeof(*cmd));
-    uint64_t one = 1;
-    int64_t id;
+    command *cmd = calloc(1, sizeof(*cmd));
 
     if (cmd == NULL) {
         free(body);
@@ -24,26 +22,7 @@ static int64_t queue_cmd(api_t *a, api_cmd_kind kind, int64_t approval_id,
     str_copy(cmd->reason, reason, sizeof(cmd->reason));
     str_copy(cmd->choice, choice, sizeof(cmd->choice));
     str_copy(cmd->actor, actor, sizeof(cmd->actor));
-
-    pthread_mutex_lock(&a->lock);
-    if (a->queued >= API_MAX_QUEUED) {
-        pthread_mutex_unlock(&a->lock);
-        api_cmd_free(cmd);
-        return 0;
-    }
-    id = a->next_request_id++;
-    cmd->request_id = id;
-    if (a->tail != NULL)
-        a->tail->next = cmd;
-    else
-        a->head = cmd;
-    a->tail = cmd;
-    a->queued++;
-    /* Written under the lock so api_cmd_pop's drain cannot lose a wakeup. */
-    if (write(a->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
-        log_warn("http: cannot wake the main loop: %s", strerror(errno));
-    pthread_mutex_unlock(&a->lock);
-    return id;
+    return command_queue_push(a->cmds, cmd);
 }
 
 static bool body_is_blank(const char *b, size_t len)
@@ -139,7 +118,7 @@ static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request
     json_decref(doc);
     if (text == NULL)
         return MHD_NO;
-    int64_t id = queue_cmd(l->api, API_CMD_DRILL, 0, "", "", rq->actor, text);
+    int64_t id = queue_cmd(l->api, CMD_DRILL, 0, "", "", rq->actor, text);
     if (id == 0)
         return api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many queued requests");
     if (id < 0)
@@ -151,11 +130,11 @@ static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request
 enum MHD_Result api_post_command(listener *l, struct MHD_Connection *c, request *rq)
 {
     api_t *a = l->api;
-    char reason[sizeof(((api_cmd *)0)->reason)];
-    char choice[sizeof(((api_cmd *)0)->choice)];
+    char reason[sizeof(((command *)0)->reason)];
+    char choice[sizeof(((command *)0)->choice)];
     char msg[256];
     int64_t approval_id = 0, id;
-    api_cmd_kind kind;
+    command_kind kind;
 
     if (rq->r.id == R_DRILL)
         return post_drill(l, c, rq);
@@ -163,22 +142,22 @@ enum MHD_Result api_post_command(listener *l, struct MHD_Connection *c, request 
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, msg);
 
     switch (rq->r.id) {
-    case R_FAILOVER: kind = API_CMD_FAILOVER; break;
-    case R_FAILBACK: kind = API_CMD_FAILBACK; break;
-    case R_REFRESH:  kind = API_CMD_REFRESH; break;
-    case R_CHECKS:   kind = API_CMD_CHECK; break;
-    case R_UNBLOCK:  kind = API_CMD_UNBLOCK; break;
-    case R_APPROVE:  kind = API_CMD_APPROVE; break;
-    case R_REJECT:   kind = API_CMD_REJECT; break;
+    case R_FAILOVER: kind = CMD_FAILOVER; break;
+    case R_FAILBACK: kind = CMD_FAILBACK; break;
+    case R_REFRESH:  kind = CMD_REFRESH; break;
+    case R_CHECKS:   kind = CMD_CHECK; break;
+    case R_UNBLOCK:  kind = CMD_UNBLOCK; break;
+    case R_APPROVE:  kind = CMD_APPROVE; break;
+    case R_REJECT:   kind = CMD_REJECT; break;
     default:
         return api_send_error(c, MHD_HTTP_NOT_FOUND, "not found");
     }
-    if (kind == API_CMD_APPROVE || kind == API_CMD_REJECT) {
+    if (kind == CMD_APPROVE || kind == CMD_REJECT) {
         if (rq->r.id_too_long || !api_parse_id(rq->r.id_str, false, &approval_id))
             return api_send_error(c, MHD_HTTP_BAD_REQUEST,
                               "approval id must be a positive integer");
     }
-    if (choice[0] != '\0' && kind != API_CMD_APPROVE)
+    if (choice[0] != '\0' && kind != CMD_APPROVE)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, "choice only applies to approve");
     id = queue_cmd(a, kind, approval_id, reason, choice, rq->actor, NULL);
     if (id == 0)

@@ -16,7 +16,7 @@
 
 #include "drd/http/api.h"
 #include "drd/engine/views.h"
-#include "drd/engine/executor.h"
+#include "drd/engine/commands.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -147,13 +147,10 @@ struct api {
     bool secure_cookie;
     web_file web[WEB_FILES];     /* read at start, immutable afterwards */
 
-    pthread_mutex_t lock;        /* status, metrics, queue, next_request_id */
+    pthread_mutex_t lock;        /* status, metrics */
     char *status;                /* last published document, or NULL */
     char *metrics;               /* last published metrics text, or NULL */
-    api_cmd *head, *tail;
-    size_t queued;
-    int64_t next_request_id;
-    int efd;
+    command_queue *cmds;         /* POSTs for the main loop (has its own lock) */
 
     pthread_mutex_t log_lock;    /* rate limit of MHD's messages */
     int64_t log_window;          /* mono ms */
@@ -244,7 +241,7 @@ typedef struct {
     size_t drained;
     who_kind who;
     bool bad_bearer;             /* an Authorization header with a wrong token */
-    char actor[sizeof(((api_cmd *)0)->actor)];
+    char actor[sizeof(((command *)0)->actor)];
     char session_id[SESSION_HEX_LEN + 1];   /* WHO_SESSION */
     char csrf[SESSION_HEX_LEN + 1];         /* WHO_SESSION */
     int64_t session_expires;                /* WHO_SESSION, wall ms */

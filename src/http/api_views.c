@@ -217,7 +217,7 @@ enum MHD_Result api_get_run(listener *l, struct MHD_Connection *c, request *rq)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, "run id must be a positive integer");
     pthread_mutex_lock(&a->store_lock);
     st = ro_store(a);
-    run = st != NULL ? executor_run_to_json(st, id, true) : NULL;
+    run = st != NULL ? views_run(st, id, true) : NULL;
     pthread_mutex_unlock(&a->store_lock);
     if (st == NULL)
         return api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "state database not available");
@@ -312,7 +312,8 @@ enum MHD_Result api_get_probes(listener *l, struct MHD_Connection *c, request *r
     int64_t minutes = 0;
     unsigned code;
 
-    if (target == NULL || (strcmp(target, "primary") != 0 && strcmp(target, "backup") != 0))
+    target_id tid;
+    if (!target_parse(target, &tid))
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, "target must be primary or backup");
     if (!query_int(c, "minutes", false, API_PROBES_DEFAULT, API_PROBES_MAX, &minutes))
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, "minutes must be a positive integer");

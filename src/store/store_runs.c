@@ -317,7 +317,8 @@ bool store_approval_decide(store_t *s, int64_t id, const char *state, const char
 {
     char why[sizeof ((store_approval *)0)->reason];
     int64_t changed = 0;
-    if (state == NULL || strcmp(state, "pending") == 0) {
+    approval_state decision;
+    if (!approval_state_parse(state, &decision) || decision == APPROVAL_PENDING) {
         log_error("store: approval_decide: \"%s\" is not a decision", state ? state : "(null)");
         return false;
     }

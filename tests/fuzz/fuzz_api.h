@@ -308,10 +308,10 @@ static inline int fuzz_api_check_reply(const char *reply, size_t len, bool head,
 
 static inline void fuzz_api_drain(void)
 {
-    api_cmd *c;
+    command *c;
 
-    while ((c = api_cmd_pop(fuzz_api)) != NULL)
-        api_cmd_free(c);
+    while ((c = command_queue_pop(api_commands(fuzz_api))) != NULL)
+        command_free(c);
 }
 
 #endif

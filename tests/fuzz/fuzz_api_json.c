@@ -7,15 +7,15 @@
 
 static const struct {
     const char *path;
-    int kind;                  /* api_cmd_kind, or 0: no command */
+    int kind;                  /* command_kind, or 0: no command */
 } routes[] = {
-    { "/api/failover", API_CMD_FAILOVER },
-    { "/api/failback", API_CMD_FAILBACK },
-    { "/api/approvals/1/approve", API_CMD_APPROVE },
-    { "/api/approvals/7/reject", API_CMD_REJECT },
-    { "/api/refresh", API_CMD_REFRESH },
-    { "/api/checks", API_CMD_CHECK },
-    { "/api/drill", API_CMD_DRILL },
+    { "/api/failover", CMD_FAILOVER },
+    { "/api/failback", CMD_FAILBACK },
+    { "/api/approvals/1/approve", CMD_APPROVE },
+    { "/api/approvals/7/reject", CMD_REJECT },
+    { "/api/refresh", CMD_REFRESH },
+    { "/api/checks", CMD_CHECK },
+    { "/api/drill", CMD_DRILL },
     { "/api/login", 0 },
     { "/api/logout", 0 },
 };
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     if (status == 0)
         fuzz_fail("%s: no answer", routes[r].path);
 
-    api_cmd *c = api_cmd_pop(fuzz_api);
+    command *c = command_queue_pop(api_commands(fuzz_api));
     if (status == 202) {
         if (c == NULL || (int)c->kind != routes[r].kind)
             fuzz_fail("%s: 202 but %s", routes[r].path, c == NULL ? "nothing queued" : "another kind queued");
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         const char *reason = json_string_value(json_object_get(given, "reason"));
         if (reason != NULL && strcmp(reason, c->reason) != 0)
             fuzz_fail("%s: reason \"%s\" queued as \"%s\"", routes[r].path, reason, c->reason);
-        if (c->kind == API_CMD_DRILL) {
+        if (c->kind == CMD_DRILL) {
             json_t *report = c->body != NULL ? json_loads(c->body, 0, NULL) : NULL;
             if (report == NULL)
                 fuzz_fail("%s: the queued report is not JSON", routes[r].path);
@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         fuzz_fail("%s: status %d but a command was queued", routes[r].path, status);
     }
     json_decref(given);
-    api_cmd_free(c);
+    command_free(c);
     fuzz_api_drain();
     free(reply);
     free(req);

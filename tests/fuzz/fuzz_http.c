@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     size_t reply_len;
     char *reply;
     bool tcp;
-    api_cmd *c;
+    command *c;
 
     if (len < 1)
         return 0;
@@ -31,10 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
         at++;
     bool head = len - at >= 5 && memcmp(data + at, "HEAD ", 5) == 0;
     fuzz_api_check_reply(reply, reply_len, head, NULL);
-    c = api_cmd_pop(fuzz_api);
+    c = command_queue_pop(api_commands(fuzz_api));
     if (c != NULL && tcp && memmem(data, len, FUZZ_TOKEN, strlen(FUZZ_TOKEN)) == NULL)
         fuzz_fail("a command (kind %d) was queued over TCP without the token", (int)c->kind);
-    api_cmd_free(c);
+    command_free(c);
     fuzz_api_drain();
     free(reply);
     return 0;

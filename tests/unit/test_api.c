@@ -351,7 +351,7 @@ static void test_tcp_auth(void **state)
     reply_free(&r);
     assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 401);
     reply_free(&r);
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
 }
 
 static void test_tcp_without_token(void **state)
@@ -430,10 +430,10 @@ static void test_not_found_and_method(void **state)
 static void test_commands(void **state)
 {
     fixture *f = *state;
-    int fd = api_cmd_fd(f->api);
+    int fd = command_queue_fd(api_commands(f->api));
     json_t *doc;
     int64_t id1, id2;
-    api_cmd *c;
+    command *c;
     char url[256];
     reply r;
 
@@ -450,14 +450,14 @@ static void test_commands(void **state)
     reply_free(&r);
 
     assert_true(fd_readable(fd, 2000));
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_FAILOVER);
+    assert_int_equal(c->kind, CMD_FAILOVER);
     assert_int_equal(c->request_id, id1);
     assert_string_equal(c->reason, "");
     assert_string_equal(c->actor, "socket");
     free(c);
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
     assert_false(fd_readable(fd, 0));
 
     /* two queued: the fd stays readable until the queue is empty */
@@ -471,29 +471,29 @@ static void test_commands(void **state)
     reply_free(&r);
 
     assert_true(fd_readable(fd, 2000));
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_FAILBACK);
+    assert_int_equal(c->kind, CMD_FAILBACK);
     assert_string_equal(c->reason, "primary is back");
     assert_true(c->request_id > id1);
     free(c);
     assert_true(fd_readable(fd, 0));
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_REJECT);
+    assert_int_equal(c->kind, CMD_REJECT);
     assert_int_equal(c->approval_id, 42);
     assert_int_equal(c->request_id, id2);
     assert_string_equal(c->reason, "no");
     assert_string_equal(c->actor, "token");
     free(c);
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
     assert_false(fd_readable(fd, 0));
 
     assert_int_equal(sock_post(f, "/api/approvals/7/approve", "", &r), 202);
     reply_free(&r);
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_APPROVE);
+    assert_int_equal(c->kind, CMD_APPROVE);
     assert_int_equal(c->approval_id, 7);
     free(c);
     /* a queued command left behind is freed by api_stop */
@@ -535,8 +535,8 @@ static void test_too_large(void **state)
     big[60 * 1024 - 1] = '}';
     assert_int_equal(req("POST", url, f->sock, NULL, big, 60 * 1024, true, &r), 202);
     reply_free(&r);
-    free(api_cmd_pop(f->api));
-    assert_null(api_cmd_pop(f->api));
+    free(command_queue_pop(api_commands(f->api)));
+    assert_null(command_queue_pop(api_commands(f->api)));
     free(big);
 }
 
@@ -562,7 +562,7 @@ static void test_bad_bodies_and_ids(void **state)
     reply_free(&r);
     assert_int_equal(sock_post(f, "/api/approvals/99999999999999999999999/reject", NULL, &r), 400);
     reply_free(&r);
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
 }
 
 static void test_events(void **state)
@@ -976,7 +976,7 @@ static void test_login_and_csrf(void **state)
     char v[512], url[256], bad_origin[160];
     login_t l, l2;
     json_t *doc;
-    api_cmd *c;
+    command *c;
     reply r;
 
     api_publish_status(f->api, "{\"active\":\"primary\"}");
@@ -1035,12 +1035,12 @@ static void test_login_and_csrf(void **state)
     assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 403);
     reply_free(&r);
     g_headers[3] = "Sec-Fetch-Site: same-origin";
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
     assert_int_equal(tcp_req(f, "POST", "/api/failover", NULL, &r), 202);
     reply_free(&r);
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_FAILOVER);
+    assert_int_equal(c->kind, CMD_FAILOVER);
     snprintf(v, sizeof(v), "session:%.8s", l.id);
     assert_string_equal(c->actor, v);
     free(c);
@@ -1049,9 +1049,9 @@ static void test_login_and_csrf(void **state)
     snprintf(url, sizeof(url), "%s/api/approvals/5/approve", f->base);
     assert_int_equal(req("POST", url, NULL, NULL, "{\"reason\":\"ok\"}", 15, false, &r), 202);
     reply_free(&r);
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
-    assert_int_equal(c->kind, API_CMD_APPROVE);
+    assert_int_equal(c->kind, CMD_APPROVE);
     assert_int_equal(c->approval_id, 5);
     assert_string_equal(c->actor, v);
     free(c);
@@ -1065,7 +1065,7 @@ static void test_login_and_csrf(void **state)
     g_headers[3] = NULL;
     assert_int_equal(tcp_req(f, "POST", "/api/failback", TOKEN, &r), 202);
     reply_free(&r);
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_non_null(c);
     assert_string_equal(c->actor, "token");
     free(c);
@@ -1114,12 +1114,12 @@ static void test_login_and_csrf(void **state)
     assert_int_equal(tcp_req(f, "GET", "/api/status", NULL, &r), 200);
     reply_free(&r);
     g_headers[0] = NULL;
-    assert_null(api_cmd_pop(f->api));
+    assert_null(command_queue_pop(api_commands(f->api)));
 
     /* the socket needs none of this */
     assert_int_equal(sock_post(f, "/api/failover", NULL, &r), 202);
     reply_free(&r);
-    c = api_cmd_pop(f->api);
+    c = command_queue_pop(api_commands(f->api));
     assert_string_equal(c->actor, "socket");
     free(c);
 }

@@ -22,7 +22,6 @@
 #include "drd/engine/notify.h"
 #include "drd/engine/monitor.h"
 #include "drd/store/store.h"
-#include "drd/engine/views.h"
 
 typedef struct executor executor_t;
 
@@ -66,7 +65,5 @@ int64_t executor_run_id(const executor_t *ex);
 json_t *executor_run_json(executor_t *ex);
 json_t *executor_approvals_json(executor_t *ex);
 
-/* A run with its steps, read from a store: views_run (views.h). */
-#define executor_run_to_json views_run
 
 #endif

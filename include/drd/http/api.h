@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "drd/engine/commands.h"
 
 typedef struct api api_t;
 
@@ -27,28 +28,6 @@ typedef struct {
     bool secure_cookie;      /* Secure attribute on the session cookie */
 } api_options;
 
-typedef enum {
-    API_CMD_FAILOVER = 1,
-    API_CMD_FAILBACK,
-    API_CMD_APPROVE,
-    API_CMD_REJECT,
-    API_CMD_REFRESH,
-    API_CMD_CHECK,           /* POST /api/checks: run the readiness checks now */
-    API_CMD_DRILL,           /* POST /api/drill: record a drill report (body) */
-    API_CMD_UNBLOCK,         /* POST /api/unblock: lift the policy block */
-} api_cmd_kind;
-
-typedef struct api_cmd {
-    int64_t request_id;
-    api_cmd_kind kind;
-    int64_t approval_id;     /* for APPROVE/REJECT */
-    char reason[256];
-    char choice[16];         /* APPROVE of a step needing attention: "retry" | "skip" | "abort" | "" */
-    char actor[64];          /* "socket", "token", "session:..." */
-    char *body;              /* API_CMD_DRILL: the report (JSON text), else NULL */
-    struct api_cmd *next;
-} api_cmd;
-
 api_t *api_start(const api_options *o, char *err, size_t errlen);
 void api_stop(api_t *a);                      /* accepts NULL; joins the thread */
 
@@ -58,10 +37,8 @@ void api_publish_status(api_t *a, const char *json);
 /* Replace the /metrics text (copied). */
 void api_publish_metrics(api_t *a, const char *text);
 
-/* eventfd that becomes readable when commands are queued. */
-int api_cmd_fd(api_t *a);
-/* Pop the oldest queued command (caller frees with free()), or NULL. */
-api_cmd *api_cmd_pop(api_t *a);
-void api_cmd_free(api_cmd *c);                 /* accepts NULL */
+/* The queue the POSTs that ask drd to act go into (commands.h): the
+ * loop pops them (command_queue_fd, command_queue_pop). */
+command_queue *api_commands(api_t *a);
 
 #endif
