@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "drd/core/log.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 
 #define ENVFILE_MAX (1024 * 1024)
@@ -66,39 +67,6 @@ typedef struct {
     size_t val_off, val_len;    /* raw value, quotes included */
     quote_style quote;
 } env_line;
-
-/* A growing byte buffer. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool oom;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (d == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void buf_adds(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
 
 /* ---- parsing ---------------------------------------------------------- */
 
@@ -218,14 +186,14 @@ static bool line_has_key(const char *text, const env_line *l, const char *key)
 }
 
 /* The value of a raw (possibly quoted) value, unquoted, into b. */
-static void unquote(const char *raw, size_t len, quote_style q, buf_t *b)
+static void unquote(const char *raw, size_t len, quote_style q, strbuf *b)
 {
     if (q == Q_SINGLE) {
-        buf_add(b, raw + 1, len - 2);
+        sb_addn(b, raw + 1, len - 2);
         return;
     }
     if (q == Q_NONE) {
-        buf_add(b, raw, len);
+        sb_addn(b, raw, len);
         return;
     }
     for (size_t i = 1; i + 1 < len; i++) {
@@ -233,17 +201,17 @@ static void unquote(const char *raw, size_t len, quote_style q, buf_t *b)
         if (c == '\\' && i + 2 < len) {
             char n = raw[i + 1];
             if (n == '\\' || n == '"' || n == '$' || n == '`') {
-                buf_add(b, &n, 1);
+                sb_addn(b, &n, 1);
                 i++;
                 continue;
             }
             if (n == 'n') {                     /* dotenv: \n in double quotes */
-                buf_add(b, "\n", 1);
+                sb_addn(b, "\n", 1);
                 i++;
                 continue;
             }
         }
-        buf_add(b, &c, 1);
+        sb_addn(b, &c, 1);
     }
 }
 
@@ -260,28 +228,28 @@ static bool needs_quotes(const char *v)
     return strpbrk(v, " \t#'\"$`\\;&|<>()~") != NULL;
 }
 
-static void encode_double(const char *v, buf_t *b)
+static void encode_double(const char *v, strbuf *b)
 {
-    buf_add(b, "\"", 1);
+    sb_addn(b, "\"", 1);
     for (const char *s = v; *s != '\0'; s++) {
         if (*s == '\\' || *s == '"' || *s == '$' || *s == '`')
-            buf_add(b, "\\", 1);
-        buf_add(b, s, 1);
+            sb_addn(b, "\\", 1);
+        sb_addn(b, s, 1);
     }
-    buf_add(b, "\"", 1);
+    sb_addn(b, "\"", 1);
 }
 
 /* The value as it is written in a line whose current style is q. */
-static void encode_value(const char *v, quote_style q, buf_t *b)
+static void encode_value(const char *v, quote_style q, strbuf *b)
 {
     if (q == Q_SINGLE && strchr(v, '\'') == NULL) {
-        buf_add(b, "'", 1);
-        buf_adds(b, v);
-        buf_add(b, "'", 1);
+        sb_addn(b, "'", 1);
+        sb_add(b, v);
+        sb_addn(b, "'", 1);
     } else if (q == Q_DOUBLE || q == Q_SINGLE || needs_quotes(v)) {
         encode_double(v, b);
     } else {
-        buf_adds(b, v);
+        sb_add(b, v);
     }
 }
 
@@ -367,7 +335,7 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
     struct stat st;
     size_t len = 0, nlines = 0;
     env_line *lines = NULL;
-    buf_t val = { 0 };
+    strbuf val = { 0 };
     bool found = false, ok = false;
     char *text;
 
@@ -396,7 +364,7 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
         ok = false;                 /* absent: err stays "" */
         goto cleanup;
     }
-    buf_add(&val, "", 0);           /* make sure data is allocated */
+    sb_addn(&val, "", 0);           /* make sure data is allocated */
     if (val.oom) {
         snprintf(err, errlen, "out of memory");
         goto cleanup;
@@ -405,10 +373,10 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
         snprintf(err, errlen, "%s: value of %s is too long (%zu bytes)", path, key, val.len);
         goto cleanup;
     }
-    memcpy(out, val.data, val.len + 1);
+    memcpy(out, val.s, val.len + 1);
     ok = true;
 cleanup:
-    free(val.data);
+    free(val.s);
     free(lines);
     free(text);
     return ok;
@@ -686,7 +654,7 @@ bool envfile_check(const char *path, char *real, size_t realn, char *err, size_t
 /* The new content: every line with the key gets the new value, every other
  * byte is copied; the key is appended if absent. */
 static bool build_content(const char *text, size_t len, const char *key, const char *value,
-                          buf_t *out)
+                          strbuf *out)
 {
     size_t nlines = 0, crlf = 0, lf = 0;
     env_line *lines = split_lines(text, len, &nlines);
@@ -707,21 +675,21 @@ static bool build_content(const char *text, size_t len, const char *key, const c
         if (!line_has_key(text, l, key))
             continue;
         found = true;
-        buf_add(out, text + copied, l->val_off - copied);
+        sb_addn(out, text + copied, l->val_off - copied);
         encode_value(value, l->quote, out);
         copied = l->val_off + l->val_len;
     }
-    buf_add(out, text + copied, len - copied);
+    sb_addn(out, text + copied, len - copied);
     if (!found) {
         const char *eol = crlf > lf ? "\r\n" : "\n";
         if (len > 0 && text[len - 1] != '\n')
-            buf_adds(out, eol);
-        buf_adds(out, key);
-        buf_add(out, "=", 1);
+            sb_add(out, eol);
+        sb_add(out, key);
+        sb_addn(out, "=", 1);
         encode_value(value, Q_NONE, out);
-        buf_adds(out, eol);
+        sb_add(out, eol);
     }
-    buf_add(out, "", 0);            /* allocated even when empty */
+    sb_addn(out, "", 0);            /* allocated even when empty */
     free(lines);
     return !out->oom;
 }
@@ -841,7 +809,7 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
 {
     char prev[NAME_MAX + 16], perr[512];
     char *text = NULL;
-    buf_t out = { 0 };
+    strbuf out = { 0 };
     walk_t w = { .dirfd = -1 };
     struct stat st;
     size_t len = 0;
@@ -882,7 +850,7 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
         snprintf(err, errlen, "out of memory");
         goto cleanup;
     }
-    if (out.len == len && memcmp(out.data, text, len) == 0) {
+    if (out.len == len && memcmp(out.s, text, len) == 0) {
         log_debug("envfile: %s already has that %s", path, key);
         ok = true;                              /* idempotent: nothing to do */
         goto cleanup;
@@ -898,7 +866,7 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
         snprintf(err, errlen, "cannot keep the previous %s: %s", path, perr);
         goto cleanup;
     }
-    if (!replace_at(dirfd, w.dir, w.name, out.data, out.len, &st, &renamed, err, errlen)) {
+    if (!replace_at(dirfd, w.dir, w.name, out.s, out.len, &st, &renamed, err, errlen)) {
         if (renamed && changed != NULL)
             *changed = true;
         goto cleanup;
@@ -911,7 +879,7 @@ cleanup:
     if (dirfd >= 0)
         close(dirfd);
     walk_free(&w);
-    free(out.data);
+    free(out.s);
     free(text);
     return ok;
 }
