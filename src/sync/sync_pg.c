@@ -165,39 +165,14 @@ bool sconn_open(sync_ctx *c, sconn *s, bool primary)
     char err[512];
     if (atomic_load(&c->stop))
         return false;
-    s->pg = pgconn_start_db(url, primary ? c->primary_db : c->backup_db, pw, TCP_USER_TIMEOUT_MS,
-                            "drd-sync", err, sizeof(err));
+    pgconn_opts o = { .dbname = primary ? c->primary_db : c->backup_db, .password = pw,
+                      .app_name = "drd-sync", .connect_ms = CONNECT_TIMEOUT_MS,
+                      .tcp_user_timeout_ms = TCP_USER_TIMEOUT_MS, .stop = &c->stop };
+    s->pg = pgconn_connect(url, &o, err, sizeof(err));
     if (s->pg == NULL) {
-        sync_fail(c, "cannot connect to the %s: %s", s->side, err);
-        return false;
-    }
-    int64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st != PGRES_POLLING_OK) {
-        if (st == PGRES_POLLING_FAILED) {
-            sq_errtext(PQerrorMessage(s->pg), err, sizeof(err));
+        if (!atomic_load(&c->stop))
             sync_fail(c, "cannot connect to the %s: %s", s->side, err);
-            goto fail;
-        }
-        struct pollfd pfd = { .fd = PQsocket(s->pg),
-                              .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT };
-        int r = 0;
-        while (r == 0) {
-            if (atomic_load(&c->stop))
-                goto fail;
-            int64_t left = deadline - mono_ms();
-            if (left <= 0) {
-                sync_fail(c, "cannot connect to the %s: no answer within %d s", s->side,
-                          CONNECT_TIMEOUT_MS / 1000);
-                goto fail;
-            }
-            r = poll(&pfd, 1, left < 100 ? (int)left : 100);
-            if (r < 0 && errno != EINTR) {
-                sync_fail(c, "cannot connect to the %s: poll: %s", s->side, strerror(errno));
-                goto fail;
-            }
-        }
-        st = PQconnectPoll(s->pg);
+        return false;
     }
     PQsetNoticeProcessor(s->pg, notice_quiet, NULL);
     s->server_version = PQserverVersion(s->pg);
