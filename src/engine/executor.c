@@ -63,7 +63,14 @@ struct executor {
     notify_t *notify;            /* may be NULL */
     struct refresh *refresh;     /* may be NULL */
     step_run *unfence;           /* lifting the backup's fence after a failback that did not finish */
+    executor_work fake;          /* fake.begin != NULL: does every step's work (tests) */
+    void *fake_work;             /* its work in flight */
 };
+
+void executor_set_work(executor_t *ex, const executor_work *w)
+{
+    ex->fake = *w;
+}
 
 static void advance(executor_t *ex);
 static void begin_step(executor_t *ex, int i);
@@ -98,6 +105,9 @@ static void clear_run(executor_t *ex)
     progress_stop(ex);
     step_cancel(ex->work);
     ex->work = NULL;
+    if (ex->fake_work != NULL && ex->fake.cancel != NULL)
+        ex->fake.cancel(ex->fake.arg, ex->fake_work);
+    ex->fake_work = NULL;
     preflight_cancel(ex->preflight);
     ex->preflight = NULL;
     if (ex->timer)
@@ -437,6 +447,11 @@ static void begin_step(executor_t *ex, int i)
         }
         return;
     }
+    if (ex->fake.begin != NULL) {
+        ex->phase = PH_STEP;
+        ex->fake_work = ex->fake.begin(ex->fake.arg, &s->def, s->st.attempts, on_step_done, ex);
+        return;
+    }
     if (s->def.action == ACT_PREFLIGHT) {
         begin_preflight(ex);
         return;
@@ -500,6 +515,7 @@ static void on_step_done(void *arg, const step_outcome *o)
 
     progress_stop(ex);
     ex->work = NULL;                  /* steps.c frees it after this callback */
+    ex->fake_work = NULL;
     ex->phase = PH_IDLE;
     s->st.finished_at = wall_ms();
     s->st.exit_code = o->exit_code;

@@ -22,6 +22,8 @@
 #include "drd/engine/notify.h"
 #include "drd/engine/monitor.h"
 #include "drd/store/store.h"
+#include "drd/conf/runbook.h"
+#include "drd/engine/steps.h"
 
 typedef struct executor executor_t;
 
@@ -42,6 +44,19 @@ void executor_set_observers(executor_t *ex, metrics_counters *c, notify_t *n);
 /* The refresh module, for runbook steps of action refresh (may be NULL). */
 struct refresh;
 void executor_set_refresh(executor_t *ex, struct refresh *r);
+
+/* What does a step's work (the seam test_executor.c fakes): begin starts
+ * step s (the preflight too) and reports once through cb, from the loop,
+ * never from inside begin (like step_begin); cancel stops it without a
+ * report. By default step_begin/step_cancel (and preflight_start for the
+ * preflight step). */
+typedef struct {
+    void *arg;
+    void *(*begin)(void *arg, const runbook_step *s, int attempt, void (*cb)(void *, const step_outcome *),
+                   void *cb_arg);
+    void (*cancel)(void *arg, void *work);
+} executor_work;
+void executor_set_work(executor_t *ex, const executor_work *w);
 
 /* Continue the run left active by a previous process, if any. */
 bool executor_resume(executor_t *ex);
