@@ -146,12 +146,16 @@ static bool check_triggers(backctx *x)
 static bool list_changes(backctx *x)
 {
     sync_ctx *c = x->c;
-    PGresult *r = sq_exec(&x->b,
-        "SELECT schema_name, table_name, sum(n), bool_or(whole) FROM ("
-        "  SELECT schema_name, table_name, count(*) AS n, bool_or(op = 'T') AS whole"
-        "    FROM drd.ledger GROUP BY 1, 2"
-        "  UNION ALL SELECT schema_name, table_name, 1, true FROM drd.no_pk_tables WHERE changed) s"
-        " GROUP BY 1, 2 ORDER BY 1, 2", "reading the ledger");
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sb_add(q, "SELECT schema_name, table_name, sum(n), bool_or(whole) FROM ("
+              "  SELECT schema_name, table_name, count(*) AS n, bool_or(op = 'T') AS whole"
+              "    FROM drd.ledger l WHERE ");
+    sync_tail_filter(q, c, "l");
+    sb_add(q, " GROUP BY 1, 2"
+              "  UNION ALL SELECT schema_name, table_name, 1, true FROM drd.no_pk_tables WHERE changed) s"
+              " GROUP BY 1, 2 ORDER BY 1, 2");
+    PGresult *r = q->oom ? NULL : sq_exec(&x->b, sb_str(q), "reading the ledger");
     if (r == NULL)
         return false;
     bool ok = false;
@@ -363,7 +367,7 @@ static const scol *key_col(const stable *t, size_t k)
 /* The typed value of key column k from the ledger's jsonb key p.k: a cast
  * of its text for scalars (much cheaper than jsonb_populate_record, which
  * builds the whole row), the record route for arrays and user types. */
-static void key_from_json(sbuf *q, const stable *t, size_t k)
+void sync_key_from_json(sbuf *q, const stable *t, size_t k)
 {
     const scol *col = key_col(t, k);
     const char *type = col != NULL ? col->type : "text";
@@ -517,6 +521,8 @@ static bool prepare_table(backctx *x, changed *ch)
     sb_literal(q2, t->schema);
     sb_add(q2, " AND l.table_name = ");
     sb_literal(q2, t->name);
+    sb_add(q2, " AND ");
+    sync_tail_filter(q2, c, "l");
     sb_reset(q);
     sb_printf(q, "CREATE TEMP TABLE %s AS SELECT ", kt + 8);
     keylist(q, t, "q.");
@@ -527,7 +533,7 @@ static bool prepare_table(backctx *x, changed *ch)
     keylist(q, t, "x.");
     sb_add(q, ") x.* FROM (SELECT ");
     for (size_t k = 0; k < t->nkey; k++) {
-        key_from_json(q, t, k);
+        sync_key_from_json(q, t, k);
         sb_add(q, ", ");
     }
     /* one pass over the ledger; each entry gives one or two (key, state
@@ -924,9 +930,33 @@ static bool write_back(backctx *x)
     return true;
 }
 
+/* Passes: a keyless table copied whole (or kept, primary-wins) now holds
+ * on the primary what the backup holds in this transaction: that is its
+ * fingerprint for the next pass's guard. */
+static bool keyless_fingerprints(backctx *x)
+{
+    sbuf *q = &x->q;
+    for (size_t i = 0; i < x->nch; i++) {
+        const stable *t = x->ch[i].t;
+        if (t->nkey > 0)
+            continue;
+        sb_reset(q);
+        sb_add(q, "UPDATE drd.no_pk_tables SET (fp_rows, fp_sum) = (");
+        sync_checksum_sql(q, t, false);
+        sb_add(q, ") WHERE schema_name = ");
+        sb_literal(q, t->schema);
+        sb_add(q, " AND table_name = ");
+        sb_literal(q, t->name);
+        if (q->oom || !sq_cmd(&x->b, sb_str(q), "recording a keyless table's fingerprint"))
+            return false;
+    }
+    return true;
+}
+
 bool sync_op_back(sync_ctx *c)
 {
     backctx x = { .c = c };
+    char *now = NULL;            /* the backup transaction's snapshot */
     sb_init(&x.q);
     sb_init(&x.q2);
     bool ok = false;
@@ -947,7 +977,16 @@ bool sync_op_back(sync_ctx *c)
     sync_report(c, "sync-back: %zu tables synced; foreign keys: %s", x.bcat.n,
                 x.replica ? "session_replication_role = replica"
                           : "replica role not allowed, tables ordered by their foreign keys");
-    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL) ||
+    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL))
+        goto cleanup;
+    if (c->import_snapshot != NULL) {
+        sb_reset(&x.q);
+        sb_add(&x.q, "SET TRANSACTION SNAPSHOT ");
+        sb_literal(&x.q, c->import_snapshot);
+        if (x.q.oom || !sq_cmd(&x.b, sb_str(&x.q), "reading the backup in the verify's snapshot"))
+            goto cleanup;
+    }
+    if (!sync_pass_begin(c, &x.b, &now) ||
         !check_triggers(&x) || !list_changes(&x))
         goto cleanup;
     int64_t entries = 0;
@@ -1054,7 +1093,15 @@ bool sync_op_back(sync_ctx *c)
     for (size_t i = 0; x.primary_wins && i < x.nch; i++)
         if (x.ch[i].whole_conflict && !write_back_whole(&x, &x.ch[i]))
             goto cleanup;
+    if (c->window && !keyless_fingerprints(&x))
+        goto cleanup;
+    c->pass_wrote_back = x.primary_wins && conflicts > 0;
+    /* the primary first: a crash between the two COMMITs leaves the pass
+     * unrecorded, and the next one replays it again (its keys are found
+     * in sync, or changed since: a conflict to decide, never a loss) */
     if (!sq_cmd(&x.p, "COMMIT", "committing on the primary"))
+        goto cleanup;
+    if (c->window && !sync_pass_record(c, &x.b, now, entries, mono_ms() - t0))
         goto cleanup;
     if (!sq_cmd(&x.b, "COMMIT", "committing on the backup"))
         goto cleanup;
@@ -1071,6 +1118,7 @@ cleanup:
     catalog_free(&x.bcat);
     catalog_free(&x.pcat);
     free(x.ch);
+    free(now);
     sb_free(&x.q);
     sb_free(&x.q2);
     return ok;
