@@ -63,7 +63,7 @@ is "$res" ok "the stop window's verify: ok"
 [ "$res" = ok ] || diag "$out"
 like "$out" "verify public\.parent: the [0-9]+ keys the outage touched are identical" \
   "... it checks the keys the outage touched"
-like "$out" "verify public\.trunc: [0-9]+ rows, equal" "... reads a truncated table whole"
+like "$out" "verify public\.nokey: [0-9]+ rows, equal" "... reads a keyless table whole"
 unlike "$out" "verify public\.child: [0-9]+ rows, equal" "... and does not read a keyed table whole"
 
 # a touched row corrupted on the primary after pre-sync: the stop window's verify
