@@ -8,6 +8,10 @@
  *                   synced schemas; comparing both sides; sequence resync
  *   sync_capture.c  capture / uncapture (the ledger on the backup)
  *   sync_back.c     incremental sync-back with conflict detection
+ *   sync_back_check.c  its checks (ledger, triggers, privileges) and the
+ *                   conflict report (sync_back_int.h: their shared state)
+ *   sync_window.c   passes while the app runs (pre-sync) and the stop
+ *                   window's verify of the keys the outage touched
  *   sync_full.c     full copy in one snapshot, the worker pool, verify
  *
  * Threads: one job thread runs the operation; full mode and verify start
