@@ -15,9 +15,13 @@
  *              with [sync] conflicts = ask, reported without writing.
  *              Idempotent: replaying twice gives the same result.
  *   verify     per table, row count and an order-independent checksum
- *              computed by each server; any mismatch fails. After an
+ *              computed by each server; any mismatch fails (extra primary
+ *              rows excepted), and so does any foreign key touching a
+ *              synced table that the primary's rows violate. After an
  *              online pre-sync of the same run: only the keys the outage
- *              touched (and tables copied whole), see sync_window.c.
+ *              touched (and tables copied whole), see sync_window.c; the
+ *              foreign keys were checked whole online, the tail's rows by
+ *              sync-back.
  *   pre-sync   (sync-back with online = true) while the app still runs on
  *              the backup: the ledger replayed in passes, each recorded on
  *              the backup (drd.passes) with its snapshot, so that the next
