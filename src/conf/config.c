@@ -9,6 +9,7 @@
  *
  * The files of the loader: see config_int.h. */
 #include "config_int.h"
+#include "drd/pg/pgconn.h"
 
 /* Where `make install` puts the page (-DDRD_SHAREDIR from PREFIX). */
 #ifndef DRD_SHAREDIR
@@ -329,11 +330,34 @@ static void token_check(load_ctx *x)
                    c->http_token_file, (unsigned)(mbits / 1000));
 }
 
+/* One database per side (issue 12): refresh, capture, sync-back and the
+ * sequences work in the database app_url names, with url's role; when
+ * app_url names none, in url's. The app, though, then gets libpq's
+ * default, its user's name: if that is not url's database, drd would keep
+ * fresh, capture and sync back a database the app does not use. (When
+ * either URL names no user, the fence already refuses it.) */
+static void one_database(load_ctx *x, const config_target *t, const char *section)
+{
+    char *app_db = t->app_url != NULL ? pgconn_dbname(t->app_url) : NULL;
+    char au[128], ad[128], uu[128], ud[128];
+    if (app_db == NULL && t->app_url != NULL && t->url != NULL &&
+        pgconn_identity(t->app_url, au, sizeof au, ad, sizeof ad) &&
+        pgconn_identity(t->url, uu, sizeof uu, ud, sizeof ud) && strcmp(ad, ud) != 0)
+        cfg_load_error(x, entry_line(x->c, section, "app_url"),
+                       "app_url in [%s] names no database, so the app uses \"%s\" (its user's name,"
+                       " libpq's default) while drd refreshes, captures and syncs back in \"%s\""
+                       " (url's): name the database in app_url", section, ad, ud);
+    free(app_db);
+}
+
 /* Checks that involve more than one option. Fields may be NULL when an
  * earlier error left them unset. */
 static void cross_checks(load_ctx *x)
 {
     config_t *c = x->c;
+
+    one_database(x, &c->primary, "primary");
+    one_database(x, &c->backup, "backup");
 
     if (c->probe_interval_ms > 0 && c->probe_timeout_ms > c->probe_interval_ms) {
         int line = entry_line(c, "probe", "timeout");
