@@ -62,6 +62,7 @@ static const char *const passes_sql =
     "  state text NOT NULL,"
     "  backup_rows bigint NOT NULL,"
     "  primary_rows bigint NOT NULL,"
+    "  differing bigint NOT NULL,"
     "  run_id bigint NOT NULL,"
     "  pass int NOT NULL,"
     "  at timestamptz NOT NULL DEFAULT clock_timestamp(),"
@@ -152,7 +153,9 @@ static bool ensure_tables(sync_ctx *c)
                   " made during the outage cannot be told apart; use [sync] mode = full)");
         goto cleanup;
     }
-    ok = sq_cmd(&b, passes_sql, "creating drd.passes on the backup");
+    /* an earlier online result is dropped: only this pre-sync's counts */
+    ok = sq_cmd(&b, passes_sql, "creating drd.passes on the backup") &&
+         sq_cmd(&b, "DELETE FROM drd.verified", "dropping an earlier online verify's result");
 cleanup:
     PQclear(r);
     sconn_close(&b);
@@ -197,7 +200,7 @@ static bool record_verified(sync_ctx *c, const sbuf *rec)
     sb_printf(&q, "BEGIN; DELETE FROM drd.verified;");
     if (rec->len > 0)
         sb_printf(&q, " INSERT INTO drd.verified (schema_name, table_name, state, backup_rows,"
-                      " primary_rows, run_id, pass) SELECT v.*, %" PRId64 ", %d FROM (VALUES %s) v;",
+                      " primary_rows, differing, run_id, pass) SELECT v.*, %" PRId64 ", %d FROM (VALUES %s) v;",
                   c->run_id, c->pass_n, sb_str(rec));
     sb_add(&q, " COMMIT");
     if (q.oom) {
@@ -439,6 +442,7 @@ typedef struct {
     bool verified;           /* drd.verified has it for this run */
     char state[16];
     int64_t brows, prows;
+    int64_t differing;       /* rows the backup was behind in (the primary's stand) */
 } tinfo;
 
 static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, bool *any_verified)
@@ -446,11 +450,11 @@ static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, b
     char run[32];
     snprintf(run, sizeof run, "%" PRId64, c->run_id);
     const char *v[1] = { run };
-    PGresult *r = sq_params(b, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows"
-                               " FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
-                               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text, 0, 0"
+    PGresult *r = sq_params(b, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows,"
+                               " differing FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
+                               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text, 0, 0, 0"
                                " FROM drd.ledger GROUP BY 2, 3"
-                               " UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0"
+                               " UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0, 0"
                                " FROM drd.no_pk_tables WHERE changed",
                             1, v, "reading the online verify's result");
     if (r == NULL)
@@ -466,6 +470,7 @@ static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, b
             str_copy(ti->state, PQgetvalue(r, i, 3), sizeof ti->state);
             ti->brows = strtoll(PQgetvalue(r, i, 4), NULL, 10);
             ti->prows = strtoll(PQgetvalue(r, i, 5), NULL, 10);
+            ti->differing = strtoll(PQgetvalue(r, i, 6), NULL, 10);
         } else {
             ti->changed = true;
             ti->whole = ti->whole || strcmp(PQgetvalue(r, i, 3), "true") == 0 || t->nkey == 0;
@@ -608,6 +613,15 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
     sconn_close(&p);
     if (!whole_tables(c, &bcat, info))
         goto cleanup;
+    /* the rows the backup was behind in, as the online verify found them
+     * (tables read whole now: as found now) */
+    int64_t differing = 0;
+    for (size_t i = 0; i < bcat.n; i++)
+        if (info[i].verified && !info[i].whole)
+            differing += info[i].differing;
+    pthread_mutex_lock(&c->mu);
+    c->differing += differing;
+    pthread_mutex_unlock(&c->mu);
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof d);
     sync_report(c, "verify: %zu tables: every key the outage touched is identical on both sides,"

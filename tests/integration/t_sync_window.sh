@@ -87,13 +87,27 @@ SYNC_CHECK_RUN_ID=8 sc "$CONF" verify
 is "$res" ok "verify of another run: ok"
 like "$out" "verify: 8 tables, [0-9]+ rows, all equal" "... reading every table whole"
 
-# -------------------------------------- an untouched row corrupted before ----
+# ------------------- rows changed on the primary before the online verify ----
 fresh || bail_out "setup"
-sq primary "UPDATE parent SET name = 'corrupt' WHERE id = 9" >/dev/null
+# a row the outage did not touch: the backup was behind (verify's rule:
+# the primary's version stands), reported, not a failure
+sq primary "UPDATE parent SET name = 'primary only' WHERE id = 9" >/dev/null
 sc "$CONF" pre-sync
-is "$res" fail "an untouched row changed on the primary: pre-sync fails (the app still runs)"
+is "$res" ok "an untouched row the primary changed: pre-sync passes"
+like "$out" "verify public\.parent: the backup was behind the primary: 1 backup row" \
+  "... its online verify reports the row (the primary's version stands)"
+sc "$CONF" sync-back
+sc "$CONF" verify
+is "$res" ok "the stop window's verify passes"
+# a touched row changed on the primary after a pass copied it: the next
+# online verify catches it, before the app is ever stopped
+sq primary "UPDATE parent SET name = 'corrupt' WHERE id = 1" >/dev/null
+sc "$CONF" pre-sync
+is "$res/$conflicts" "fail/0" "a touched row changed on the primary after a pass: pre-sync fails (the app still runs)"
 like "$err" "verify: 1 of 8 tables differ: public\.parent" "... its online verify names the table"
 is "$(sq backup "SELECT count(*) FROM drd.verified")" 0 "... and keeps no result"
+SYNC_CHECK_RUN_ID=7 sc "$CONF" verify
+is "$res" fail "the stop window's verify (full, no online result) fails too"
 
 # ------------------------------------------------------ conflict online ----
 fresh || bail_out "setup"
