@@ -387,6 +387,11 @@ bool sync_op_verify(sync_ctx *c)
     if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
         goto cleanup;
     va.by_record = sync_record_hash_ok(&b, &p);
+    /* extra primary rows may also be deletes the ledger could not see */
+    bool known = false, writable = false;
+    char installed[64];
+    if (!capture_was_writable(&b, &known, &writable, installed, sizeof installed))
+        goto cleanup;
     sconn_close(&b);
     sconn_close(&p);
     va.cat = &bcat;
@@ -414,7 +419,11 @@ bool sync_op_verify(sync_ctx *c)
             extra += np - nb;
             sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
                         " before the outage, never copied to the backup); every backup row is on the"
-                        " primary, identical", t->label, np - nb, plural(np - nb, "row", "rows"));
+                        " primary, identical%s%s%s", t->label, np - nb, plural(np - nb, "row", "rows"),
+                        writable ? "; but the backup was not fenced when capture was installed ("
+                                 : "", writable ? installed : "",
+                        writable ? "): some may be rows deleted there before it, which the ledger"
+                                   " does not have" : "");
             break;
         case V_DIFFERENT:
             sb_reset(&line);
