@@ -562,8 +562,10 @@ static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
         sb_printf(c, "disables subscription %s on the backup (ALTER SUBSCRIPTION ... DISABLE), so it never "
                      "follows an old primary that comes back", sub);
     else if (strcmp(s->op, "recreate-subscription") == 0)
-        sb_printf(c, "recreates subscription %s on the backup to publication %s on the primary, without "
-                     "copying data (copy_data = false)", sub, pub);
+        sb_printf(c, "makes the backup equal to the primary (converge: only the rows that differ, those the "
+                     "replication lag kept from it, are copied or deleted on the backup), then recreates "
+                     "subscription %s on the backup to publication %s on the primary, without copying data "
+                     "(copy_data = false)", sub, pub);
     else
         sb_printf(c, "moves every sequence on the backup past the largest id in use (setval)");
 }

@@ -538,6 +538,10 @@ static void on_sync_done(void *arg, const sync_result *sr)
                  (long long)sr->tables, (long long)sr->duration_ms);
         if (r->step.action == ACT_SYNC_BACK)
             store_sync_resolution_set(r->env.store, "");
+        /* the rows the backup was behind in (the primary's stand): known
+         * to differ until converge (resume-replication) copies them */
+        if (r->step.action == ACT_VERIFY && r->env.refresh != NULL)
+            refresh_note_difference(r->env.refresh, sr->differing, sr->differing, "verify");
     } else {
         fail(r, "%s", sr->error);
     }
@@ -591,6 +595,40 @@ static void on_refresh_step(void *arg, bool ok, const char *error)
     finish_later(r);
 }
 
+/* recreate-subscription, first part: converge (the backup made equal to
+ * the primary, see sync.h); the subscription is recreated only then. */
+static void on_converge_done(void *arg, const sync_result *sr)
+{
+    step_run *r = arg;
+    r->output = output_kept(sr->report, sr->report ? strlen(sr->report) : 0, false);
+    bool ok = sr->ok;
+    if (ok)
+        refresh_note_difference(r->env.refresh, 0, sr->differing, "converge");
+    else
+        fail(r, "converge: %s", sr->error);
+    sync_job_free(r->sync);
+    r->sync = NULL;
+    if (!ok) {
+        finish(r);
+        return;
+    }
+    if (!refresh_subscription_recreate(r->env.refresh, r->env.cfg, on_refresh_step, r)) {
+        fail(r, "%s could not start", r->step.op);
+        finish(r);
+    }
+}
+
+static void begin_converge(step_run *r)
+{
+    char err[512];
+    sync_request req = { .op = SYNC_CONVERGE, .timeout_ms = r->step.timeout_ms };
+    r->sync = sync_start(r->env.loop, r->env.cfg, &req, on_converge_done, r, err, sizeof err);
+    if (r->sync == NULL) {
+        fail(r, "converge: %s", err);
+        finish_later(r);
+    }
+}
+
 static void begin_refresh(step_run *r)
 {
     const char *mode = r->env.cfg->refresh_mode;
@@ -608,8 +646,10 @@ static void begin_refresh(step_run *r)
     bool started;
     if (strcmp(r->step.op, "disable-subscription") == 0)
         started = refresh_subscription_disable(r->env.refresh, r->env.cfg, on_refresh_step, r);
-    else if (strcmp(r->step.op, "recreate-subscription") == 0)
-        started = refresh_subscription_recreate(r->env.refresh, r->env.cfg, on_refresh_step, r);
+    else if (strcmp(r->step.op, "recreate-subscription") == 0) {
+        begin_converge(r);
+        return;
+    }
     else
         started = refresh_bump_sequences(r->env.refresh, r->env.cfg, on_refresh_step, r);
     if (!started) {

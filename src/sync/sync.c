@@ -46,6 +46,7 @@ static const char *op_name(sync_op op)
     case SYNC_BACK: return "sync-back";
     case SYNC_VERIFY: return "verify";
     case SYNC_FULL: return "full";
+    case SYNC_CONVERGE: return "converge";
     }
     return "?";
 }
@@ -63,6 +64,7 @@ static void *worker_main(void *arg)
         ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
         break;
     case SYNC_FULL: ok = sync_op_full(c); break;
+    case SYNC_CONVERGE: ok = sync_op_converge(c); break;
     }
     if (!ok && !sync_failed(c))
         sync_fail(c, "%s failed", op_name(c->op));
@@ -127,6 +129,7 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
         str_copy(r.error, c->error[0] ? c->error : "failed", sizeof(r.error));
     r.rows = c->rows;
     r.tables = c->tables;
+    r.differing = c->differing;
     r.duration_ms = mono_ms() - j->t0;
 
     /* The report is masked here once more, whole: it quotes data. */

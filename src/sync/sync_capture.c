@@ -360,8 +360,9 @@ bool sync_op_capture(sync_ctx *c)
                 dropped, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
     if (strcmp(PQgetvalue(r, 0, 2), "false") == 0)
         sync_report(c, "warning: the backup was not fenced when capture was installed: writes the"
-                    " app (or anyone) made there before %s are not in the ledger; verify sees such"
-                    " inserts and updates, not deletes", PQgetvalue(r, 0, 1));
+                    " app (or anyone) made there before %s are not in the ledger; verify cannot"
+                    " tell them from the backup having been behind the primary, whose version"
+                    " stands", PQgetvalue(r, 0, 1));
     sync_add_counts(c, 0, (int64_t)cat.n);
     ok = true;
 cleanup:

@@ -81,6 +81,7 @@ typedef struct sync_ctx {
     char error[512];
     sbuf report;
     int64_t rows, tables;
+    int64_t differing;       /* sync_result.differing */
     bool cancelled;          /* by sync_job_free: failures are expected */
 } sync_ctx;
 
@@ -203,6 +204,9 @@ bool catalog_hashable(const stable *t);
  * when `by_record` (both servers >= 14, t hashable), else
  * hashtextextended() of the row's text. */
 void sync_checksum_sql(sbuf *b, const stable *t, bool by_record);
+/* The 64-bit hash of the row of alias t that verify sums (and converge
+ * compares): `t.*`, never a bare `t`, which a column named t would shadow. */
+void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record);
 /* Both servers have hash_record_extended (>= 14). */
 bool sync_record_hash_ok(const sconn *b, const sconn *p);
 
@@ -251,6 +255,7 @@ bool sync_op_uncapture(sync_ctx *c);
 bool sync_op_back(sync_ctx *c);
 bool sync_op_full(sync_ctx *c);
 bool sync_op_verify(sync_ctx *c);
+bool sync_op_converge(sync_ctx *c);
 
 /* Worker pool: n threads, each opening its own connections with `open`,
  * taking task indexes 0..ntasks-1 in order and running `run` on them, until
