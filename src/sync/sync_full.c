@@ -34,6 +34,7 @@
 
 #include "drd/core/log.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #define CHUNK_MIN_BYTES (8LL * 1024 * 1024)
 
@@ -119,17 +120,13 @@ bool sync_pool(sync_ctx *c, int n, size_t ntasks,
         sync_fail(c, "out of memory");
         return false;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     int started = 0;
     for (int i = 0; i < n; i++) {
         pt[i] = (pool_thread){ .p = &p, .id = i };
-        if (pthread_create(&th[i], NULL, pool_main, &pt[i]) != 0)
+        if (!worker_spawn(&th[i], false, pool_main, &pt[i]))
             break;
         started++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (started == 0)
         sync_fail(c, "cannot start worker threads");
     for (int i = 0; i < started; i++)

@@ -29,29 +29,13 @@
 
 #include <libpq-fe.h>
 
+#include "drd/core/strbuf.h"
+#include "drd/pg/quote.h"
 #include "drd/sync/sync.h"
 
-/* ---- growable strings (SQL text, the report) ------------------------- */
+/* ---- growable strings (SQL text, the report): core/strbuf, pg/quote ---- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool oom;                /* an append failed: the text is incomplete */
-} sbuf;
-
-void sb_init(sbuf *b);
-void sb_free(sbuf *b);
-void sb_reset(sbuf *b);
-void sb_add(sbuf *b, const char *s);
-void sb_addn(sbuf *b, const char *s, size_t n);
-void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_vprintf(sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-/* "name" with embedded quotes doubled: any identifier. */
-void sb_ident(sbuf *b, const char *name);
-/* 'text' with embedded quotes doubled (standard_conforming_strings = on). */
-void sb_literal(sbuf *b, const char *s);
-/* The text, "" when empty. */
-const char *sb_str(const sbuf *b);
+typedef strbuf sbuf;
 
 /* ---- the job context shared by its threads --------------------------- */
 
