@@ -30,6 +30,7 @@
  *                  app's database) on the backup.
  * Every table or sequence named implies USAGE on its schema. */
 #include "drd/check/privs.h"
+#include "drd/store/states.h"
 #include "drd/pg/pgconn.h"
 #include "drd/core/util.h"
 
@@ -201,7 +202,7 @@ static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const
         break;
     case ACT_FENCE:
         snprintf(tags, sizeof tags, "%s%s", dflt(s->mode, "read-only"), s->lift ? "+off" : "+on");
-        target = str_eq(s->target, "backup") ? S_BACKUP : S_PRIMARY;
+        target = target_or_primary(s->target) == TARGET_BACKUP ? S_BACKUP : S_PRIMARY;
         required = s->lift || s->required;
         break;
     case ACT_REFRESH:

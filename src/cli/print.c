@@ -41,7 +41,7 @@ static void print_target_notes(const char *name, json_t *t)
         printf("%s: MISCONFIGURED (%s): %s; not an outage: no breaker, no failover until it is fixed\n",
                name, str_or(json_object_get(t, "error_class"), "?"), cause);
     }
-    if (str_eq(name, "primary") && json_is_false(json_object_get(t, "seen_healthy")) &&
+    if (target_or_primary(name) == TARGET_PRIMARY && json_is_false(json_object_get(t, "seen_healthy")) &&
         json_is_integer(json_object_get(t, "last_probe_at")))
         printf("%s: never seen healthy since drd started: no automatic failover of it "
                "([failover] require_seen_healthy); drctl failover still works\n", name);
