@@ -244,6 +244,11 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
      * there with its own role (url's user, password, host, TLS). */
     c->primary_db = cfg->primary.app_url ? pgconn_dbname(cfg->primary.app_url) : NULL;
     c->backup_db = cfg->backup.app_url ? pgconn_dbname(cfg->backup.app_url) : NULL;
+    char app_db[128];
+    if (cfg->backup.app_url == NULL ||
+        !pgconn_identity(cfg->backup.app_url, c->backup_app_user, sizeof c->backup_app_user,
+                         app_db, sizeof app_db))
+        c->backup_app_user[0] = '\0';
     c->backup_password = dup_or_null(cfg->backup.password, &oom);
     c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
     c->exclude = dup_or_null(cfg->sync_exclude, &oom);

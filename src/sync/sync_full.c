@@ -455,6 +455,11 @@ bool sync_op_verify(sync_ctx *c)
     va.by_record = sync_record_hash_ok(&b, &p);
     if (!c->full && !verify_has_ledger(&b, &va.ledger))
         goto cleanup;
+    /* extra primary rows may also be deletes the ledger could not see */
+    bool known = false, writable = false;
+    char installed[64];
+    if (!capture_was_writable(&b, &known, &writable, installed, sizeof installed))
+        goto cleanup;
     sconn_close(&b);
     sconn_close(&p);
     va.cat = &bcat;
@@ -489,12 +494,20 @@ bool sync_op_verify(sync_ctx *c)
                             " older than the primary's (%" PRId64 " changed, %" PRId64 " deleted there"
                             " before the outage; the outage never touched them: the primary's version"
                             " stands), %" PRId64 " %s only on the primary; every row the outage changed"
-                            " is on the primary, identical", t->label, stale, plural(stale, "row", "rows"),
-                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"));
+                            " is on the primary, identical%s%s%s", t->label, stale, plural(stale, "row", "rows"),
+                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"),
+                            writable ? "; but the backup was not fenced when capture was installed ("
+                                     : "", writable ? installed : "",
+                            writable ? "): some may be changes made there before it, which the"
+                                       " ledger does not have" : "");
             else
                 sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
                             " before the outage, never copied to the backup); every backup row is on the"
-                            " primary, identical", t->label, more, plural(more, "row", "rows"));
+                            " primary, identical%s%s%s", t->label, more, plural(more, "row", "rows"),
+                            writable ? "; but the backup was not fenced when capture was installed ("
+                                     : "", writable ? installed : "",
+                            writable ? "): some may be rows deleted there before it, which the ledger"
+                                       " does not have" : "");
             break;
         }
         case V_DIFFERENT:

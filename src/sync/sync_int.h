@@ -44,6 +44,7 @@ typedef struct sync_ctx {
     char *primary_url, *primary_password;
     char *backup_url, *backup_password;
     char *primary_db, *backup_db;   /* the app's database (from app_url) on each side; NULL = the URL's */
+    char backup_app_user[128];      /* the app's role on the backup (app_url's user), "" = unknown */
     char *schemas;           /* comma list */
     char *exclude;           /* comma list of schema.table patterns, or NULL */
     bool no_pk_copy;         /* [sync] no_pk = copy */
@@ -229,6 +230,11 @@ bool fk_verify(sync_ctx *c, const scatalog *cat, int *nbad, sbuf *bad);
 /* ---- operations (run on the job thread; true = ok) ---------------------- */
 
 bool sync_op_capture(sync_ctx *c);
+/* Was the backup writable for the app when capture was first installed
+ * (not fenced: then writes made there before are not in the ledger)?
+ * *known = false when there is no capture or it predates the record;
+ * *at = when it was installed. false only on an error. */
+bool capture_was_writable(sconn *b, bool *known, bool *writable, char *at, size_t atlen);
 bool sync_op_uncapture(sync_ctx *c);
 bool sync_op_back(sync_ctx *c);
 bool sync_op_full(sync_ctx *c);
