@@ -60,9 +60,12 @@ static void *worker_main(void *arg)
     switch (c->op) {
     case SYNC_CAPTURE: ok = sync_op_capture(c); break;
     case SYNC_UNCAPTURE: ok = sync_op_uncapture(c); break;
-    case SYNC_BACK: ok = c->full ? sync_op_full(c) : sync_op_back(c); break;
+    case SYNC_BACK:
+        ok = c->online ? sync_op_presync(c) : c->full ? sync_op_full(c) : sync_op_back(c);
+        break;
     case SYNC_VERIFY:
-        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
+        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) &&
+             (c->full ? sync_op_verify(c) : sync_op_verify_window(c));
         break;
     case SYNC_FULL: ok = sync_op_full(c); break;
     case SYNC_CONVERGE: ok = sync_op_converge(c); break;
@@ -202,6 +205,7 @@ static void ctx_free(sync_ctx *c)
     free(c->exclude);
     free(c->resolution);
     free(c->fds);
+    free(c->since);
     sb_free(&c->report);
     pthread_mutex_destroy(&c->mu);
 }
@@ -258,6 +262,8 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
     c->op = req->op;
     c->resync = req->resync;
+    c->online = req->online;
+    c->run_id = req->run_id;
     c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
     if (oom) {
         str_copy(err, "out of memory", errlen);
