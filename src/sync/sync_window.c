@@ -500,6 +500,33 @@ static bool nothing_pending(sync_ctx *c, sconn *b)
     return n == 0;
 }
 
+/* A keyless table that changed: both sides' count and checksum must be
+ * equal (no key: the rows cannot be told apart), on our connections. */
+static bool check_keyless(sync_ctx *c, sconn *b, sconn *p, const stable *t, int *nbad, sbuf *bad)
+{
+    sbuf q;
+    sb_init(&q);
+    sync_checksum_sql(&q, t, sync_record_hash_ok(b, p));
+    PGresult *rb = NULL, *rp = NULL;
+    bool ok = !q.oom && sq_exec_both(b, sb_str(&q), p, sb_str(&q), &rb, &rp, "checksumming");
+    sb_free(&q);
+    if (!ok)
+        return false;
+    if (strcmp(PQgetvalue(rb, 0, 0), PQgetvalue(rp, 0, 0)) == 0 &&
+        strcmp(PQgetvalue(rb, 0, 1), PQgetvalue(rp, 0, 1)) == 0) {
+        sync_report(c, "verify %s: %s rows, equal (no key: read whole)", t->label, PQgetvalue(rb, 0, 0));
+    } else {
+        sync_report(c, "verify %s: DIFFERENT: backup %s rows (checksum %s), primary %s rows (checksum %s);"
+                    " no primary key: its rows cannot be looked up one by one", t->label,
+                    PQgetvalue(rb, 0, 0), PQgetvalue(rb, 0, 1), PQgetvalue(rp, 0, 0), PQgetvalue(rp, 0, 1));
+        sb_printf(bad, "%s%s (backup %s rows, primary %s rows)", (*nbad)++ ? "; " : "", t->label,
+                  PQgetvalue(rb, 0, 0), PQgetvalue(rp, 0, 0));
+    }
+    PQclear(rb);
+    PQclear(rp);
+    return true;
+}
+
 /* The keyed, changed tables: their touched keys. Differences counted in
  * *nbad and listed in bad. */
 static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, const tinfo *info,
@@ -509,6 +536,11 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
     for (size_t i = 0; i < cat->n; i++) {
         const stable *t = &cat->t[i];
         const tinfo *ti = &info[i];
+        if (ti->verified && ti->whole && t->nkey == 0) {
+            if (!check_keyless(c, b, p, t, nbad, bad))
+                return false;
+            continue;
+        }
         if (!ti->verified || ti->whole)
             continue;
         if (!ti->changed) {
@@ -519,6 +551,7 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
         int64_t n[4] = { 0 };
         if (!verify_keys(c, b, p, t, by_record, n))
             return false;
+        sync_add_counts(c, n[3], 1);
         if (n[0] + n[1] + n[2] == 0) {
             sync_report(c, "verify %s: the %" PRId64 " keys the outage touched are identical on both"
                         " sides; the rest was verified online (%s)", t->label, n[3], ti->state);
@@ -534,8 +567,8 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
     return true;
 }
 
-/* The tables to read whole: truncated, keyless and changed, or without an
- * online result. */
+/* The tables to read whole with verify's own rules: keyed ones truncated
+ * (a ledger of an older version) or without an online result. */
 static bool whole_tables(sync_ctx *c, const scatalog *cat, const tinfo *info)
 {
     whole_list w = { 0 };
@@ -545,7 +578,7 @@ static bool whole_tables(sync_ctx *c, const scatalog *cat, const tinfo *info)
         return false;
     }
     for (size_t i = 0; i < cat->n; i++)
-        if (!info[i].verified || info[i].whole)
+        if (!info[i].verified || (info[i].whole && cat->t[i].nkey > 0))
             w.labels[w.n++] = cat->t[i].label;
     bool ok = true;
     if (w.n > 0) {
@@ -617,7 +650,7 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
      * (tables read whole now: as found now) */
     int64_t differing = 0;
     for (size_t i = 0; i < bcat.n; i++)
-        if (info[i].verified && !info[i].whole)
+        if (info[i].verified && (!info[i].whole || bcat.t[i].nkey == 0))
             differing += info[i].differing;
     pthread_mutex_lock(&c->mu);
     c->differing += differing;
