@@ -168,7 +168,8 @@ static void print_status(json_t *doc, bool from_db)
                        json_integer_value(rid), str_or(json_object_get(ap, "prompt"), ""));
             else
                 printf("  #%" JSON_INTEGER_FORMAT " (%s: start a failover?): %s\n", id,
-                       str_eq(json_string_value(json_object_get(ap, "kind")), "policy") ? "policy" : "no run yet",
+                       approval_kind_of(json_string_value(json_object_get(ap, "kind"))) == APPROVAL_POLICY
+                           ? "policy" : "no run yet",
                        str_or(json_object_get(ap, "prompt"), ""));
             printf("      drctl approve %" JSON_INTEGER_FORMAT
                    "   |   drctl reject %" JSON_INTEGER_FORMAT "\n", id, id);
