@@ -26,6 +26,7 @@
 #include "drd/conf/runbook.h"
 #include "drd/store/store.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #define CHECK_TIMEOUT_MS 2000
 #define DUMP_MIN_FREE    (1024.0 * 1024.0 * 1024.0)
@@ -840,7 +841,7 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
         j->deadline_ms = deadline_ms;
         j->st = ST_FAIL;
         str_copy(j->reason, "check did not run", sizeof j->reason);
-        if (pthread_create(&j->thread, NULL, run_job, j) == 0)
+        if (worker_spawn(&j->thread, false, run_job, j))
             j->started = true;
         else
             run_job(j);                     /* no thread: run it here */

@@ -4,6 +4,7 @@
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
 #include "drd/pg/pgexec.h"
+#include "drd/pg/quote.h"
 #include "drd/core/proc.h"
 #include "drd/sync/sync.h"
 #include "drd/core/util.h"
@@ -325,21 +326,6 @@ static void begin_wait_healthy(step_run *r)
 
 /* --------------------------------------------------------------- fence */
 
-static void quote(char *out, size_t n, const char *s, char q)
-{
-    size_t o = 0;
-    if (n < 3)
-        return;
-    out[o++] = q;
-    for (; *s != '\0' && o + 3 < n; s++) {
-        if (*s == q)
-            out[o++] = q;
-        out[o++] = *s;
-    }
-    out[o++] = q;
-    out[o] = '\0';
-}
-
 /* The role and database the app uses on a target, from its app_url. */
 static bool app_identity(const config_target *t, char *user, size_t un, char *db, size_t dn)
 {
@@ -382,7 +368,7 @@ static void begin_fence(step_run *r)
 {
     const config_t *c = r->env.cfg;
     const config_target *t = target_of(c, r->step.target);
-    char user[128], db[128], qu[300], qd[300], ql[300];
+    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300];
     char s1[1024], filter[800], s2[4096];
     /* The read-only fence applies to drd's own new sessions too when its
      * url names the fenced database (one database, as on many hosted
@@ -431,9 +417,13 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
-    quote(qu, sizeof qu, user, '"');
-    quote(qd, sizeof qd, db, '"');
-    quote(ql, sizeof ql, user, '\'');
+    /* Quoted whole or not at all (never a cut name). */
+    if (!pg_ident_buf(qu, sizeof qu, user) || !pg_ident_buf(qd, sizeof qd, db) ||
+        !pg_literal_buf(ql, sizeof ql, user) || !pg_literal_buf(qdl, sizeof qdl, db)) {
+        fail(r, "role or database name too long");
+        finish_later(r);
+        return;
+    }
     if (strcmp(r->step.mode, "nologin") == 0) {
         snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
     } else {
@@ -443,8 +433,6 @@ static void begin_fence(step_run *r)
             snprintf(s1, sizeof s1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
     }
     /* Sessions opened before the fence keep their settings: end them. */
-    char qdl[300];
-    quote(qdl, sizeof qdl, db, '\'');
     /* End them, then wait (3 s at most) until none is left, so that when
      * the step is done no app session can write any more (a write of an
      * old app instance reaching the backup after stop-app). The count
@@ -553,7 +541,7 @@ static void on_sync_done(void *arg, const sync_result *sr)
 static void begin_sync(step_run *r)
 {
     char err[512], resolution[32] = "";
-    sync_request req = { .timeout_ms = r->step.timeout_ms };
+    sync_request req = { .timeout_ms = r->step.timeout_ms, .run_id = r->env.run_id };
     switch (r->step.action) {
     case ACT_CAPTURE:
         req.op = r->step.remove ? SYNC_UNCAPTURE : SYNC_CAPTURE;
@@ -569,7 +557,8 @@ static void begin_sync(step_run *r)
             req.resolution = resolution;
         break;
     default:
-        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;
+        req.online = str_eq(r->step.mode, "online");
+        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 && !req.online ? SYNC_FULL : SYNC_BACK;
         if (store_sync_resolution_get(r->env.store, resolution, sizeof resolution) && resolution[0])
             req.resolution = resolution;
         break;

@@ -22,6 +22,7 @@
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 struct sync_job {
     loop_t *loop;
@@ -59,9 +60,12 @@ static void *worker_main(void *arg)
     switch (c->op) {
     case SYNC_CAPTURE: ok = sync_op_capture(c); break;
     case SYNC_UNCAPTURE: ok = sync_op_uncapture(c); break;
-    case SYNC_BACK: ok = c->full ? sync_op_full(c) : sync_op_back(c); break;
+    case SYNC_BACK:
+        ok = c->online ? sync_op_presync(c) : c->full ? sync_op_full(c) : sync_op_back(c);
+        break;
     case SYNC_VERIFY:
-        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
+        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) &&
+             (c->full ? sync_op_verify(c) : sync_op_verify_window(c));
         break;
     case SYNC_FULL: ok = sync_op_full(c); break;
     case SYNC_CONVERGE: ok = sync_op_converge(c); break;
@@ -73,9 +77,7 @@ static void *worker_main(void *arg)
     j->done = true;
     pthread_cond_signal(&j->done_cond);
     pthread_mutex_unlock(&c->mu);
-    uint64_t one = 1;
-    while (write(j->efd, &one, sizeof(one)) < 0 && errno == EINTR)
-        ;
+    worker_notify(j->efd);
     return NULL;
 }
 
@@ -203,21 +205,9 @@ static void ctx_free(sync_ctx *c)
     free(c->exclude);
     free(c->resolution);
     free(c->fds);
+    free(c->since);
     sb_free(&c->report);
     pthread_mutex_destroy(&c->mu);
-}
-
-/* Worker threads must not take the process's signals. */
-static bool spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        errno = rc;
-    return rc == 0;
 }
 
 sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
@@ -258,6 +248,11 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
      * there with its own role (url's user, password, host, TLS). */
     c->primary_db = cfg->primary.app_url ? pgconn_dbname(cfg->primary.app_url) : NULL;
     c->backup_db = cfg->backup.app_url ? pgconn_dbname(cfg->backup.app_url) : NULL;
+    char app_db[128];
+    if (cfg->backup.app_url == NULL ||
+        !pgconn_identity(cfg->backup.app_url, c->backup_app_user, sizeof c->backup_app_user,
+                         app_db, sizeof app_db))
+        c->backup_app_user[0] = '\0';
     c->backup_password = dup_or_null(cfg->backup.password, &oom);
     c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
     c->exclude = dup_or_null(cfg->sync_exclude, &oom);
@@ -267,6 +262,8 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
     c->op = req->op;
     c->resync = req->resync;
+    c->online = req->online;
+    c->run_id = req->run_id;
     c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
     if (oom) {
         str_copy(err, "out of memory", errlen);
@@ -280,24 +277,20 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
         str_copy(err, "[sync] schemas is empty", errlen);
         goto fail;
     }
-    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    j->efd = worker_eventfd(loop, on_done, j);
     if (j->efd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
-        goto fail;
-    }
-    if (!loop_add_fd(loop, j->efd, POLLIN, on_done, j)) {
-        str_copy(err, "cannot watch the job's eventfd", errlen);
+        snprintf(err, errlen, "cannot watch the job's eventfd: %s", strerror(errno));
         goto fail;
     }
     log_info("sync: %s started", op_name(c->op));
-    if (!spawn(&j->worker, worker_main, j)) {
+    if (!worker_spawn(&j->worker, false, worker_main, j)) {
         snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
         loop_del_fd(loop, j->efd);
         goto fail;
     }
     j->worker_started = true;
     if (c->timeout_ms > 0) {
-        if (!spawn(&j->watchdog, watchdog_main, j)) {
+        if (!worker_spawn(&j->watchdog, false, watchdog_main, j)) {
             snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
             sync_job_free(j);
             return NULL;
