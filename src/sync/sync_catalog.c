@@ -468,3 +468,15 @@ bool sync_try_replica(sconn *p)
 {
     return sq_try(p, "SET session_replication_role = replica", NULL, 0);
 }
+
+/* ---- both sides ------------------------------------------------------------------- */
+
+/* Connect to both sides, load both catalogs, compare them: what every
+ * operation starts with. (One after the other: a version doing the
+ * primary's on a thread of its own crashed once in the benchmark and was
+ * not kept.) */
+bool sync_open_both(sync_ctx *c, sconn *b, scatalog *bcat, sconn *p, scatalog *pcat)
+{
+    return sconn_open(c, b, false) && sconn_open(c, p, true) && catalog_load(b, bcat) &&
+           catalog_load(p, pcat) && catalog_compare(c, bcat, pcat);
+}
