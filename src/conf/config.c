@@ -407,7 +407,14 @@ static const char *const format_words[] = { "slack", "json", NULL };
 static const char *const no_pk_words[] = { "copy", "refuse", NULL };
 static const char *const conflict_words[] = { "ask", "backup-wins", "primary-wins", NULL };
 static const char *const sync_mode_words[] = { "incremental", "full", NULL };
-static const char *const refresh_words[] = { "off", "dump", "logical", NULL };
+static const char *const refresh_words[] = { "off", "dump", "logical", "reconcile", NULL };
+static const char *const deletes_words[] = { "auto", "ledger", "compare", NULL };
+
+static bool check_size(const char *v)
+{
+    int64_t b;
+    return parse_bytes(v, &b);
+}
 
 static bool check_http_url(const char *v)
 {
@@ -510,7 +517,7 @@ static const config_option options[] = {
     { "sync", "parallel", OPT_INT, F(sync_parallel), "4", .min = 1, .max = 32 },
 
     { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_words },
-    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 60000, .max = 365 * 24 * MS_H },
+    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 1000, .max = 365 * 24 * MS_H },
     { "refresh", "schedule", OPT_STRING, F(refresh_schedule), NULL,
       .check = cron_valid, .hint = "use five cron fields, e.g. 0 2 * * 0" },
     { "refresh", "dir", OPT_PATH, F(refresh_dir), "/var/lib/drd/dumps", .flags = 0 },
@@ -520,6 +527,16 @@ static const config_option options[] = {
     { "refresh", "jobs", OPT_INT, F(refresh_jobs), "2", .min = 1, .max = 32 },
     { "refresh", "publication", OPT_STRING, F(refresh_publication), "drd_pub", .flags = 0 },
     { "refresh", "subscription", OPT_STRING, F(refresh_subscription), "drd_sub", .flags = 0 },
+    { "refresh", "source_url", OPT_URL, F(refresh_source_url), NULL, .flags = OPT_SECRET },
+    { "refresh", "tables", OPT_STRING, F(refresh_tables), NULL, .flags = 0 },
+    { "refresh", "change_columns", OPT_STRING, F(refresh_change_columns), "updated_at, created_at", .flags = 0 },
+    { "refresh", "lookback", OPT_DURATION, F(refresh_lookback_ms), "5m", .min = 0, .max = 7 * 24 * MS_H },
+    { "refresh", "batch", OPT_INT, F(refresh_batch), "500", .min = 1, .max = 100000 },
+    { "refresh", "full_every", OPT_DURATION, F(refresh_full_every_ms), "24h", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "deletes", OPT_ENUM, F(refresh_deletes), "auto", .words = deletes_words },
+    { "refresh", "compare_every", OPT_DURATION, F(refresh_compare_every_ms), "1h", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "egress_budget", OPT_STRING, F(refresh_egress_budget), NULL,
+      .check = check_size, .hint = "use a size, e.g. 5GB or 500MB" },
 
     { "log", "level", OPT_ENUM, F(log_level), "info", .words = level_words },
 
@@ -1042,6 +1059,9 @@ static void cross_checks(load_ctx *x)
     if (str_eq(c->failover_fence, "command") && c->failover_fence_command == NULL)
         load_error(x, entry_line(c, "failover", "fence"),
                    "fence = command needs fence_command in [failover]");
+    if (c->refresh_every_ms > 0 && c->refresh_every_ms < 60000 && !str_eq(c->refresh_mode, "reconcile"))
+        load_error(x, entry_line(c, "refresh", "every"),
+                   "every in [refresh] below 1m is for mode = reconcile only");
     if (c->primary.url != NULL && str_eq(c->primary.url, c->backup.url))
         load_error(x, entry_line(c, "backup", "url"),
                    "url in [backup] is the same as url in [primary]");

@@ -259,6 +259,39 @@ static const char *const migrations[] = {
     "ALTER TABLE approvals_v5 RENAME TO approvals;"
     "CREATE INDEX approvals_pending ON approvals (created_at, id) WHERE state = 'pending';"
     "CREATE INDEX approvals_run ON approvals (run_id, id);",
+
+    /* 5 -> 6: reconcile refreshes (mode 'reconcile': rebuild refreshes for
+     * its CHECK, keeping ids), the per-table watermarks of reconcile mode,
+     * and the bytes read from the primary per day (the egress budget). */
+    "CREATE TABLE refreshes_v6 ("
+    "  id          INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  mode        TEXT NOT NULL CHECK (mode IN ('dump', 'logical', 'reconcile')),"
+    "  \"trigger\"   TEXT NOT NULL CHECK (\"trigger\" IN ('schedule', 'manual')),"
+    "  state       TEXT NOT NULL DEFAULT 'running'"
+    "              CHECK (state IN ('running', 'succeeded', 'failed', 'refused')),"
+    "  started_at  INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  bytes       INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    "  file        TEXT NOT NULL DEFAULT '',"
+    "  error       TEXT NOT NULL DEFAULT ''"
+    ");"
+    "INSERT INTO refreshes_v6 SELECT id, mode, \"trigger\", state, started_at, finished_at, bytes,"
+    " file, error FROM refreshes;"
+    "DROP TABLE refreshes;"
+    "ALTER TABLE refreshes_v6 RENAME TO refreshes;"
+    "CREATE INDEX refreshes_succeeded ON refreshes (id) WHERE state = 'succeeded';"
+    "CREATE TABLE IF NOT EXISTS reconcile_tables ("
+    "  name       TEXT PRIMARY KEY,"               /* schema.table */
+    "  watermark  TEXT NOT NULL DEFAULT '',"        /* JSON [change, key...] of the last applied row */
+    "  full_key   TEXT NOT NULL DEFAULT '',"        /* whole copy under way: JSON [key...] applied */
+    "  full_at    INTEGER NOT NULL DEFAULT 0,"      /* the last whole copy finished, ms */
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS egress_days ("
+    "  day       TEXT PRIMARY KEY,"                 /* YYYY-MM-DD, UTC */
+    "  bytes     INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    "  refreshes INTEGER NOT NULL DEFAULT 0"
+    ");",
 };
 
 int store_latest_version(void)
@@ -289,6 +322,9 @@ enum stmt_id {
     /* schema v4 */
     ST_CHECK_PUT, ST_CHECK_DELETE_OTHERS, ST_CHECKS_ALL,
     ST_DRILL_INSERT, ST_DRILLS_RECENT, ST_DRILL_LAST_GOOD,
+    /* schema v6 */
+    ST_WATERMARK_GET, ST_WATERMARK_PUT, ST_WATERMARKS_RESET, ST_EGRESS_ADD, ST_EGRESS_SUM,
+    ST_REFRESHES_PRUNE,
     ST_COUNT
 };
 
@@ -434,6 +470,26 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DRILL_LAST_GOOD] =
         "SELECT id, started_at, ended_at, result, report FROM drills WHERE result = 'succeeded'"
         " ORDER BY id DESC LIMIT 1",
+    [ST_WATERMARK_GET] =
+        "SELECT name, watermark, full_key, full_at, updated_at FROM reconcile_tables WHERE name = ?1",
+    [ST_WATERMARK_PUT] =
+        "INSERT INTO reconcile_tables (name, watermark, full_key, full_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)"
+        " ON CONFLICT (name) DO UPDATE SET watermark = excluded.watermark,"
+        "   full_key = excluded.full_key, full_at = excluded.full_at, updated_at = excluded.updated_at",
+    [ST_WATERMARKS_RESET] = "DELETE FROM reconcile_tables",
+    [ST_EGRESS_ADD] =
+        "INSERT INTO egress_days (day, bytes, refreshes) VALUES (strftime('%Y-%m-%d', ?1 / 1000, 'unixepoch'), ?2, 1)"
+        " ON CONFLICT (day) DO UPDATE SET bytes = bytes + excluded.bytes, refreshes = refreshes + 1",
+    [ST_EGRESS_SUM] =
+        "SELECT coalesce(sum(bytes), 0), coalesce(sum(refreshes), 0) FROM egress_days"
+        " WHERE day >= strftime('%Y-%m-%d', ?1 / 1000, 'unixepoch')"
+        "   AND day < strftime('%Y-%m-%d', ?2 / 1000, 'unixepoch')",
+    /* a frequent mode's routine rows: keep the newest ?2 of ?1 (failures stay) */
+    [ST_REFRESHES_PRUNE] =
+        "DELETE FROM refreshes WHERE mode = ?1 AND state IN ('succeeded', 'refused') AND id <"
+        " (SELECT coalesce(min(id), 0) FROM (SELECT id FROM refreshes WHERE mode = ?1"
+        "  ORDER BY id DESC LIMIT ?2))",
 };
 
 struct store {
@@ -1876,4 +1932,83 @@ bool store_drill_last_good(store_t *s, store_drill_cb cb, void *arg)
     if (st == NULL)
         return false;
     return read_drills(s, st, "drill_last_good", cb, arg);
+}
+
+/* ---- reconcile watermarks and egress (schema v6) ---- */
+
+bool store_watermark_get(store_t *s, const char *name, store_watermark *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = stmt_use(s, ST_WATERMARK_GET, "watermark_get");
+    if (st == NULL)
+        return false;
+    if (!bind_text(st, 1, name))
+        return fail(s, st, "watermark_get");
+    int rc = read_step(s, st, "watermark_get");
+    if (rc == SQLITE_ROW) {
+        col_text(st, 0, out->name, sizeof out->name);
+        col_text(st, 1, out->watermark, sizeof out->watermark);
+        col_text(st, 2, out->full_key, sizeof out->full_key);
+        out->full_at = sqlite3_column_int64(st, 3);
+        out->updated_at = sqlite3_column_int64(st, 4);
+    }
+    stmt_done(st);
+    return rc == SQLITE_ROW;
+}
+
+bool store_watermark_put(store_t *s, const store_watermark *w)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_WATERMARK_PUT, "watermark_put");
+    if (st == NULL)
+        return false;
+    if (!bind_text(st, 1, w->name) || !bind_text(st, 2, w->watermark) || !bind_text(st, 3, w->full_key)
+        || !bind_i64(st, 4, w->full_at) || !bind_i64(st, 5, w->updated_at ? w->updated_at : wall_ms()))
+        return fail(s, st, "watermark_put");
+    return write_step(s, st, "watermark_put", NULL, NULL);
+}
+
+bool store_watermarks_reset(store_t *s)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_WATERMARKS_RESET, "watermarks_reset");
+    return st != NULL && write_step(s, st, "watermarks_reset", NULL, NULL);
+}
+
+bool store_egress_add(store_t *s, int64_t at_ms, int64_t bytes)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_EGRESS_ADD, "egress_add");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, at_ms) || !bind_i64(st, 2, bytes < 0 ? 0 : bytes))
+        return fail(s, st, "egress_add");
+    return write_step(s, st, "egress_add", NULL, NULL);
+}
+
+bool store_egress_sum(store_t *s, int64_t from_ms, int64_t to_ms, int64_t *bytes, int64_t *refreshes)
+{
+    *bytes = 0;
+    if (refreshes != NULL)
+        *refreshes = 0;
+    sqlite3_stmt *st = stmt_use(s, ST_EGRESS_SUM, "egress_sum");
+    if (st == NULL)
+        return false;
+    if (!bind_i64(st, 1, from_ms) || !bind_i64(st, 2, to_ms))
+        return fail(s, st, "egress_sum");
+    int rc = read_step(s, st, "egress_sum");
+    if (rc == SQLITE_ROW) {
+        *bytes = sqlite3_column_int64(st, 0);
+        if (refreshes != NULL)
+            *refreshes = sqlite3_column_int64(st, 1);
+    }
+    stmt_done(st);
+    return rc == SQLITE_ROW;
+}
+
+bool store_refreshes_prune(store_t *s, const char *mode, int keep)
+{
+    sqlite3_stmt *st = stmt_use(s, ST_REFRESHES_PRUNE, "refreshes_prune");
+    if (st == NULL)
+        return false;
+    if (!bind_text(st, 1, mode) || !bind_i64(st, 2, keep))
+        return fail(s, st, "refreshes_prune");
+    return write_step(s, st, "refreshes_prune", NULL, NULL);
 }

@@ -127,10 +127,10 @@ t_first=$(rd .checked_at)
 cmp_ok "$(( t_first - t_start ))" -ge 4000 "... the first run came ~5 s after the start ($(( t_first - t_start )) ms)"
 is "$(with_status fail)" "" "... no check fails"
 is "$(with_status warn)" "backup-lag drill" "... only backup-lag ([refresh] mode = off) and drill (none on record) warn" || rd_diag
-is "$(with_status ok)" "app-commands backup backup-schema backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary webhook" \
+is "$(with_status ok)" "app-commands backup backup-schema backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary refresh webhook" \
   "... every other check is ok"
 is "$(ck drill reason)" "no successful drill on record" "... drill's reason"
-is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | type) == "number" and (.fix | type) == "string")) | length')" 14 \
+is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | type) == "number" and (.fix | type) == "string")) | length')" 15 \
   "... each item has since, checked_at and fix"
 poll_until 5 metric_is drd_ready 1; ok $? "/metrics: drd_ready 1" || diag "$(drd_api /metrics | grep -E '^drd_(ready|check)')"
 m=$(drd_api /metrics)
