@@ -22,7 +22,10 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # One folder per subsystem (src/<room>/, public headers in include/drd/<room>/);
 # tests/layering.sh keeps the dependencies between rooms pointing one way.
 MAINS    := src/daemon/drd.c src/cli/drctl.c
-LIB_SRC  := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+# drctl's other files (src/cli/) are linked into drctl only.
+CLI_SRC  := $(filter-out $(MAINS),$(wildcard src/cli/*.c))
+CLI_OBJ  := $(CLI_SRC:src/%.c=build/obj/%.o)
+LIB_SRC  := $(filter-out $(MAINS) $(CLI_SRC),$(wildcard src/*/*.c))
 HDRS     := $(wildcard include/drd/*/*.h src/*/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=build/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:src/%.c=build/san/%.o)
@@ -38,7 +41,7 @@ all: bin/drd bin/drctl $(TOOLS_BIN)
 
 bin/drd: build/obj/daemon/drd.o $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-bin/drctl: build/obj/cli/drctl.o $(LIB_OBJ) | bin
+bin/drctl: build/obj/cli/drctl.o $(CLI_OBJ) $(LIB_OBJ) | bin
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # drd with ASan+UBSan, for the integration tests that look for memory errors
 bin/drd-san: build/san/daemon/drd.o $(SAN_OBJ) | bin

@@ -3,12 +3,15 @@
 # Each test program prints TAP lines ("ok ..." / "not ok ..."); a program
 # that exits non-zero without reporting a failure counts as one failure.
 # Unit tests and fuzzers run one after the other; integration scripts run JOBS at a
-# time (default 2: each uses its own temp dir and free ports).
+# time (each uses its own temp dir and free ports; default 2, or 3 on a
+# machine with 4 or more cores). Clusters are copies of one initdb template
+# per run (build/pg-template, see tests/lib/pg.sh), rebuilt at each run.
 # Usage: tests/run.sh [PATTERN]   (PATTERN filters test names)
 set -u
 cd "$(dirname "$0")/.."
 pattern=${1:-}
-jobs=${JOBS:-2}
+cores=$(nproc 2>/dev/null || echo 2)
+jobs=${JOBS:-$(( cores >= 4 ? 3 : 2 ))}
 logs=build/test-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.result
@@ -71,6 +74,9 @@ for t in tests/integration/t_*.sh; do
   name="integration/$(basename "$t" .sh)"
   [ -x "$t" ] && selected "$name" && names+=("$name")
 done
+# A fresh template per run (a new PostgreSQL build, a changed pg.sh).
+export PG_TEMPLATE_DIR=$PWD/build/pg-template
+[ ${#names[@]} -gt 0 ] && rm -rf "$PG_TEMPLATE_DIR"
 for name in "${names[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
   run_one "$name" "tests/integration/${name#integration/}.sh" &

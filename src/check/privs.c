@@ -5,7 +5,8 @@
  * (steps.c, sync_capture.c, sync_back.c, sync_full.c, sync_catalog.c,
  * refresh_logical.c, refresh_job.c):
  *   capture        CREATE SCHEMA drd (CREATE on the database), CREATE
- *                  TRIGGER on every synced table (TRIGGER);
+ *                  TRIGGER on every synced table (TRIGGER), and SELECT on
+ *                  it (the TRUNCATE trigger records the rows it removes);
  *   sync-back      on the primary: SELECT/INSERT/UPDATE/DELETE on the
  *                  tables (DELETE + INSERT ... ON CONFLICT), SELECT/UPDATE
  *                  on the sequences (read, setval), temporary tables; on
@@ -73,7 +74,7 @@ static const struct {
     bool optional;               /* a warning, not a failure */
 } rules[] = {
     { ACT_CAPTURE,   "install",               S_BACKUP,  PO_DATABASE,    P_CREATE, NULL, false },
-    { ACT_CAPTURE,   "install",               S_BACKUP,  PO_TABLES,      P_TRIGGER, NULL, false },
+    { ACT_CAPTURE,   "install",               S_BACKUP,  PO_TABLES,      P_SELECT | P_TRIGGER, NULL, false },
     { ACT_SYNC_BACK, "incremental",           S_PRIMARY, PO_TABLES,      P_SELECT | P_INSERT | P_UPDATE | P_DELETE, NULL, false },
     { ACT_SYNC_BACK, "full",                  S_PRIMARY, PO_TABLES,      P_SELECT | P_INSERT | P_DELETE, NULL, false },
     { ACT_SYNC_BACK, "full",                  S_PRIMARY, PO_TABLES,      P_TRUNCATE, NULL, true },

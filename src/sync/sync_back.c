@@ -23,8 +23,11 @@
  *   it, INSERT ... ON CONFLICT DO UPDATE parents first, then deletes of
  *   the keys gone from the backup children first (foreign keys hold at
  *   every statement, and ON DELETE CASCADE never fires on a row the backup
- *   still has). Tables truncated during the outage (ledger op T) and
- *   changed tables without a key are copied whole, unless already equal.
+ *   still has). Changed tables without a key (and, in a ledger of an
+ *   older version, tables truncated during the outage: op T) are copied
+ *   whole, unless already equal, and only if the primary's copy is still
+ *   the one capture saw (keyless_guard). A TRUNCATE is recorded as a
+ *   delete per row (sync_capture.c) and handled key by key like one.
  *   Then the sequences, then COMMIT.
  *   primary-wins: the conflicting keys keep the primary's row, and that row
  *   is copied to the backup too, so that verify can pass. */
@@ -434,7 +437,9 @@ static bool foreign_keys(backctx *x, int64_t *fk_conflicts)
 /* A keyless table is copied whole: only if the primary's copy is still
  * what the backup held when capture was installed (its fingerprint then);
  * else copying would delete rows the primary alone has: a conflict
- * (ch->whole_conflict). false only on an error. */
+ * (ch->whole_conflict). A keyed table is copied whole only for a ledger
+ * of an older version (op T: its truncates were not recorded row by row):
+ * there is no fingerprint, so always a conflict. false only on an error. */
 static bool keyless_guard(backctx *x, changed *ch)
 {
     const stable *t = ch->t;
@@ -457,7 +462,12 @@ static bool keyless_guard(backctx *x, changed *ch)
                 strcmp(PQgetvalue(f, 0, 1), PQgetvalue(p, 0, 1)) == 0;
     if (!same) {
         ch->whole_conflict = true;
-        if (have)
+        if (t->nkey > 0)
+            sync_report(x->c, "conflict in %s (truncated during the outage, recorded by an older"
+                        " capture without its rows): copying the backup's whole table would delete"
+                        " what only the primary has (%s rows there now)", t->label,
+                        PQgetvalue(p, 0, 0));
+        else if (have)
             sync_report(x->c, "conflict in %s (no key, changed during the outage): the primary's copy"
                         " changed too since capture (%s rows then, %s now); copying the backup's whole"
                         " would delete what only the primary has", t->label, PQgetvalue(f, 0, 0),
@@ -491,7 +501,7 @@ static bool prepare_table(backctx *x, changed *ch)
             ch->skip = true;
             return true;
         }
-        if (t->nkey == 0 && !keyless_guard(x, ch))
+        if (!keyless_guard(x, ch))
             return false;
     }
     /* staging for the backup's rows */
@@ -869,10 +879,12 @@ static bool write_back_whole(backctx *x, changed *ch)
     sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
     if (q->oom || !ship(x, &x->p, &x->b, sb_str(q), ws, ch->text, &rows))
         return false;
-    if (!apply_table(x, &x->b, t, true, NULL, ws, "true", false, 1, &w, &d))
-        return false;
-    sync_report(x->c, "%s: kept the primary's rows (no key); copied to the backup (%" PRId64
-                " written, %" PRId64 " deleted there)", t->label, w, d);
+    for (int ph = 1; ph <= (t->nkey > 0 ? 2 : 1); ph++)
+        if (!apply_table(x, &x->b, t, true, NULL, ws, "true", false, ph, &w, &d))
+            return false;
+    sync_report(x->c, "%s: kept the primary's rows (%s); copied to the backup (%" PRId64
+                " written, %" PRId64 " deleted there)", t->label,
+                t->nkey > 0 ? "truncated, older capture" : "no key", w, d);
     return true;
 }
 

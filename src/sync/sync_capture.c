@@ -1,8 +1,9 @@
 /* sync_capture.c - the change ledger on the backup.
  *
  * capture installs, in one transaction and idempotently:
- *   drd.ledger        one row per changed row: table, op (I/U/D, T for a
- *                     TRUNCATE), key_old/key_new (the key columns as jsonb),
+ *   drd.ledger        one row per changed row: table, op (I/U/D; a TRUNCATE
+ *                     is a D per row it removes; T only in ledgers of older
+ *                     versions), key_old/key_new (the key columns as jsonb),
  *                     before_image (OLD as jsonb: the row before THIS
  *                     change; NULL for an insert), txid, at. No index: it is
  *                     only appended to during the outage and read whole once.
@@ -12,7 +13,10 @@
  *   triggers          drd_capture (AFTER INSERT OR UPDATE OR DELETE, FOR
  *                     EACH ROW, calling drd.capture_<table oid>(), a
  *                     function generated for the table's key) and
- *                     drd_capture_truncate on every synced table.
+ *                     drd_capture_truncate (BEFORE TRUNCATE, FOR EACH
+ *                     STATEMENT, drd.capture_trunc_<oid>(): every row
+ *                     about to go is recorded as a delete) on every synced
+ *                     table with a key.
  * The trigger functions are SECURITY DEFINER (the app's role needs no
  * right on schema drd) and qualify every name they use.
  *
@@ -54,12 +58,6 @@ static const char *const ledger_sql =
      * without a SET search_path clause, which costs a GUC save and restore
      * per call: every name in the bodies is schema-qualified instead, so
      * the caller's search_path cannot redirect anything. */
-    "CREATE OR REPLACE FUNCTION drd.capture_truncate() RETURNS trigger"
-    " LANGUAGE plpgsql SECURITY DEFINER AS $drd$\n"
-    "BEGIN\n"
-    "  INSERT INTO drd.ledger (schema_name, table_name, op) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, 'T');\n"
-    "  RETURN NULL;\n"
-    "END $drd$;"
     /* Tables without a key: only whether they changed. After the first
      * change the UPDATE matches nothing and takes no lock. */
     "CREATE OR REPLACE FUNCTION drd.capture_whole() RETURNS trigger"
@@ -70,7 +68,7 @@ static const char *const ledger_sql =
     "     AND table_name OPERATOR(pg_catalog.=) TG_TABLE_NAME AND NOT changed;\n"
     "  RETURN NULL;\n"
     "END $drd$;"
-    "REVOKE ALL ON FUNCTION drd.capture_truncate(), drd.capture_whole() FROM PUBLIC";
+    "REVOKE ALL ON FUNCTION drd.capture_whole() FROM PUBLIC";
 
 /* drd's triggers as they are: table, name, function, arguments (hex of
  * tgargs: each argument followed by a NUL byte), enabled. */
@@ -100,7 +98,9 @@ static size_t wanted(const stable *t, want_trigger w[2])
     w[0] = (want_trigger){ .tg = "drd_capture" };
     snprintf(w[0].fnbuf, sizeof(w[0].fnbuf), "capture_%s", t->oid);
     w[0].fn = w[0].fnbuf;
-    w[1] = (want_trigger){ .tg = "drd_capture_truncate", .fn = "capture_truncate" };
+    w[1] = (want_trigger){ .tg = "drd_capture_truncate" };
+    snprintf(w[1].fnbuf, sizeof(w[1].fnbuf), "capture_trunc_%s", t->oid);
+    w[1].fn = w[1].fnbuf;
     return 2;
 }
 
@@ -122,11 +122,12 @@ static const char image_settings[] =
  * THIS change). Every name is qualified (see ledger_sql). */
 static void row_function(sbuf *q, const stable *t)
 {
-    char fn[32];
+    char fn[32], tfn[40];
     snprintf(fn, sizeof(fn), "capture_%s", t->oid);
-    const char *rec[2] = { "OLD", "NEW" };
-    char key[2][4096];
-    for (int r = 0; r < 2; r++) {
+    snprintf(tfn, sizeof(tfn), "capture_trunc_%s", t->oid);
+    const char *rec[3] = { "OLD", "NEW", "t" };
+    char key[3][4096];
+    for (int r = 0; r < 3; r++) {
         sbuf k;
         sb_init(&k);
         sb_add(&k, "pg_catalog.jsonb_build_object(");
@@ -157,6 +158,20 @@ static void row_function(sbuf *q, const stable *t)
                  "  RETURN NULL;\n"
                  "END $drd$; REVOKE ALL ON FUNCTION drd.%s() FROM PUBLIC;",
               fn, image_settings, key[0], key[1], key[1], key[0], fn);
+    /* TRUNCATE: a delete of every row it removes, with its before-image,
+     * written BEFORE the rows go; sync-back then treats them as it treats
+     * deletes (see the README: a row the primary changed since is a
+     * conflict, rows only the primary has are kept). Reading the table
+     * needs SELECT on it for drd's role (the function's owner). */
+    sb_printf(q, "CREATE OR REPLACE FUNCTION drd.%s() RETURNS trigger LANGUAGE plpgsql"
+                 " SECURITY DEFINER %s AS $drd$\n"
+                 "BEGIN\n"
+                 "  INSERT INTO drd.ledger (schema_name, table_name, op, key_old, before_image)\n"
+                 "    SELECT TG_TABLE_SCHEMA, TG_TABLE_NAME, 'D', %s, pg_catalog.to_jsonb(t)\n"
+                 "      FROM ONLY %s t;\n"
+                 "  RETURN NULL;\n"
+                 "END $drd$; REVOKE ALL ON FUNCTION drd.%s() FROM PUBLIC;",
+              tfn, image_settings, key[2], t->qname, tfn);
 }
 
 static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)
@@ -164,9 +179,9 @@ static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)
     if (strcmp(w->tg, "drd_capture") == 0 && t->nkey > 0) {
         sb_printf(q, "CREATE TRIGGER drd_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
                   " FOR EACH ROW EXECUTE FUNCTION drd.%s();", t->qname, w->fn);
-    } else if (strcmp(w->fn, "capture_truncate") == 0) {
-        sb_printf(q, "CREATE TRIGGER drd_capture_truncate AFTER TRUNCATE ON %s"
-                  " FOR EACH STATEMENT EXECUTE FUNCTION drd.capture_truncate();", t->qname);
+    } else if (strcmp(w->tg, "drd_capture_truncate") == 0) {
+        sb_printf(q, "CREATE TRIGGER drd_capture_truncate BEFORE TRUNCATE ON %s"
+                  " FOR EACH STATEMENT EXECUTE FUNCTION drd.%s();", t->qname, w->fn);
     } else {
         sb_add(q, "INSERT INTO drd.no_pk_tables (schema_name, table_name) VALUES (");
         sb_literal(q, t->schema);

@@ -8,7 +8,10 @@
  *   joined there. When every backup row is on the primary, identical, and
  *   the primary merely has more (rows it took before the outage that never
  *   reached the backup), the table passes, reported as such; else it
- *   differs, with how many backup rows are missing or different.
+ *   differs, with how many backup rows are missing or different. Then
+ *   every foreign key touching a synced table is checked on the primary
+ *   (fk_verify, sync_fk.c): extra primary rows pass only while what they
+ *   reference is there.
  *
  * full: whole tables backup -> primary from ONE snapshot: a coordinator
  *   connection on the backup exports it (REPEATABLE READ, read only) and
@@ -373,9 +376,10 @@ bool sync_op_verify(sync_ctx *c)
     sconn b = { .slot = -1 }, p = { .slot = -1 };
     scatalog bcat = { 0 }, pcat = { 0 };
     verify_arg va = { 0 };
-    sbuf bad, line;
+    sbuf bad, line, fkbad;
     sb_init(&bad);
     sb_init(&line);
+    sb_init(&fkbad);
     bool ok = false;
     int64_t t0 = mono_ms();
     if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
@@ -428,16 +432,24 @@ bool sync_op_verify(sync_ctx *c)
             break;
         }
     }
-    if (bad.oom || line.oom) {
+    int nfk = 0;
+    if (!fk_verify(c, &pcat, &nfk, &fkbad))
+        goto cleanup;
+    if (bad.oom || line.oom || fkbad.oom) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof(d));
     if (nbad > 0) {
-        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s", nbad, bcat.n, sb_str(&bad),
+        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s%s%s", nbad, bcat.n, sb_str(&bad),
                   why ? " (the backup's rows could not be looked up on the primary: " : "",
-                  why ? why : "", why ? ")" : "");
+                  why ? why : "", why ? ")" : "", nfk ? "; " : "", sb_str(&fkbad));
+        goto cleanup;
+    }
+    if (nfk > 0) {
+        sync_fail(c, "verify: %d foreign %s violated on the primary: %s", nfk,
+                  plural(nfk, "key", "keys"), sb_str(&fkbad));
         goto cleanup;
     }
     if (nsubset > 0)
@@ -456,6 +468,7 @@ cleanup:
     free(va.v);
     sb_free(&bad);
     sb_free(&line);
+    sb_free(&fkbad);
     return ok;
 }
 

@@ -233,6 +233,10 @@ bool fk_apply_actions(sconn *p, bool replica);
 /* After applying: no foreign key touching an applied table is violated
  * by the affected rows; false (with the constraint and a row) if one is. */
 bool fk_validate(sconn *p);
+/* verify: every validated foreign key touching a synced table (cat: the
+ * primary's) checked whole on the primary, on a connection of its own;
+ * *nbad violated ones, each appended to bad. false only on an error. */
+bool fk_verify(sync_ctx *c, const scatalog *cat, int *nbad, sbuf *bad);
 
 /* ---- operations (run on the job thread; true = ok) ---------------------- */
 

@@ -97,13 +97,21 @@ is "$(tail -n 1 <<<"$out")" ok "disable: ok"
 is "$(pg_psql backup "SELECT subenabled FROM pg_subscription WHERE subname = 'drd_sub'" app)" f "the subscription is disabled"
 is "$(pg_psql backup "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'drd_sub' AND pid IS NOT NULL" app)" 0 \
   "its worker has stopped"
-pg_psql primary "INSERT INTO accounts (owner) VALUES ('after-disable')" app >/dev/null
-sleep 2
+# Nothing can bring a row to the backup now: no apply worker runs, and the
+# slot on the primary never confirms the row's WAL (checked again before the
+# failback below, instead of sleeping here).
+t_disabled=$(now_ms)
+lsn=$(pg_psql primary "INSERT INTO accounts (owner) VALUES ('after-disable'); SELECT pg_current_wal_insert_lsn()" app)
+not_confirmed() {
+  pg_psql primary "SELECT coalesce(bool_and(confirmed_flush_lsn < '$lsn' AND NOT active), false)
+                   FROM pg_replication_slots WHERE slot_name = 'drd_sub'"
+}
+is "$(not_confirmed)" t "the primary's slot is idle and never confirmed the row written after disable" || diag "$(pg_psql primary "SELECT slot_name, active, confirmed_flush_lsn, '$lsn' FROM pg_replication_slots")"
 is "$(count backup accounts)" 5050 "rows written on the primary after disable do not reach the backup"
 
 drd_config "$TEST_TMP/lag.conf" backup.url="$(pg_url backup postgres app)" primary.url="$(pg_url primary postgres app)" \
   refresh.mode=logical refresh.dir="$TEST_TMP/dumps" refresh.max_lag=1s log.level=info || bail_out "config"
-rc_run -c "$TEST_TMP/lag.conf" daemon 4
+rc_run -c "$TEST_TMP/lag.conf" daemon 10 0 "lag_seconds>1"   # until the lag passes max_lag
 like "$(json_of)" '"error":"the subscription drd_sub is disabled' "status: the subscription is reported disabled"
 like "$(json_of)" '"lag_seconds":[1-9]' "the lag grows while it is disabled"
 is "$(drd_sql "SELECT count(*) FROM events WHERE kind = 'refresh' AND message LIKE '%more than [refresh] max_lag%'")" 1 \
@@ -124,6 +132,8 @@ check "after the bump, the app's inserts on the backup succeed" \
 cmp_ok "$(pg_psql backup "SELECT max(id) FROM accounts" app)" -gt 6000 "ids past the largest used value plus the margin"
 
 # ------------------------------------------------------------ failback ----
+is "$(pg_psql backup "SELECT count(*) FROM accounts WHERE owner = 'after-disable'" app):$(not_confirmed)" 0:t \
+  "$(( $(now_ms) - t_disabled )) ms later, the row written after disable is still not on the backup, nor confirmed"
 # what sync-back and verify would leave: both sides equal
 pg_psql primary "DELETE FROM accounts WHERE owner = 'after-disable'" app >/dev/null
 pg_psql backup "DELETE FROM items WHERE name = 'on-backup'; DELETE FROM accounts WHERE owner = 'on-backup'" app >/dev/null
@@ -138,7 +148,7 @@ is "$(count backup items)" 19995 "no row was copied twice (copy_data = false)"
 
 # ---------------------------------------------------------------- drift ----
 pg_psql primary "ALTER TABLE items ADD COLUMN note text" app >/dev/null
-rc_run daemon 7
+rc_run daemon 15 0 schema_drift   # until the drift is seen
 like "$(json_of)" '"schema_drift":true' "schema drift is reported"
 is "$(drd_sql "SELECT count(*) FROM events WHERE kind = 'refresh' AND message LIKE 'schema drift:%'")" 1 "one warning event"
 pg_psql backup "ALTER TABLE items ADD COLUMN note text" app >/dev/null
@@ -150,7 +160,7 @@ if command -v valgrind >/dev/null; then
     || bail_out "config"
   RC_WRAP=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
            --show-leak-kinds=definite)
-  rc_run -c "$TEST_TMP/vg.conf" watch 5 500
+  rc_run -c "$TEST_TMP/vg.conf" watch 2 500
   is "$st" 0 "valgrind: the watcher is clean"
   rc_run -c "$TEST_TMP/vg.conf" disable
   is "$st:$(tail -n 1 <<<"$out")" "0:ok" "valgrind: disable is clean"

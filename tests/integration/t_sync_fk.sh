@@ -111,4 +111,26 @@ for who in superuser role; do
   is "$(fk_valid primary)" "" "$who, RESTRICT: every foreign key re-validates"
 done
 
+# ------------------------------------------- verify re-checks foreign keys ----
+# A primary-only row that violates a foreign key (here an orphan written
+# with triggers off, as an older sync-back could leave one) used to pass
+# verify as a harmless "extra primary row". Now verify checks every foreign
+# key touching a synced table and names the violating rows.
+CONF=$TEST_TMP/superuser.conf
+setup || bail_out "setup failed"
+sc "$CONF" sync-back --resolution primary-wins
+is "$res" ok "verify setup: sync-back ok" || diag "$out"
+sc "$CONF" verify
+is "$res" ok "verify: foreign keys hold, the primary's extra child is kept: ok" || diag "$out"
+like "$out" "foreign keys: [0-9]+ checked on the primary, none violated" "verify: ... says it checked the foreign keys"
+sq primary "SET session_replication_role = replica; INSERT INTO child VALUES (300, 99, 'orphan')" >/dev/null
+is "$(orphans primary)" 1 "an orphan on the primary (foreign key not enforced while written)"
+sc "$CONF" verify
+is "$res" fail "verify: a violated foreign key fails verify"
+like "$err" "foreign key child_parent_id_fkey of public\.child: 1 rows? reference" "verify: ... naming the constraint" || diag "$out"
+like "$out" '\(300,99,orphan\)' "verify: ... and the violating row"
+sq primary "DELETE FROM child WHERE id = 300" >/dev/null
+sc "$CONF" verify
+is "$res" ok "verify: orphan gone, ok again" || diag "$out"
+
 done_testing

@@ -6,8 +6,10 @@
  *     run [manual|schedule]     one refresh now; waits for its end and prints
  *                               its record as JSON; exit 0 succeeded, 1 failed
  *                               or refused
- *     daemon SECONDS [N]        refresh_start (schedule, watcher) and run for
- *                               SECONDS, or until N refreshes have ended;
+ *     daemon SECONDS [N [KEY]]  refresh_start (schedule, watcher) and run for
+ *                               SECONDS, or until N refreshes have ended (0:
+ *                               no limit), or until the status JSON's KEY is
+ *                               true (KEY) or a number above X (KEY>X);
  *                               prints the status JSON and the window text
  *     watch SECONDS INTERVAL_MS logical mode: sample every INTERVAL_MS and
  *                               print "lag_ms N bytes N sub S" lines
@@ -46,6 +48,8 @@ typedef struct {
     refresh_t *refresh;
     int64_t deadline_mono;
     long until;              /* stop after this many refreshes ended (daemon) */
+    const char *until_key;   /* or when this status key is true / above until_above */
+    double until_above;
     long ended;
     bool was_busy;
     int64_t interval_ms;
@@ -65,7 +69,7 @@ static void on_changed(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: refresh_check -c CONF [-q] run [manual|schedule] | daemon SECONDS [N] |"
+    fprintf(stderr, "usage: refresh_check -c CONF [-q] run [manual|schedule] | daemon SECONDS [N [KEY[>X]]] |"
                     " watch SECONDS INTERVAL_MS | disable | recreate | bump | set-active SIDE |"
                     " refreshes | check-config | cancel-after MS\n");
 }
@@ -137,6 +141,26 @@ static bool print_cb(const store_refresh *r, void *arg)
     return true;
 }
 
+/* The daemon's KEY condition: the status JSON's KEY is true, or a number
+ * above t->until_above when given as KEY>X. */
+static bool until_key_met(tool *t)
+{
+    if (t->until_key == NULL)
+        return false;
+    char key[64];
+    const char *gt = strchr(t->until_key, '>');
+    size_t n = gt != NULL ? (size_t)(gt - t->until_key) : strlen(t->until_key);
+    if (n >= sizeof key)
+        return false;
+    memcpy(key, t->until_key, n);
+    key[n] = '\0';
+    json_t *st = refresh_status_json(t->refresh);
+    json_t *v = json_object_get(st, key);
+    bool met = gt != NULL ? json_is_number(v) && json_number_value(v) > t->until_above : json_is_true(v);
+    json_decref(st);
+    return met;
+}
+
 static void on_tick(loop_t *loop, void *arg)
 {
     tool *t = arg;
@@ -148,7 +172,8 @@ static void on_tick(loop_t *loop, void *arg)
         refresh_cancel(t->refresh, "cancelled by refresh_check");
         t->cancel_at = 0;
     }
-    if ((t->until > 0 && t->ended >= t->until) || (t->deadline_mono > 0 && loop_now(loop) >= t->deadline_mono)) {
+    if ((t->until > 0 && t->ended >= t->until) || (t->deadline_mono > 0 && loop_now(loop) >= t->deadline_mono) ||
+        until_key_met(t)) {
         loop_stop(loop);
         return;
     }
@@ -328,13 +353,23 @@ int main(int argc, char **argv)
         rc = cmd_run(&t, "manual");
     } else if (strcmp(cmd, "daemon") == 0) {
         long secs, n = 0;
-        if (nargs < 1 || !parse_long(args[0], 1, &secs) || (nargs > 1 && !parse_long(args[1], 1, &n))) {
+        if (nargs < 1 || nargs > 3 || !parse_long(args[0], 1, &secs) || (nargs > 1 && !parse_long(args[1], 0, &n))) {
             usage();
             rc = 2;
             goto cleanup;
         }
         t.deadline_mono = loop_now(t.loop) + secs * 1000;
         t.until = n;
+        if (nargs > 2) {
+            const char *gt = strchr(args[2], '>');
+            char *end = NULL;
+            t.until_key = args[2];
+            if (gt != NULL && ((t.until_above = strtod(gt + 1, &end)), end == gt + 1 || *end != '\0')) {
+                usage();
+                rc = 2;
+                goto cleanup;
+            }
+        }
         refresh_start(t.refresh);
         loop_add_timer(t.loop, 50, on_tick, &t);
         loop_run(t.loop);

@@ -403,6 +403,27 @@ static void test_cross_field(void **state)
     load_fails("same.conf", "[primary]\nurl = postgresql://a@p/db\n"
                "[backup]\nurl = postgresql://a@p/db\n",
                "@:4: url in [backup] is the same as url in [primary]", NULL);
+    /* One database (issue 12): an app_url naming no database makes the app
+     * use its user's (libpq's default) while refresh, capture, sync-back
+     * and sequences would work in url's: refused. Naming it, or the same
+     * name either way, or app_url left to default to url, is fine. */
+    load_fails("appdb.conf", "[primary]\nurl = postgresql://drd@p/postgres\n"
+               "app_url = postgresql://shop@p:5432\n"
+               "[backup]\nurl = postgresql://drd@b/db\n",
+               "@:3: app_url in [primary] names no database, so the app uses \"shop\" (its user's"
+               " name, libpq's default) while drd refreshes, captures and syncs back in \"postgres\""
+               " (url's): name the database in app_url", NULL);
+    load_fails("appdb2.conf", "[primary]\nurl = postgresql://drd@p/shop\n"
+               "[backup]\nurl = postgresql://drd@b\n"
+               "app_url = postgresql://shop@b\n",
+               "@:5: app_url in [backup] names no database, so the app uses \"shop\" (its user's"
+               " name, libpq's default) while drd refreshes, captures and syncs back in \"drd\""
+               " (url's): name the database in app_url", NULL);
+    config_free(load_ok("appdb3.conf", "[primary]\nurl = postgresql://drd@p/postgres\n"
+                        "app_url = postgresql://shop@p/shop\n"
+                        "[backup]\nurl = postgresql://drd@b/shop\napp_url = postgresql://shop@b\n"));
+    config_free(load_ok("appdb4.conf", "[primary]\nurl = postgresql://drd@p\n"
+                        "[backup]\nurl = postgresql://drd@b\n"));
     /* timeout == interval is fine; listen with a token is fine */
     write_file("tok2", "abcdefghijklmnopqrstuvwxyz\n");
     config_t *c = load_ok("okx.conf", TARGETS "[probe]\ntimeout = 1s\n"

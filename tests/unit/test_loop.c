@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -458,13 +459,78 @@ static void test_eintr_is_retried(void **state)
     loop_free(loop);
 }
 
-static void test_empty_loop_returns(void **state)
+/* Run loop_run(loop) in a child with a 3 s alarm, so that a loop which
+ * never returns fails the test (killed by SIGALRM) instead of hanging it.
+ * Returns the child's exit status: `result(arg)` after loop_run returned,
+ * or -1 if it did not return in time. */
+static int run_in_child(loop_t *loop, int (*result)(void *), void *arg, int64_t *took)
+{
+    int64_t t0 = mono_ms();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(3);
+        loop_run(loop);
+        _exit(result != NULL ? result(arg) : 0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (took != NULL)
+        *took = mono_ms() - t0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int fired_count(void *arg)
+{
+    return ((recorder *)arg)->n;
+}
+
+static int fd_calls(void *arg)
+{
+    return ((fd_rec *)arg)->calls;
+}
+
+/* loop_run returns as soon as there is nothing left to wait for: no live fd
+ * watcher and no pending timer, whatever the order they went away in. */
+static void test_loop_returns_when_nothing_to_wait_for(void **state)
 {
     (void)state;
-    loop_t *loop = loop_new();
-    loop_run(loop);                      /* nothing to wait for */
+    int64_t took = 0;
+
+    loop_t *loop = loop_new();           /* nothing at all */
+    assert_non_null(loop);
+    assert_int_equal(run_in_child(loop, NULL, NULL, &took), 0);
+    assert_true(took < 1000);
     loop_free(loop);
-    loop_free(NULL);
+
+    loop = loop_new();                   /* the last timer fired, no stop */
+    recorder rec = { .loop = loop };
+    timer_arg a = { &rec, 1, false }, b = { &rec, 2, false };
+    loop_add_timer(loop, 10, record_timer, &a);
+    loop_add_timer(loop, 20, record_timer, &b);
+    assert_int_equal(run_in_child(loop, fired_count, &rec, NULL), 2);
+    loop_free(loop);
+
+    loop = loop_new();                   /* the only timer was cancelled */
+    recorder none = { .loop = loop };
+    timer_arg c = { &none, 3, true };
+    loop_cancel_timer(loop, loop_add_timer(loop, 5000, record_timer, &c));
+    assert_int_equal(run_in_child(loop, fired_count, &none, &took), 0);
+    assert_true(took < 1000);            /* not at the cancelled deadline */
+    loop_free(loop);
+
+    loop = loop_new();                   /* the last fd watcher deleted itself */
+    int p[2];
+    make_pipe(p);
+    fd_rec r = { .del_self = true };
+    assert_true(loop_add_fd(loop, p[0], POLLIN, on_readable, &r));
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(run_in_child(loop, fd_calls, &r, NULL), 1);
+    loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+
+    loop_free(NULL);                     /* accepted */
 }
 
 int main(void)
@@ -482,7 +548,7 @@ int main(void)
         cmocka_unit_test(test_loop_stop_and_rerun),
         cmocka_unit_test(test_zero_delay_timers_do_not_starve_fds),
         cmocka_unit_test(test_eintr_is_retried),
-        cmocka_unit_test(test_empty_loop_returns),
+        cmocka_unit_test(test_loop_returns_when_nothing_to_wait_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,9 @@
  *              with [sync] conflicts = ask, reported without writing.
  *              Idempotent: replaying twice gives the same result.
  *   verify     per table, row count and an order-independent checksum
- *              computed by each server; any mismatch fails.
+ *              computed by each server; any mismatch fails (extra primary
+ *              rows excepted), and so does any foreign key touching a
+ *              synced table that the primary's rows violate.
  *   full       whole tables backup -> primary with COPY streamed between the
  *              two connections, several tables at once, from one snapshot.
  *
