@@ -134,11 +134,11 @@ is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | ty
   "... each item has since, checked_at and fix"
 poll_until 5 metric_is drd_ready 1; ok $? "/metrics: drd_ready 1" || diag "$(drd_api /metrics | grep -E '^drd_(ready|check)')"
 m=$(drd_api /metrics)
-is "$(grep -c '^drd_check_status{check="[a-z-]*"} [012]$' <<<"$m")" 14 "... one drd_check_status line per check"
+is "$(grep -c '^drd_check_status{check="[a-z-]*"} [012]$' <<<"$m")" 15 "... one drd_check_status line per check"
 like "$m" $'\ndrd_check_status\\{check="env-file"\\} 0\n' "... env-file 0 (ok)"
 like "$m" $'\ndrd_check_status\\{check="backup-lag"\\} 1\n' "... backup-lag 1 (warn)"
 like "$m" $'\ndrd_drill_last_success_timestamp_seconds 0\n' "... drd_drill_last_success_timestamp_seconds 0 (no drill)"
-is "$(drd_sql "SELECT count(*) FROM checks")" 14 "state db: 14 rows in checks"
+is "$(drd_sql "SELECT count(*) FROM checks")" 15 "state db: 15 rows in checks"
 is "$(drd_sql "SELECT status FROM checks WHERE name = 'env-file'")" ok "... env-file ok"
 is "$(drd_sql "SELECT count(*) FROM checks WHERE status NOT IN ('ok', 'warn') OR checked_at < since")" 0 \
   "... none fails, since <= checked_at"
