@@ -124,7 +124,7 @@ const config_option config_options[] = {
     { "sync", "parallel", OPT_INT, F(sync_parallel), "4", .min = 1, .max = 32 },
 
     { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_words },
-    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 0, .max = 365 * 24 * MS_H },
     { "refresh", "schedule", OPT_STRING, F(refresh_schedule), NULL,
       .check = cron_valid, .hint = "use five cron fields, e.g. 0 2 * * 0" },
     { "refresh", "dir", OPT_PATH, F(refresh_dir), "/var/lib/drd/dumps", .flags = 0 },

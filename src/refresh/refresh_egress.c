@@ -69,7 +69,8 @@ int64_t refresh_every_effective(const config_t *cfg)
     if (cfg->refresh_every_ms > 0)
         return cfg->refresh_every_ms;
     bool cron = cfg->refresh_schedule != NULL && cfg->refresh_schedule[0] != '\0';
-    if (!cron && str_eq(cfg->refresh_mode, "reconcile"))
+    /* every = 0 written out: no interval (passes from cron, drctl refresh --once) */
+    if (!cron && str_eq(cfg->refresh_mode, "reconcile") && config_get(cfg, "refresh", "every") == NULL)
         return 30000;              /* reconcile's default */
     return 0;
 }
