@@ -64,7 +64,7 @@ for i in $(seq 1 "$RUNS"); do
     "$i" "$d" "$r" "$s" "$(jq -r .rows_found <<<"$out")" "$w"
 done
 m() { printf '%s\n' "$@" | median; }
-printf 'drctl check (13 checks, median of 5): %s ms; one psql round trip beside it: %s ms (ratio %s)\n' \
+printf 'drctl check (14 checks, median of 5): %s ms; one psql round trip beside it: %s ms (ratio %s)\n' \
   "$(m "${ck[@]}")" "$(m "${ps[@]}")" "$(awk -v a="$(m "${ck[@]}")" -v b="$(m "${ps[@]}")" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }')"
 echo "drill (median of $RUNS, defaults interval 1s / timeout 1s / failures 3, fault pg_ctl stop -m immediate):"
 printf '  detection %s ms, RTO %s ms (runbook %s ms after detection), sync-back %s ms, whole drill %s ms\n' \

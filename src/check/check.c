@@ -27,6 +27,7 @@
 #include "drd/conf/runbook.h"
 #include "drd/store/store.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #define CHECK_TIMEOUT_MS 2000
 #define DUMP_MIN_FREE    (1024.0 * 1024.0 * 1024.0)
@@ -677,6 +678,49 @@ static void check_refresh(check_job *j)
 /* ------------------------------------------------------------------ */
 /* lag                                                                */
 
+/* The rows the last comparison of the two sides left different (status
+ * refresh.difference, logical mode); false when none is known. */
+static bool known_difference(const check_job *j, long long *rows, long long *found, char *when, size_t n,
+                             const char **by)
+{
+    json_t *d = json_object_get(json_object_get(j->status, "refresh"), "difference");
+    if (!json_is_object(d))
+        return false;
+    *rows = (long long)json_integer_value(json_object_get(d, "rows"));
+    *found = (long long)json_integer_value(json_object_get(d, "found"));
+    *by = json_string_value(json_object_get(d, "by"));
+    if (*by == NULL)
+        *by = "?";
+    int64_t age = wall_ms() - (int64_t)json_integer_value(json_object_get(d, "at"));
+    format_duration(age > 0 ? age : 0, when, n);
+    return true;
+}
+
+/* Logical mode: replication carries changes only; rows the backup missed
+ * (the lag before an outage) stay different until something copies them.
+ * verify at a failback finds them, converge copies them (see sync.h). */
+static void check_converged(check_job *j)
+{
+    const char *mode = j->cfg->refresh_mode != NULL ? j->cfg->refresh_mode : "off";
+    long long rows, found;
+    const char *by;
+    char when[32];
+    if (strcmp(mode, "logical") != 0) {
+        set(j, ST_OK, NULL, "[refresh] mode = %s: the backup is as fresh as its last copy (see backup-lag)", mode);
+    } else if (j->status == NULL) {
+        set(j, ST_WARN, "start drd", "unknown: drd is not running");
+    } else if (!known_difference(j, &rows, &found, when, sizeof when, &by)) {
+        set(j, ST_OK, NULL, "no difference known (the sides were not compared since the backup was set up)");
+    } else if (rows > 0) {
+        set(j, ST_FAIL, "drctl refresh (copies the primary whole and subscribes again)",
+            "the backup differs from the primary in %lld rows (found by %s %s ago): replication does not"
+            " carry them; a failover now would serve them stale or missing", rows, by, when);
+    } else {
+        set(j, ST_OK, NULL, "the backup equalled the primary %s ago (%s%s%lld rows differed%s)", when, by,
+            strcmp(by, "converge") == 0 ? ": " : ", ", found, strcmp(by, "converge") == 0 ? " and were copied" : "");
+    }
+}
+
 static void check_lag(check_job *j)
 {
     const config_t *cfg = j->cfg;
@@ -689,9 +733,17 @@ static void check_lag(check_job *j)
     if (json_is_number(lag)) {
         double s = json_number_value(lag);
         format_duration((int64_t)(s * 1000.0), lagtxt, sizeof lagtxt);
+        long long rows, found;
+        const char *by;
+        char when[32];
         if (s > max_s)
             set(j, ST_FAIL, "refresh the backup (drctl refresh) or repair [refresh]",
                 "the backup is %s behind, over [refresh] max_lag", lagtxt);
+        else if (strcmp(mode, "logical") == 0 && known_difference(j, &rows, &found, when, sizeof when, &by) &&
+                 rows > 0)
+            set(j, ST_FAIL, "drctl refresh (see backup-converged)",
+                "replication is %s behind, but the backup lacks or has stale %lld rows (found by %s %s ago)",
+                lagtxt, rows, by, when);
         else
             set(j, ST_OK, NULL, "the backup is %s behind (max_lag %.0f s)", lagtxt, max_s);
         return;
@@ -776,6 +828,7 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
         { "privileges-backup",  check_priv_backup },
         { "privileges-primary", check_priv_primary },
         { "backup-lag",         check_lag },
+        { "backup-converged",   check_converged },
         { "dump-disk",          check_disk },
         { "refresh",            check_refresh },
         { "webhook",            check_webhook },
@@ -799,7 +852,7 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
         j->deadline_ms = deadline_ms;
         j->st = ST_FAIL;
         str_copy(j->reason, "check did not run", sizeof j->reason);
-        if (pthread_create(&j->thread, NULL, run_job, j) == 0)
+        if (worker_spawn(&j->thread, false, run_job, j))
             j->started = true;
         else
             run_job(j);                     /* no thread: run it here */

@@ -22,55 +22,10 @@
 #include "drd/check/privs.h"
 #include "drd/conf/runbook.h"
 #include "drd/store/store.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 
 #define ENV_VALUE_MAX 8192
-
-/* ------------------------------------------------------------------ */
-/* a growing string                                                   */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = (b->len + (size_t)n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static const char *sb_str(const sbuf *b)
-{
-    return b->p != NULL && !b->oom ? b->p : "";
-}
 
 /* ------------------------------------------------------------------ */
 /* masking                                                            */
@@ -88,7 +43,7 @@ static json_t *masked_json(const char *in)
 }
 
 /* in, masked, appended to out. */
-static void sb_masked(sbuf *out, const char *in)
+static void sb_masked(strbuf *out, const char *in)
 {
     json_t *j = masked_json(in);
     if (j == NULL) {
@@ -244,7 +199,7 @@ static int rank(const char *status)
  * are joined ("name: reason; ..."). */
 static json_t *from_checks(const plan_ctx *x, const char *const *names, size_t n)
 {
-    sbuf reason = { 0 };
+    strbuf reason = { 0 };
     size_t worst = 0;
     json_t *out;
 
@@ -267,7 +222,7 @@ static json_t *from_checks(const plan_ctx *x, const char *const *names, size_t n
             sb_printf(&reason, "%s%s: %s", i > 0 ? "; " : "", names[i], check_reason(x, names[i]));
     }
     out = prereq(st, names[worst], sb_str(&reason));
-    free(reason.p);
+    sb_free(&reason);
     return out;
 }
 
@@ -339,7 +294,7 @@ static void dur(int64_t ms, char *buf, size_t n)
         snprintf(buf, n, "%lldms", (long long)ms);
 }
 
-static void describe_exec(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_exec(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     char t[32];
     const char *which = app_command_name(x->cfg, s->command, s->name);
@@ -355,7 +310,7 @@ static void describe_exec(const plan_ctx *x, const runbook_step *s, sbuf *c)
     sb_printf(c, " (timeout %s, retries %lld)", t, (long long)s->retries);
 }
 
-static void describe_switch_env(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_switch_env(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     const config_t *cfg = x->cfg;
     const char *key = env_key(cfg);
@@ -388,7 +343,7 @@ static void describe_switch_env(const plan_ctx *x, const runbook_step *s, sbuf *
                  "drd then records the %s as active", cfg->app_env_file, s->target);
 }
 
-static void describe_wait_healthy(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_wait_healthy(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     char t[32];
 
@@ -410,7 +365,7 @@ static void describe_wait_healthy(const plan_ctx *x, const runbook_step *s, sbuf
         sb_printf(c, "; now: breaker %s", b);
 }
 
-static void describe_approve(const runbook_step *s, sbuf *c)
+static void describe_approve(const runbook_step *s, strbuf *c)
 {
     char t[32];
 
@@ -427,7 +382,7 @@ static bool app_identity(const config_target *t, char *user, size_t un, char *db
     return pgconn_identity(app_url_of(t), user, un, db, dn);
 }
 
-static void describe_fence(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_fence(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     char t[32], user[128], db[128];
     const char *tg = s->target;
@@ -472,7 +427,7 @@ static void describe_fence(const plan_ctx *x, const runbook_step *s, sbuf *c)
     }
 }
 
-static void describe_sync(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_sync(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     const config_t *cfg = x->cfg;
     const char *schemas = cfg->sync_schemas != NULL ? cfg->sync_schemas : "public";
@@ -517,7 +472,7 @@ static void describe_sync(const plan_ctx *x, const runbook_step *s, sbuf *c)
     free(db);
 }
 
-static void describe_notify(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_notify(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     const char *w = x->cfg->notify_webhook;
     char host[256];
@@ -541,7 +496,7 @@ static void describe_notify(const plan_ctx *x, const runbook_step *s, sbuf *c)
     sb_masked(c, s->message);
 }
 
-static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
+static void describe_refresh(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     const config_t *cfg = x->cfg;
     const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
@@ -562,8 +517,10 @@ static void describe_refresh(const plan_ctx *x, const runbook_step *s, sbuf *c)
         sb_printf(c, "disables subscription %s on the backup (ALTER SUBSCRIPTION ... DISABLE), so it never "
                      "follows an old primary that comes back", sub);
     else if (strcmp(s->op, "recreate-subscription") == 0)
-        sb_printf(c, "recreates subscription %s on the backup to publication %s on the primary, without "
-                     "copying data (copy_data = false)", sub, pub);
+        sb_printf(c, "makes the backup equal to the primary (converge: only the rows that differ, those the "
+                     "replication lag kept from it, are copied or deleted on the backup), then recreates "
+                     "subscription %s on the backup to publication %s on the primary, without copying data "
+                     "(copy_data = false)", sub, pub);
     else
         sb_printf(c, "moves every sequence on the backup past the largest id in use (setval)");
 }
@@ -657,7 +614,7 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
 
 static json_t *step_json(const plan_ctx *x, const runbook_step *s, size_t n)
 {
-    sbuf c = { 0 };
+    strbuf c = { 0 };
     json_t *o = NULL, *cmd = NULL, *pre = NULL, *desc = NULL, *changes = NULL;
     const char *command = s->action == ACT_EXEC ||
                           (s->action == ACT_FENCE && str_eq(s->mode, "command")) ? s->command : NULL;
@@ -694,7 +651,7 @@ cleanup:
     json_decref(changes);
     json_decref(desc);
     json_decref(pre);
-    free(c.p);
+    sb_free(&c);
     return o;
 }
 

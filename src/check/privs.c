@@ -314,30 +314,19 @@ bool privs_side_used(const privs_list *l, privs_side side, bool *required)
 PGconn *privs_connect(const config_target *t, const char *dbname, int64_t timeout_ms,
                       const char *app_name, char *err, size_t errlen)
 {
-    const char *keys[8], *vals[8];
-    char opts[64], ct[16];
-    int k = 0;
-    int64_t secs = (timeout_ms + 999) / 1000;
+    pgconn_opts o = { .dbname = dbname, .password = t->password, .app_name = app_name,
+                      .connect_ms = timeout_ms };
+    char sql[64];
+    PGconn *c = pgconn_connect(t->url, &o, err, errlen);
 
-    snprintf(opts, sizeof opts, "-c statement_timeout=%lld", (long long)timeout_ms);
-    snprintf(ct, sizeof ct, "%lld", (long long)(secs < 2 ? 2 : secs));   /* libpq: below 2 means 2 */
-    keys[k] = "dbname";           vals[k++] = t->url;
-    if (dbname != NULL) {
-        keys[k] = "dbname";       vals[k++] = dbname;
-    }
-    if (t->password != NULL) {
-        keys[k] = "password";     vals[k++] = t->password;
-    }
-    keys[k] = "connect_timeout";  vals[k++] = ct;
-    keys[k] = "application_name"; vals[k++] = app_name;
-    keys[k] = "options";          vals[k++] = opts;
-    keys[k] = NULL;               vals[k] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (c == NULL)
         return NULL;
-    }
-    if (PQstatus(c) != CONNECTION_OK) {
+    /* every statement of this session within the same budget */
+    snprintf(sql, sizeof sql, "SET statement_timeout = %lld", (long long)timeout_ms);
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
         pgconn_error_text(PQerrorMessage(c), err, errlen);
         PQfinish(c);
         return NULL;

@@ -97,16 +97,11 @@ static bool dr_sh(drill_t *d, const char *what, const char *cmd, int64_t timeout
  * to use instead of the URL's (NULL: the URL's). */
 static PGconn *dr_connect(drill_t *d, const char *url, const char *dbname, const char *what)
 {
-    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL, NULL };
-    const char *vals[] = { url, "5", "drd-drill", NULL, NULL };
-    if (dbname != NULL) {
-        keys[3] = "dbname";
-        vals[3] = dbname;
-    }
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        dr_fail(d, what, "cannot connect to %s: %s", what, c ? PQerrorMessage(c) : "out of memory");
-        PQfinish(c);
+    pgconn_opts o = { .dbname = dbname, .app_name = "drd-drill", .connect_ms = 5000 };
+    char err[512];
+    PGconn *c = pgconn_connect(url, &o, err, sizeof err);
+    if (c == NULL) {
+        dr_fail(d, what, "cannot connect to %s: %s", what, err);
         return NULL;
     }
     /* drd's own session: a fence (the backup after a failback) is for the app */

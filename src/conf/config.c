@@ -604,21 +604,21 @@ char *config_expand(const config_t *c, const char *in, char *err, size_t errlen)
 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    cfg_sb_add(&out, "", 0);
+    sb_addn(&out, "", 0);
     while (*p != '\0') {
         const char *dollar = strchr(p, '$');
         if (dollar == NULL) {
-            cfg_sb_adds(&out, p);
+            sb_add(&out, p);
             break;
         }
-        cfg_sb_add(&out, p, (size_t)(dollar - p));
+        sb_addn(&out, p, (size_t)(dollar - p));
         if (dollar[1] == '$') {
-            cfg_sb_add(&out, "$", 1);
+            sb_addn(&out, "$", 1);
             p = dollar + 2;
             continue;
         }
         if (dollar[1] != '{') {
-            cfg_sb_add(&out, "$", 1);
+            sb_addn(&out, "$", 1);
             p = dollar + 1;
             continue;
         }
@@ -654,7 +654,7 @@ char *config_expand(const config_t *c, const char *in, char *err, size_t errlen)
             }
             goto fail;
         }
-        cfg_sb_adds(&out, value);
+        sb_add(&out, value);
         p = close + 1;
     }
     if (out.oom) {

@@ -13,6 +13,7 @@
 #include "drd/conf/config.h"
 #include "drd/core/cron.h"
 #include "drd/core/log.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 
 #include <ctype.h>
@@ -30,11 +31,6 @@
 #define MS_M  (60 * MS_S)
 #define MS_H  (60 * MS_M)
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} strbuf;
 
 typedef enum {
     OPT_STRING,
@@ -89,8 +85,6 @@ bool config_on_entry(void *arg, const char *section, const char *key,
                      const char *value, int line);
 
 /* ini.c */
-void cfg_sb_add(strbuf *b, const char *s, size_t n);
-void cfg_sb_adds(strbuf *b, const char *s);
 size_t cfg_edit_distance(const char *a, const char *b);
 void cfg_format_ms(int64_t ms, char *buf, size_t n);
 bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,

@@ -273,8 +273,8 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
                 strbuf words = { 0 };
                 for (size_t i = 0; o->words[i] != NULL; i++) {
                     if (i > 0)
-                        cfg_sb_adds(&words, o->words[i + 1] == NULL ? " or " : ", ");
-                    cfg_sb_adds(&words, o->words[i]);
+                        sb_add(&words, o->words[i + 1] == NULL ? " or " : ", ");
+                    sb_add(&words, o->words[i]);
                 }
                 cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (use %s)",
                            v, o->key, o->section, words.s ? words.s : "?");
@@ -379,10 +379,10 @@ char *config_restart_needed(const config_t *old, const config_t *new_)
         if (!(o->flags & OPT_RESTART) || option_equal(o, old, new_))
             continue;
         if (out.len > 0)
-            cfg_sb_adds(&out, ", ");
-        cfg_sb_adds(&out, o->section);
-        cfg_sb_adds(&out, ".");
-        cfg_sb_adds(&out, o->key);
+            sb_add(&out, ", ");
+        sb_add(&out, o->section);
+        sb_add(&out, ".");
+        sb_add(&out, o->key);
     }
     if (out.oom) {
         free(out.s);

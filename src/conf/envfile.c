@@ -48,7 +48,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "drd/core/atomic_file.h"
 #include "drd/core/log.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 
 #define ENVFILE_MAX (1024 * 1024)
@@ -66,39 +68,6 @@ typedef struct {
     size_t val_off, val_len;    /* raw value, quotes included */
     quote_style quote;
 } env_line;
-
-/* A growing byte buffer. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool oom;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (d == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void buf_adds(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
 
 /* ---- parsing ---------------------------------------------------------- */
 
@@ -218,14 +187,14 @@ static bool line_has_key(const char *text, const env_line *l, const char *key)
 }
 
 /* The value of a raw (possibly quoted) value, unquoted, into b. */
-static void unquote(const char *raw, size_t len, quote_style q, buf_t *b)
+static void unquote(const char *raw, size_t len, quote_style q, strbuf *b)
 {
     if (q == Q_SINGLE) {
-        buf_add(b, raw + 1, len - 2);
+        sb_addn(b, raw + 1, len - 2);
         return;
     }
     if (q == Q_NONE) {
-        buf_add(b, raw, len);
+        sb_addn(b, raw, len);
         return;
     }
     for (size_t i = 1; i + 1 < len; i++) {
@@ -233,17 +202,17 @@ static void unquote(const char *raw, size_t len, quote_style q, buf_t *b)
         if (c == '\\' && i + 2 < len) {
             char n = raw[i + 1];
             if (n == '\\' || n == '"' || n == '$' || n == '`') {
-                buf_add(b, &n, 1);
+                sb_addn(b, &n, 1);
                 i++;
                 continue;
             }
             if (n == 'n') {                     /* dotenv: \n in double quotes */
-                buf_add(b, "\n", 1);
+                sb_addn(b, "\n", 1);
                 i++;
                 continue;
             }
         }
-        buf_add(b, &c, 1);
+        sb_addn(b, &c, 1);
     }
 }
 
@@ -260,28 +229,28 @@ static bool needs_quotes(const char *v)
     return strpbrk(v, " \t#'\"$`\\;&|<>()~") != NULL;
 }
 
-static void encode_double(const char *v, buf_t *b)
+static void encode_double(const char *v, strbuf *b)
 {
-    buf_add(b, "\"", 1);
+    sb_addn(b, "\"", 1);
     for (const char *s = v; *s != '\0'; s++) {
         if (*s == '\\' || *s == '"' || *s == '$' || *s == '`')
-            buf_add(b, "\\", 1);
-        buf_add(b, s, 1);
+            sb_addn(b, "\\", 1);
+        sb_addn(b, s, 1);
     }
-    buf_add(b, "\"", 1);
+    sb_addn(b, "\"", 1);
 }
 
 /* The value as it is written in a line whose current style is q. */
-static void encode_value(const char *v, quote_style q, buf_t *b)
+static void encode_value(const char *v, quote_style q, strbuf *b)
 {
     if (q == Q_SINGLE && strchr(v, '\'') == NULL) {
-        buf_add(b, "'", 1);
-        buf_adds(b, v);
-        buf_add(b, "'", 1);
+        sb_addn(b, "'", 1);
+        sb_add(b, v);
+        sb_addn(b, "'", 1);
     } else if (q == Q_DOUBLE || q == Q_SINGLE || needs_quotes(v)) {
         encode_double(v, b);
     } else {
-        buf_adds(b, v);
+        sb_add(b, v);
     }
 }
 
@@ -367,7 +336,7 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
     struct stat st;
     size_t len = 0, nlines = 0;
     env_line *lines = NULL;
-    buf_t val = { 0 };
+    strbuf val = { 0 };
     bool found = false, ok = false;
     char *text;
 
@@ -396,7 +365,7 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
         ok = false;                 /* absent: err stays "" */
         goto cleanup;
     }
-    buf_add(&val, "", 0);           /* make sure data is allocated */
+    sb_addn(&val, "", 0);           /* make sure data is allocated */
     if (val.oom) {
         snprintf(err, errlen, "out of memory");
         goto cleanup;
@@ -405,10 +374,10 @@ bool envfile_get(const char *path, const char *key, char *out, size_t n,
         snprintf(err, errlen, "%s: value of %s is too long (%zu bytes)", path, key, val.len);
         goto cleanup;
     }
-    memcpy(out, val.data, val.len + 1);
+    memcpy(out, val.s, val.len + 1);
     ok = true;
 cleanup:
-    free(val.data);
+    free(val.s);
     free(lines);
     free(text);
     return ok;
@@ -686,7 +655,7 @@ bool envfile_check(const char *path, char *real, size_t realn, char *err, size_t
 /* The new content: every line with the key gets the new value, every other
  * byte is copied; the key is appended if absent. */
 static bool build_content(const char *text, size_t len, const char *key, const char *value,
-                          buf_t *out)
+                          strbuf *out)
 {
     size_t nlines = 0, crlf = 0, lf = 0;
     env_line *lines = split_lines(text, len, &nlines);
@@ -707,133 +676,23 @@ static bool build_content(const char *text, size_t len, const char *key, const c
         if (!line_has_key(text, l, key))
             continue;
         found = true;
-        buf_add(out, text + copied, l->val_off - copied);
+        sb_addn(out, text + copied, l->val_off - copied);
         encode_value(value, l->quote, out);
         copied = l->val_off + l->val_len;
     }
-    buf_add(out, text + copied, len - copied);
+    sb_addn(out, text + copied, len - copied);
     if (!found) {
         const char *eol = crlf > lf ? "\r\n" : "\n";
         if (len > 0 && text[len - 1] != '\n')
-            buf_adds(out, eol);
-        buf_adds(out, key);
-        buf_add(out, "=", 1);
+            sb_add(out, eol);
+        sb_add(out, key);
+        sb_addn(out, "=", 1);
         encode_value(value, Q_NONE, out);
-        buf_adds(out, eol);
+        sb_add(out, eol);
     }
-    buf_add(out, "", 0);            /* allocated even when empty */
+    sb_addn(out, "", 0);            /* allocated even when empty */
     free(lines);
     return !out->oom;
-}
-
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* A new file NAME.drd-tmp.XXXXXX in dirfd (O_EXCL|O_NOFOLLOW: never an
- * existing file or a link); its name in tmp. */
-static int create_temp(int dirfd, const char *name, char *tmp, size_t n)
-{
-    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-    for (int attempt = 0; attempt < 100; attempt++) {
-        unsigned char rnd[6];
-        char suffix[7];
-        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-            return -1;
-        for (size_t i = 0; i < sizeof rnd; i++)
-            suffix[i] = chars[rnd[i] % (sizeof chars - 1)];
-        suffix[6] = '\0';
-        if ((size_t)snprintf(tmp, n, "%s.drd-tmp.%s", name, suffix) >= n) {
-            errno = ENAMETOOLONG;
-            return -1;
-        }
-        int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    return -1;
-}
-
-/* Replace name in dirfd (a directory opened for reading, resolved path dir)
- * by data, owned and moded like `like`: temporary file, owner, mode, fsync,
- * rename, fsync of the directory.  *renamed tells whether the rename
- * happened (then only the directory's fsync can have failed). */
-static bool replace_at(int dirfd, const char *dir, const char *name, const char *data,
-                       size_t len, const struct stat *like, bool *renamed, char *err,
-                       size_t errlen)
-{
-    char tmp[NAME_MAX + 32];
-    bool ok = false, created = false;
-    int fd;
-
-    *renamed = false;
-    fd = create_temp(dirfd, name, tmp, sizeof tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a temporary file in %s: %s", dir, strerror(errno));
-        return false;
-    }
-    created = true;
-    if (!write_all(fd, data, len)) {
-        snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
-        goto cleanup;
-    }
-    /* Same owner and group as the original (the app must still read it);
-     * chown first, since it may clear mode bits. */
-    if ((like->st_uid != geteuid() || like->st_gid != getegid()) &&
-        fchown(fd, like->st_uid, like->st_gid) != 0) {
-        if (errno == EPERM && like->st_uid == geteuid()) {
-            log_warn("envfile: cannot keep group %d of %s/%s: %s", (int)like->st_gid, dir, name,
-                     strerror(errno));
-        } else {
-            snprintf(err, errlen, "cannot give %s/%s owner %d:%d: %s", dir, name,
-                     (int)like->st_uid, (int)like->st_gid, strerror(errno));
-            goto cleanup;
-        }
-    }
-    if (fchmod(fd, like->st_mode & 07777) != 0) {
-        snprintf(err, errlen, "cannot set the mode of %s/%s: %s", dir, tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (fsync(fd) != 0) {
-        snprintf(err, errlen, "cannot fsync %s/%s: %s", dir, tmp, strerror(errno));
-        goto cleanup;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot write %s/%s: %s", dir, tmp, strerror(errno));
-        goto cleanup;
-    }
-    if (renameat(dirfd, tmp, dirfd, name) != 0) {
-        snprintf(err, errlen, "cannot replace %s/%s: %s", dir, name, strerror(errno));
-        goto cleanup;
-    }
-    created = false;
-    *renamed = true;
-    if (fsync(dirfd) != 0) {
-        /* Replaced but maybe not durable: report it, the caller retries. */
-        snprintf(err, errlen, "%s/%s replaced, but fsync of %s failed: %s", dir, name, dir,
-                 strerror(errno));
-        goto cleanup;
-    }
-    ok = true;
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        unlinkat(dirfd, tmp, 0);
-    return ok;
 }
 
 bool envfile_set(const char *path, const char *key, const char *value, bool *changed,
@@ -841,7 +700,7 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
 {
     char prev[NAME_MAX + 16], perr[512];
     char *text = NULL;
-    buf_t out = { 0 };
+    strbuf out = { 0 };
     walk_t w = { .dirfd = -1 };
     struct stat st;
     size_t len = 0;
@@ -882,7 +741,7 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
         snprintf(err, errlen, "out of memory");
         goto cleanup;
     }
-    if (out.len == len && memcmp(out.data, text, len) == 0) {
+    if (out.len == len && memcmp(out.s, text, len) == 0) {
         log_debug("envfile: %s already has that %s", path, key);
         ok = true;                              /* idempotent: nothing to do */
         goto cleanup;
@@ -894,11 +753,11 @@ bool envfile_set(const char *path, const char *key, const char *value, bool *cha
     /* The previous content first (same owner and mode: it holds the same
      * secrets): once the file is replaced, .drd-prev must already hold what
      * it replaced. */
-    if (!replace_at(dirfd, w.dir, prev, text, len, &st, &renamed, perr, sizeof perr)) {
+    if (!atomic_file_replace_at(dirfd, w.dir, prev, text, len, &st, &renamed, perr, sizeof perr)) {
         snprintf(err, errlen, "cannot keep the previous %s: %s", path, perr);
         goto cleanup;
     }
-    if (!replace_at(dirfd, w.dir, w.name, out.data, out.len, &st, &renamed, err, errlen)) {
+    if (!atomic_file_replace_at(dirfd, w.dir, w.name, out.s, out.len, &st, &renamed, err, errlen)) {
         if (renamed && changed != NULL)
             *changed = true;
         goto cleanup;
@@ -911,7 +770,7 @@ cleanup:
     if (dirfd >= 0)
         close(dirfd);
     walk_free(&w);
-    free(out.data);
+    free(out.s);
     free(text);
     return ok;
 }

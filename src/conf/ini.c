@@ -21,32 +21,6 @@ static char *trim(char *s)
     return s;
 }
 
-void cfg_sb_add(strbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-void cfg_sb_adds(strbuf *b, const char *s)
-{
-    cfg_sb_add(b, s, strlen(s));
-}
-
 /* Levenshtein distance, for "did you mean" hints; short words only. */
 size_t cfg_edit_distance(const char *a, const char *b)
 {

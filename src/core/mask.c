@@ -7,6 +7,7 @@
  * not recognise as a whole, so its cost is linear in the text. A masked
  * text masks to itself. */
 #include "drd/core/mask.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 
 #include <ctype.h>
@@ -115,46 +116,6 @@ void mask_clear_secrets(void)
     pthread_mutex_unlock(&g_mu);
 }
 
-/* ---- output buffer ------------------------------------------------------ */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} mbuf;
-
-static void put(mbuf *b, const char *s, size_t k)
-{
-    if (b->oom || k == 0)
-        return;
-    if (b->len + k + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + k + 1 > cap)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, k);
-    b->len += k;
-    b->p[b->len] = '\0';
-}
-
-static char *finish(mbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (b->p == NULL)
-        return strdup("");
-    return b->p;
-}
-
 /* ---- pass 1: registered literals ---------------------------------------- */
 
 static bool is_word_byte(unsigned char c)
@@ -164,7 +125,7 @@ static bool is_word_byte(unsigned char c)
 
 static char *mask_literals(const char *in, size_t len)
 {
-    mbuf b = { 0 };
+    strbuf b = { 0 };
     size_t plain = 0;                             /* start of the text not yet copied */
     bool first[256] = { false };                  /* first bytes of the secrets matched here */
     pthread_mutex_lock(&g_mu);
@@ -190,14 +151,14 @@ static char *mask_literals(const char *in, size_t len)
             i++;
             continue;
         }
-        put(&b, in + plain, i - plain);
-        put(&b, MASK, 4);
+        sb_addn(&b, in + plain, i - plain);
+        sb_addn(&b, MASK, 4);
         i += hit;
         plain = i;
     }
     pthread_mutex_unlock(&g_mu);
-    put(&b, in + plain, len - plain);
-    return finish(&b);
+    sb_addn(&b, in + plain, len - plain);
+    return sb_take(&b);
 }
 
 /* ---- pass 2: the forms -------------------------------------------------- */
@@ -333,15 +294,15 @@ static bool url_password(const char *s, size_t len, size_t at, size_t *from, siz
 typedef struct {
     const char *s;
     size_t len;
-    mbuf *out;
+    strbuf *out;
     bool collect;            /* register each value found (mask_add_secrets_in) */
 } scan;
 
 /* Copy s[from, to) then "****" for the value s[to, vend); returns vend. */
 static size_t emit_masked(scan *c, size_t from, size_t to, size_t vend)
 {
-    put(c->out, c->s + from, to - from);
-    put(c->out, MASK, 4);
+    sb_addn(c->out, c->s + from, to - from);
+    sb_addn(c->out, MASK, 4);
     if (c->collect && vend > to)
         add_value(c->s, to, vend);
     return vend;
@@ -458,7 +419,7 @@ static size_t bearer(scan *c, size_t k, size_t i)
 
 static char *mask_forms(const char *s, size_t len, bool collect)
 {
-    mbuf b = { 0 };
+    strbuf b = { 0 };
     scan c = { s, len, &b, collect };
     size_t plain = 0, i = 0;
     while (i < len) {
@@ -480,7 +441,7 @@ static char *mask_forms(const char *s, size_t len, bool collect)
             e++;
         size_t klen = e - k, next = 0;
         bool at_word = k == 0 || is_space(s[k - 1]) || s[k - 1] == '"' || s[k - 1] == '\'';
-        put(&b, s + plain, k - plain);
+        sb_addn(&b, s + plain, k - plain);
         plain = k;
         if (at_word && s[k] == '-' && (eq_ci(s + k, klen, "-u") || eq_ci(s + k, klen, "--user")
                                        || eq_ci(s + k, klen, "--proxy-user")
@@ -498,8 +459,8 @@ static char *mask_forms(const char *s, size_t len, bool collect)
             i = e;                                /* not a secret: copied as it is below */
         }
     }
-    put(&b, s + plain, len - plain);
-    return finish(&b);
+    sb_addn(&b, s + plain, len - plain);
+    return sb_take(&b);
 }
 
 char *mask_dup(const char *in)

@@ -21,123 +21,75 @@
 #include <string.h>
 
 #include "drd/conf/runbook.h"
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf;
-
-static void buf_add(buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 4096;
-        char *np;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_fmt(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_fmt(buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
+#include "drd/core/strbuf.h"
 
 /* A label value: backslash, double quote and line feed escaped. */
-static void buf_label_value(buf *b, const char *v)
+static void buf_label_value(strbuf *b, const char *v)
 {
     for (const char *p = v != NULL ? v : ""; *p != '\0'; p++) {
         switch (*p) {
-        case '\\': buf_add(b, "\\\\", 2); break;
-        case '"':  buf_add(b, "\\\"", 2); break;
-        case '\n': buf_add(b, "\\n", 2); break;
-        default:   buf_add(b, p, 1); break;
+        case '\\': sb_addn(b, "\\\\", 2); break;
+        case '"':  sb_addn(b, "\\\"", 2); break;
+        case '\n': sb_addn(b, "\\n", 2); break;
+        default:   sb_addn(b, p, 1); break;
         }
     }
 }
 
 /* # HELP and # TYPE of one family (help texts are ours: no escaping needed). */
-static void family(buf *b, const char *name, const char *type, const char *help)
+static void family(strbuf *b, const char *name, const char *type, const char *help)
 {
-    buf_fmt(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A float in the format's syntax: NaN, +Inf, -Inf or a decimal number. */
-static void buf_double(buf *b, double v)
+static void buf_double(strbuf *b, double v)
 {
     if (isnan(v))
-        buf_str(b, "NaN");
+        sb_add(b, "NaN");
     else if (isinf(v))
-        buf_str(b, v > 0 ? "+Inf" : "-Inf");
+        sb_add(b, v > 0 ? "+Inf" : "-Inf");
     else {
         /* the shortest of %.15g / %.17g that reads back as v */
         char tmp[40];
         snprintf(tmp, sizeof(tmp), "%.15g", v);
         if (strtod(tmp, NULL) != v)
             snprintf(tmp, sizeof(tmp), "%.17g", v);
-        buf_str(b, tmp);
+        sb_add(b, tmp);
     }
 }
 
 /* One sample: name{k1="v1",k2="v2"} value. labels: NULL-terminated
  * key/value pairs, or NULL. */
-static void sample_start(buf *b, const char *name, const char *const *labels)
+static void sample_start(strbuf *b, const char *name, const char *const *labels)
 {
-    buf_str(b, name);
+    sb_add(b, name);
     if (labels != NULL && labels[0] != NULL) {
-        buf_str(b, "{");
+        sb_add(b, "{");
         for (size_t i = 0; labels[i] != NULL && labels[i + 1] != NULL; i += 2) {
             if (i > 0)
-                buf_str(b, ",");
-            buf_str(b, labels[i]);
-            buf_str(b, "=\"");
+                sb_add(b, ",");
+            sb_add(b, labels[i]);
+            sb_add(b, "=\"");
             buf_label_value(b, labels[i + 1]);
-            buf_str(b, "\"");
+            sb_add(b, "\"");
         }
-        buf_str(b, "}");
+        sb_add(b, "}");
     }
-    buf_str(b, " ");
+    sb_add(b, " ");
 }
 
-static void sample_int(buf *b, const char *name, const char *const *labels, int64_t v)
+static void sample_int(strbuf *b, const char *name, const char *const *labels, int64_t v)
 {
     sample_start(b, name, labels);
-    buf_fmt(b, "%" PRId64 "\n", v);
+    sb_printf(b, "%" PRId64 "\n", v);
 }
 
-static void sample_double(buf *b, const char *name, const char *const *labels, double v)
+static void sample_double(strbuf *b, const char *name, const char *const *labels, double v)
 {
     sample_start(b, name, labels);
     buf_double(b, v);
-    buf_str(b, "\n");
+    sb_add(b, "\n");
 }
 
 static const char *const target_names[2] = { "primary", "backup" };
@@ -161,7 +113,7 @@ char *metrics_render(const metrics_input *in)
 {
     static const metrics_counters zero;
     const metrics_counters *c = in != NULL && in->c != NULL ? in->c : &zero;
-    buf b = { 0 };
+    strbuf b = STRBUF_INIT;
 
     if (in == NULL)
         return NULL;
@@ -333,9 +285,5 @@ char *metrics_render(const metrics_input *in)
         sample_int(&b, "drd_notifications_total", l, c->notifications_total[i]);
     }
 
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return sb_take(&b);
 }

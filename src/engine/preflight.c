@@ -6,6 +6,7 @@
 #include "drd/pg/pgconn.h"
 #include "drd/check/privs.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -215,11 +216,8 @@ static void *job_main(void *arg)
     pthread_mutex_lock(&p->mu);
     p->done = true;
     bool cancelled = p->cancelled;
-    if (!cancelled) {
-        uint64_t one = 1;
-        if (write(p->efd, &one, sizeof one) < 0)
-            log_debug("preflight: eventfd: %s", strerror(errno));
-    }
+    if (!cancelled)
+        worker_notify(p->efd);
     pthread_mutex_unlock(&p->mu);
     if (cancelled)
         job_free(p);
@@ -301,20 +299,11 @@ preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind
     }
     p->target[strcmp(kind, "failback") == 0 ? 0 : 1] = true;
 
-    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->efd < 0 || !loop_add_fd(loop, p->efd, POLLIN, on_done, p))
+    p->efd = worker_eventfd(loop, on_done, p);
+    if (p->efd < 0)
         goto fail;
     pthread_t th;
-    pthread_attr_t at;
-    sigset_t all, old;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);      /* signals stay with the loop */
-    int rc = pthread_create(&th, &at, job_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
+    if (!worker_spawn(&th, true, job_main, p)) {
         loop_del_fd(loop, p->efd);
         goto fail;
     }

@@ -24,6 +24,7 @@
 #include "drd/check/check.h"
 #include "drd/core/log.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #define FIRST_RUN_MS 5000        /* after start: let the probes settle first */
 #define CHECK_BUDGET_MS 2500     /* the whole run (each check has 2 s) */
@@ -86,11 +87,8 @@ static void *job_main(void *arg)
     j->result = result;
     j->done = true;
     bool orphaned = j->orphaned;
-    if (!orphaned) {
-        uint64_t one = 1;
-        if (write(j->efd, &one, sizeof one) < 0)
-            log_debug("readiness: eventfd: %s", strerror(errno));
-    }
+    if (!orphaned)
+        worker_notify(j->efd);
     pthread_mutex_unlock(&j->mu);
     if (orphaned)
         job_free(j);
@@ -265,28 +263,21 @@ static bool start(readiness_t *r)
     if (j == NULL)
         return false;
     pthread_mutex_init(&j->mu, NULL);
-    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    j->efd = worker_eventfd(r->loop, on_done, r);
     j->config_path = strdup(r->config_path);
     json_t *st = r->status_fn != NULL ? r->status_fn(r->arg) : NULL;
     j->status = st != NULL ? json_deep_copy(st) : NULL;
     json_decref(st);
-    if (j->efd < 0 || j->config_path == NULL || !loop_add_fd(r->loop, j->efd, POLLIN, on_done, r)) {
+    if (j->efd < 0 || j->config_path == NULL) {
         log_error("readiness: cannot start the checks");
+        if (j->efd >= 0)
+            loop_del_fd(r->loop, j->efd);
         job_free(j);
         return false;
     }
     pthread_t th;
-    pthread_attr_t at;
-    sigset_t all, old;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&th, &at, job_main, j);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
-        log_error("readiness: cannot start a thread: %s", strerror(rc));
+    if (!worker_spawn(&th, true, job_main, j)) {
+        log_error("readiness: cannot start a thread: %s", strerror(errno));
         loop_del_fd(r->loop, j->efd);
         job_free(j);
         return false;

@@ -87,6 +87,10 @@ json_t *status_to_json(const status_snapshot *s)
         json_object_set(b, "lag_seconds", v != NULL ? v : json_null());
         v = json_object_get(s->refresh, "last_good_at");
         json_object_set(b, "last_copy_at", v != NULL ? v : json_null());
+        /* rows the last comparison of the two sides left different
+         * (null: never compared) */
+        v = json_object_get(json_object_get(s->refresh, "difference"), "rows");
+        json_object_set(b, "differing_rows", v != NULL ? v : json_null());
         json_object_set(root, "refresh", s->refresh);
     }
     json_object_set_new(root, "targets", targets);

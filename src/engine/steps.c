@@ -4,6 +4,7 @@
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
 #include "drd/pg/pgexec.h"
+#include "drd/pg/quote.h"
 #include "drd/core/proc.h"
 #include "drd/sync/sync.h"
 #include "drd/core/util.h"
@@ -325,21 +326,6 @@ static void begin_wait_healthy(step_run *r)
 
 /* --------------------------------------------------------------- fence */
 
-static void quote(char *out, size_t n, const char *s, char q)
-{
-    size_t o = 0;
-    if (n < 3)
-        return;
-    out[o++] = q;
-    for (; *s != '\0' && o + 3 < n; s++) {
-        if (*s == q)
-            out[o++] = q;
-        out[o++] = *s;
-    }
-    out[o++] = q;
-    out[o] = '\0';
-}
-
 /* The role and database the app uses on a target, from its app_url. */
 static bool app_identity(const config_target *t, char *user, size_t un, char *db, size_t dn)
 {
@@ -382,7 +368,7 @@ static void begin_fence(step_run *r)
 {
     const config_t *c = r->env.cfg;
     const config_target *t = target_of(c, r->step.target);
-    char user[128], db[128], qu[300], qd[300], ql[300];
+    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300];
     char s1[1024], filter[800], s2[4096];
     /* The read-only fence applies to drd's own new sessions too when its
      * url names the fenced database (one database, as on many hosted
@@ -431,9 +417,13 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
-    quote(qu, sizeof qu, user, '"');
-    quote(qd, sizeof qd, db, '"');
-    quote(ql, sizeof ql, user, '\'');
+    /* Quoted whole or not at all (never a cut name). */
+    if (!pg_ident_buf(qu, sizeof qu, user) || !pg_ident_buf(qd, sizeof qd, db) ||
+        !pg_literal_buf(ql, sizeof ql, user) || !pg_literal_buf(qdl, sizeof qdl, db)) {
+        fail(r, "role or database name too long");
+        finish_later(r);
+        return;
+    }
     if (strcmp(r->step.mode, "nologin") == 0) {
         snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
     } else {
@@ -443,8 +433,6 @@ static void begin_fence(step_run *r)
             snprintf(s1, sizeof s1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
     }
     /* Sessions opened before the fence keep their settings: end them. */
-    char qdl[300];
-    quote(qdl, sizeof qdl, db, '\'');
     /* End them, then wait (3 s at most) until none is left, so that when
      * the step is done no app session can write any more (a write of an
      * old app instance reaching the backup after stop-app). The count
@@ -538,6 +526,10 @@ static void on_sync_done(void *arg, const sync_result *sr)
                  (long long)sr->tables, (long long)sr->duration_ms);
         if (r->step.action == ACT_SYNC_BACK)
             store_sync_resolution_set(r->env.store, "");
+        /* the rows the backup was behind in (the primary's stand): known
+         * to differ until converge (resume-replication) copies them */
+        if (r->step.action == ACT_VERIFY && r->env.refresh != NULL)
+            refresh_note_difference(r->env.refresh, sr->differing, sr->differing, "verify");
     } else {
         fail(r, "%s", sr->error);
     }
@@ -591,6 +583,40 @@ static void on_refresh_step(void *arg, bool ok, const char *error)
     finish_later(r);
 }
 
+/* recreate-subscription, first part: converge (the backup made equal to
+ * the primary, see sync.h); the subscription is recreated only then. */
+static void on_converge_done(void *arg, const sync_result *sr)
+{
+    step_run *r = arg;
+    r->output = output_kept(sr->report, sr->report ? strlen(sr->report) : 0, false);
+    bool ok = sr->ok;
+    if (ok)
+        refresh_note_difference(r->env.refresh, 0, sr->differing, "converge");
+    else
+        fail(r, "converge: %s", sr->error);
+    sync_job_free(r->sync);
+    r->sync = NULL;
+    if (!ok) {
+        finish(r);
+        return;
+    }
+    if (!refresh_subscription_recreate(r->env.refresh, r->env.cfg, on_refresh_step, r)) {
+        fail(r, "%s could not start", r->step.op);
+        finish(r);
+    }
+}
+
+static void begin_converge(step_run *r)
+{
+    char err[512];
+    sync_request req = { .op = SYNC_CONVERGE, .timeout_ms = r->step.timeout_ms };
+    r->sync = sync_start(r->env.loop, r->env.cfg, &req, on_converge_done, r, err, sizeof err);
+    if (r->sync == NULL) {
+        fail(r, "converge: %s", err);
+        finish_later(r);
+    }
+}
+
 static void begin_refresh(step_run *r)
 {
     const char *mode = r->env.cfg->refresh_mode;
@@ -608,8 +634,10 @@ static void begin_refresh(step_run *r)
     bool started;
     if (strcmp(r->step.op, "disable-subscription") == 0)
         started = refresh_subscription_disable(r->env.refresh, r->env.cfg, on_refresh_step, r);
-    else if (strcmp(r->step.op, "recreate-subscription") == 0)
-        started = refresh_subscription_recreate(r->env.refresh, r->env.cfg, on_refresh_step, r);
+    else if (strcmp(r->step.op, "recreate-subscription") == 0) {
+        begin_converge(r);
+        return;
+    }
     else
         started = refresh_bump_sequences(r->env.refresh, r->env.cfg, on_refresh_step, r);
     if (!started) {

@@ -62,27 +62,27 @@ static void on_socket(loop_t *loop, int fd, short revents, void *arg)
         return;
     }
     /* CONNECTING */
-    PostgresPollingStatusType st = PQconnectPoll(w->conn);
-    if (st == PGRES_POLLING_FAILED) {
+    switch (pgconn_connect_step(&w->sock, w->conn, on_socket, w, err, sizeof err)) {
+    case PGCONN_STEP_WAIT:
+        return;
+    case PGCONN_STEP_READY:
+        break;
+    case PGCONN_STEP_FAILED:
+    case PGCONN_STEP_NO_WATCH:
+    default:
         drop(w);
         return;
     }
-    if (st == PGRES_POLLING_OK) {
-        if (w->timer)
-            loop_cancel_timer(loop, w->timer);
-        w->timer = 0;
-        PQsetnonblocking(w->conn, 1);
-        if (!pgconn_watch_socket(&w->sock, w->conn, POLLIN, on_socket, w, err, sizeof err)) {
-            drop(w);
-            return;
-        }
-        w->state = W_UP;
-        log_debug("%s: idle watch connection up", w->name);
+    if (w->timer)
+        loop_cancel_timer(loop, w->timer);
+    w->timer = 0;
+    PQsetnonblocking(w->conn, 1);
+    if (!pgconn_watch_socket(&w->sock, w->conn, POLLIN, on_socket, w, err, sizeof err)) {
+        drop(w);
         return;
     }
-    short ev = st == PGRES_POLLING_WRITING ? POLLOUT : POLLIN;
-    if (!pgconn_watch_socket(&w->sock, w->conn, ev, on_socket, w, err, sizeof err))
-        drop(w);
+    w->state = W_UP;
+    log_debug("%s: idle watch connection up", w->name);
 }
 
 static void on_deadline(loop_t *loop, void *arg)

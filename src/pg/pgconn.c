@@ -7,6 +7,7 @@
  */
 #include "drd/pg/pgconn.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -214,4 +215,83 @@ bool pgconn_identity(const char *url, char *user, size_t un, char *db, size_t dn
     if (db[0] == '\0')
         str_copy(db, user, dn);           /* libpq's default: dbname = user */
     return user[0] != '\0';
+}
+
+/* ---- connecting ------------------------------------------------------ */
+
+pgconn_step pgconn_connect_step(pgconn_watch *w, PGconn *conn, loop_fd_cb cb, void *arg,
+                                char *err, size_t errlen)
+{
+    switch (PQconnectPoll(conn)) {
+    case PGRES_POLLING_OK:
+        return PGCONN_STEP_READY;
+    case PGRES_POLLING_READING:
+        return pgconn_watch_socket(w, conn, POLLIN, cb, arg, err, errlen) ? PGCONN_STEP_WAIT
+                                                                          : PGCONN_STEP_NO_WATCH;
+    case PGRES_POLLING_WRITING:
+        return pgconn_watch_socket(w, conn, POLLOUT, cb, arg, err, errlen) ? PGCONN_STEP_WAIT
+                                                                           : PGCONN_STEP_NO_WATCH;
+    case PGRES_POLLING_FAILED:
+    default:
+        return PGCONN_STEP_FAILED;
+    }
+}
+
+/* Wait (poll, in slices of 100 ms for o->stop) until the socket is ready
+ * for what libpq wants. false with err set on stop, deadline or error. */
+static bool wait_socket(PGconn *c, PostgresPollingStatusType st, int64_t deadline,
+                        const pgconn_opts *o, char *err, size_t errlen)
+{
+    struct pollfd pfd = { .fd = PQsocket(c), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT };
+    int r = 0;
+
+    while (r == 0) {
+        int64_t left = deadline - mono_ms();
+
+        if (o->stop != NULL && atomic_load(o->stop)) {
+            str_copy(err, "cancelled", errlen);
+            return false;
+        }
+        if (left <= 0) {
+            snprintf(err, errlen, "no answer within %lld s", (long long)((o->connect_ms + 999) / 1000));
+            return false;
+        }
+        r = poll(&pfd, 1, left < 100 ? (int)left : 100);
+        if (r < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return false;
+        }
+        if (r < 0)
+            r = 0;
+    }
+    return true;
+}
+
+PGconn *pgconn_connect(const char *url, const pgconn_opts *o, char *err, size_t errlen)
+{
+    int64_t deadline = mono_ms() + o->connect_ms;
+    int64_t tcp = o->tcp_user_timeout_ms > 0 ? o->tcp_user_timeout_ms : o->connect_ms;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    PGconn *c;
+
+    if (o->stop != NULL && atomic_load(o->stop)) {
+        str_copy(err, "cancelled", errlen);
+        return NULL;
+    }
+    c = pgconn_start_db(url, o->dbname, o->password, tcp, o->app_name, err, errlen);
+    if (c == NULL)
+        return NULL;
+    while (st != PGRES_POLLING_OK) {
+        if (st == PGRES_POLLING_FAILED) {
+            pgconn_error_text(PQerrorMessage(c), err, errlen);
+            goto fail;
+        }
+        if (!wait_socket(c, st, deadline, o, err, errlen))
+            goto fail;
+        st = PQconnectPoll(c);
+    }
+    return c;
+fail:
+    PQfinish(c);
+    return NULL;
 }

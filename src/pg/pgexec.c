@@ -393,19 +393,17 @@ static void connected(pgexec_t *p)
 
 static void connect_step(pgexec_t *p)
 {
-    switch (PQconnectPoll(p->conn)) {
-    case PGRES_POLLING_OK:
+    switch (pgconn_connect_step(&p->watch, p->conn, on_socket, p, p->result.error,
+                                sizeof(p->result.error))) {
+    case PGCONN_STEP_READY:
         connected(p);
         return;
-    case PGRES_POLLING_READING:
-        if (!watch_socket(p, POLLIN))
-            finish(p, false);
+    case PGCONN_STEP_WAIT:
         return;
-    case PGRES_POLLING_WRITING:
-        if (!watch_socket(p, POLLOUT))
-            finish(p, false);
+    case PGCONN_STEP_NO_WATCH:
+        finish(p, false);
         return;
-    case PGRES_POLLING_FAILED:
+    case PGCONN_STEP_FAILED:
     default:
         fail_with_conn_error(p);
         return;

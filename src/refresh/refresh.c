@@ -278,7 +278,27 @@ refresh_t *refresh_new(loop_t *loop, store_t *store, const refresh_gate *gate,
         store_refresh_update(store, s);
     }
     load_history(r);
+    r->has_diff = store_difference_get(store, &r->diff);
     return r;
+}
+
+void refresh_note_difference(refresh_t *r, int64_t rows, int64_t found, const char *by)
+{
+    if (!mode_is(r, "logical"))
+        return;
+    bool was = r->has_diff && r->diff.rows > 0;
+    r->diff.rows = rows;
+    r->diff.found = found;
+    r->diff.at = wall_ms();
+    str_copy(r->diff.by, by, sizeof r->diff.by);
+    r->has_diff = true;
+    store_difference_set(r->store, &r->diff);
+    if (rows > 0)
+        refresh_record_event(r, true, "the backup differs from the primary in %" PRId64 " rows (found by %s):"
+                             " replication does not carry them; drctl refresh copies the primary whole", rows, by);
+    else if (was)
+        refresh_record_event(r, false, "the backup equals the primary again (%s)", by);
+    refresh_changed(r);
 }
 
 void refresh_free(refresh_t *r)
@@ -482,6 +502,10 @@ void refresh_job_record(refresh_t *r, job_t *j)
 void refresh_job_ended(refresh_t *r, job_t *j)
 {
     refresh_job_record(r, j);
+    /* a whole copy (dump restored, or logical set-up swapped in) leaves
+     * nothing different */
+    if (strcmp(j->rec.state, "succeeded") == 0 && (j->kind == JOB_DUMP || j->swapped))
+        refresh_note_difference(r, 0, 0, "refresh");
     r->job = NULL;
     refresh_job_free(j);
     arm_schedule(r);
@@ -562,6 +586,10 @@ json_t *refresh_status_json(const refresh_t *r)
     json_object_set_new(o, "phase", r->job ? json_string(refresh_job_phase_name(r->job)) : json_null());
     json_object_set_new(o, "subscription", logical && r->w.sub_state[0] ? json_string(r->w.sub_state) : json_null());
     json_object_set_new(o, "schema_drift", logical ? json_boolean(r->w.drift) : json_null());
+    json_object_set_new(o, "difference", logical && r->has_diff
+        ? json_pack("{s:I,s:I,s:I,s:s}", "rows", (json_int_t)r->diff.rows, "found", (json_int_t)r->diff.found,
+                    "at", (json_int_t)r->diff.at, "by", r->diff.by)
+        : json_null());
     refresh_egress e;
     if (refresh_egress_get(r, wall_ms(), &e))
         json_object_set_new(o, "egress", refresh_egress_json(&e));

@@ -206,6 +206,8 @@ struct refresh {
     bool has_cron;
 
     job_t *job;                    /* the refresh running now, NULL if none */
+    store_difference diff;         /* the last comparison of the two sides */
+    bool has_diff;                 /* false: never compared */
     store_refresh last_good;       /* id 0 = none */
     char last_error[512];          /* the last refresh's error, "" if it succeeded */
 

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "drd/core/log.h"
+#include "drd/pg/quote.h"
 #include "drd/pg/pgconn.h"
 #include "drd/core/util.h"
 
@@ -40,34 +41,17 @@ char *refresh_xasprintf(const char *fmt, ...)
     return s;
 }
 
-/* Surround s with q, doubling q (or replacing it with `esc`) inside. */
-static char *quote_with(const char *s, char q, const char *esc)
-{
-    size_t extra = 0, elen = strlen(esc);
-    for (const char *p = s; *p; p++)
-        if (*p == q)
-            extra += elen;
-    char *out = malloc(strlen(s) + extra + 3);
-    if (out == NULL)
-        return NULL;
-    char *o = out;
-    *o++ = q;
-    for (const char *p = s; *p; p++) {
-        if (*p == q) {
-            memcpy(o, esc, elen);
-            o += elen;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o++ = q;
-    *o = '\0';
-    return out;
-}
+char *refresh_sql_ident(const char *s) { return pg_ident_dup(s); }
+char *refresh_sql_literal(const char *s) { return pg_literal_dup(s); }
 
-char *refresh_sql_ident(const char *s) { return quote_with(s, '"', "\"\""); }
-char *refresh_sql_literal(const char *s) { return quote_with(s, '\'', "''"); }
-char *refresh_sh_quote(const char *s) { return quote_with(s, '\'', "'\\''"); }
+/* 's' for /bin/sh: each ' inside becomes '\'' */
+char *refresh_sh_quote(const char *s)
+{
+    strbuf b = STRBUF_INIT;
+
+    sb_quote(&b, s, '\'', "'\\''");
+    return sb_take(&b);
+}
 
 size_t refresh_split_fields(char *s, char sep, char **fields, size_t max)
 {

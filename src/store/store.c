@@ -526,6 +526,7 @@ bool store_kv_get(store_t *s, const char *key, char *out, size_t n)
 #define FENCE_PENDING_KEY "fence_pending"
 #define FENCED_KEY "fenced"
 #define SYNC_RESOLUTION_KEY "sync_resolution"
+#define DIFFERENCE_KEY "backup_difference"
 
 bool store_fence_pending_get(store_t *s, char *out, size_t n)
 {
@@ -555,4 +556,28 @@ bool store_sync_resolution_get(store_t *s, char *out, size_t n)
 bool store_sync_resolution_set(store_t *s, const char *choice)
 {
     return store_kv_set(s, SYNC_RESOLUTION_KEY, choice);
+}
+
+/* "rows found at by" */
+bool store_difference_get(store_t *s, store_difference *out)
+{
+    char v[128], by[16] = "";
+    long long rows, found, at;
+    memset(out, 0, sizeof *out);
+    if (!store_kv_get(s, DIFFERENCE_KEY, v, sizeof v) ||
+        sscanf(v, "%lld %lld %lld %15s", &rows, &found, &at, by) != 4)
+        return false;
+    out->rows = rows;
+    out->found = found;
+    out->at = at;
+    str_copy(out->by, by, sizeof out->by);
+    return true;
+}
+
+bool store_difference_set(store_t *s, const store_difference *d)
+{
+    char v[128];
+    snprintf(v, sizeof v, "%lld %lld %lld %s", (long long)d->rows, (long long)d->found,
+             (long long)d->at, d->by[0] ? d->by : "?");
+    return store_kv_set(s, DIFFERENCE_KEY, v);
 }

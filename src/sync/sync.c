@@ -22,6 +22,7 @@
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 struct sync_job {
     loop_t *loop;
@@ -46,6 +47,7 @@ static const char *op_name(sync_op op)
     case SYNC_BACK: return "sync-back";
     case SYNC_VERIFY: return "verify";
     case SYNC_FULL: return "full";
+    case SYNC_CONVERGE: return "converge";
     }
     return "?";
 }
@@ -63,6 +65,7 @@ static void *worker_main(void *arg)
         ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
         break;
     case SYNC_FULL: ok = sync_op_full(c); break;
+    case SYNC_CONVERGE: ok = sync_op_converge(c); break;
     }
     if (!ok && !sync_failed(c))
         sync_fail(c, "%s failed", op_name(c->op));
@@ -71,9 +74,7 @@ static void *worker_main(void *arg)
     j->done = true;
     pthread_cond_signal(&j->done_cond);
     pthread_mutex_unlock(&c->mu);
-    uint64_t one = 1;
-    while (write(j->efd, &one, sizeof(one)) < 0 && errno == EINTR)
-        ;
+    worker_notify(j->efd);
     return NULL;
 }
 
@@ -127,6 +128,7 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
         str_copy(r.error, c->error[0] ? c->error : "failed", sizeof(r.error));
     r.rows = c->rows;
     r.tables = c->tables;
+    r.differing = c->differing;
     r.duration_ms = mono_ms() - j->t0;
 
     /* The report is masked here once more, whole: it quotes data. */
@@ -204,19 +206,6 @@ static void ctx_free(sync_ctx *c)
     pthread_mutex_destroy(&c->mu);
 }
 
-/* Worker threads must not take the process's signals. */
-static bool spawn(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        errno = rc;
-    return rc == 0;
-}
-
 sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
                      sync_done_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -277,24 +266,20 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
         str_copy(err, "[sync] schemas is empty", errlen);
         goto fail;
     }
-    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    j->efd = worker_eventfd(loop, on_done, j);
     if (j->efd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
-        goto fail;
-    }
-    if (!loop_add_fd(loop, j->efd, POLLIN, on_done, j)) {
-        str_copy(err, "cannot watch the job's eventfd", errlen);
+        snprintf(err, errlen, "cannot watch the job's eventfd: %s", strerror(errno));
         goto fail;
     }
     log_info("sync: %s started", op_name(c->op));
-    if (!spawn(&j->worker, worker_main, j)) {
+    if (!worker_spawn(&j->worker, false, worker_main, j)) {
         snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
         loop_del_fd(loop, j->efd);
         goto fail;
     }
     j->worker_started = true;
     if (c->timeout_ms > 0) {
-        if (!spawn(&j->watchdog, watchdog_main, j)) {
+        if (!worker_spawn(&j->watchdog, false, watchdog_main, j)) {
             snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
             sync_job_free(j);
             return NULL;

@@ -34,12 +34,13 @@
 
 #include "drd/core/log.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #define CHUNK_MIN_BYTES (8LL * 1024 * 1024)
 
 /* The 64-bit hash of the row of alias t that verify sums: `t.*`, never a
  * bare `t`, which a column named t would shadow. */
-static void row_hash_sql(sbuf *b, const stable *t, bool by_record)
+void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record)
 {
     if (by_record && catalog_hashable(t))
         sb_add(b, "hash_record_extended(t.*, 0)");
@@ -51,7 +52,7 @@ void sync_checksum_sql(sbuf *b, const stable *t, bool by_record)
 {
     /* sum(bigint) is numeric: no overflow */
     sb_add(b, "SELECT count(*), coalesce(sum(");
-    row_hash_sql(b, t, by_record);
+    sync_row_hash_sql(b, t, by_record);
     sb_printf(b, "), 0) FROM ONLY %s t", t->qname);
 }
 
@@ -119,17 +120,13 @@ bool sync_pool(sync_ctx *c, int n, size_t ntasks,
         sync_fail(c, "out of memory");
         return false;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     int started = 0;
     for (int i = 0; i < n; i++) {
         pt[i] = (pool_thread){ .p = &p, .id = i };
-        if (pthread_create(&th[i], NULL, pool_main, &pt[i]) != 0)
+        if (!worker_spawn(&th[i], false, pool_main, &pt[i]))
             break;
         started++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (started == 0)
         sync_fail(c, "cannot start worker threads");
     for (int i = 0; i < started; i++)
@@ -153,14 +150,17 @@ typedef struct {
     char p[2][48];           /* on the primary */
     vstate state;
     bool checked;            /* the backup's rows were looked up on the primary */
-    int64_t missing;         /* backup rows whose key the primary lacks */
-    int64_t changed;         /* backup rows whose key the primary has with other content */
+    int64_t missing;         /* backup rows the outage changed whose key the primary lacks */
+    int64_t changed;         /* ... whose key the primary has with other content */
+    int64_t stale_missing;   /* backup rows the outage never touched, deleted on the primary */
+    int64_t stale_changed;   /* ... changed on the primary (the backup was behind) */
     char why[300];           /* why they could not be looked up ("" = not tried) */
 } vtable;
 
 typedef struct {
     const scatalog *cat;
     bool by_record;
+    bool ledger;             /* tell the outage's rows (in drd.ledger) from stale ones */
     vtable *v;               /* per table */
 } verify_arg;
 
@@ -199,17 +199,58 @@ static bool primary_try(sworker *w, const char *sql, char *err, size_t errlen)
     return false;
 }
 
-/* Is every row of the backup's table t on the primary, identical? The
- * backup's key columns and row hashes (the checksum's, one per row) are
- * streamed by COPY into a temporary table of the primary session (created
- * in a READ WRITE transaction, which a fence by default_transaction_read_only
- * allows: a temporary table writes none of the database's tables; rolled
- * back at the end), then joined there to the table by key: the backup rows
- * whose key the primary lacks, and those whose row hashes differ, are
- * counted. Nothing is buffered here: COPY passes chunk by chunk. False only
- * when the job fails (cancelled, a connection lost). */
-static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_record, vtable *v)
+/* On the backup, for each row of alias t: whether the outage changed its
+ * key (drd.ledger has it as key_old or key_new, or the table was
+ * truncated). touched_col: the boolean column; touched_join: what it needs
+ * after "FROM ONLY t t" (the table's ledger keys, distinct, hash-joined:
+ * the ledger has no index). Without `ledger` every row counts as changed
+ * (full mode, or no capture): then any difference fails. */
+static void touched_col(sbuf *b, bool ledger)
 {
+    sb_add(b, ledger ? "(lk.k IS NOT NULL OR tr.truncated)" : "true");
+}
+
+static void touched_join(sbuf *b, const stable *t, bool ledger)
+{
+    if (!ledger)
+        return;
+    sbuf which;
+    sb_init(&which);
+    sb_add(&which, "l.schema_name = ");
+    sb_literal(&which, t->schema);
+    sb_add(&which, " AND l.table_name = ");
+    sb_literal(&which, t->name);
+    sb_printf(b, " LEFT JOIN (SELECT DISTINCT v.k FROM drd.ledger l, LATERAL (VALUES (l.key_old), (l.key_new)) v(k)"
+                 " WHERE %s AND v.k IS NOT NULL) lk ON lk.k = jsonb_build_object(", sb_str(&which));
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(b, "%s", k ? ", " : "");
+        sb_literal(b, t->key[k]);
+        sb_add(b, ", t.");
+        sb_ident(b, t->key[k]);
+    }
+    sb_printf(b, ") CROSS JOIN (SELECT EXISTS (SELECT 1 FROM drd.ledger l WHERE %s AND l.op = 'T')"
+                 " AS truncated) tr", sb_str(&which));
+    if (which.oom)
+        b->oom = true;
+    sb_free(&which);
+}
+
+/* Is every row of the backup's table t on the primary, identical? The
+ * backup's key columns and row hashes (the checksum's, one per row), with
+ * whether the outage changed the row (touched_col), are streamed by COPY
+ * into a temporary table of the primary session (created in a READ WRITE
+ * transaction, which a fence by default_transaction_read_only allows: a
+ * temporary table writes none of the database's tables; rolled back at the
+ * end), then joined there to the table by key: the backup rows whose key
+ * the primary lacks, and those whose row hashes differ, are counted, apart
+ * for the rows the outage changed (which sync-back must have applied) and
+ * the others (the backup was behind the primary: its replication lag, or
+ * its last copy's age; the primary's version stands). Nothing is buffered
+ * here: COPY passes chunk by chunk. False only when the job fails
+ * (cancelled, a connection lost). */
+static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, const verify_arg *va, vtable *v)
+{
+    bool by_record = va->by_record;
     sbuf create, out, q;
     sb_init(&create);
     sb_init(&out);
@@ -221,13 +262,13 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_reco
     sb_add(&create, "CREATE TEMP TABLE drd_verify_rows (");
     for (size_t k = 0; k < t->nkey; k++)
         sb_printf(&create, "k%zu, ", k + 1);
-    sb_add(&create, "h) ON COMMIT DROP AS SELECT ");
+    sb_add(&create, "h, touched) ON COMMIT DROP AS SELECT ");
     for (size_t k = 0; k < t->nkey; k++) {
         sb_add(&create, "t.");
         sb_ident(&create, t->key[k]);
         sb_add(&create, ", ");
     }
-    sb_printf(&create, "0::bigint FROM ONLY %s t WITH NO DATA", t->qname);
+    sb_printf(&create, "0::bigint, true FROM ONLY %s t WITH NO DATA", t->qname);
 
     sb_add(&out, "COPY (SELECT ");
     for (size_t k = 0; k < t->nkey; k++) {
@@ -235,18 +276,26 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_reco
         sb_ident(&out, t->key[k]);
         sb_add(&out, ", ");
     }
-    row_hash_sql(&out, t, by_record);
-    sb_printf(&out, " FROM ONLY %s t) TO STDOUT", t->qname);
+    sync_row_hash_sql(&out, t, by_record);
+    sb_add(&out, ", ");
+    touched_col(&out, va->ledger);
+    sb_printf(&out, " FROM ONLY %s t", t->qname);
+    touched_join(&out, t, va->ledger);
+    sb_add(&out, ") TO STDOUT");
 
     /* key columns are NOT NULL (primary key, replica identity index): a
      * NULL one is a missing row */
-    sb_add(&q, "SELECT count(*) FILTER (WHERE t.");
-    sb_ident(&q, t->key[0]);
-    sb_add(&q, " IS NULL), count(*) FILTER (WHERE t.");
-    sb_ident(&q, t->key[0]);
-    sb_add(&q, " IS NOT NULL AND ");
-    row_hash_sql(&q, t, by_record);
-    sb_printf(&q, " <> k.h) FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
+    for (int touched = 1; touched >= 0; touched--) {
+        sb_printf(&q, "%scount(*) FILTER (WHERE %sk.touched AND t.", touched ? "SELECT " : ", ",
+                  touched ? "" : "NOT ");
+        sb_ident(&q, t->key[0]);
+        sb_printf(&q, " IS NULL), count(*) FILTER (WHERE %sk.touched AND t.", touched ? "" : "NOT ");
+        sb_ident(&q, t->key[0]);
+        sb_add(&q, " IS NOT NULL AND ");
+        sync_row_hash_sql(&q, t, by_record);
+        sb_add(&q, " <> k.h)");
+    }
+    sb_printf(&q, " FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
     for (size_t k = 0; k < t->nkey; k++) {
         sb_printf(&q, "%st.", k ? " AND " : "");
         sb_ident(&q, t->key[k]);
@@ -284,6 +333,8 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_reco
     }
     v->missing = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     v->changed = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    v->stale_missing = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    v->stale_changed = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
     v->checked = true;
     if (!primary_try(w, "ROLLBACK", err, sizeof(err))) {
         v->checked = false;
@@ -291,13 +342,26 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, bool by_reco
         goto out;
     }
     log_debug("sync: verify %s: %" PRId64 " backup rows looked up on the primary: %" PRId64
-              " missing, %" PRId64 " different", t->label, rows, v->missing, v->changed);
+              " missing, %" PRId64 " different, %" PRId64 " stale", t->label, rows, v->missing,
+              v->changed, v->stale_missing + v->stale_changed);
 out:
     PQclear(r);
     sb_free(&create);
     sb_free(&out);
     sb_free(&q);
     return ok;
+}
+
+/* Incremental mode with capture installed: verify can tell the outage's
+ * rows from stale ones. */
+static bool verify_has_ledger(sconn *b, bool *out)
+{
+    PGresult *r = sq_exec(b, "SELECT to_regclass('drd.ledger') IS NOT NULL", "looking for the ledger");
+    if (r == NULL)
+        return false;
+    *out = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return true;
 }
 
 static bool verify_run(sync_ctx *c, sworker *w, size_t task, void *arg)
@@ -330,14 +394,16 @@ static bool verify_run(sync_ctx *c, sworker *w, size_t task, void *arg)
     v->state = V_DIFFERENT;
     if (t->nkey == 0)
         return true;
-    if (!verify_subset(c, w, t, va->by_record, v))
+    if (!verify_subset(c, w, t, va, v))
         return false;
-    /* every backup row on the primary, and the primary has more: the rows
-     * it took before the outage that never reached the backup. (Equal
-     * counts cannot get here with equal rows: the checksums would agree,
-     * unless a table changed during verify.) */
+    /* every row the outage changed is on the primary, identical, and the
+     * primary has more rows or other versions of rows the outage never
+     * touched: what it took before the outage that never reached the
+     * backup. (Equal counts without stale rows cannot get here: the
+     * checksums would agree, unless a table changed during verify.) */
     if (v->checked && v->missing == 0 && v->changed == 0 &&
-        strtoll(v->p[0], NULL, 10) > strtoll(v->b[0], NULL, 10))
+        (v->stale_missing + v->stale_changed > 0 ||
+         strtoll(v->p[0], NULL, 10) > strtoll(v->b[0], NULL, 10)))
         v->state = V_SUBSET;
     return true;
 }
@@ -387,6 +453,8 @@ bool sync_op_verify(sync_ctx *c)
     if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
         goto cleanup;
     va.by_record = sync_record_hash_ok(&b, &p);
+    if (!c->full && !verify_has_ledger(&b, &va.ledger))
+        goto cleanup;
     sconn_close(&b);
     sconn_close(&p);
     va.cat = &bcat;
@@ -399,7 +467,7 @@ bool sync_op_verify(sync_ctx *c)
         goto cleanup;
     int nbad = 0, nsubset = 0;
     const char *why = NULL;  /* the first reason a lookup could not run */
-    int64_t rows = 0, extra = 0;
+    int64_t rows = 0, extra = 0, differing = 0;
     for (size_t i = 0; i < bcat.n; i++) {
         const vtable *v = &va.v[i];
         const stable *t = &bcat.t[i];
@@ -409,13 +477,26 @@ bool sync_op_verify(sync_ctx *c)
         case V_EQUAL:
             sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
             break;
-        case V_SUBSET:
+        case V_SUBSET: {
+            /* rows only the primary has: its count minus the backup rows it has */
+            int64_t more = np - (nb - v->stale_missing);
+            int64_t stale = v->stale_missing + v->stale_changed;
             nsubset++;
-            extra += np - nb;
-            sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
-                        " before the outage, never copied to the backup); every backup row is on the"
-                        " primary, identical", t->label, np - nb, plural(np - nb, "row", "rows"));
+            extra += more;
+            differing += more + stale;
+            if (stale > 0)
+                sync_report(c, "verify %s: the backup was behind the primary: %" PRId64 " backup %s"
+                            " older than the primary's (%" PRId64 " changed, %" PRId64 " deleted there"
+                            " before the outage; the outage never touched them: the primary's version"
+                            " stands), %" PRId64 " %s only on the primary; every row the outage changed"
+                            " is on the primary, identical", t->label, stale, plural(stale, "row", "rows"),
+                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"));
+            else
+                sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
+                            " before the outage, never copied to the backup); every backup row is on the"
+                            " primary, identical", t->label, more, plural(more, "row", "rows"));
             break;
+        }
         case V_DIFFERENT:
             sb_reset(&line);
             verify_detail(&line, v, t);
@@ -452,13 +533,21 @@ bool sync_op_verify(sync_ctx *c)
                   plural(nfk, "key", "keys"), sb_str(&fkbad));
         goto cleanup;
     }
-    if (nsubset > 0)
+    if (nsubset > 0 && differing > extra)
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, every row the outage changed is on the"
+                    " primary; the backup was behind in %d %s (%" PRId64 " %s differ, the primary's"
+                    " kept) (%s)", bcat.n, rows, nsubset, plural(nsubset, "table", "tables"), differing,
+                    plural(differing, "row", "rows"), d);
+    else if (nsubset > 0)
         sync_report(c, "verify: %zu tables, %" PRId64 " rows, all backup rows on the primary (%d %s with"
                     " %" PRId64 " extra primary %s, kept) (%s)", bcat.n, rows, nsubset,
                     plural(nsubset, "table", "tables"), extra, plural(extra, "row", "rows"), d);
     else
         sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
     sync_add_counts(c, rows, (int64_t)bcat.n);
+    pthread_mutex_lock(&c->mu);
+    c->differing = differing;
+    pthread_mutex_unlock(&c->mu);
     ok = true;
 cleanup:
     sconn_close(&b);

@@ -29,29 +29,13 @@
 
 #include <libpq-fe.h>
 
+#include "drd/core/strbuf.h"
+#include "drd/pg/quote.h"
 #include "drd/sync/sync.h"
 
-/* ---- growable strings (SQL text, the report) ------------------------- */
+/* ---- growable strings (SQL text, the report): core/strbuf, pg/quote ---- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool oom;                /* an append failed: the text is incomplete */
-} sbuf;
-
-void sb_init(sbuf *b);
-void sb_free(sbuf *b);
-void sb_reset(sbuf *b);
-void sb_add(sbuf *b, const char *s);
-void sb_addn(sbuf *b, const char *s, size_t n);
-void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_vprintf(sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-/* "name" with embedded quotes doubled: any identifier. */
-void sb_ident(sbuf *b, const char *name);
-/* 'text' with embedded quotes doubled (standard_conforming_strings = on). */
-void sb_literal(sbuf *b, const char *s);
-/* The text, "" when empty. */
-const char *sb_str(const sbuf *b);
+typedef strbuf sbuf;
 
 /* ---- the job context shared by its threads --------------------------- */
 
@@ -80,6 +64,7 @@ typedef struct sync_ctx {
     char error[512];
     sbuf report;
     int64_t rows, tables;
+    int64_t differing;       /* sync_result.differing */
     bool cancelled;          /* by sync_job_free: failures are expected */
 } sync_ctx;
 
@@ -202,6 +187,9 @@ bool catalog_hashable(const stable *t);
  * when `by_record` (both servers >= 14, t hashable), else
  * hashtextextended() of the row's text. */
 void sync_checksum_sql(sbuf *b, const stable *t, bool by_record);
+/* The 64-bit hash of the row of alias t that verify sums (and converge
+ * compares): `t.*`, never a bare `t`, which a column named t would shadow. */
+void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record);
 /* Both servers have hash_record_extended (>= 14). */
 bool sync_record_hash_ok(const sconn *b, const sconn *p);
 
@@ -245,6 +233,7 @@ bool sync_op_uncapture(sync_ctx *c);
 bool sync_op_back(sync_ctx *c);
 bool sync_op_full(sync_ctx *c);
 bool sync_op_verify(sync_ctx *c);
+bool sync_op_converge(sync_ctx *c);
 
 /* Worker pool: n threads, each opening its own connections with `open`,
  * taking task indexes 0..ntasks-1 in order and running `run` on them, until

@@ -20,89 +20,6 @@
  * unacknowledged for a while on a busy server, so longer than a probe's. */
 #define TCP_USER_TIMEOUT_MS 60000
 
-/* ---- sbuf ------------------------------------------------------------- */
-
-void sb_init(sbuf *b) { *b = (sbuf){ 0 }; }
-
-void sb_free(sbuf *b)
-{
-    free(b->s);
-    *b = (sbuf){ 0 };
-}
-
-void sb_reset(sbuf *b)
-{
-    b->len = 0;
-    b->oom = false;
-    if (b->s != NULL)
-        b->s[0] = '\0';
-}
-
-static bool sb_grow(sbuf *b, size_t more)
-{
-    if (b->oom)
-        return false;
-    if (b->len + more + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (s == NULL) {
-        b->oom = true;
-        return false;
-    }
-    b->s = s;
-    b->cap = cap;
-    return true;
-}
-
-void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (!sb_grow(b, n))
-        return;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-
-void sb_vprintf(sbuf *b, const char *fmt, va_list ap)
-{
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0 || !sb_grow(b, (size_t)n))
-        return;
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    b->len += (size_t)n;
-}
-
-void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sb_vprintf(b, fmt, ap);
-    va_end(ap);
-}
-
-static void sb_quoted(sbuf *b, const char *s, char q)
-{
-    sb_addn(b, &q, 1);
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p == q)
-            sb_addn(b, &q, 1);
-        sb_addn(b, p, 1);
-    }
-    sb_addn(b, &q, 1);
-}
-
-void sb_ident(sbuf *b, const char *name) { sb_quoted(b, name, '"'); }
-void sb_literal(sbuf *b, const char *s) { sb_quoted(b, s, '\''); }
-const char *sb_str(const sbuf *b) { return b->s != NULL ? b->s : ""; }
-
 /* ---- the job context --------------------------------------------------- */
 
 void sync_fail(sync_ctx *c, const char *fmt, ...)
@@ -248,39 +165,14 @@ bool sconn_open(sync_ctx *c, sconn *s, bool primary)
     char err[512];
     if (atomic_load(&c->stop))
         return false;
-    s->pg = pgconn_start_db(url, primary ? c->primary_db : c->backup_db, pw, TCP_USER_TIMEOUT_MS,
-                            "drd-sync", err, sizeof(err));
+    pgconn_opts o = { .dbname = primary ? c->primary_db : c->backup_db, .password = pw,
+                      .app_name = "drd-sync", .connect_ms = CONNECT_TIMEOUT_MS,
+                      .tcp_user_timeout_ms = TCP_USER_TIMEOUT_MS, .stop = &c->stop };
+    s->pg = pgconn_connect(url, &o, err, sizeof(err));
     if (s->pg == NULL) {
-        sync_fail(c, "cannot connect to the %s: %s", s->side, err);
-        return false;
-    }
-    int64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st != PGRES_POLLING_OK) {
-        if (st == PGRES_POLLING_FAILED) {
-            sq_errtext(PQerrorMessage(s->pg), err, sizeof(err));
+        if (!atomic_load(&c->stop))
             sync_fail(c, "cannot connect to the %s: %s", s->side, err);
-            goto fail;
-        }
-        struct pollfd pfd = { .fd = PQsocket(s->pg),
-                              .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT };
-        int r = 0;
-        while (r == 0) {
-            if (atomic_load(&c->stop))
-                goto fail;
-            int64_t left = deadline - mono_ms();
-            if (left <= 0) {
-                sync_fail(c, "cannot connect to the %s: no answer within %d s", s->side,
-                          CONNECT_TIMEOUT_MS / 1000);
-                goto fail;
-            }
-            r = poll(&pfd, 1, left < 100 ? (int)left : 100);
-            if (r < 0 && errno != EINTR) {
-                sync_fail(c, "cannot connect to the %s: poll: %s", s->side, strerror(errno));
-                goto fail;
-            }
-        }
-        st = PQconnectPoll(s->pg);
+        return false;
     }
     PQsetNoticeProcessor(s->pg, notice_quiet, NULL);
     s->server_version = PQserverVersion(s->pg);

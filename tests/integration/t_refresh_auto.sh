@@ -17,7 +17,8 @@ RC=${REFRESH_CHECK:-$DRD_ROOT/build/tools/refresh_check}
 drd_require
 
 pg_new primary && pg_conf primary "wal_level = logical" && pg_start primary || bail_out "cannot start primary"
-{ pg_new backup && pg_start backup; } || bail_out "cannot start backup"
+# the backup's launcher retries a failed apply worker every 1 s (default 5 s)
+{ pg_new backup && pg_conf backup "wal_retrieve_retry_interval = 1s" && pg_start backup; } || bail_out "cannot start backup"
 pg_psql primary "CREATE TABLE t (id serial PRIMARY KEY, v text);
                  INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 1000) g" >/dev/null || bail_out "data"
 # dump mode works on another database (a subscription in its database would
@@ -45,7 +46,7 @@ is "$(pg_psql backup "SELECT count(*) FROM t")" 1000 "the backup has the rows"
 pg_psql primary "INSERT INTO t (v) VALUES ('later')" >/dev/null
 poll_until 15 eval '[ "$(pg_psql backup "SELECT count(*) FROM t")" = 1001 ]'
 ok $? "and follows the primary"
-rc_run "$TEST_TMP/logical.conf" daemon 3
+rc_run "$TEST_TMP/logical.conf" daemon 10 0 "lag_seconds>-1"   # until its first sample
 like "$(json_of)" '"subscription":"enabled"' "a restart finds the subscription in place"
 like "$out" 'listener: [1-9][0-9]* calls' "the status listener is called (every sample)"
 like "$(json_of)" '"lag_seconds":[0-9.]+,' "and measures the lag"
@@ -53,10 +54,10 @@ is "$(drd_sql "SELECT count(*) FROM refreshes")" 1 "without another refresh"
 
 # ------------------------------------------------- replication errors ----
 # a row the backup already has: applying the primary's insert fails, again
-# and again (the worker restarts every 5 s)
+# and again (the worker restarts every second here)
 pg_psql backup "INSERT INTO t (id, v) VALUES (9000, 'on the backup')" >/dev/null
 pg_psql primary "INSERT INTO t (id, v) VALUES (9000, 'on the primary')" >/dev/null
-rc_run "$TEST_TMP/logical.conf" daemon 12
+rc_run "$TEST_TMP/logical.conf" daemon 20 0 "error~replication errors"
 like "$(json_of)" '"error":"replication errors on the backup' "replication errors are reported"
 is "$(drd_sql "SELECT count(*) FROM events WHERE kind = 'refresh' AND message LIKE 'logical replication: replication errors%'")" 1 \
   "as one warning event"
@@ -72,7 +73,8 @@ is "$st:$(drd_sql "SELECT trigger || ' ' || state FROM refreshes WHERE mode = 'd
   "dump mode, every = 1h: a first refresh at start"
 like "$out" 'listener: [2-9][0-9]* calls' "the status listener is called (start and end)"
 is "$(pg_psql backup "SELECT count(*) FROM a" app)" 10 "the backup has the data"
-rc_run "$TEST_TMP/dump.conf" daemon 3
+# scheduled at start, one hour after the last start (checked below): no run before
+rc_run "$TEST_TMP/dump.conf" daemon 10 0 "next_at>0"
 is "$(drd_sql "SELECT count(*) FROM refreshes WHERE mode = 'dump'")" 1 "a restart right after it does not run another"
 like "$(json_of)" '"next_at":[0-9]+' "the next one is scheduled"
 next=$(jq -r .next_at <<<"$(json_of)"); last=$(drd_sql "SELECT started_at FROM refreshes WHERE mode = 'dump'")
@@ -84,8 +86,8 @@ is "$st" 1 "primary down: a refresh is refused"
 like "$out" "refused: the primary's breaker is open" "because of the primary's breaker"
 is "$(drd_sql "SELECT state || ': ' || error FROM refreshes ORDER BY id DESC LIMIT 1")" \
    "refused: the primary's breaker is open" "the refusal is recorded"
-rc_run "$TEST_TMP/dump.conf" daemon 2
+rc_run "$TEST_TMP/dump.conf" daemon 10 0 "next_at>0"
 like "$out" "window: the backup's last copy is [0-9.]+ s old" "the window text still states the copy's age"
-rc_run "$TEST_TMP/logical.conf" daemon 2
+rc_run "$TEST_TMP/logical.conf" daemon 10 0 "lag_seconds>-1"
 like "$out" "window: the backup is [0-9.]+ s behind the primary" "logical: the window text states the lag"
 done_testing

@@ -225,9 +225,10 @@ if command -v valgrind >/dev/null; then
   is "$st" 0 "valgrind: a refresh is clean (no errors, nothing definitely lost)"
   [ "$st" = 0 ] || diag "$(grep -vE 'syscall: 434|handler|README_MISSING|Nevertheless|valgrind.org' <<<"$out" | tail -n 15)"
   drd_config "$TEST_TMP/vg-bad.conf" "${base_cfg[@]}" refresh.dir="$TEST_TMP/afile/dumps" probe.interval=3s \
-    probe.timeout=3s || bail_out "config"
+    probe.timeout=3s probe.failures=5 || bail_out "config"
   rc_run -c "$TEST_TMP/vg-bad.conf" run
-  is "$st:$(jq -r .state <<<"$(json_of)")" 1:failed "valgrind: a failed refresh is clean"
+  is "$st:$(jq -r .state <<<"$(json_of)")" 1:failed "valgrind: a failed refresh is clean" ||
+    diag "$(grep -vE 'syscall: 434|handler|README_MISSING|Nevertheless|valgrind.org' <<<"$out" | tail -n 15)"
   RC_WRAP=()
 else
   skip "valgrind" "not installed"; skip "valgrind" "not installed"

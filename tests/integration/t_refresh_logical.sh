@@ -19,7 +19,8 @@ RC=${REFRESH_CHECK:-$DRD_ROOT/build/tools/refresh_check}
 drd_require
 
 pg_new primary && pg_conf primary "wal_level = logical" && pg_start primary || bail_out "cannot start primary"
-{ pg_new backup && pg_start backup; } || bail_out "cannot start backup"
+# the backup's launcher starts a (re)enabled subscription's worker within 1 s (default 5 s)
+{ pg_new backup && pg_conf backup "wal_retrieve_retry_interval = 1s" && pg_start backup; } || bail_out "cannot start backup"
 for c in primary backup; do pg_psql $c "CREATE DATABASE app" >/dev/null || bail_out "create app on $c"; done
 pg_psql primary "
   CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, balance int NOT NULL DEFAULT 0);

@@ -9,7 +9,8 @@
  *     daemon SECONDS [N [KEY]]  refresh_start (schedule, watcher) and run for
  *                               SECONDS, or until N refreshes have ended (0:
  *                               no limit), or until the status JSON's KEY is
- *                               true (KEY) or a number above X (KEY>X);
+ *                               true (KEY), a number above X (KEY>X) or a
+ *                               string containing TEXT (KEY~TEXT);
  *                               prints the status JSON and the window text
  *     watch SECONDS INTERVAL_MS logical mode: sample every INTERVAL_MS and
  *                               print "lag_ms N bytes N sub S" lines
@@ -69,7 +70,7 @@ static void on_changed(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: refresh_check -c CONF [-q] run [manual|schedule] | daemon SECONDS [N [KEY[>X]]] |"
+    fprintf(stderr, "usage: refresh_check -c CONF [-q] run [manual|schedule] | daemon SECONDS [N [KEY[>X|~TEXT]]] |"
                     " watch SECONDS INTERVAL_MS | disable | recreate | bump | set-active SIDE |"
                     " refreshes | check-config | cancel-after MS\n");
 }
@@ -141,22 +142,24 @@ static bool print_cb(const store_refresh *r, void *arg)
     return true;
 }
 
-/* The daemon's KEY condition: the status JSON's KEY is true, or a number
- * above t->until_above when given as KEY>X. */
+/* The daemon's KEY condition: the status JSON's KEY is true, a number
+ * above t->until_above (KEY>X), or a string containing TEXT (KEY~TEXT). */
 static bool until_key_met(tool *t)
 {
     if (t->until_key == NULL)
         return false;
     char key[64];
-    const char *gt = strchr(t->until_key, '>');
-    size_t n = gt != NULL ? (size_t)(gt - t->until_key) : strlen(t->until_key);
+    const char *op = t->until_key + strcspn(t->until_key, ">~");
+    size_t n = (size_t)(op - t->until_key);
     if (n >= sizeof key)
         return false;
     memcpy(key, t->until_key, n);
     key[n] = '\0';
     json_t *st = refresh_status_json(t->refresh);
     json_t *v = json_object_get(st, key);
-    bool met = gt != NULL ? json_is_number(v) && json_number_value(v) > t->until_above : json_is_true(v);
+    bool met = *op == '>'   ? json_is_number(v) && json_number_value(v) > t->until_above
+               : *op == '~' ? json_is_string(v) && strstr(json_string_value(v), op + 1) != NULL
+                            : json_is_true(v);
     json_decref(st);
     return met;
 }

@@ -3,7 +3,7 @@
  *   ok rows=N tables=N ms=N
  *   fail conflicts=0|1 error=TEXT
  * Usage: sync_check CONFIG OP [--resolution backup-wins|primary-wins]
- *        OP: capture | uncapture | sync-back | verify | full
+ *        OP: capture | uncapture | sync-back | verify | full | converge
  * Exit: 0 ok, 1 fail, 2 usage or config error.
  * Environment: SYNC_CHECK_TIMEOUT_MS (the request's timeout_ms),
  * SYNC_CHECK_CANCEL_MS=N (sync_job_free() after N ms: prints
@@ -59,11 +59,13 @@ static void on_done(void *arg, const sync_result *r)
     s->ok = r->ok;
     if (r->report != NULL && r->report[0] != '\0')
         fputs(r->report, stdout);
-    if (r->ok)
+    if (r->ok) {
+        printf("differing=%" PRId64 "\n", r->differing);
         printf("ok rows=%" PRId64 " tables=%" PRId64 " ms=%" PRId64 "\n", r->rows, r->tables,
                r->duration_ms);
-    else
+    } else {
         printf("fail conflicts=%d error=%s\n", r->conflicts ? 1 : 0, r->error);
+    }
     fflush(stdout);
     sync_job_free(s->job);               /* allowed from the callback */
     s->job = NULL;
@@ -103,7 +105,7 @@ static bool parse_num(const char *s, long long *out)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sync_check CONFIG capture|uncapture|sync-back|verify|full"
+    fprintf(stderr, "usage: sync_check CONFIG capture|uncapture|sync-back|verify|full|converge"
                     " [--resolution backup-wins|primary-wins]\n");
     return 2;
 }
@@ -123,6 +125,8 @@ int main(int argc, char **argv)
         req.op = SYNC_VERIFY;
     else if (strcmp(argv[2], "full") == 0)
         req.op = SYNC_FULL;
+    else if (strcmp(argv[2], "converge") == 0)
+        req.op = SYNC_CONVERGE;
     else
         return usage();
     if (argc == 5) {

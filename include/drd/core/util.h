@@ -76,10 +76,8 @@ bool str_ct_equal(const char *a, const char *b);
 /* mask_secrets(in, out, n) and the rest of the masking: drd/mask.h. */
 #include "drd/core/mask.h"
 
-/* Write data to path atomically: temp file in the same directory, fsync,
- * rename, fsync the directory. mode applied to the new file. */
-bool write_file_atomic(const char *path, const void *data, size_t len,
-                       mode_t mode, char *err, size_t errlen);
+/* write_file_atomic and atomic_file_replace_at: drd/core/atomic_file.h. */
+#include "drd/core/atomic_file.h"
 /* mkdir -p of the directory part of path; new directories get mode.
  * false with a message in err on failure. */
 bool mkdir_parents(const char *path, mode_t mode, char *err, size_t errlen);

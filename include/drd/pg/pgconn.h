@@ -5,6 +5,7 @@
 #ifndef DRD_PGCONN_H
 #define DRD_PGCONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,38 @@ PGconn *pgconn_start(const char *url, const char *password, int64_t timeout_ms,
  * URL's): drd's own credentials in the app's database. */
 PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
                         const char *app_name, char *err, size_t errlen);
+/* The loop watcher on a connection's socket. */
+typedef struct {
+    loop_t *loop;
+    int fd;                  /* registered fd, or -1 */
+    short events;            /* its events */
+} pgconn_watch;
+
+/* A blocking connect, for worker threads and drctl (never the loop):
+ * pgconn_start_db, then PQconnectPoll with poll() until connected or
+ * connect_ms has passed. */
+typedef struct {
+    const char *dbname;          /* instead of the URL's; NULL: the URL's */
+    const char *password;        /* NULL: libpq finds it */
+    const char *app_name;
+    int64_t connect_ms;          /* the whole connect */
+    int64_t tcp_user_timeout_ms; /* 0: connect_ms */
+    const atomic_bool *stop;     /* looked at every 100 ms: err "cancelled"; NULL: none */
+} pgconn_opts;
+/* The connection, or NULL with err set (one line, secrets masked). */
+PGconn *pgconn_connect(const char *url, const pgconn_opts *o, char *err, size_t errlen);
+
+/* One step of a non-blocking connect driven by the loop: PQconnectPoll,
+ * then the socket watched (cb) for what libpq waits for. */
+typedef enum {
+    PGCONN_STEP_WAIT,            /* watching the socket: cb comes */
+    PGCONN_STEP_READY,           /* connected (the watch is left as it was) */
+    PGCONN_STEP_FAILED,          /* libpq failed: PQerrorMessage says why */
+    PGCONN_STEP_NO_WATCH,        /* the socket cannot be watched: err set */
+} pgconn_step;
+pgconn_step pgconn_connect_step(pgconn_watch *w, PGconn *conn, loop_fd_cb cb, void *arg,
+                                char *err, size_t errlen);
+
 /* The database a URL or conninfo names (malloc'd), or NULL if it names none
  * (then libpq uses the user name) or does not parse. */
 char *pgconn_dbname(const char *url);
@@ -43,12 +76,6 @@ void pgconn_error_text(const char *msg, char *out, size_t n);
  * messages that quote pieces of a URL or a statement. */
 void pgconn_hide_quoted(char *s, size_t n);
 
-/* The loop watcher on a connection's socket. */
-typedef struct {
-    loop_t *loop;
-    int fd;                  /* registered fd, or -1 */
-    short events;            /* its events */
-} pgconn_watch;
 
 void pgconn_watch_init(pgconn_watch *w, loop_t *loop);
 /* Watch PQsocket(conn) for events, following it when libpq switches to a

@@ -59,7 +59,8 @@ double refresh_lag_seconds(const refresh_t *r);
 /* Wall ms of the last good copy (dump finished / logical caught up), 0 = never. */
 int64_t refresh_last_good_at(const refresh_t *r);
 /* {"mode":..., "running":bool, "lag_seconds":n|null, "lag_bytes":n|null,
- *  "last_good_at":n|null, "next_at":n|null, "error":str|null} */
+ *  "last_good_at":n|null, "next_at":n|null, "error":str|null,
+ *  "difference":{"rows":n,"found":n,"at":n,"by":str}|null, ...} */
 json_t *refresh_status_json(const refresh_t *r);
 /* One line for the failover approval prompt, e.g. "the backup is 42 s
  * behind the primary" or "the backup's last copy is 3 h old". */
@@ -76,6 +77,14 @@ typedef void (*refresh_step_cb)(void *arg, bool ok, const char *error);
 bool refresh_subscription_disable(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
 bool refresh_subscription_recreate(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
 bool refresh_bump_sequences(refresh_t *r, const config_t *cfg, refresh_step_cb cb, void *arg);
+/* What the last comparison of the two sides found, in logical mode (the
+ * steps report verify's and converge's; a refresh that copies the whole
+ * database resets it): `rows` still differ, `found` differed when it ran,
+ * `by` "verify" | "converge" | "refresh". Kept in the state file; shown in
+ * the status ("difference", and targets.backup.differing_rows) and by
+ * `drctl check` (backup-converged). Ignored in other modes. */
+void refresh_note_difference(refresh_t *r, int64_t rows, int64_t found, const char *by);
+
 /* Forget the callbacks of the helpers started with arg (a step being
  * cancelled): their SQL finishes, cb is not called. */
 void refresh_helper_cancel(refresh_t *r, void *arg);

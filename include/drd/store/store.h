@@ -123,6 +123,20 @@ bool store_fenced_set(store_t *s, const char *target);
 bool store_sync_resolution_get(store_t *s, char *out, size_t n);
 bool store_sync_resolution_set(store_t *s, const char *choice);
 
+/* What the last comparison of the backup with the primary found (logical
+ * mode: verify at a failback, converge before the subscription returns,
+ * a refresh's whole copy): rows that still differ, rows that differed when
+ * it ran, when (wall ms), by what ("verify" | "converge" | "refresh").
+ * get: false when never measured. */
+typedef struct {
+    int64_t rows;
+    int64_t found;
+    int64_t at;
+    char by[16];
+} store_difference;
+bool store_difference_get(store_t *s, store_difference *out);
+bool store_difference_set(store_t *s, const store_difference *d);
+
 /* Run fn inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if fn returns false). */
 bool store_tx(store_t *s, bool (*fn)(store_t *s, void *arg), void *arg);
 

@@ -20,6 +20,10 @@
  *              synced table that the primary's rows violate.
  *   full       whole tables backup -> primary with COPY streamed between the
  *              two connections, several tables at once, from one snapshot.
+ *   converge   the other way, after a verified failback: the backup made
+ *              equal to the primary, table by table, moving only the rows
+ *              that differ (logical mode, before the subscription is
+ *              recreated without a copy).
  *
  * All database work runs on a worker thread with its own blocking libpq
  * connections; the loop only sees the completion (and progress lines),
@@ -33,7 +37,7 @@
 #include "drd/conf/config.h"
 #include "drd/core/loop.h"
 
-typedef enum { SYNC_CAPTURE, SYNC_UNCAPTURE, SYNC_BACK, SYNC_VERIFY, SYNC_FULL } sync_op;
+typedef enum { SYNC_CAPTURE, SYNC_UNCAPTURE, SYNC_BACK, SYNC_VERIFY, SYNC_FULL, SYNC_CONVERGE } sync_op;
 
 /* How conflicts are resolved for this job: from [sync] conflicts, or
  * overridden by an operator's decision ("backup-wins" | "primary-wins"). */
@@ -53,6 +57,11 @@ typedef struct {
     int64_t rows;                /* rows moved / verified */
     int64_t tables;
     int64_t duration_ms;
+    /* rows known to differ between the two sides: verify, the backup's
+     * rows the primary has other versions of, deleted, or does not have
+     * yet (the outage never touched them; the primary's stand); converge,
+     * the rows it found different (and copied or deleted on the backup) */
+    int64_t differing;
 } sync_result;
 
 typedef void (*sync_done_cb)(void *arg, const sync_result *r);
