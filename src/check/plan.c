@@ -452,7 +452,12 @@ static void describe_sync(const plan_ctx *x, const runbook_step *s, strbuf *c)
     case ACT_SYNC_BACK: {
         const char *conflicts = x->sync_resolution[0] != '\0' ? x->sync_resolution
                               : cfg->sync_conflicts != NULL ? cfg->sync_conflicts : "ask";
-        if (cfg->sync_mode != NULL && strcmp(cfg->sync_mode, "full") == 0)
+        if (str_eq(s->mode, "online"))
+            sb_printf(c, "while the app still runs on the backup, replays the ledger to the primary "
+                         "(database %s) in passes and verifies every table against one snapshot of the "
+                         "backup, so that the app is stopped only for the tail (conflicts: %s)",
+                      db != NULL ? db : "(the URL's)", conflicts);
+        else if (cfg->sync_mode != NULL && strcmp(cfg->sync_mode, "full") == 0)
             sb_printf(c, "copies every table of schemas %s whole from the backup to the primary "
                          "(database %s), replacing the primary's rows, %lld tables at a time",
                       schemas, db != NULL ? db : "(the URL's)", (long long)cfg->sync_parallel);

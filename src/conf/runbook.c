@@ -35,7 +35,7 @@ static const struct {
     [ACT_APPROVE]      = { K_PROMPT | K_EXPIRES, K_PROMPT, 0, false, true, NULL },
     [ACT_FENCE]        = { K_TARGET | K_MODE | K_LIFT | K_REQUIRED | K_COMMAND, 0, 30000, true, true, "primary|backup" },
     [ACT_CAPTURE]      = { K_REMOVE, 0, 300000, true, true, NULL },
-    [ACT_SYNC_BACK]    = { 0, 0, 3600000, false, true, NULL },
+    [ACT_SYNC_BACK]    = { K_MODE, 0, 3600000, false, true, NULL },   /* mode = online: pre-sync */
     [ACT_VERIFY]       = { 0, 0, 600000, true, true, NULL },
     [ACT_NOTIFY]       = { K_MESSAGE, K_MESSAGE, 10000, true, true, NULL },
     [ACT_REFRESH]      = { K_OP, K_OP, 60000, true, true, NULL },
@@ -265,7 +265,12 @@ static void finish_step(load_ctx *x)
                  kv->value);
         ok = false;
     }
-    if ((kv = kv_find(x, "mode")) != NULL && !one_of(kv->value, "read-only|nologin|command|none")) {
+    if ((kv = kv_find(x, "mode")) != NULL && s->action == ACT_SYNC_BACK && strcmp(kv->value, "online") != 0) {
+        rb_error(x, kv->line, "bad sync-back mode \"%s\" (online: replay while the app still runs, before"
+                 " stop-app; without mode: the outage's changes, or the tail after an online one)", kv->value);
+        ok = false;
+    } else if ((kv = kv_find(x, "mode")) != NULL && s->action == ACT_FENCE &&
+               !one_of(kv->value, "read-only|nologin|command|none")) {
         rb_error(x, kv->line, "bad fence mode \"%s\" (%s)", kv->value, "read-only, nologin, command or none");
         ok = false;
     }

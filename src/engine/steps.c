@@ -541,7 +541,7 @@ static void on_sync_done(void *arg, const sync_result *sr)
 static void begin_sync(step_run *r)
 {
     char err[512], resolution[32] = "";
-    sync_request req = { .timeout_ms = r->step.timeout_ms };
+    sync_request req = { .timeout_ms = r->step.timeout_ms, .run_id = r->env.run_id };
     switch (r->step.action) {
     case ACT_CAPTURE:
         req.op = r->step.remove ? SYNC_UNCAPTURE : SYNC_CAPTURE;
@@ -557,7 +557,8 @@ static void begin_sync(step_run *r)
             req.resolution = resolution;
         break;
     default:
-        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 ? SYNC_FULL : SYNC_BACK;
+        req.online = str_eq(r->step.mode, "online");
+        req.op = strcmp(r->env.cfg->sync_mode, "full") == 0 && !req.online ? SYNC_FULL : SYNC_BACK;
         if (store_sync_resolution_get(r->env.store, resolution, sizeof resolution) && resolution[0])
             req.resolution = resolution;
         break;

@@ -60,9 +60,12 @@ static void *worker_main(void *arg)
     switch (c->op) {
     case SYNC_CAPTURE: ok = sync_op_capture(c); break;
     case SYNC_UNCAPTURE: ok = sync_op_uncapture(c); break;
-    case SYNC_BACK: ok = c->full ? sync_op_full(c) : sync_op_back(c); break;
+    case SYNC_BACK:
+        ok = c->online ? sync_op_presync(c) : c->full ? sync_op_full(c) : sync_op_back(c);
+        break;
     case SYNC_VERIFY:
-        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) && sync_op_verify(c);
+        ok = (!c->resync || (c->full ? sync_op_full(c) : sync_op_back(c))) &&
+             (c->full ? sync_op_verify(c) : sync_op_verify_window(c));
         break;
     case SYNC_FULL: ok = sync_op_full(c); break;
     case SYNC_CONVERGE: ok = sync_op_converge(c); break;
@@ -202,6 +205,7 @@ static void ctx_free(sync_ctx *c)
     free(c->exclude);
     free(c->resolution);
     free(c->fds);
+    free(c->since);
     sb_free(&c->report);
     pthread_mutex_destroy(&c->mu);
 }
@@ -244,6 +248,11 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
      * there with its own role (url's user, password, host, TLS). */
     c->primary_db = cfg->primary.app_url ? pgconn_dbname(cfg->primary.app_url) : NULL;
     c->backup_db = cfg->backup.app_url ? pgconn_dbname(cfg->backup.app_url) : NULL;
+    char app_db[128];
+    if (cfg->backup.app_url == NULL ||
+        !pgconn_identity(cfg->backup.app_url, c->backup_app_user, sizeof c->backup_app_user,
+                         app_db, sizeof app_db))
+        c->backup_app_user[0] = '\0';
     c->backup_password = dup_or_null(cfg->backup.password, &oom);
     c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
     c->exclude = dup_or_null(cfg->sync_exclude, &oom);
@@ -253,6 +262,8 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
     c->op = req->op;
     c->resync = req->resync;
+    c->online = req->online;
+    c->run_id = req->run_id;
     c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
     if (oom) {
         str_copy(err, "out of memory", errlen);

@@ -39,33 +39,8 @@
 #include <string.h>
 
 #include "drd/core/util.h"
+#include "sync_back_int.h"
 
-#define MAX_CONFLICTS_LISTED 20
-#define VALUE_CAP 300
-
-typedef struct {
-    stable *t;               /* in the backup's catalog */
-    size_t idx;              /* temp table suffix */
-    int64_t entries;
-    bool whole;              /* copy the whole table */
-    bool skip;               /* whole table already equal (or kept: primary-wins) */
-    bool whole_conflict;     /* keyless: the primary's table changed since capture too */
-    bool text;               /* COPY rows in text format */
-    int64_t n_apply, n_same, n_conflict;
-    int64_t written, deleted;
-    int64_t ms;
-} changed;
-
-typedef struct {
-    sync_ctx *c;
-    sconn b, p;
-    scatalog bcat, pcat;
-    changed *ch;
-    size_t nch;
-    bool replica;            /* session_replication_role = replica on the primary */
-    bool primary_wins, backup_wins;
-    sbuf q, q2;
-} backctx;
 
 /* ---- SQL pieces ------------------------------------------------------------ */
 
@@ -80,20 +55,6 @@ static void keylist(sbuf *b, const stable *t, const char *prefix)
     }
 }
 
-/* jsonb_build_object('k1', k.k1, ...): a key for the report */
-static void keyjson(sbuf *b, const stable *t, const char *prefix)
-{
-    sb_add(b, "jsonb_build_object(");
-    for (size_t i = 0; i < t->nkey; i++) {
-        if (i > 0)
-            sb_add(b, ", ");
-        sb_literal(b, t->key[i]);
-        sb_printf(b, ", %s.", prefix);
-        sb_ident(b, t->key[i]);
-    }
-    sb_add(b, ")");
-}
-
 static void copy_fmt(sbuf *b, bool text)
 {
     if (!text)
@@ -102,59 +63,20 @@ static void copy_fmt(sbuf *b, bool text)
 
 /* ---- steps ------------------------------------------------------------------- */
 
-static bool check_ledger(backctx *x)
-{
-    PGresult *r = sq_exec(&x->b, "SELECT to_regclass('drd.ledger') IS NOT NULL,"
-                          " to_regclass('drd.no_pk_tables') IS NOT NULL", "looking for the ledger");
-    if (r == NULL)
-        return false;
-    bool ok = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
-    PQclear(r);
-    if (!ok)
-        sync_fail(x->c, "no change ledger on the backup: capture was not installed (the writes"
-                  " made during the outage cannot be told apart; use [sync] mode = full)");
-    return ok;
-}
-
-/* Every synced table must have had its trigger all along: a table without
- * one changed unseen. */
-static bool check_triggers(backctx *x)
-{
-    PGresult *r = sq_exec(&x->b,
-        "SELECT n.nspname, c.relname FROM pg_trigger t"
-        "  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE t.tgname = 'drd_capture' AND t.tgenabled <> 'D'", "looking for the capture triggers");
-    if (r == NULL)
-        return false;
-    sbuf miss;
-    sb_init(&miss);
-    int n = 0;
-    for (size_t i = 0; i < x->bcat.n; i++) {
-        bool found = false;
-        for (int k = 0; k < PQntuples(r) && !found; k++)
-            found = strcmp(PQgetvalue(r, k, 0), x->bcat.t[i].schema) == 0 &&
-                    strcmp(PQgetvalue(r, k, 1), x->bcat.t[i].name) == 0;
-        if (!found)
-            sb_printf(&miss, "%s%s", n++ ? ", " : "", x->bcat.t[i].label);
-    }
-    PQclear(r);
-    if (n > 0)
-        sync_fail(x->c, "tables without the capture trigger on the backup (their outage writes"
-                  " were not recorded; use [sync] mode = full): %s", sb_str(&miss));
-    sb_free(&miss);
-    return n == 0;
-}
-
 /* Which tables changed: ledger entries, truncates, flagged keyless tables. */
 static bool list_changes(backctx *x)
 {
     sync_ctx *c = x->c;
-    PGresult *r = sq_exec(&x->b,
-        "SELECT schema_name, table_name, sum(n), bool_or(whole) FROM ("
-        "  SELECT schema_name, table_name, count(*) AS n, bool_or(op = 'T') AS whole"
-        "    FROM drd.ledger GROUP BY 1, 2"
-        "  UNION ALL SELECT schema_name, table_name, 1, true FROM drd.no_pk_tables WHERE changed) s"
-        " GROUP BY 1, 2 ORDER BY 1, 2", "reading the ledger");
+    sbuf *q = &x->q;
+    sb_reset(q);
+    sb_add(q, "SELECT schema_name, table_name, sum(n), bool_or(whole) FROM ("
+              "  SELECT schema_name, table_name, count(*) AS n, bool_or(op = 'T') AS whole"
+              "    FROM drd.ledger l WHERE ");
+    sync_tail_filter(q, c, "l");
+    sb_add(q, " GROUP BY 1, 2"
+              "  UNION ALL SELECT schema_name, table_name, 1, true FROM drd.no_pk_tables WHERE changed) s"
+              " GROUP BY 1, 2 ORDER BY 1, 2");
+    PGresult *r = q->oom ? NULL : sq_exec(&x->b, sb_str(q), "reading the ledger");
     if (r == NULL)
         return false;
     bool ok = false;
@@ -200,68 +122,6 @@ static bool list_changes(backctx *x)
     }
     ok = true;
 out:
-    PQclear(r);
-    return ok;
-}
-
-/* Missing privileges on the primary, all named at once (by oid: a name
- * in a schema without USAGE would fail to resolve). */
-static void priv_row(sbuf *q, bool *any, char kind, const char *oid, const char *label)
-{
-    sb_printf(q, "%s('%c', %s::oid, ", *any ? ", " : "", kind, oid);
-    sb_literal(q, label);
-    sb_add(q, ")");
-    *any = true;
-}
-
-static bool check_privileges(backctx *x)
-{
-    sbuf *q = &x->q;
-    sb_reset(q);
-    sb_add(q, "SELECT l, string_agg(p, ', ' ORDER BY p) FROM (SELECT l, p FROM (VALUES ");
-    bool any = false;
-    for (size_t i = 0; i < x->nch; i++) {
-        const stable *t = catalog_find(&x->pcat, x->ch[i].t->schema, x->ch[i].t->name);
-        if (t != NULL)
-            priv_row(q, &any, 't', t->oid, t->label);
-    }
-    for (size_t i = 0; i < x->pcat.nseq; i++)
-        priv_row(q, &any, 's', x->pcat.seq[i].oid, x->pcat.seq[i].label);
-    if (!any)
-        return true;
-    sb_add(q, ") v(k, o, l), unnest(CASE k WHEN 't' THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']"
-              " ELSE ARRAY['SELECT', 'UPDATE'] END) p"
-              " WHERE NOT CASE k WHEN 't' THEN has_table_privilege(o, p)"
-              " ELSE has_sequence_privilege(o, p) END"
-              " UNION ALL SELECT DISTINCT 'schema ' || n.nspname, 'USAGE' FROM (VALUES ");
-    any = false;
-    for (size_t i = 0; i < x->nch; i++) {
-        const stable *t = catalog_find(&x->pcat, x->ch[i].t->schema, x->ch[i].t->name);
-        if (t != NULL)
-            priv_row(q, &any, 't', t->oid, t->label);
-    }
-    for (size_t i = 0; i < x->pcat.nseq; i++)
-        priv_row(q, &any, 's', x->pcat.seq[i].oid, x->pcat.seq[i].label);
-    sb_add(q, ") v(k, o, l) JOIN pg_class c ON c.oid = v.o JOIN pg_namespace n ON n.oid = c.relnamespace"
-              " WHERE NOT has_schema_privilege(n.oid, 'USAGE')) m GROUP BY l ORDER BY l");
-    if (q->oom) {
-        sync_fail(x->c, "out of memory");
-        return false;
-    }
-    PGresult *r = sq_exec(&x->p, sb_str(q), "checking privileges");
-    if (r == NULL)
-        return false;
-    bool ok = PQntuples(r) == 0;
-    if (!ok) {
-        sbuf m;
-        sb_init(&m);
-        for (int i = 0; i < PQntuples(r) && i < 20; i++)
-            sb_printf(&m, "%s%s (%s)", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-        if (PQntuples(r) > 20)
-            sb_printf(&m, " and %d more", PQntuples(r) - 20);
-        sync_fail(x->c, "the primary's role lacks privileges needed by sync-back: %s", sb_str(&m));
-        sb_free(&m);
-    }
     PQclear(r);
     return ok;
 }
@@ -366,7 +226,7 @@ static const scol *key_col(const stable *t, size_t k)
 /* The typed value of key column k from the ledger's jsonb key p.k: a cast
  * of its text for scalars (much cheaper than jsonb_populate_record, which
  * builds the whole row), the record route for arrays and user types. */
-static void key_from_json(sbuf *q, const stable *t, size_t k)
+void sync_key_from_json(sbuf *q, const stable *t, size_t k)
 {
     const scol *col = key_col(t, k);
     const char *type = col != NULL ? col->type : "text";
@@ -527,6 +387,8 @@ static bool prepare_table(backctx *x, changed *ch)
     sb_literal(q2, t->schema);
     sb_add(q2, " AND l.table_name = ");
     sb_literal(q2, t->name);
+    sb_add(q2, " AND ");
+    sync_tail_filter(q2, c, "l");
     sb_reset(q);
     sb_printf(q, "CREATE TEMP TABLE %s AS SELECT ", kt + 8);
     keylist(q, t, "q.");
@@ -537,7 +399,7 @@ static bool prepare_table(backctx *x, changed *ch)
     keylist(q, t, "x.");
     sb_add(q, ") x.* FROM (SELECT ");
     for (size_t k = 0; k < t->nkey; k++) {
-        key_from_json(q, t, k);
+        sync_key_from_json(q, t, k);
         sb_add(q, ", ");
     }
     /* one pass over the ledger; each entry gives one or two (key, state
@@ -614,96 +476,6 @@ static bool prepare_table(backctx *x, changed *ch)
     if (q->oom || !sq_cmd(&x->p, sb_str(q), "comparing with the primary's rows"))
         return false;
     return count_actions(x, ch);
-}
-
-static void add_capped(sbuf *b, const char *label, const char *v, bool isnull)
-{
-    sb_printf(b, "\n    %-15s", label);
-    if (isnull) {
-        sb_add(b, "(no row)");
-        return;
-    }
-    size_t n = strlen(v);
-    if (n > VALUE_CAP) {
-        sb_addn(b, v, VALUE_CAP);
-        sb_printf(b, "... (%zu bytes)", n);
-    } else {
-        sb_add(b, v);
-    }
-}
-
-/* The conflicts, at most MAX_CONFLICTS_LISTED: keys and the primary's rows
- * from the primary, the backup's row and the before-image from the
- * backup's key table. */
-static bool report_conflicts(backctx *x, int64_t total)
-{
-    sync_ctx *c = x->c;
-    sbuf *q = &x->q;
-    sbuf out;
-    sb_init(&out);
-    bool ok = false;
-    int64_t listed = 0;
-    PGresult *rp = NULL, *rb = NULL;
-    for (size_t i = 0; i < x->nch && listed < MAX_CONFLICTS_LISTED; i++) {
-        changed *ch = &x->ch[i];
-        if (ch->n_conflict == 0)
-            continue;
-        sb_reset(q);
-        sb_add(q, "SELECT ");
-        keyjson(q, ch->t, "k");
-        sb_printf(q, "::text, to_jsonb(t)::text FROM pg_temp.drd_k%zu k LEFT JOIN ONLY %s t ON ",
-                  ch->idx, ch->t->qname);
-        catalog_keyjoin(q, ch->t, "t", "k");
-        sb_printf(q, " WHERE drd_action = 'conflict' ORDER BY 1 LIMIT %" PRId64,
-                  MAX_CONFLICTS_LISTED - listed);
-        if (q->oom || (rp = sq_exec(&x->p, sb_str(q), "listing conflicts")) == NULL)
-            goto out;
-        sb_reset(q);
-        sb_add(q, "SELECT ");
-        keyjson(q, ch->t, "k");
-        sb_printf(q, "::text, to_jsonb(drd_bcur)::text, CASE WHEN drd_existed THEN"
-                     " to_jsonb(jsonb_populate_record(NULL::%s, drd_before))::text END"
-                     " FROM pg_temp.drd_k%zu k WHERE ", ch->t->qname, ch->idx);
-        keyjson(q, ch->t, "k");
-        sb_add(q, " IN (");
-        for (int k = 0; k < PQntuples(rp); k++) {
-            if (k > 0)
-                sb_add(q, ", ");
-            sb_literal(q, PQgetvalue(rp, k, 0));
-            sb_add(q, "::jsonb");
-        }
-        sb_add(q, ")");
-        if (q->oom || (rb = sq_exec(&x->b, sb_str(q), "listing conflicts")) == NULL)
-            goto out;
-        for (int k = 0; k < PQntuples(rp); k++) {
-            int m = -1;
-            for (int j = 0; j < PQntuples(rb) && m < 0; j++)
-                if (strcmp(PQgetvalue(rb, j, 0), PQgetvalue(rp, k, 0)) == 0)
-                    m = j;
-            sb_printf(&out, "conflict in %s, key %s:", ch->t->label, PQgetvalue(rp, k, 0));
-            add_capped(&out, "primary now:", PQgetvalue(rp, k, 1), PQgetisnull(rp, k, 1));
-            add_capped(&out, "backup now:", m >= 0 ? PQgetvalue(rb, m, 1) : "",
-                       m < 0 || PQgetisnull(rb, m, 1));
-            add_capped(&out, "before outage:", m >= 0 ? PQgetvalue(rb, m, 2) : "",
-                       m < 0 || PQgetisnull(rb, m, 2));
-            sb_add(&out, "\n");
-            listed++;
-        }
-        PQclear(rp);
-        PQclear(rb);
-        rp = rb = NULL;
-    }
-    if (total > listed)
-        sb_printf(&out, "... and %" PRId64 " more conflicts\n", total - listed);
-    if (out.len > 0 && out.s[out.len - 1] == '\n')
-        out.s[--out.len] = '\0';
-    sync_report(c, "%s", sb_str(&out));
-    ok = true;
-out:
-    PQclear(rp);
-    PQclear(rb);
-    sb_free(&out);
-    return ok;
 }
 
 /* The apply statements for one table on dst: keys table kt (rows matching
@@ -939,6 +711,7 @@ static bool write_back(backctx *x)
 bool sync_op_back(sync_ctx *c)
 {
     backctx x = { .c = c };
+    char *now = NULL;            /* the backup transaction's snapshot */
     sb_init(&x.q);
     sb_init(&x.q2);
     bool ok = false;
@@ -948,7 +721,7 @@ bool sync_op_back(sync_ctx *c)
 
     if (!sconn_open(c, &x.b, false) || !sconn_open(c, &x.p, true))
         goto cleanup;
-    if (!check_ledger(&x))
+    if (!back_check_ledger(&x))
         goto cleanup;
     if (!catalog_load(&x.b, &x.bcat) || !catalog_load(&x.p, &x.pcat) ||
         !catalog_compare(c, &x.bcat, &x.pcat))
@@ -959,8 +732,17 @@ bool sync_op_back(sync_ctx *c)
     sync_report(c, "sync-back: %zu tables synced; foreign keys: %s", x.bcat.n,
                 x.replica ? "session_replication_role = replica"
                           : "replica role not allowed, tables ordered by their foreign keys");
-    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL) ||
-        !check_triggers(&x) || !list_changes(&x))
+    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL))
+        goto cleanup;
+    if (c->import_snapshot != NULL) {
+        sb_reset(&x.q);
+        sb_add(&x.q, "SET TRANSACTION SNAPSHOT ");
+        sb_literal(&x.q, c->import_snapshot);
+        if (x.q.oom || !sq_cmd(&x.b, sb_str(&x.q), "reading the backup in the verify's snapshot"))
+            goto cleanup;
+    }
+    if (!sync_pass_begin(c, &x.b, &now) ||
+        !back_check_triggers(&x) || !list_changes(&x))
         goto cleanup;
     int64_t entries = 0;
     for (size_t i = 0; i < x.nch; i++)
@@ -973,7 +755,7 @@ bool sync_op_back(sync_ctx *c)
     if (entries > 50000 && x.nch > 4 &&
         !sq_cmd(&x.b, "CREATE INDEX IF NOT EXISTS ledger_table ON drd.ledger (schema_name, table_name)", NULL))
         goto cleanup;
-    if (!check_privileges(&x))
+    if (!back_check_privileges(&x))
         goto cleanup;
     if (!sq_cmd(&x.p, "BEGIN", NULL) || !sq_cmd(&x.p, "SET CONSTRAINTS ALL DEFERRED", NULL))
         goto cleanup;
@@ -996,7 +778,7 @@ bool sync_op_back(sync_ctx *c)
             conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
     }
     if (conflicts > 0) {
-        if (!report_conflicts(&x, conflicts))
+        if (!back_report_conflicts(&x, conflicts))
             goto cleanup;
         if (!x.backup_wins && !x.primary_wins) {
             pthread_mutex_lock(&c->mu);
@@ -1066,7 +848,15 @@ bool sync_op_back(sync_ctx *c)
     for (size_t i = 0; x.primary_wins && i < x.nch; i++)
         if (x.ch[i].whole_conflict && !write_back_whole(&x, &x.ch[i]))
             goto cleanup;
+    if (c->window && !back_keyless_fingerprints(&x))
+        goto cleanup;
+    c->pass_wrote_back = x.primary_wins && conflicts > 0;
+    /* the primary first: a crash between the two COMMITs leaves the pass
+     * unrecorded, and the next one replays it again (its keys are found
+     * in sync, or changed since: a conflict to decide, never a loss) */
     if (!sq_cmd(&x.p, "COMMIT", "committing on the primary"))
+        goto cleanup;
+    if (c->window && !sync_pass_record(c, &x.b, now, entries, mono_ms() - t0))
         goto cleanup;
     if (!sq_cmd(&x.b, "COMMIT", "committing on the backup"))
         goto cleanup;
@@ -1083,6 +873,7 @@ cleanup:
     catalog_free(&x.bcat);
     catalog_free(&x.pcat);
     free(x.ch);
+    free(now);
     sb_free(&x.q);
     sb_free(&x.q2);
     return ok;

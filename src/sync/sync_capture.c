@@ -70,6 +70,40 @@ static const char *const ledger_sql =
     "END $drd$;"
     "REVOKE ALL ON FUNCTION drd.capture_whole() FROM PUBLIC";
 
+/* Whether the app could write on the backup when capture was first
+ * installed: its database fenced read-only (the fence's ALTER DATABASE
+ * ... SET default_transaction_read_only) or its role ($1) NOLOGIN. Kept
+ * from the first install, like installed_at. */
+static const char *const fenced_sql =
+    "INSERT INTO drd.meta SELECT 'fenced_at_capture', (EXISTS (SELECT 1 FROM pg_db_role_setting s,"
+    "   unnest(s.setconfig) v WHERE s.setrole = 0 AND s.setdatabase = (SELECT oid FROM pg_database"
+    "   WHERE datname = current_database()) AND lower(v) IN ('default_transaction_read_only=on',"
+    "   'default_transaction_read_only=true', 'default_transaction_read_only=1'))"
+    " OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1 AND NOT rolcanlogin))::text"
+    " ON CONFLICT DO NOTHING";
+
+bool capture_was_writable(sconn *b, bool *known, bool *writable, char *at, size_t atlen)
+{
+    *known = *writable = false;
+    at[0] = '\0';
+    PGresult *r = sq_exec(b, "SELECT to_regclass('drd.meta') IS NOT NULL", "looking for the capture");
+    if (r == NULL)
+        return false;
+    bool have = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!have)
+        return true;
+    r = sq_exec(b, "SELECT (SELECT value FROM drd.meta WHERE name = 'fenced_at_capture'),"
+                " (SELECT value FROM drd.meta WHERE name = 'installed_at')", "reading the capture's record");
+    if (r == NULL)
+        return false;
+    *known = !PQgetisnull(r, 0, 0);
+    *writable = *known && strcmp(PQgetvalue(r, 0, 0), "false") == 0;
+    str_copy(at, PQgetvalue(r, 0, 1), atlen);
+    PQclear(r);
+    return true;
+}
+
 /* drd's triggers as they are: table, name, function, arguments (hex of
  * tgargs: each argument followed by a NUL byte), enabled. */
 static const char *const our_triggers_sql =
@@ -311,14 +345,24 @@ bool sync_op_capture(sync_ctx *c)
             sb_reset(&q);
         }
     }
-    r = sq_exec(&b, "SELECT count(*), (SELECT value FROM drd.meta WHERE name = 'installed_at')"
-                " FROM drd.ledger", NULL);
+    const char *app_user[1] = { c->backup_app_user };
+    r = sq_params(&b, fenced_sql, 1, app_user, "recording whether the backup was fenced");
+    if (r == NULL)
+        goto cleanup;
+    PQclear(r);
+    r = sq_exec(&b, "SELECT count(*), (SELECT value FROM drd.meta WHERE name = 'installed_at'),"
+                " (SELECT value FROM drd.meta WHERE name = 'fenced_at_capture') FROM drd.ledger", NULL);
     if (r == NULL || !sq_cmd(&b, "COMMIT", "committing the capture"))
         goto cleanup;
     sync_report(c, "capture on the backup: %zu tables (%zu with a key, %zu copied whole when"
                 " changed); triggers: %d created, %d already there, %d removed; installed at %s;"
                 " %s entries in the ledger", cat.n, cat.n - n_nokey, n_nokey, created, kept,
                 dropped, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
+    if (strcmp(PQgetvalue(r, 0, 2), "false") == 0)
+        sync_report(c, "warning: the backup was not fenced when capture was installed: writes the"
+                    " app (or anyone) made there before %s are not in the ledger; verify cannot"
+                    " tell them from the backup having been behind the primary, whose version"
+                    " stands", PQgetvalue(r, 0, 1));
     sync_add_counts(c, 0, (int64_t)cat.n);
     ok = true;
 cleanup:

@@ -143,6 +143,7 @@ typedef enum {
     V_EQUAL,                 /* same count and checksum */
     V_SUBSET,                /* the primary has every backup row, identical, and more */
     V_DIFFERENT,
+    V_SKIPPED,               /* not asked for (c->verify_skip) */
 } vstate;
 
 typedef struct {
@@ -164,10 +165,22 @@ typedef struct {
     vtable *v;               /* per table */
 } verify_arg;
 
+/* With c->verify_snapshot, the backup is read in that exported snapshot
+ * (the pre-sync pass's): the primary holds what the backup held then. */
 static bool verify_open(sync_ctx *c, sworker *w, void *arg)
 {
     (void)arg;
-    return sconn_open(c, &w->b, false) && sconn_open(c, &w->p, true);
+    if (!sconn_open(c, &w->b, false) || !sconn_open(c, &w->p, true))
+        return false;
+    if (c->verify_snapshot == NULL)
+        return true;
+    sbuf q;
+    sb_init(&q);
+    sb_add(&q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ");
+    sb_literal(&q, c->verify_snapshot);
+    bool ok = !q.oom && sq_cmd(&w->b, sb_str(&q), "reading the backup in the pass's snapshot");
+    sb_free(&q);
+    return ok;
 }
 
 /* The lookup could not run: fine for the job (the table stays a difference,
@@ -369,6 +382,8 @@ static bool verify_run(sync_ctx *c, sworker *w, size_t task, void *arg)
     verify_arg *va = arg;
     const stable *t = &va->cat->t[task];
     vtable *v = &va->v[task];
+    if (v->state == V_SKIPPED)
+        return true;
     sbuf q;
     sb_init(&q);
     sync_checksum_sql(&q, t, va->by_record);
@@ -455,6 +470,11 @@ bool sync_op_verify(sync_ctx *c)
     va.by_record = sync_record_hash_ok(&b, &p);
     if (!c->full && !verify_has_ledger(&b, &va.ledger))
         goto cleanup;
+    /* extra primary rows may also be deletes the ledger could not see */
+    bool known = false, writable = false;
+    char installed[64];
+    if (!capture_was_writable(&b, &known, &writable, installed, sizeof installed))
+        goto cleanup;
     sconn_close(&b);
     sconn_close(&p);
     va.cat = &bcat;
@@ -463,7 +483,14 @@ bool sync_op_verify(sync_ctx *c)
         sync_fail(c, "out of memory");
         goto cleanup;
     }
-    if (!sync_pool(c, c->parallel, bcat.n, verify_open, verify_run, &va))
+    size_t nverify = 0;
+    for (size_t i = 0; i < bcat.n; i++) {
+        if (c->verify_skip != NULL && c->verify_skip(c, bcat.t[i].schema, bcat.t[i].name))
+            va.v[i].state = V_SKIPPED;
+        else
+            nverify++;
+    }
+    if (nverify > 0 && !sync_pool(c, c->parallel, bcat.n, verify_open, verify_run, &va))
         goto cleanup;
     int nbad = 0, nsubset = 0;
     const char *why = NULL;  /* the first reason a lookup could not run */
@@ -471,9 +498,23 @@ bool sync_op_verify(sync_ctx *c)
     for (size_t i = 0; i < bcat.n; i++) {
         const vtable *v = &va.v[i];
         const stable *t = &bcat.t[i];
+        if (v->state == V_SKIPPED)
+            continue;
         int64_t nb = strtoll(v->b[0], NULL, 10), np = strtoll(v->p[0], NULL, 10);
         rows += nb;
+        if (c->verify_record != NULL && v->state != V_DIFFERENT) {
+            /* as differing below: rows only the primary has, stale rows */
+            int64_t dif = v->state == V_SUBSET ? np - nb + 2 * v->stale_missing + v->stale_changed : 0;
+            sb_printf(c->verify_record, "%s(", c->verify_record->len ? ", " : "");
+            sb_literal(c->verify_record, t->schema);
+            sb_add(c->verify_record, ", ");
+            sb_literal(c->verify_record, t->name);
+            sb_printf(c->verify_record, ", '%s', %" PRId64 ", %" PRId64 ", %" PRId64 ")",
+                      v->state == V_EQUAL ? "equal" : "subset", nb, np, dif);
+        }
         switch (v->state) {
+        case V_SKIPPED:
+            break;
         case V_EQUAL:
             sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
             break;
@@ -489,12 +530,20 @@ bool sync_op_verify(sync_ctx *c)
                             " older than the primary's (%" PRId64 " changed, %" PRId64 " deleted there"
                             " before the outage; the outage never touched them: the primary's version"
                             " stands), %" PRId64 " %s only on the primary; every row the outage changed"
-                            " is on the primary, identical", t->label, stale, plural(stale, "row", "rows"),
-                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"));
+                            " is on the primary, identical%s%s%s", t->label, stale, plural(stale, "row", "rows"),
+                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"),
+                            writable ? "; but the backup was not fenced when capture was installed ("
+                                     : "", writable ? installed : "",
+                            writable ? "): some may be changes made there before it, which the"
+                                       " ledger does not have" : "");
             else
                 sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
                             " before the outage, never copied to the backup); every backup row is on the"
-                            " primary, identical", t->label, more, plural(more, "row", "rows"));
+                            " primary, identical%s%s%s", t->label, more, plural(more, "row", "rows"),
+                            writable ? "; but the backup was not fenced when capture was installed ("
+                                     : "", writable ? installed : "",
+                            writable ? "): some may be rows deleted there before it, which the ledger"
+                                       " does not have" : "");
             break;
         }
         case V_DIFFERENT:
@@ -514,7 +563,9 @@ bool sync_op_verify(sync_ctx *c)
         }
     }
     int nfk = 0;
-    if (!fk_verify(c, &pcat, &nfk, &fkbad))
+    /* verify_skip (the stop window after pre-sync): the foreign keys were
+     * verified whole online, and sync-back checked the tail's rows */
+    if (c->verify_skip == NULL && !fk_verify(c, &pcat, &nfk, &fkbad))
         goto cleanup;
     if (bad.oom || line.oom || fkbad.oom) {
         sync_fail(c, "out of memory");
@@ -523,7 +574,7 @@ bool sync_op_verify(sync_ctx *c)
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof(d));
     if (nbad > 0) {
-        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s%s%s", nbad, bcat.n, sb_str(&bad),
+        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s%s%s", nbad, nverify, sb_str(&bad),
                   why ? " (the backup's rows could not be looked up on the primary: " : "",
                   why ? why : "", why ? ")" : "", nfk ? "; " : "", sb_str(&fkbad));
         goto cleanup;
@@ -533,7 +584,10 @@ bool sync_op_verify(sync_ctx *c)
                   plural(nfk, "key", "keys"), sb_str(&fkbad));
         goto cleanup;
     }
-    if (nsubset > 0 && differing > extra)
+    if (nverify < bcat.n)
+        sync_report(c, "verify: %zu of %zu tables read whole, %" PRId64 " rows, all backup rows on the"
+                    " primary (%s)", nverify, bcat.n, rows, d);
+    else if (nsubset > 0 && differing > extra)
         sync_report(c, "verify: %zu tables, %" PRId64 " rows, every row the outage changed is on the"
                     " primary; the backup was behind in %d %s (%" PRId64 " %s differ, the primary's"
                     " kept) (%s)", bcat.n, rows, nsubset, plural(nsubset, "table", "tables"), differing,
@@ -544,7 +598,7 @@ bool sync_op_verify(sync_ctx *c)
                     plural(nsubset, "table", "tables"), extra, plural(extra, "row", "rows"), d);
     else
         sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
-    sync_add_counts(c, rows, (int64_t)bcat.n);
+    sync_add_counts(c, rows, (int64_t)nverify);
     pthread_mutex_lock(&c->mu);
     c->differing = differing;
     pthread_mutex_unlock(&c->mu);

@@ -8,6 +8,10 @@
  *                   synced schemas; comparing both sides; sequence resync
  *   sync_capture.c  capture / uncapture (the ledger on the backup)
  *   sync_back.c     incremental sync-back with conflict detection
+ *   sync_back_check.c  its checks (ledger, triggers, privileges) and the
+ *                   conflict report (sync_back_int.h: their shared state)
+ *   sync_window.c   passes while the app runs (pre-sync) and the stop
+ *                   window's verify of the keys the outage touched
  *   sync_full.c     full copy in one snapshot, the worker pool, verify
  *
  * Threads: one job thread runs the operation; full mode and verify start
@@ -44,6 +48,7 @@ typedef struct sync_ctx {
     char *primary_url, *primary_password;
     char *backup_url, *backup_password;
     char *primary_db, *backup_db;   /* the app's database (from app_url) on each side; NULL = the URL's */
+    char backup_app_user[128];      /* the app's role on the backup (app_url's user), "" = unknown */
     char *schemas;           /* comma list */
     char *exclude;           /* comma list of schema.table patterns, or NULL */
     bool no_pk_copy;         /* [sync] no_pk = copy */
@@ -52,7 +57,22 @@ typedef struct sync_ctx {
     int parallel;
     sync_op op;
     bool resync;             /* verify: sync-back first (sync_request.resync) */
+    bool online;             /* sync-back: passes while the app runs (sync_request.online) */
+    int64_t run_id;          /* the run this job belongs to (0 = none) */
     int64_t timeout_ms;
+
+    /* passes (sync_window.c); set by the job thread, read by it only */
+    bool window;             /* drd.passes exists: sync-back replays only the tail */
+    char *since;             /* window: the last pass's snapshot (NULL = none yet) */
+    const char *import_snapshot; /* sync-back reads the backup in this exported snapshot (borrowed) */
+    const char *verify_snapshot; /* verify reads the backup in this exported snapshot (borrowed) */
+    sbuf *verify_record;     /* verify appends (schema, table, state, rows) tuples here */
+    bool (*verify_skip)(const struct sync_ctx *c, const char *schema, const char *name);
+    void *verify_skip_arg;
+    int pass_n;              /* the pass sync-back just recorded */
+    int64_t pass_entries;    /* ledger entries it replayed */
+    int64_t pass_ms;
+    bool pass_wrote_back;    /* primary-wins wrote to the backup in it */
 
     atomic_bool stop;        /* cancelled, timed out or failed: stop working */
 
@@ -197,6 +217,21 @@ bool sync_record_hash_ok(const sconn *b, const sconn *p);
  * sign of the increment), on the primary connection. */
 bool sync_sequences(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat);
 
+/* The ledger entries of one pass (sync_window.c): the whole ledger, or
+ * with passes recorded only those after the last pass's snapshot (alias
+ * l for drd.ledger). "true" when not in window mode. */
+void sync_tail_filter(sbuf *q, const sync_ctx *c, const char *alias);
+/* At the start of a sync-back in b's REPEATABLE READ transaction: window
+ * mode (drd.passes exists) and the last pass's snapshot into c; the
+ * transaction's own snapshot into *now (malloc'd). False on error. */
+bool sync_pass_begin(sync_ctx *c, sconn *b, char **now);
+/* Record the pass (in b's transaction, before its COMMIT). */
+bool sync_pass_record(sync_ctx *c, sconn *b, const char *snapshot, int64_t entries, int64_t ms);
+/* The typed value of key column k from the ledger's jsonb key p.k, AS its name. */
+void sync_key_from_json(sbuf *q, const stable *t, size_t k);
+/* The 64-bit hash of the row of alias t that verify sums. */
+void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record);
+
 /* Try SET session_replication_role = replica (superuser, or a role granted
  * SET on it); false leaves the session as it was. */
 bool sync_try_replica(sconn *p);
@@ -229,10 +264,19 @@ bool fk_verify(sync_ctx *c, const scatalog *cat, int *nbad, sbuf *bad);
 /* ---- operations (run on the job thread; true = ok) ---------------------- */
 
 bool sync_op_capture(sync_ctx *c);
+/* Was the backup writable for the app when capture was first installed
+ * (not fenced: then writes made there before are not in the ledger)?
+ * *known = false when there is no capture or it predates the record;
+ * *at = when it was installed. false only on an error. */
+bool capture_was_writable(sconn *b, bool *known, bool *writable, char *at, size_t atlen);
 bool sync_op_uncapture(sync_ctx *c);
 bool sync_op_back(sync_ctx *c);
 bool sync_op_full(sync_ctx *c);
 bool sync_op_verify(sync_ctx *c);
+/* sync_window.c: passes while the app runs, ending with a full verify
+ * against one snapshot of the backup; and the stop window's verify. */
+bool sync_op_presync(sync_ctx *c);
+bool sync_op_verify_window(sync_ctx *c);
 bool sync_op_converge(sync_ctx *c);
 
 /* Worker pool: n threads, each opening its own connections with `open`,

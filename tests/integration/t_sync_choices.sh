@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_sync_choices.sh - the documented conflict resolution, end to end through
-# the daemon (issue 12, item 4): a failback whose sync-back finds a row
-# changed on both sides waits (ask) with the app stopped; then
+# the daemon (issue 12, item 4): a failback whose pre-sync finds a row
+# changed on both sides waits (ask) before the app is stopped (issue 13:
+# it still runs on the backup); then
 #   drctl approve ID --choice backup-wins   the backup's row replaces the
 #                                           primary's, the run succeeds;
 #   drctl approve ID --choice primary-wins  the primary keeps its row (and
@@ -57,11 +58,11 @@ cycle() {
   out=$(fo_drctl failback --yes 2>&1); rc=$?
   like "$out" "waits for approval" "$choice: drctl failback says the run waits" || diag "$out"
   poll_until 10 pending_attention
-  ok $? "$choice: sync-back waits for a decision" || { diag "$out"; fo_diag; }
-  is "$(fo_step "$fb" sync-back state)" needs_attention "$choice: sync-back needs attention"
-  like "$(fo_step "$fb" sync-back output)" "conflict in public\.items, key \{\"id\": $row\}" \
+  ok $? "$choice: pre-sync waits for a decision" || { diag "$out"; fo_diag; }
+  is "$(fo_step "$fb" pre-sync state)" needs_attention "$choice: pre-sync needs attention"
+  like "$(fo_step "$fb" pre-sync output)" "conflict in public\.items, key \{\"id\": $row\}" \
     "$choice: the report names the conflicting row"
-  fo_app_running; isnt $? 0 "$choice: the app is stopped while the run waits"
+  is "$(fo_step "$fb" stop-app state)" pending "$choice: the app was not stopped (stop-app pending)"
   is "$(item primary "$row")" "primary edit $row" "$choice: nothing written to the primary yet"
 
   id=$(fo_pending_approval attention)

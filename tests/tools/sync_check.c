@@ -3,14 +3,16 @@
  *   ok rows=N tables=N ms=N
  *   fail conflicts=0|1 error=TEXT
  * Usage: sync_check CONFIG OP [--resolution backup-wins|primary-wins]
- *        OP: capture | uncapture | sync-back | verify | full | converge
+ *        OP: capture | uncapture | sync-back | pre-sync | verify | full | converge
+ *        (pre-sync: sync-back with online = true)
  * Exit: 0 ok, 1 fail, 2 usage or config error.
  * Environment: SYNC_CHECK_TIMEOUT_MS (the request's timeout_ms),
  * SYNC_CHECK_CANCEL_MS=N (sync_job_free() after N ms: prints
  * "cancelled ms=N", waits 300 ms for a callback that must not come, exits 3),
  * SYNC_CHECK_PROGRESS_MS=N (every N ms, the number of report lines so far
  * from sync_job_progress(): "progress lines=N"), SYNC_CHECK_DEBUG (debug
- * logging). It also checks that the callback never runs inside
+ * logging), SYNC_CHECK_RUN_ID (the request's run_id, default 1: a
+ * verify after a pre-sync checks only the touched keys). It also checks that the callback never runs inside
  * sync_start() and may free the job. */
 #include <errno.h>
 #include <inttypes.h>
@@ -105,7 +107,7 @@ static bool parse_num(const char *s, long long *out)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sync_check CONFIG capture|uncapture|sync-back|verify|full|converge"
+    fprintf(stderr, "usage: sync_check CONFIG capture|uncapture|sync-back|pre-sync|verify|full|converge"
                     " [--resolution backup-wins|primary-wins]\n");
     return 2;
 }
@@ -121,7 +123,10 @@ int main(int argc, char **argv)
         req.op = SYNC_UNCAPTURE;
     else if (strcmp(argv[2], "sync-back") == 0)
         req.op = SYNC_BACK;
-    else if (strcmp(argv[2], "verify") == 0)
+    else if (strcmp(argv[2], "pre-sync") == 0) {
+        req.op = SYNC_BACK;
+        req.online = true;
+    } else if (strcmp(argv[2], "verify") == 0)
         req.op = SYNC_VERIFY;
     else if (strcmp(argv[2], "full") == 0)
         req.op = SYNC_FULL;
@@ -146,6 +151,11 @@ int main(int argc, char **argv)
     if (e != NULL && (!parse_num(e, &progress_ms) || progress_ms == 0))
         return usage();
     req.timeout_ms = timeout;
+    long long run_id = 1;
+    e = getenv("SYNC_CHECK_RUN_ID");
+    if (e != NULL && !parse_num(e, &run_id))
+        return usage();
+    req.run_id = run_id;
 
     config_errors errs = { 0 };
     config_t *cfg = config_load(argv[1], &errs);

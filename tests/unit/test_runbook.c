@@ -177,6 +177,10 @@ static void bad_values(void **st)
     expect_error("[notastep]\naction = exec\n", 1, "unknown section");
     expect_error("[step Bad Name]\naction = exec\ncommand = true\n", 1, "bad step name");
     expect_error("[step a]\naction = capture\nremove = maybe\n", 3, "bad value \"maybe\" for remove");
+    expect_error("[step a]\naction = sync-back\nmode = later\n", 3, "bad sync-back mode \"later\"");
+    expect_error("[step a]\naction = sync-back\nmode = read-only\n", 3, "bad sync-back mode");
+    expect_error("[step a]\naction = fence\nmode = online\n", 3, "bad fence mode");
+    expect_error("[step a]\naction = verify\nmode = online\n", 3, "does not apply to action verify");
 }
 
 static void empty_runbook_and_missing_file(void **st)
@@ -213,6 +217,18 @@ static void shipped_runbooks_load(void **st)
             fprintf(stderr, "%s\n", errs.msgs[k]);
         assert_non_null(rb);
         assert_true(rb->n_steps >= 4);
+        if (i == 1) {            /* pre-sync: sync-back online, before stop-app (issue 13) */
+            size_t pre = rb->n_steps, stop = rb->n_steps;
+            for (size_t k = 0; k < rb->n_steps; k++) {
+                if (strcmp(rb->steps[k].name, "pre-sync") == 0)
+                    pre = k;
+                if (strcmp(rb->steps[k].name, "stop-app") == 0)
+                    stop = k;
+            }
+            assert_true(pre < stop && stop < rb->n_steps);
+            assert_int_equal(rb->steps[pre].action, ACT_SYNC_BACK);
+            assert_string_equal(rb->steps[pre].mode, "online");
+        }
         runbook_free(rb);
         config_errors_free(&errs);
     }

@@ -17,7 +17,17 @@
  *   verify     per table, row count and an order-independent checksum
  *              computed by each server; any mismatch fails (extra primary
  *              rows excepted), and so does any foreign key touching a
- *              synced table that the primary's rows violate.
+ *              synced table that the primary's rows violate. After an
+ *              online pre-sync of the same run: only the keys the outage
+ *              touched (and tables copied whole), see sync_window.c; the
+ *              foreign keys were checked whole online, the tail's rows by
+ *              sync-back.
+ *   pre-sync   (sync-back with online = true) while the app still runs on
+ *              the backup: the ledger replayed in passes, each recorded on
+ *              the backup (drd.passes) with its snapshot, so that the next
+ *              sync-back replays only what came after; a full verify
+ *              against one snapshot of the backup, kept per table
+ *              (drd.verified).
  *   full       whole tables backup -> primary with COPY streamed between the
  *              two connections, several tables at once, from one snapshot.
  *   converge   the other way, after a verified failback: the backup made
@@ -47,6 +57,8 @@ typedef struct {
     int64_t timeout_ms;          /* 0 = none; past it the job is cancelled (as by sync_job_free) and fails */
     bool resync;                 /* verify: first replay what the ledger has that was not applied
                                     yet (sync-back, with resolution), e.g. a late row */
+    bool online;                 /* sync-back: the pre-sync passes (the app still runs) */
+    int64_t run_id;              /* the run (stamps the online verify's results); 0 = none */
 } sync_request;
 
 typedef struct {
