@@ -280,66 +280,199 @@ static bool history_from_db(store_t *st, json_t **inc, json_t **ev, json_t **run
     return ok && *inc != NULL && *ev != NULL && *runs != NULL && *drills != NULL;
 }
 
-int cmd_history(const drctl *x)
+/* history's four documents (NULL members: not available). */
+typedef struct {
+    json_t *inc, *ev, *runs, *drills;
+} history_docs;
+
+static void history_docs_free(history_docs *h)
 {
-    char path[64];
-    json_t *inc_doc = NULL, *ev_doc = NULL, *runs_doc = NULL, *incidents, *events, *newest, *runs;
-    json_t *drills_doc = NULL, *drills;
-    int ex, rc = EXIT_OK;
+    json_decref(h->inc);
+    json_decref(h->ev);
+    json_decref(h->runs);
+    json_decref(h->drills);
+}
+
+/* From the daemon or, when it cannot be reached, from the state database
+ * (*rc = EXIT_UNREACHABLE then). -1 when h is filled, else an exit code
+ * (h freed). */
+static int history_fetch(const drctl *x, history_docs *h, int *rc)
+{
+    char path[64], err[256];
     bool unreachable = false;
-    size_t i;
-    json_t *v;
+    buffer reply;
+    long code;
+    int ex;
 
     snprintf(path, sizeof(path), "/api/incidents?limit=%d", HISTORY_INCIDENTS);
-    if ((ex = get_json(x, path, &inc_doc, &unreachable)) >= 0 && !unreachable)
+    if ((ex = get_json(x, path, &h->inc, &unreachable)) >= 0 && !unreachable)
         return ex;
     if (unreachable) {
         store_t *st = fallback_store(x);
         if (st == NULL)
             return EXIT_UNREACHABLE;
-        bool ok = history_from_db(st, &inc_doc, &ev_doc, &runs_doc, &drills_doc);
+        bool ok = history_from_db(st, &h->inc, &h->ev, &h->runs, &h->drills);
         store_close(st);
         if (!ok) {
             fprintf(stderr, "drctl: the state database could not be read\n");
-            json_decref(inc_doc);
-            json_decref(ev_doc);
-            json_decref(runs_doc);
-            json_decref(drills_doc);
+            history_docs_free(h);
             return EXIT_UNREACHABLE;
         }
-        rc = EXIT_UNREACHABLE;
-        goto print;
+        *rc = EXIT_UNREACHABLE;
+        return -1;
     }
     snprintf(path, sizeof(path), "/api/events?limit=%d", HISTORY_EVENTS);
-    if ((ex = get_json(x, path, &ev_doc, NULL)) >= 0) {
-        json_decref(inc_doc);
-        return ex;
+    if ((ex = get_json(x, path, &h->ev, NULL)) < 0) {
+        snprintf(path, sizeof(path), "/api/runs?limit=%d", HISTORY_RUNS);
+        ex = get_json(x, path, &h->runs, NULL);
     }
-    snprintf(path, sizeof(path), "/api/runs?limit=%d", HISTORY_RUNS);
-    if ((ex = get_json(x, path, &runs_doc, NULL)) >= 0) {
-        json_decref(inc_doc);
-        json_decref(ev_doc);
+    if (ex >= 0) {
+        history_docs_free(h);
         return ex;
     }
     /* drills: a drd older than this drctl has none (404): no section */
-    {
-        char err[256];
-        buffer reply;
-        long code;
-        if (http_call(x, "GET", "/api/drills?limit=10", NULL, &code, &reply, err, sizeof err) == CALL_OK &&
-            code == 200)
-            drills_doc = json_loadb(reply.data ? reply.data : "", reply.len, 0, NULL);
-        free(reply.data);
+    if (http_call(x, "GET", "/api/drills?limit=10", NULL, &code, &reply, err, sizeof err) == CALL_OK &&
+        code == 200)
+        h->drills = json_loadb(reply.data ? reply.data : "", reply.len, 0, NULL);
+    free(reply.data);
+    return -1;
+}
+
+static void print_incidents(json_t *incidents)
+{
+    char a[32], b[32], msg[1024];
+    size_t i;
+    json_t *v;
+
+    if (json_array_size(incidents) == 0) {
+        printf("no incidents\n");
+        return;
     }
-print:
-    drills = json_object_get(drills_doc, "drills");
-    runs = json_object_get(runs_doc, "runs");
-    incidents = json_object_get(inc_doc, "incidents");
-    events = json_object_get(ev_doc, "events");
+    printf("INCIDENTS\n%-6s %-8s %-19s  %-19s  %s\n", "ID", "TARGET", "STARTED",
+           "ENDED", "REASON");
+    json_array_foreach(incidents, i, v) {
+        json_t *ended = json_object_get(v, "ended_at");
+        format_time(json_object_get(v, "started_at"), a, sizeof(a));
+        if (json_is_integer(ended))
+            format_time(ended, b, sizeof(b));
+        else
+            str_copy(b, "(ongoing)", sizeof(b));
+        mask_secrets(str_or(json_object_get(v, "reason"), ""), msg, sizeof(msg));
+        printf("%-6" JSON_INTEGER_FORMAT " %-8s %-19s  %-19s  %s\n",
+               json_integer_value(json_object_get(v, "id")),
+               str_or(json_object_get(v, "target"), "-"), a, b, msg);
+    }
+}
+
+static void print_runs(json_t *runs)
+{
+    char a[32], msg[1024];
+    size_t i, k;
+    json_t *v, *st;
+
+    if (json_array_size(runs) == 0) {
+        printf("no runs\n");
+        return;
+    }
+    printf("RUNS\n");
+    json_array_foreach(runs, i, v) {
+        json_int_t c0 = json_integer_value(json_object_get(v, "created_at"));
+        json_int_t c1 = json_integer_value(json_object_get(v, "finished_at"));
+        char took[32] = "-";
+        if (c1 > c0)
+            format_duration(c1 - c0, took, sizeof(took));
+        format_time(json_object_get(v, "created_at"), a, sizeof(a));
+        mask_secrets(str_or(json_object_get(v, "error"), str_or(json_object_get(v, "reason"), "")),
+                     msg, sizeof(msg));
+        printf("run %-4" JSON_INTEGER_FORMAT " %-8s %-9s %s  %6s  by %s  %s\n",
+               json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "kind"), "?"),
+               str_or(json_object_get(v, "state"), "?"), a, took,
+               str_or(json_object_get(v, "started_by"), "?"), msg);
+        json_array_foreach(json_object_get(v, "steps"), k, st) {
+            json_t *d = json_object_get(st, "duration_ms");
+            char dur[32] = "";
+            if (json_is_integer(d))
+                format_duration(json_integer_value(d), dur, sizeof(dur));
+            mask_secrets(str_or(json_object_get(st, "detail"), ""), msg, sizeof(msg));
+            printf("    %-18s %-12s %-15s %6s  %s\n", str_or(json_object_get(st, "name"), "?"),
+                   str_or(json_object_get(st, "action"), "?"), str_or(json_object_get(st, "state"), "?"),
+                   dur, msg);
+        }
+    }
+}
+
+/* A report's duration field, or "-". */
+static void report_duration(json_t *rep, const char *key, char *out, size_t n)
+{
+    json_t *v = json_object_get(rep, key);
+
+    if (json_is_integer(v))
+        format_duration(json_integer_value(v), out, n);
+    else
+        str_copy(out, "-", n);
+}
+
+static void print_drills(json_t *drills)
+{
+    char a[32], msg[1024];
+    size_t i;
+    json_t *v;
+
+    if (json_array_size(drills) == 0)
+        return;
+    printf("DRILLS\n");
+    json_array_foreach(drills, i, v) {
+        json_t *rep = json_object_get(v, "report");
+        char det[32], rto[32], syn[32];
+        report_duration(rep, "detection_ms", det, sizeof det);
+        report_duration(rep, "rto_ms", rto, sizeof rto);
+        report_duration(rep, "sync_ms", syn, sizeof syn);
+        format_time(json_object_get(v, "started_at"), a, sizeof(a));
+        mask_secrets(str_or(json_object_get(rep, "error"), ""), msg, sizeof(msg));
+        printf("drill %-4" JSON_INTEGER_FORMAT " %-9s %s  detection %s  RTO %s  sync-back %s"
+               "  rows %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "%s%s\n",
+               json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "result"), "?"),
+               a, det, rto, syn, json_integer_value(json_object_get(rep, "rows_found")),
+               json_integer_value(json_object_get(rep, "rows_written")), msg[0] ? "  " : "", msg);
+    }
+    printf("\n");
+}
+
+static void print_events(json_t *newest)
+{
+    char a[32], msg[1024];
+    size_t i;
+    json_t *v;
+
+    if (json_array_size(newest) == 0) {
+        printf("no events\n");
+        return;
+    }
+    printf("EVENTS (newest first)\n%-19s  %-9s %-8s %s\n", "TIME", "KIND", "TARGET", "MESSAGE");
+    json_array_foreach(newest, i, v) {
+        format_time(json_object_get(v, "at"), a, sizeof(a));
+        mask_secrets(str_or(json_object_get(v, "message"), ""), msg, sizeof(msg));
+        printf("%-19s  %-9s %-8s %s\n", a, str_or(json_object_get(v, "kind"), "?"),
+               str_or(json_object_get(v, "target"), "-"), msg);
+    }
+}
+
+int cmd_history(const drctl *x)
+{
+    history_docs h = { 0 };
+    json_t *incidents, *events, *newest, *runs, *drills;
+    int ex, rc = EXIT_OK;
+
+    if ((ex = history_fetch(x, &h, &rc)) >= 0)
+        return ex;
+    drills = json_object_get(h.drills, "drills");
+    runs = json_object_get(h.runs, "runs");
+    incidents = json_object_get(h.inc, "incidents");
+    events = json_object_get(h.ev, "events");
 
     /* the API gives events oldest first; history is newest first */
     newest = json_array();
-    for (i = json_array_size(events); i > 0; i--)
+    for (size_t i = json_array_size(events); i > 0; i--)
         json_array_append(newest, json_array_get(events, i - 1));
 
     if (x->json) {
@@ -351,102 +484,18 @@ print:
         print_json(out);
         json_decref(out);
     } else {
-        char a[32], b[32], msg[1024];
-
         human(incidents);
         human(runs);
         human(newest);
         human(drills);
-
-        if (json_array_size(incidents) == 0) {
-            printf("no incidents\n");
-        } else {
-            printf("INCIDENTS\n%-6s %-8s %-19s  %-19s  %s\n", "ID", "TARGET", "STARTED",
-                   "ENDED", "REASON");
-            json_array_foreach(incidents, i, v) {
-                json_t *ended = json_object_get(v, "ended_at");
-                format_time(json_object_get(v, "started_at"), a, sizeof(a));
-                if (json_is_integer(ended))
-                    format_time(ended, b, sizeof(b));
-                else
-                    str_copy(b, "(ongoing)", sizeof(b));
-                mask_secrets(str_or(json_object_get(v, "reason"), ""), msg, sizeof(msg));
-                printf("%-6" JSON_INTEGER_FORMAT " %-8s %-19s  %-19s  %s\n",
-                       json_integer_value(json_object_get(v, "id")),
-                       str_or(json_object_get(v, "target"), "-"), a, b, msg);
-            }
-        }
+        print_incidents(incidents);
         printf("\n");
-        if (json_array_size(runs) == 0) {
-            printf("no runs\n");
-        } else {
-            printf("RUNS\n");
-            json_array_foreach(runs, i, v) {
-                json_t *st;
-                size_t k;
-                json_int_t c0 = json_integer_value(json_object_get(v, "created_at"));
-                json_int_t c1 = json_integer_value(json_object_get(v, "finished_at"));
-                char took[32] = "-";
-                if (c1 > c0)
-                    format_duration(c1 - c0, took, sizeof(took));
-                format_time(json_object_get(v, "created_at"), a, sizeof(a));
-                mask_secrets(str_or(json_object_get(v, "error"), str_or(json_object_get(v, "reason"), "")),
-                             msg, sizeof(msg));
-                printf("run %-4" JSON_INTEGER_FORMAT " %-8s %-9s %s  %6s  by %s  %s\n",
-                       json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "kind"), "?"),
-                       str_or(json_object_get(v, "state"), "?"), a, took,
-                       str_or(json_object_get(v, "started_by"), "?"), msg);
-                json_array_foreach(json_object_get(v, "steps"), k, st) {
-                    json_t *d = json_object_get(st, "duration_ms");
-                    char dur[32] = "";
-                    if (json_is_integer(d))
-                        format_duration(json_integer_value(d), dur, sizeof(dur));
-                    mask_secrets(str_or(json_object_get(st, "detail"), ""), msg, sizeof(msg));
-                    printf("    %-18s %-12s %-15s %6s  %s\n", str_or(json_object_get(st, "name"), "?"),
-                           str_or(json_object_get(st, "action"), "?"), str_or(json_object_get(st, "state"), "?"),
-                           dur, msg);
-                }
-            }
-        }
+        print_runs(runs);
         printf("\n");
-        if (json_array_size(drills) > 0) {
-            printf("DRILLS\n");
-            json_array_foreach(drills, i, v) {
-                json_t *rep = json_object_get(v, "report");
-                char det[32] = "-", rto[32] = "-", syn[32] = "-";
-                if (json_is_integer(json_object_get(rep, "detection_ms")))
-                    format_duration(json_integer_value(json_object_get(rep, "detection_ms")), det, sizeof det);
-                if (json_is_integer(json_object_get(rep, "rto_ms")))
-                    format_duration(json_integer_value(json_object_get(rep, "rto_ms")), rto, sizeof rto);
-                if (json_is_integer(json_object_get(rep, "sync_ms")))
-                    format_duration(json_integer_value(json_object_get(rep, "sync_ms")), syn, sizeof syn);
-                format_time(json_object_get(v, "started_at"), a, sizeof(a));
-                mask_secrets(str_or(json_object_get(rep, "error"), ""), msg, sizeof(msg));
-                printf("drill %-4" JSON_INTEGER_FORMAT " %-9s %s  detection %s  RTO %s  sync-back %s"
-                       "  rows %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "%s%s\n",
-                       json_integer_value(json_object_get(v, "id")), str_or(json_object_get(v, "result"), "?"),
-                       a, det, rto, syn, json_integer_value(json_object_get(rep, "rows_found")),
-                       json_integer_value(json_object_get(rep, "rows_written")), msg[0] ? "  " : "", msg);
-            }
-            printf("\n");
-        }
-        if (json_array_size(newest) == 0) {
-            printf("no events\n");
-        } else {
-            printf("EVENTS (newest first)\n%-19s  %-9s %-8s %s\n", "TIME", "KIND", "TARGET",
-                   "MESSAGE");
-            json_array_foreach(newest, i, v) {
-                format_time(json_object_get(v, "at"), a, sizeof(a));
-                mask_secrets(str_or(json_object_get(v, "message"), ""), msg, sizeof(msg));
-                printf("%-19s  %-9s %-8s %s\n", a, str_or(json_object_get(v, "kind"), "?"),
-                       str_or(json_object_get(v, "target"), "-"), msg);
-            }
-        }
+        print_drills(drills);
+        print_events(newest);
     }
     json_decref(newest);
-    json_decref(drills_doc);
-    json_decref(inc_doc);
-    json_decref(ev_doc);
-    json_decref(runs_doc);
+    history_docs_free(&h);
     return rc;
 }

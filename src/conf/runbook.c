@@ -153,35 +153,37 @@ static bool get_duration(load_ctx *x, const char *key, int64_t *out)
     return true;
 }
 
-/* Validate the raw keys of the step just read and add it to the runbook. */
-static void finish_step(load_ctx *x)
+/* The step's action: known, available, not drd's own. */
+static bool parse_action(load_ctx *x, runbook_step *s)
 {
     const raw_kv *kv;
-    bool ok = true;
-
-    if (!x->in_step)
-        return;
-    x->in_step = false;
-    runbook_step *s = &x->rb->steps[x->rb->n_steps - 1];
 
     kv = kv_find(x, "action");
     if (kv == NULL) {
         rb_error(x, s->line, "step %s has no action (one of exec, switch-env, wait-healthy, approve, fence, notify)", s->name);
-        goto fail;
+        return false;
     }
     if (!step_action_parse(kv->value, &s->action)) {
         rb_error(x, kv->line, "unknown action \"%s\" in step %s", kv->value, s->name);
-        goto fail;
+        return false;
     }
     if (s->action == ACT_PREFLIGHT) {
         rb_error(x, kv->line, "action preflight is drd's own first step of every run; it cannot be in a runbook (step %s)",
                  s->name);
-        goto fail;
+        return false;
     }
     if (!action_spec[s->action].available) {
         rb_error(x, kv->line, "action %s is not available in this version of drd (step %s)", kv->value, s->name);
-        goto fail;
+        return false;
     }
+    return true;
+}
+
+/* Every key known, and allowed for the action; the required ones there. */
+static bool check_keys(load_ctx *x, const runbook_step *s)
+{
+    bool ok = true;
+
     unsigned allowed = action_spec[s->action].allowed, required = action_spec[s->action].required;
     static const struct { const char *key; unsigned flag; } keyflags[] = {
         { "command", K_COMMAND }, { "target", K_TARGET }, { "prompt", K_PROMPT }, { "expires", K_EXPIRES },
@@ -213,6 +215,15 @@ static void finish_step(load_ctx *x)
                      action_names[s->action], keyflags[k].key);
             ok = false;
         }
+
+    return ok;
+}
+
+/* Durations, numbers, choices and booleans, with their defaults. */
+static bool parse_values(load_ctx *x, runbook_step *s)
+{
+    const raw_kv *kv;
+    bool ok = true;
 
     s->timeout_ms = action_spec[s->action].default_timeout_ms;
     s->expires_ms = 3600000;
@@ -275,7 +286,15 @@ static void finish_step(load_ctx *x)
         ok = false;
     }
 
-    /* Expand ${section.key} in the string keys. */
+    return ok;
+}
+
+/* The string keys, with ${section.key} expanded. */
+static bool expand_strings(load_ctx *x, runbook_step *s)
+{
+    const raw_kv *kv;
+    bool ok = true;
+
     static const struct { const char *key; size_t off; } strs[] = {
         { "command", offsetof(runbook_step, command) }, { "target", offsetof(runbook_step, target) },
         { "prompt", offsetof(runbook_step, prompt) }, { "message", offsetof(runbook_step, message) },
@@ -294,6 +313,14 @@ static void finish_step(load_ctx *x)
         }
         *(char **)((char *)s + strs[k].off) = v;
     }
+    return ok;
+}
+
+/* What a fence takes from the config; an exec needs a command. */
+static bool apply_defaults(load_ctx *x, runbook_step *s)
+{
+    bool ok = true;
+
     if (s->action == ACT_FENCE) {
         if (s->target == NULL)
             s->target = strdup("primary");
@@ -310,11 +337,25 @@ static void finish_step(load_ctx *x)
         rb_error(x, s->line, "step %s: command is empty", s->name);
         ok = false;
     }
-    if (ok) {
-        kv_clear(x);
+    return ok;
+}
+
+/* Validate the raw keys of the step just read and add it to the runbook:
+ * every check runs, so that all of a step's errors are reported at once. */
+static void finish_step(load_ctx *x)
+{
+    if (!x->in_step)
         return;
+    x->in_step = false;
+    runbook_step *s = &x->rb->steps[x->rb->n_steps - 1];
+
+    /* each returns false after reporting an error; the errors are what counts */
+    if (parse_action(x, s)) {
+        check_keys(x, s);
+        parse_values(x, s);
+        expand_strings(x, s);
+        apply_defaults(x, s);
     }
-fail:
     kv_clear(x);
 }
 

@@ -467,6 +467,155 @@ static void on_poll_timer(loop_t *loop, void *arg)
 
 /* ---- public ----------------------------------------------------------- */
 
+/* A new, not yet started proc_t (NULL on OOM). */
+static proc_t *proc_new(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *arg)
+{
+    proc_t *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->loop = loop;
+    p->pid = -1;
+    p->pidfd = -1;
+    p->outfd = -1;
+    p->cb = cb;
+    p->arg = arg;
+    p->cap = spec->output_cap > 0 ? spec->output_cap : PROC_DEFAULT_CAP;
+    p->grace_ms = spec->grace_ms > 0 ? spec->grace_ms : PROC_DEFAULT_GRACE;
+    p->ring = malloc(p->cap + 1);
+    if (p->ring == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->ring[0] = '\0';
+    return p;
+}
+
+/* Checked here for a clear error; the child still reports a failing
+ * chdir (the directory may vanish in between) with exit status 127. */
+static bool cwd_ok(const char *cwd, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (cwd == NULL)
+        return true;
+    if (stat(cwd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", cwd, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: Not a directory", cwd);
+        return false;
+    }
+    return true;
+}
+
+/* spec->env plus the three variables of the user to run as (*extra: the
+ * malloc'd list, to free; NULL when there is no user). */
+static bool user_env_add(const proc_spec *spec, char *const user_env[3], char ***extra,
+                         char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    while (spec->env != NULL && spec->env[n] != NULL)
+        n++;
+    *extra = calloc(n + 4, sizeof **extra);
+    if (*extra == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        (*extra)[i] = spec->env[i];
+    for (size_t i = 0; i < 3; i++)
+        (*extra)[n + i] = user_env[i];
+    return true;
+}
+
+/* The output pipe and /dev/null for stdin, all above the stdio numbers. */
+static bool child_fds(int pipefd[2], int *nullfd, char *err, size_t errlen)
+{
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return false;
+    }
+    *nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (*nullfd < 0) {
+        snprintf(err, errlen, "/dev/null: %s", strerror(errno));
+        return false;
+    }
+    if (!fd_above_stdio(&pipefd[0]) || !fd_above_stdio(&pipefd[1]) || !fd_above_stdio(nullfd)) {
+        snprintf(err, errlen, "fcntl: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* fork + exec sh -c command in its own process group; -1 with err. */
+static pid_t fork_child(const proc_spec *spec, int nullfd, int outfd, char **envp,
+                        const run_as *as, char *err, size_t errlen)
+{
+    char *argv[] = { "sh", "-c", (char *)spec->command, NULL };
+    sigset_t all, old, empty;
+
+    sigfillset(&all);
+    sigemptyset(&empty);
+    /* Block everything across fork so no drd handler runs in the child
+     * before it has reset the dispositions. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0)
+        child_exec(nullfd, outfd, spec->cwd, argv, envp, &empty, as);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(fork_errno));
+        return -1;
+    }
+    /* Also from the parent, so the group exists as soon as we return (the
+     * child may not have run yet).  EACCES once the child has exec'd: it
+     * did it itself by then. */
+    setpgid(pid, pid);
+    return pid;
+}
+
+/* The started child's output, its exit (pidfd, or a waitpid poll) and its
+ * deadline, watched by the loop. */
+static bool watch_child(proc_t *p, const proc_spec *spec, char *err, size_t errlen)
+{
+    loop_t *loop = p->loop;
+
+    if (fcntl(p->outfd, F_SETFL, O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "fcntl: %s", strerror(errno));
+        return false;
+    }
+    if (!loop_add_fd(loop, p->outfd, POLLIN, on_output, p)) {
+        snprintf(err, errlen, "cannot watch the output pipe");
+        return false;
+    }
+    p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (p->pidfd >= 0) {        /* pidfds are always close-on-exec */
+        if (!loop_add_fd(loop, p->pidfd, POLLIN, on_pidfd, p)) {
+            snprintf(err, errlen, "cannot watch the pidfd");
+            return false;
+        }
+    } else {
+        log_debug("proc: pidfd_open: %s; polling waitpid", strerror(errno));
+        p->poll_timer = loop_add_timer(loop, PROC_POLL_MS, on_poll_timer, p);
+        if (p->poll_timer == 0) {
+            snprintf(err, errlen, "cannot arm the exit poll timer");
+            return false;
+        }
+    }
+    if (spec->timeout_ms > 0) {
+        p->deadline_timer = loop_add_timer(loop, spec->timeout_ms, on_deadline, p);
+        if (p->deadline_timer == 0) {
+            snprintf(err, errlen, "cannot arm the deadline timer");
+            return false;
+        }
+    }
+    return true;
+}
+
 proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *arg,
                    char *err, size_t errlen)
 {
@@ -484,131 +633,31 @@ proc_t *proc_spawn(loop_t *loop, const proc_spec *spec, proc_done_cb cb, void *a
         snprintf(err, errlen, "invalid arguments");
         return NULL;
     }
-    p = calloc(1, sizeof(*p));
+    p = proc_new(loop, spec, cb, arg);
     if (p == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    p->loop = loop;
-    p->pid = -1;
-    p->pidfd = -1;
-    p->outfd = -1;
-    p->cb = cb;
-    p->arg = arg;
-    p->cap = spec->output_cap > 0 ? spec->output_cap : PROC_DEFAULT_CAP;
-    p->grace_ms = spec->grace_ms > 0 ? spec->grace_ms : PROC_DEFAULT_GRACE;
-    p->ring = malloc(p->cap + 1);
-    if (p->ring == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (!cwd_ok(spec->cwd, err, errlen))
         goto cleanup;
-    }
-    p->ring[0] = '\0';
-
-    /* Checked here for a clear error; the child still reports a failing
-     * chdir (the directory may vanish in between) with exit status 127. */
-    if (spec->cwd != NULL) {
-        struct stat st;
-        if (stat(spec->cwd, &st) != 0) {
-            snprintf(err, errlen, "%s: %s", spec->cwd, strerror(errno));
-            goto cleanup;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "%s: Not a directory", spec->cwd);
-            goto cleanup;
-        }
-    }
-    if (spec->user != NULL && spec->user[0] != '\0') {
-        if (!resolve_user(spec->user, &as, user_env, err, errlen))
-            goto cleanup;
-        size_t n = 0;
-        while (spec->env != NULL && spec->env[n] != NULL)
-            n++;
-        extra = calloc(n + 4, sizeof *extra);
-        if (extra == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto cleanup;
-        }
-        for (size_t i = 0; i < n; i++)
-            extra[i] = spec->env[i];
-        for (size_t i = 0; i < 3; i++)
-            extra[n + i] = user_env[i];
-    }
+    if (spec->user != NULL && spec->user[0] != '\0' &&
+        (!resolve_user(spec->user, &as, user_env, err, errlen) ||
+         !user_env_add(spec, user_env, &extra, err, errlen)))
+        goto cleanup;
     envp = build_env(extra != NULL ? extra : spec->env, err, errlen);
-    if (envp == NULL)
+    if (envp == NULL || !child_fds(pipefd, &nullfd, err, errlen))
         goto cleanup;
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
+    p->pid = fork_child(spec, nullfd, pipefd[1], envp, &as, err, errlen);
+    if (p->pid < 0)
         goto cleanup;
-    }
-    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nullfd < 0) {
-        snprintf(err, errlen, "/dev/null: %s", strerror(errno));
-        goto cleanup;
-    }
-    if (!fd_above_stdio(&pipefd[0]) || !fd_above_stdio(&pipefd[1]) ||
-        !fd_above_stdio(&nullfd)) {
-        snprintf(err, errlen, "fcntl: %s", strerror(errno));
-        goto cleanup;
-    }
-
-    char *argv[] = { "sh", "-c", (char *)spec->command, NULL };
-    sigset_t all, old, empty;
-    sigfillset(&all);
-    sigemptyset(&empty);
-    /* Block everything across fork so no drd handler runs in the child
-     * before it has reset the dispositions. */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(nullfd, pipefd[1], spec->cwd, argv, envp, &empty, &as);
-    int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pid < 0) {
-        snprintf(err, errlen, "fork: %s", strerror(fork_errno));
-        goto cleanup;
-    }
-    p->pid = pid;
     p->started_ms = mono_ms();
-    /* Also from the parent, so the group exists as soon as we return (the
-     * child may not have run yet).  EACCES once the child has exec'd: it
-     * did it itself by then. */
-    setpgid(pid, pid);
-
     close(pipefd[1]);
     pipefd[1] = -1;
     p->outfd = pipefd[0];
     pipefd[0] = -1;
-    if (fcntl(p->outfd, F_SETFL, O_NONBLOCK) != 0) {
-        snprintf(err, errlen, "fcntl: %s", strerror(errno));
+    if (!watch_child(p, spec, err, errlen))
         goto cleanup;
-    }
-    if (!loop_add_fd(loop, p->outfd, POLLIN, on_output, p)) {
-        snprintf(err, errlen, "cannot watch the output pipe");
-        goto cleanup;
-    }
-
-    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (p->pidfd >= 0) {        /* pidfds are always close-on-exec */
-        if (!loop_add_fd(loop, p->pidfd, POLLIN, on_pidfd, p)) {
-            snprintf(err, errlen, "cannot watch the pidfd");
-            goto cleanup;
-        }
-    } else {
-        log_debug("proc: pidfd_open: %s; polling waitpid", strerror(errno));
-        p->poll_timer = loop_add_timer(loop, PROC_POLL_MS, on_poll_timer, p);
-        if (p->poll_timer == 0) {
-            snprintf(err, errlen, "cannot arm the exit poll timer");
-            goto cleanup;
-        }
-    }
-    if (spec->timeout_ms > 0) {
-        p->deadline_timer = loop_add_timer(loop, spec->timeout_ms, on_deadline, p);
-        if (p->deadline_timer == 0) {
-            snprintf(err, errlen, "cannot arm the deadline timer");
-            goto cleanup;
-        }
-    }
-    log_debug("proc: started pid %d: %s", (int)pid, spec->command);
+    log_debug("proc: started pid %d: %s", (int)p->pid, spec->command);
     ok = true;
 
 cleanup:

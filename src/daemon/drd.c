@@ -584,11 +584,11 @@ static int background(daemon_t *d)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The command line. -1 to go on, or an exit code. */
+static int parse_cli(int argc, char **argv, daemon_t *d, bool *foreground, bool *check_only,
+                     bool *verbose)
 {
-    daemon_t d = { .config_path = "/etc/drd/drd.conf", .sigfd = -1, .lockfd = -1, .ready_fd = -1 };
-    bool foreground = false, check_only = false, verbose = false;
-    int opt, rc = EXIT_FAILURE_;
+    int opt;
 
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
@@ -597,11 +597,11 @@ int main(int argc, char **argv)
     };
     while ((opt = getopt_long(argc, argv, "c:fnvhVD", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': d.config_path = optarg; break;
-        case 'D': d.drill = true; break;
-        case 'f': foreground = true; break;
-        case 'n': check_only = true; break;
-        case 'v': verbose = true; break;
+        case 'c': d->config_path = optarg; break;
+        case 'D': d->drill = true; break;
+        case 'f': *foreground = true; break;
+        case 'n': *check_only = true; break;
+        case 'v': *verbose = true; break;
         case 'V': printf("drd %s\n", DRD_VERSION); return EXIT_OK;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_BAD_CONFIG;
@@ -611,35 +611,42 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_BAD_CONFIG;
     }
-    if (getenv("JOURNAL_STREAM") != NULL)
-        log_set_journal(true);
+    return -1;
+}
 
+/* The config and its runbooks (drd -n stops here). -1 to go on, or an
+ * exit code. */
+static int load_checked_config(daemon_t *d, bool check_only, bool verbose)
+{
     config_errors errs = { 0 };
-    d.cfg = d.drill ? config_load_drill(d.config_path, &errs) : config_load(d.config_path, &errs);
-    if (d.cfg == NULL) {
+    d->cfg = d->drill ? config_load_drill(d->config_path, &errs) : config_load(d->config_path, &errs);
+    if (d->cfg == NULL) {
         print_errors(&errs);
         config_errors_free(&errs);
         return EXIT_BAD_CONFIG;
     }
-    if (!check_runbooks(d.cfg, &errs) || (!d.drill && !check_page(d.cfg, &errs))) {
+    if (!check_runbooks(d->cfg, &errs) || (!d->drill && !check_page(d->cfg, &errs))) {
         print_errors(&errs);
         config_errors_free(&errs);
-        config_free(d.cfg);
+        config_free(d->cfg);
+        d->cfg = NULL;
         return EXIT_BAD_CONFIG;
     }
     config_errors_free(&errs);
     if (check_only) {
         printf("configuration OK\n");
         if (verbose)
-            config_dump(d.cfg, stdout);
-        config_free(d.cfg);
+            config_dump(d->cfg, stdout);
+        config_free(d->cfg);
+        d->cfg = NULL;
         return EXIT_OK;
     }
-    apply_log_settings(d.cfg);
+    return -1;
+}
 
-    if (!foreground && background(&d) != 0)
-        goto cleanup;
-
+/* SIGTERM, SIGINT and SIGHUP through a signalfd; SIGPIPE ignored. */
+static bool signals_setup(daemon_t *d)
+{
     signal(SIGPIPE, SIG_IGN);       /* a client going away must not kill us */
     sigset_t mask;
     sigemptyset(&mask);
@@ -647,119 +654,153 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
-    d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (d.sigfd < 0) {
+    d->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->sigfd < 0) {
         log_error("signalfd: %s", strerror(errno));
-        goto cleanup;
+        return false;
     }
+    return true;
+}
 
+/* Every component, wired to the others, and the loop's fds: the order is
+ * the dependency order (store, monitor, notify, executor, policy,
+ * refresh, readiness, API). false after logging. */
+static bool components_new(daemon_t *d)
+{
     char err[512];
-    d.loop = loop_new();
-    if (d.loop == NULL)
-        goto cleanup;
-    if (!lock_state(&d))
-        goto cleanup;
-    d.store = store_open(d.cfg->state_db, err, sizeof err);
-    if (d.store == NULL) {
-        log_error("cannot open state %s: %s", d.cfg->state_db, err);
-        goto cleanup;
+    d->loop = loop_new();
+    if (d->loop == NULL)
+        return false;
+    if (!lock_state(d))
+        return false;
+    d->store = store_open(d->cfg->state_db, err, sizeof err);
+    if (d->store == NULL) {
+        log_error("cannot open state %s: %s", d->cfg->state_db, err);
+        return false;
     }
-    d.monitor = monitor_new(d.loop, d.store, d.cfg);
-    d.fetch = fetch_new(d.loop);
-    if (d.monitor == NULL || d.fetch == NULL)
-        goto cleanup;
-    d.notify = notify_new(d.loop, d.fetch, d.store, d.cfg, &d.counters);
-    if (d.notify == NULL)
-        goto cleanup;
-    monitor_set_counters(d.monitor, &d.counters);
-    d.executor = executor_new(d.loop, d.store, d.monitor, d.fetch, d.cfg);
-    d.policy = d.executor ? policy_new(d.loop, d.store, d.monitor, d.executor, d.fetch, d.cfg) : NULL;
-    if (d.policy == NULL)
-        goto cleanup;
-    monitor_set_listeners(d.monitor, on_transition, on_probe, &d);
-    monitor_set_misconfig_listener(d.monitor, on_misconfig, &d);
-    executor_set_listeners(d.executor, on_run_done, republish, &d);
-    executor_set_observers(d.executor, &d.counters, d.notify);
-    refresh_gate gate = { &d, gate_app_on_backup, gate_run_active, gate_primary_breaker, gate_notify };
-    d.refresh = refresh_new(d.loop, d.store, &gate, d.cfg);
-    if (d.refresh == NULL)
-        goto cleanup;
-    executor_set_refresh(d.executor, d.refresh);
-    refresh_set_listener(d.refresh, republish, &d);
-    policy_set_refresh(d.policy, d.refresh);
-    policy_set_notify(d.policy, d.notify);
-    policy_set_change_cb(d.policy, republish, &d);
-    if (!d.drill) {
-        d.readiness = readiness_new(d.loop, d.store, d.notify, d.cfg, d.config_path, status_now,
-                                    republish, &d);
-        if (d.readiness == NULL)
-            goto cleanup;
+    d->monitor = monitor_new(d->loop, d->store, d->cfg);
+    d->fetch = fetch_new(d->loop);
+    if (d->monitor == NULL || d->fetch == NULL)
+        return false;
+    d->notify = notify_new(d->loop, d->fetch, d->store, d->cfg, &d->counters);
+    if (d->notify == NULL)
+        return false;
+    monitor_set_counters(d->monitor, &d->counters);
+    d->executor = executor_new(d->loop, d->store, d->monitor, d->fetch, d->cfg);
+    d->policy = d->executor ? policy_new(d->loop, d->store, d->monitor, d->executor, d->fetch, d->cfg) : NULL;
+    if (d->policy == NULL)
+        return false;
+    monitor_set_listeners(d->monitor, on_transition, on_probe, d);
+    monitor_set_misconfig_listener(d->monitor, on_misconfig, d);
+    executor_set_listeners(d->executor, on_run_done, republish, d);
+    executor_set_observers(d->executor, &d->counters, d->notify);
+    refresh_gate gate = { d, gate_app_on_backup, gate_run_active, gate_primary_breaker, gate_notify };
+    d->refresh = refresh_new(d->loop, d->store, &gate, d->cfg);
+    if (d->refresh == NULL)
+        return false;
+    executor_set_refresh(d->executor, d->refresh);
+    refresh_set_listener(d->refresh, republish, d);
+    policy_set_refresh(d->policy, d->refresh);
+    policy_set_notify(d->policy, d->notify);
+    policy_set_change_cb(d->policy, republish, d);
+    if (!d->drill) {
+        d->readiness = readiness_new(d->loop, d->store, d->notify, d->cfg, d->config_path, status_now,
+                                    republish, d);
+        if (d->readiness == NULL)
+            return false;
     }
     api_options ao = {
-        .listen = d.cfg->http_listen,
-        .socket_path = d.cfg->http_socket,
-        .token = d.cfg->http_token,
-        .db_path = d.cfg->state_db,
-        .web_root = d.cfg->http_web_root,
-        .session_ttl_ms = d.cfg->http_session_ttl_ms,
-        .metrics_need_token = d.cfg->http_metrics != NULL && strcmp(d.cfg->http_metrics, "token") == 0,
-        .secure_cookie = d.cfg->http_secure_cookie,
+        .listen = d->cfg->http_listen,
+        .socket_path = d->cfg->http_socket,
+        .token = d->cfg->http_token,
+        .db_path = d->cfg->state_db,
+        .web_root = d->cfg->http_web_root,
+        .session_ttl_ms = d->cfg->http_session_ttl_ms,
+        .metrics_need_token = d->cfg->http_metrics != NULL && strcmp(d->cfg->http_metrics, "token") == 0,
+        .secure_cookie = d->cfg->http_secure_cookie,
     };
-    d.api = api_start(&ao, err, sizeof err);
-    if (d.api == NULL) {
+    d->api = api_start(&ao, err, sizeof err);
+    if (d->api == NULL) {
         log_error("cannot start the API: %s", err);
-        goto cleanup;
+        return false;
     }
-    monitor_set_publisher(d.monitor, publish_status, d.api);
-    if (!loop_add_fd(d.loop, d.sigfd, POLLIN, on_signal, &d) ||
-        !loop_add_fd(d.loop, api_cmd_fd(d.api), POLLIN, on_api_cmd, &d))
-        goto cleanup;
+    monitor_set_publisher(d->monitor, publish_status, d->api);
+    if (!loop_add_fd(d->loop, d->sigfd, POLLIN, on_signal, d) ||
+        !loop_add_fd(d->loop, api_cmd_fd(d->api), POLLIN, on_api_cmd, d))
+        return false;
+    return true;
+}
 
+/* Start everything, run the loop until a signal stops it. */
+static void run(daemon_t *d)
+{
     char msg[256];
-    d.started_at = wall_ms();
+    d->started_at = wall_ms();
     snprintf(msg, sizeof msg, "drd %s started (pid %ld)", DRD_VERSION, (long)getpid());
-    store_event_add(d.store, wall_ms(), "daemon", "", msg);
-    log_info("%s; socket %s%s%s; state %s", msg, d.cfg->http_socket,
-             d.cfg->http_listen && *d.cfg->http_listen ? ", listening on " : "",
-             d.cfg->http_listen && *d.cfg->http_listen ? d.cfg->http_listen : "", d.cfg->state_db);
-    monitor_start(d.monitor);
-    executor_resume(d.executor);
-    sync_active_from_env(&d);
-    policy_start(d.policy);
-    refresh_start(d.refresh);
-    republish(&d);
+    store_event_add(d->store, wall_ms(), "daemon", "", msg);
+    log_info("%s; socket %s%s%s; state %s", msg, d->cfg->http_socket,
+             d->cfg->http_listen && *d->cfg->http_listen ? ", listening on " : "",
+             d->cfg->http_listen && *d->cfg->http_listen ? d->cfg->http_listen : "", d->cfg->state_db);
+    monitor_start(d->monitor);
+    executor_resume(d->executor);
+    sync_active_from_env(d);
+    policy_start(d->policy);
+    refresh_start(d->refresh);
+    republish(d);
     sd_notify_send("READY=1");
-    if (d.ready_fd >= 0) {
-        ssize_t w = write(d.ready_fd, "1", 1);
+    if (d->ready_fd >= 0) {
+        ssize_t w = write(d->ready_fd, "1", 1);
         (void)w;
-        close(d.ready_fd);
-        d.ready_fd = -1;
+        close(d->ready_fd);
+        d->ready_fd = -1;
     }
 
-    loop_run(d.loop);
+    loop_run(d->loop);
 
     sd_notify_send("STOPPING=1");
-    monitor_flush(d.monitor);
-    store_event_add(d.store, wall_ms(), "daemon", "", "drd stopped");
+    monitor_flush(d->monitor);
+    store_event_add(d->store, wall_ms(), "daemon", "", "drd stopped");
     log_info("stopped");
-    rc = EXIT_OK;
+}
 
-cleanup:
-    api_stop(d.api);
-    readiness_free(d.readiness);
-    policy_free(d.policy);
-    refresh_free(d.refresh);
-    executor_free(d.executor);
-    notify_free(d.notify);
-    monitor_free(d.monitor);
-    fetch_free(d.fetch);
-    store_close(d.store);
-    loop_free(d.loop);
-    if (d.sigfd >= 0)
-        close(d.sigfd);
-    if (d.lockfd >= 0)
-        close(d.lockfd);
-    config_free(d.cfg);
+static void daemon_free(daemon_t *d)
+{
+    api_stop(d->api);
+    readiness_free(d->readiness);
+    policy_free(d->policy);
+    refresh_free(d->refresh);
+    executor_free(d->executor);
+    notify_free(d->notify);
+    monitor_free(d->monitor);
+    fetch_free(d->fetch);
+    store_close(d->store);
+    loop_free(d->loop);
+    if (d->sigfd >= 0)
+        close(d->sigfd);
+    if (d->lockfd >= 0)
+        close(d->lockfd);
+    config_free(d->cfg);
     log_clear_secrets();
+}
+
+int main(int argc, char **argv)
+{
+    daemon_t d = { .config_path = "/etc/drd/drd.conf", .sigfd = -1, .lockfd = -1, .ready_fd = -1 };
+    bool foreground = false, check_only = false, verbose = false;
+    int rc;
+
+    if ((rc = parse_cli(argc, argv, &d, &foreground, &check_only, &verbose)) >= 0)
+        return rc;
+    if (getenv("JOURNAL_STREAM") != NULL)
+        log_set_journal(true);
+    if ((rc = load_checked_config(&d, check_only, verbose)) >= 0)
+        return rc;
+    apply_log_settings(d.cfg);
+    rc = EXIT_FAILURE_;
+    if ((foreground || background(&d) == 0) && signals_setup(&d) && components_new(&d)) {
+        run(&d);
+        rc = EXIT_OK;
+    }
+    daemon_free(&d);
     return rc;
 }

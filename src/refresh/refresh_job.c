@@ -368,8 +368,19 @@ int refresh_job_sql(job_t *j, const char *conninfo, const char *password, const 
     j->sql_cb = on_ok;
     j->sql_flags = flags;
     str_copy(j->sql_what, what, sizeof j->sql_what);
-    j->sql = pgexec_start(j->r->loop, conninfo, password, stmts, n, timeout_ms, on_sql, j);
-    if (j->sql == NULL) {
+    /* First, in every session: drd's own work is never stopped by a fence
+     * (the backup is read-only for the app after a failback: a refresh
+     * then replaces its subscription or its database), as in the runbook
+     * helpers' and sync's sessions. */
+    const char **all = calloc(n + 1, sizeof *all);
+    if (all != NULL) {
+        all[0] = "SET default_transaction_read_only = off";
+        for (size_t i = 0; i < n; i++)
+            all[i + 1] = stmts[i];
+        j->sql = pgexec_start(j->r->loop, conninfo, password, all, n + 1, timeout_ms, on_sql, j);
+        free(all);
+    }
+    if (all == NULL || j->sql == NULL) {
         refresh_job_fail(j, "%s: out of memory", what);
         return PHASE_FAILED;
     }
@@ -445,9 +456,13 @@ char *refresh_job_client(job_t *j, const char *program, bool primary_side)
     if (qprog == NULL)
         return NULL;
     /* Restores into the scratch database need no synchronous commits: the
-     * swap's commit flushes all of it, and a crash before discards it. */
+     * swap's commit flushes all of it, and a crash before discards it. It
+     * is created like the live database, with its settings: a backup
+     * fenced after a failback (default_transaction_read_only) would refuse
+     * the restore, which is drd's own work. */
     if (!primary_side) {
-        char *p = refresh_xasprintf("PGOPTIONS='-c synchronous_commit=off' %s", qprog);
+        char *p = refresh_xasprintf("PGOPTIONS='-c synchronous_commit=off -c default_transaction_read_only=off' %s",
+                                    qprog);
         free(qprog);
         if (p == NULL)
             return NULL;

@@ -104,16 +104,15 @@ static bool copy_or_fail(sync_ctx *c, sconn *src, const char *out, sconn *dst, c
     return false;
 }
 
-/* A table with a key: see the file's comment. */
-static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_record, ctable *ct)
+/* Phase 1 of a keyed table: the backup's table locked (its transaction
+ * open), its keys and row hashes in pg_temp.drd_cv of the primary's
+ * REPEATABLE READ transaction. */
+static bool stage_hashes(sync_ctx *c, sworker *w, const stable *t, bool by_record)
 {
-    sbuf q, q2;
+    sbuf q;
     sb_init(&q);
-    sb_init(&q2);
     bool ok = false;
-    PGresult *r = NULL;
     int64_t rows = 0;
-
     sb_printf(&q, "LOCK TABLE ONLY %s IN EXCLUSIVE MODE", t->qname);
     if (q.oom || !sq_cmd(&w->b, "BEGIN", NULL) || !sq_cmd(&w->b, sb_str(&q), "locking the table"))
         goto out;
@@ -140,13 +139,19 @@ static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_rec
     }
     sync_row_hash_sql(&q, t, by_record);
     sb_printf(&q, " FROM ONLY %s t) TO STDOUT", t->qname);
-    if (q.oom || !copy_or_fail(c, &w->b, sb_str(&q), &w->p, "COPY pg_temp.drd_cv FROM STDIN", &rows, t) ||
-        !sq_cmd(&w->p, "ANALYZE pg_temp.drd_cv", NULL))
-        goto out;
+    ok = !q.oom && copy_or_fail(c, &w->b, sb_str(&q), &w->p, "COPY pg_temp.drd_cv FROM STDIN", &rows, t) &&
+         sq_cmd(&w->p, "ANALYZE pg_temp.drd_cv", NULL);
+out:
+    sb_free(&q);
+    return ok;
+}
 
-    /* how many differ: backup rows the primary lacks, rows on both sides
-     * with other content, primary rows the backup lacks */
-    sb_reset(&q);
+/* Phase 2: how many rows differ: backup rows the primary lacks, rows on
+ * both sides with other content, primary rows the backup lacks. */
+static bool count_differing(sworker *w, const stable *t, bool by_record, ctable *ct)
+{
+    sbuf q;
+    sb_init(&q);
     sb_add(&q, "SELECT count(*) FILTER (WHERE t.");
     sb_ident(&q, t->key[0]);
     sb_add(&q, " IS NULL), count(*) FILTER (WHERE t.");
@@ -155,20 +160,26 @@ static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_rec
     key_join(&q, t);
     sb_add(&q, " WHERE k.k1 IS NULL)");
     differ_from(&q, t, by_record, true);
-    if (q.oom || (r = sq_exec(&w->p, sb_str(&q), "comparing")) == NULL)
-        goto out;
-    int64_t extra = strtoll(PQgetvalue(r, 0, 0), NULL, 10), changed = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    int64_t missing = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    PGresult *r = q.oom ? NULL : sq_exec(&w->p, sb_str(&q), "comparing");
+    sb_free(&q);
+    if (r == NULL)
+        return false;
+    ct->differing = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + strtoll(PQgetvalue(r, 0, 1), NULL, 10) +
+                    strtoll(PQgetvalue(r, 0, 2), NULL, 10);
     PQclear(r);
-    r = NULL;
-    ct->differing = extra + changed + missing;
-    if (ct->differing == 0) {
-        ok = sq_cmd(&w->b, "COMMIT", NULL) && sq_cmd(&w->p, "ROLLBACK", NULL);
-        goto out;
-    }
+    return true;
+}
 
-    /* the backup's differing rows go, then the primary's come */
-    sb_reset(&q);
+/* Phase 3: the backup's differing rows go (their keys streamed back from
+ * the primary), then the primary's differing rows come. */
+static bool apply_differing(sync_ctx *c, sworker *w, const stable *t, bool by_record, ctable *ct)
+{
+    sbuf q, q2;
+    sb_init(&q);
+    sb_init(&q2);
+    bool ok = false;
+    int64_t rows = 0;
+    PGresult *r = NULL;
     sb_add(&q, "CREATE TEMP TABLE drd_cv_del ON COMMIT DROP AS SELECT ");
     for (size_t k = 0; k < t->nkey; k++) {
         sb_printf(&q, "%st.", k ? ", " : "");
@@ -190,8 +201,6 @@ static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_rec
     if (q.oom || (r = sq_exec(&w->b, sb_str(&q), "deleting the backup's differing rows")) == NULL)
         goto out;
     ct->deleted = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    r = NULL;
 
     sb_reset(&q);
     sb_reset(&q2);
@@ -202,17 +211,25 @@ static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_rec
     sb_printf(&q2, "COPY %s (", t->qname);
     catalog_collist(&q2, t, NULL, false);
     sb_add(&q2, ") FROM STDIN");
-    if (q.oom || q2.oom || !copy_or_fail(c, &w->p, sb_str(&q), &w->b, sb_str(&q2), &ct->copied, t))
-        goto out;
-    if (!sq_cmd(&w->b, "COMMIT", "committing on the backup"))
-        goto out;
-    sq_try(&w->p, "ROLLBACK", NULL, 0);
-    ok = true;
+    ok = !q.oom && !q2.oom && copy_or_fail(c, &w->p, sb_str(&q), &w->b, sb_str(&q2), &ct->copied, t);
 out:
     PQclear(r);
     sb_free(&q);
     sb_free(&q2);
     return ok;
+}
+
+/* A table with a key: see the file's comment. Nothing is written when
+ * nothing differs. */
+static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_record, ctable *ct)
+{
+    if (!stage_hashes(c, w, t, by_record) || !count_differing(w, t, by_record, ct))
+        return false;
+    if (ct->differing > 0 && !apply_differing(c, w, t, by_record, ct))
+        return false;
+    if (!sq_cmd(&w->b, "COMMIT", "committing on the backup"))
+        return false;
+    return sq_cmd(&w->p, "ROLLBACK", NULL);
 }
 
 /* A table without a key: compared by count and checksum, copied whole

@@ -15,7 +15,9 @@
 # made equal to the primary before the subscription is recreated, later
 # updates and deletes of the lag-window rows replicate, status and check
 # report the last comparison, and at the end both sides are equal per table
-# (md5 of string_agg in key order). TAP output.
+# (md5 of string_agg in key order). Last, a failback whose runbook lacks
+# resume-replication: status and check report the rows known to differ
+# until a refresh copies the primary whole. TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/drd.sh"
@@ -119,9 +121,12 @@ cycle 1 "
   UPDATE accounts SET owner = 'outage' WHERE id = 10;
   INSERT INTO accounts VALUES (5001, 'outage-new', 1);
   DELETE FROM accounts WHERE id = 30;"
-like "$(fo_step "$FB" verify output)" "accounts: .*(older|behind)" \
-  "cycle 1: verify reports the backup's stale rows as such"
-diag "cycle 1 verify: $(grep accounts <<<"$(fo_step "$FB" verify output)")"
+# verify (or the online verify of pre-sync, which leaves verify only the
+# keys the outage touched) reports the stale rows as the backup being behind
+vout="$(fo_step "$FB" pre-sync output 2>/dev/null)
+$(fo_step "$FB" verify output)"
+like "$vout" "accounts: .*(older|behind)" "cycle 1: verify reports the backup's stale rows as such"
+diag "cycle 1 verify: $(grep 'verify public.accounts' <<<"$vout")"
 diag "cycle 1 resume-replication: $(fo_step "$FB" resume-replication output)"
 is "$(row_of primary 5)" "o5:105" "cycle 1: the lag-window update stands on the primary"
 is "$(row_of primary 10)" "outage:10" "cycle 1: the outage update reached the primary"
@@ -167,4 +172,40 @@ for t in $TABLES; do
 done
 cmp_ok "$(pg_psql primary "SELECT count(*) FROM client_writes" appdb)" -gt 20 "the second client wrote all along"
 is "$(drd_sql "SELECT count(*) FROM approvals WHERE choice = 'skip'")" 0 "no step needed --skip"
+
+# ------------------------------------ a failback that does not converge ----
+# A failback runbook without resume-replication (an older custom one): verify
+# knows the rows the backup was behind in, nothing copies them. Status and
+# check say so (not "backup-lag ok") until a refresh copies the primary whole.
+sed '/^\[step resume-replication\]/,/^$/d' "$DRD_ROOT/runbooks/failback.ini" >"$TEST_TMP/fb_noresume.ini"
+grep -q resume-replication "$TEST_TMP/fb_noresume.ini" && bail_out "cannot build the test runbook"
+drd_stop
+fo_config "$TEST_TMP/drd.conf" refresh.mode=logical refresh.dir="$TEST_TMP/dumps" refresh.every=24h \
+  failback.runbook="$TEST_TMP/fb_noresume.ini" || bail_out "drd_config"
+drd_start || bail_out "drd did not restart"
+drd_wait_healthy 15; ok $? "drd restarted with a failback runbook without resume-replication"
+fo_drctl failover --yes >/dev/null 2>&1
+t=$(fo_last_run)
+is "$(fo_run_state "$t")" succeeded "a planned failover (run $t)"
+# rows in flight when it stopped replication: on the primary only
+PGOPTIONS='-c default_transaction_read_only=off' pg_psql primary "
+  INSERT INTO accounts VALUES (7001, 'late', 1), (7002, 'late', 2); UPDATE accounts SET balance = 3 WHERE id = 40" \
+  appdb >/dev/null; ok $? "rows the backup never got, on the primary"
+pg_psql backup "UPDATE accounts SET owner = 'outage3' WHERE id = 50" appdb >/dev/null
+fo_drctl failback --yes >/dev/null 2>&1
+t=$(fo_last_run)
+run_ok "$t" "failback without resume-replication"
+is "$(drd_json .targets.backup.differing_rows)" 3 "status: 3 rows known to differ"
+is "$(drd_json .refresh.difference.by)" verify "status: ... found by verify"
+chk=$(fo_drctl check --json 2>/dev/null)
+is "$(jq -r '.[] | select(.name == "backup-converged") | .status' <<<"$chk")" fail "check: backup-converged fails"
+like "$(jq -r '.[] | select(.name == "backup-converged") | .reason' <<<"$chk")" "differs from the primary in 3 rows" \
+  "... saying how many rows"
+isnt "$(jq -r '.[] | select(.name == "backup-lag") | .status' <<<"$chk")" ok "check: backup-lag is not ok"
+out=$(fo_drctl refresh 2>&1); ok $? "drctl refresh copies the primary whole" || diag "$out"
+drd_wait_field 15 .targets.backup.differing_rows 0
+ok $? "status: no difference left after the refresh"
+poll_until 30 same accounts; ok $? "accounts equal on both sides again"
+chk=$(fo_drctl check --json 2>/dev/null)
+is "$(jq -r '.[] | select(.name == "backup-converged") | .status' <<<"$chk")" ok "check: backup-converged ok again"
 done_testing
