@@ -770,7 +770,8 @@ bool sync_op_back(sync_ctx *c)
     }
     sync_report(c, "ledger: %" PRId64 " entries on %zu tables", entries, x.nch);
     int64_t fk_conflicts = 0;
-    if (!foreign_keys(&x, &fk_conflicts))
+    /* nothing changed (an empty tail): no key to check or apply */
+    if (x.nch > 0 && !foreign_keys(&x, &fk_conflicts))
         goto cleanup;
     if (fk_conflicts > 0) {
         conflicts = 0;
@@ -812,7 +813,7 @@ bool sync_op_back(sync_ctx *c)
         for (size_t i = 0; i < x.nch; i++)
             if (x.ch[i].whole_conflict)
                 x.ch[i].skip = true;       /* kept: written back to the backup below */
-    if (!apply_all(&x) || !fk_validate(&x.p))
+    if (x.nch > 0 && (!apply_all(&x) || !fk_validate(&x.p)))
         goto cleanup;
     int64_t rows = 0, tables = 0;
     for (size_t i = 0; i < x.nch; i++) {
