@@ -109,4 +109,32 @@ for who in superuser role; do
     "$who, cascade: no orphan on the primary"
 done
 
+# ------------------------------ a ledger of an older capture (op T, no rows) ----
+# It only said that a table was truncated: copying the backup's whole table
+# would delete what only the primary has, so that table is a conflict.
+CONF=$TEST_TMP/superuser.conf
+old_ledger() {
+  sync_load "$SCHEMA" 2>/dev/null || return 1
+  sc "$CONF" capture; [ "$res" = ok ] || return 1
+  sq primary "INSERT INTO items VALUES (100, 'primary only')" >/dev/null || return 1
+  sq backup "ALTER TABLE items DISABLE TRIGGER drd_capture_truncate; TRUNCATE items;
+             INSERT INTO drd.ledger (schema_name, table_name, op) VALUES ('public', 'items', 'T');
+             ALTER TABLE items ENABLE TRIGGER drd_capture_truncate;
+             INSERT INTO items VALUES (1, 'after truncate')" >/dev/null
+}
+old_ledger || bail_out "setup"
+p0=$(tsum primary items)
+sc "$CONF" sync-back
+is "$res/$conflicts" "fail/1" "old ledger, ask: a truncated table is a conflict"
+like "$out" "conflict in public\.items \(truncated during the outage, recorded by an older capture" "... saying why" || diag "$out"
+is "$(tsum primary items)" "$p0" "... nothing written"
+sc "$CONF" sync-back --resolution primary-wins
+is "$res" ok "old ledger, primary-wins: ok" || diag "$out"
+is "$(tsum primary items)" "$p0" "... the primary's table is kept"
+is "$(tsum backup items)" "$p0" "... and copied to the backup (rows it lacked written, its own deleted)"
+old_ledger || bail_out "setup"
+sc "$CONF" sync-back --resolution backup-wins
+is "$res" ok "old ledger, backup-wins: ok" || diag "$out"
+is "$(sq primary "SELECT string_agg(id::text, ',' ORDER BY id) FROM items")" "1" "... the backup's table replaces the primary's"
+
 done_testing
