@@ -26,8 +26,8 @@ for c in primary backup; do
   pg_psql "$c" "CREATE DATABASE app" >/dev/null || die "database on $c"
   pg_psql "$c" "CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2),
                 note text, at timestamptz NOT NULL DEFAULT '2026-01-01');
-                INSERT INTO orders SELECT g, g % 1000, g * 0.5, 'order ' || g FROM generate_series(1, $ROWS) g;
-                VACUUM ANALYZE orders" app >/dev/null || die "data on $c"
+                INSERT INTO orders SELECT g, g % 1000, g * 0.5, 'order ' || g FROM generate_series(1, $ROWS) g" \
+    app >/dev/null && pg_psql "$c" "VACUUM ANALYZE orders" app >/dev/null || die "data on $c"
 done
 conf=$TEST_TMP/sync.conf
 cat >"$conf" <<EOF
@@ -42,15 +42,20 @@ socket = $TEST_TMP/drd.sock
 EOF
 sum_of() { pg_psql "$1" "SELECT count(*) || ':' || md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o" app; }
 
-pg_psql primary "UPDATE orders SET amount = amount + 1 WHERE id % ($ROWS / 1000) = 0;
-                 INSERT INTO orders SELECT g, 1, 1, 'lag' FROM generate_series($ROWS + 1, $ROWS + 500) g;
-                 DELETE FROM orders WHERE id % ($ROWS / 500) = 1" app >/dev/null || die "lag writes"
+n_upd=$(pg_psql primary "WITH w AS (UPDATE orders SET amount = amount + 1 WHERE id % ($ROWS / 1000) = 0
+                         RETURNING 1) SELECT count(*) FROM w" app) &&
+n_del=$(pg_psql primary "WITH w AS (DELETE FROM orders WHERE id % ($ROWS / 500) = 1 RETURNING 1)
+                         SELECT count(*) FROM w" app) &&
+n_ins=$(pg_psql primary "WITH w AS (INSERT INTO orders SELECT g, 1, 1, 'lag'
+                         FROM generate_series($ROWS + 1, $ROWS + 500) g RETURNING 1) SELECT count(*) FROM w" app) || die "lag writes"
 untouched_xmin=$(pg_psql backup "SELECT xmin FROM orders WHERE id = 2" app)
 
 out=$("$SYNC_CHECK" "$conf" converge 2>&1) || die "converge failed: $out"
 ms1=$(sed -n 's/^ok .* ms=\([0-9]*\)$/\1/p' <<<"$out")
 diff1=$(sed -n 's/^differing=//p' <<<"$out")
 [ "$(sum_of primary)" = "$(sum_of backup)" ] || die "the sides differ after converge"
+[ "$diff1" = $(( n_upd + n_ins + n_del )) ] ||
+  die "converge counted $diff1 differing rows, the primary changed $n_upd + $n_ins + $n_del"
 [ "$(pg_psql backup "SELECT xmin FROM orders WHERE id = 2" app)" = "$untouched_xmin" ] ||
   die "a row that did not differ was rewritten"
 out=$("$SYNC_CHECK" "$conf" converge 2>&1) || die "second converge failed: $out"
@@ -65,6 +70,6 @@ pg_psql backup "TRUNCATE orders" app >/dev/null
   die "whole copy"
 ms3=$(( $(now_ms) - t0 ))
 
-say "converge, $ROWS rows, $diff1 differing (1000 updated, 500 inserted, 500 deleted on the primary): ${ms1} ms"
+say "converge, $ROWS rows, $diff1 differing ($n_upd updated, $n_ins inserted, $n_del deleted on the primary): ${ms1} ms"
 say "converge, $ROWS rows, nothing to move (the comparison alone): ${ms2} ms"
 say "copying the table whole (COPY primary -> backup): ${ms3} ms"

@@ -11,10 +11,12 @@
  *            64-bit row hashes (verify's) into a temporary table of the
  *            primary's session (one REPEATABLE READ transaction there,
  *            rolled back at the end);
- *   primary  join them to the table by key: the backup's keys the primary
- *            lacks or has with other content are streamed back and deleted
- *            on the backup, then the primary's rows the backup lacks or has
- *            with other content are COPYed into the backup's table;
+ *   primary  one hash full join of them with the table by key (each row
+ *            hashed once) keeps the keys that differ (pg_temp.drd_cv_diff:
+ *            on the backup only, on the primary only, on both with other
+ *            content); the backup's among them are streamed back and
+ *            deleted on the backup, then the primary's rows among them are
+ *            COPYed into the backup's table;
  *   backup   COMMIT.
  * Only the keys and hashes of equal rows cross the network, and nothing
  * is written for a table that is already equal. A table without a key is
@@ -52,6 +54,11 @@ static bool converge_open(sync_ctx *c, sworker *w, void *arg)
     (void)arg;
     if (!sconn_open(c, &w->b, false) || !sconn_open(c, &w->p, true))
         return false;
+    /* the keys and hashes of a big table in the primary's temporary
+     * tables: in memory rather than spilled (only before the session's
+     * first temporary table) */
+    if (!sq_cmd(&w->p, "SET temp_buffers = '128MB'", NULL))
+        return false;
     if (!sync_try_replica(&w->b)) {
         sync_fail(c, "converge: the backup's role may not set session_replication_role = replica"
                   " (superuser, which logical mode's subscription needs, or GRANT SET ON PARAMETER"
@@ -61,37 +68,15 @@ static bool converge_open(sync_ctx *c, sworker *w, void *arg)
     return true;
 }
 
-/* "t.k1 = k.k1" for the key columns of t against the temporary k1..kn */
-static void key_join(sbuf *q, const stable *t)
+/* "t.k1 = A.k1 AND ..." for the key columns of t against the temporary
+ * k1..kn of alias `a` */
+static void key_join(sbuf *q, const stable *t, const char *a)
 {
     for (size_t k = 0; k < t->nkey; k++) {
         sb_printf(q, "%st.", k ? " AND " : "");
         sb_ident(q, t->key[k]);
-        sb_printf(q, " = k.k%zu", k + 1);
+        sb_printf(q, " = %s.k%zu", a, k + 1);
     }
-}
-
-/* On the primary: the rows of table t (alias t) and the backup's keys and
- * hashes (pg_temp.drd_cv, alias k) that differ, as "FROM ... WHERE ..." of
- * a join: `backup_side` = the backup's keys the primary lacks or has
- * different, else the primary's rows the backup lacks or has different. */
-static void differ_from(sbuf *q, const stable *t, bool by_record, bool backup_side)
-{
-    if (backup_side)
-        sb_printf(q, " FROM pg_temp.drd_cv k LEFT JOIN ONLY %s t ON ", t->qname);
-    else
-        sb_printf(q, " FROM ONLY %s t LEFT JOIN pg_temp.drd_cv k ON ", t->qname);
-    key_join(q, t);
-    sb_add(q, " WHERE ");
-    if (backup_side) {
-        sb_add(q, "t.");
-        sb_ident(q, t->key[0]);
-    } else {
-        sb_add(q, "k.k1");
-    }
-    sb_add(q, " IS NULL OR ");
-    sync_row_hash_sql(q, t, by_record);
-    sb_add(q, " <> k.h");
 }
 
 static bool copy_or_fail(sync_ctx *c, sconn *src, const char *out, sconn *dst, const char *in,
@@ -146,33 +131,42 @@ out:
     return ok;
 }
 
-/* Phase 2: how many rows differ: backup rows the primary lacks, rows on
- * both sides with other content, primary rows the backup lacks. */
-static bool count_differing(sworker *w, const stable *t, bool by_record, ctable *ct)
+/* Phase 2: the keys that differ, in one pass over both (a hash full
+ * join, each primary row hashed once) into pg_temp.drd_cv_diff on the
+ * primary: on_backup (the backup has the key), on_primary (the primary
+ * has it); both = other content. Then how many there are. */
+static bool find_differing(sworker *w, const stable *t, bool by_record, ctable *ct)
 {
     sbuf q;
     sb_init(&q);
-    sb_add(&q, "SELECT count(*) FILTER (WHERE t.");
+    sb_add(&q, "CREATE TEMP TABLE drd_cv_diff ON COMMIT DROP AS SELECT ");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(&q, "coalesce(k.k%zu, t.", k + 1);
+        sb_ident(&q, t->key[k]);
+        sb_printf(&q, ") AS k%zu, ", k + 1);
+    }
+    sb_add(&q, "k.k1 IS NOT NULL AS on_backup, t.");
     sb_ident(&q, t->key[0]);
-    sb_add(&q, " IS NULL), count(*) FILTER (WHERE t.");
+    sb_printf(&q, " IS NOT NULL AS on_primary FROM pg_temp.drd_cv k FULL JOIN ONLY %s t ON ", t->qname);
+    key_join(&q, t, "k");
+    sb_add(&q, " WHERE k.k1 IS NULL OR t.");
     sb_ident(&q, t->key[0]);
-    sb_printf(&q, " IS NOT NULL), (SELECT count(*) FROM ONLY %s t LEFT JOIN pg_temp.drd_cv k ON ", t->qname);
-    key_join(&q, t);
-    sb_add(&q, " WHERE k.k1 IS NULL)");
-    differ_from(&q, t, by_record, true);
-    PGresult *r = q.oom ? NULL : sq_exec(&w->p, sb_str(&q), "comparing");
+    sb_add(&q, " IS NULL OR ");
+    sync_row_hash_sql(&q, t, by_record);
+    sb_add(&q, " <> k.h");
+    bool ok = !q.oom && sq_cmd(&w->p, sb_str(&q), "comparing");
     sb_free(&q);
+    PGresult *r = ok ? sq_exec(&w->p, "SELECT count(*) FROM pg_temp.drd_cv_diff", "comparing") : NULL;
     if (r == NULL)
         return false;
-    ct->differing = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + strtoll(PQgetvalue(r, 0, 1), NULL, 10) +
-                    strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    ct->differing = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return true;
 }
 
 /* Phase 3: the backup's differing rows go (their keys streamed back from
  * the primary), then the primary's differing rows come. */
-static bool apply_differing(sync_ctx *c, sworker *w, const stable *t, bool by_record, ctable *ct)
+static bool apply_differing(sync_ctx *c, sworker *w, const stable *t, ctable *ct)
 {
     sbuf q, q2;
     sb_init(&q);
@@ -189,15 +183,14 @@ static bool apply_differing(sync_ctx *c, sworker *w, const stable *t, bool by_re
     sb_printf(&q, " FROM ONLY %s t WITH NO DATA", t->qname);
     sb_add(&q2, "COPY (SELECT ");
     for (size_t k = 0; k < t->nkey; k++)
-        sb_printf(&q2, "%sk.k%zu", k ? ", " : "", k + 1);
-    differ_from(&q2, t, by_record, true);
-    sb_add(&q2, ") TO STDOUT");
+        sb_printf(&q2, "%sk%zu", k ? ", " : "", k + 1);
+    sb_add(&q2, " FROM pg_temp.drd_cv_diff WHERE on_backup) TO STDOUT");
     if (q.oom || q2.oom || !sq_cmd(&w->b, sb_str(&q), "preparing the deletes") ||
         !copy_or_fail(c, &w->p, sb_str(&q2), &w->b, "COPY pg_temp.drd_cv_del FROM STDIN", &rows, t))
         goto out;
     sb_reset(&q);
     sb_printf(&q, "DELETE FROM ONLY %s t USING pg_temp.drd_cv_del k WHERE ", t->qname);
-    key_join(&q, t);
+    key_join(&q, t, "k");
     if (q.oom || (r = sq_exec(&w->b, sb_str(&q), "deleting the backup's differing rows")) == NULL)
         goto out;
     ct->deleted = strtoll(PQcmdTuples(r), NULL, 10);
@@ -206,8 +199,9 @@ static bool apply_differing(sync_ctx *c, sworker *w, const stable *t, bool by_re
     sb_reset(&q2);
     sb_add(&q, "COPY (SELECT ");
     catalog_collist(&q, t, "t.", false);
-    differ_from(&q, t, by_record, false);
-    sb_add(&q, ") TO STDOUT");
+    sb_printf(&q, " FROM ONLY %s t JOIN pg_temp.drd_cv_diff d ON ", t->qname);
+    key_join(&q, t, "d");
+    sb_add(&q, " WHERE d.on_primary) TO STDOUT");
     sb_printf(&q2, "COPY %s (", t->qname);
     catalog_collist(&q2, t, NULL, false);
     sb_add(&q2, ") FROM STDIN");
@@ -223,9 +217,9 @@ out:
  * nothing differs. */
 static bool converge_keyed(sync_ctx *c, sworker *w, const stable *t, bool by_record, ctable *ct)
 {
-    if (!stage_hashes(c, w, t, by_record) || !count_differing(w, t, by_record, ct))
+    if (!stage_hashes(c, w, t, by_record) || !find_differing(w, t, by_record, ct))
         return false;
-    if (ct->differing > 0 && !apply_differing(c, w, t, by_record, ct))
+    if (ct->differing > 0 && !apply_differing(c, w, t, ct))
         return false;
     if (!sq_cmd(&w->b, "COMMIT", "committing on the backup"))
         return false;
