@@ -40,6 +40,7 @@
 #include "drd/engine/status.h"
 #include "drd/store/store.h"
 #include "drd/core/tty.h"
+#include "drd/core/strbuf.h"
 #include "drd/core/util.h"
 #include "drd/engine/views.h"
 
@@ -77,10 +78,8 @@ typedef struct {
     const char *socket_path;
 } drctl;
 
-typedef struct {
-    char *data;
-    size_t len;
-} buffer;
+/* An HTTP answer's body (NULL .s: none). */
+typedef strbuf buffer;
 
 typedef enum {
     CALL_OK,                     /* an HTTP answer (any status) */

@@ -10,18 +10,11 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 {
     buffer *b = arg;
     size_t add = sz * n;
-    char *nb;
 
     if (b->len + add > MAX_REPLY)
         return 0;
-    nb = realloc(b->data, b->len + add + 1);
-    if (nb == NULL)
-        return 0;
-    memcpy(nb + b->len, p, add);
-    b->len += add;
-    nb[b->len] = '\0';
-    b->data = nb;
-    return add;
+    sb_addn(b, p, add);
+    return b->oom ? 0 : add;
 }
 
 /* Where we talk to, for messages (secrets masked). */
@@ -46,8 +39,7 @@ call_rc http_call(const drctl *x, const char *method, const char *path,
     call_rc out = CALL_OK;
 
     *code = 0;
-    reply->data = NULL;
-    reply->len = 0;
+    sb_init(reply);
     err[0] = '\0';
     cerr[0] = '\0';
     if (c == NULL) {
@@ -101,8 +93,8 @@ call_rc http_call(const drctl *x, const char *method, const char *path,
         snprintf(err, errlen, "%s", masked);
         out = (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
               ? CALL_BAD_URL : CALL_UNREACHABLE;
-        free(reply->data);
-        reply->data = NULL;
+        free(reply->s);
+        reply->s = NULL;
         reply->len = 0;
     }
     curl_slist_free_all(h);
@@ -170,7 +162,7 @@ json_t *human(json_t *v)
 /* The daemon answered with an error status: print its message. */
 int report_http_error(long code, const buffer *reply)
 {
-    json_t *doc = reply->data != NULL ? json_loadb(reply->data, reply->len, 0, NULL) : NULL;
+    json_t *doc = reply->s != NULL ? json_loadb(reply->s, reply->len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(human(doc), "error"));
 
     if (msg != NULL)
@@ -205,11 +197,11 @@ int get_json(const drctl *x, const char *path, json_t **doc, bool *unreachable)
     }
     if (code < 200 || code > 299) {
         int ex = report_http_error(code, &reply);
-        free(reply.data);
+        free(reply.s);
         return ex;
     }
-    *doc = json_loadb(reply.data != NULL ? reply.data : "", reply.len, 0, &jerr);
-    free(reply.data);
+    *doc = json_loadb(reply.s != NULL ? reply.s : "", reply.len, 0, &jerr);
+    free(reply.s);
     if (*doc == NULL) {
         fprintf(stderr, "drctl: drd sent malformed JSON for %s: %s\n", path, jerr.text);
         return EXIT_FAILURE_;

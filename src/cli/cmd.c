@@ -83,11 +83,11 @@ int post_action(const drctl *x, const char *path, const char *label, int64_t *re
         return report_unreachable(x, rc, err);
     if (code < 200 || code > 299) {
         ex = report_http_error(code, &reply);
-        free(reply.data);
+        free(reply.s);
         return ex;
     }
-    doc = reply.data != NULL ? json_loadb(reply.data, reply.len, 0, NULL) : NULL;
-    free(reply.data);
+    doc = reply.s != NULL ? json_loadb(reply.s, reply.len, 0, NULL) : NULL;
+    free(reply.s);
     /* with --json (drill) stdout is the report alone */
     FILE *out = x->json ? stderr : stdout;
     if (json_is_integer(json_object_get(doc, "request_id"))) {
@@ -121,17 +121,17 @@ int await_request(const drctl *x, int64_t id, int64_t *run_id)
         if (rc != CALL_OK)
             return report_unreachable(x, rc, err);
         if (code == 404) {                      /* not taken yet */
-            free(reply.data);
+            free(reply.s);
             sleep_ms(100);
             continue;
         }
         if (code != 200) {
             int ex = report_http_error(code, &reply);
-            free(reply.data);
+            free(reply.s);
             return ex;
         }
-        json_t *doc = human(json_loadb(reply.data, reply.len, 0, NULL));
-        free(reply.data);
+        json_t *doc = human(json_loadb(reply.s, reply.len, 0, NULL));
+        free(reply.s);
         const char *state = str_or(json_object_get(doc, "state"), "?");
         if (strcmp(state, "accepted") != 0) {
             char msg[512];

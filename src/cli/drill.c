@@ -682,7 +682,7 @@ int cmd_drill(drctl *x)
     call_rc rc = body ? http_call(x, "POST", "/api/drill", body, &code, &reply, err, sizeof err)
                       : CALL_UNREACHABLE;
     free(body);
-    free(reply.data);
+    free(reply.s);
     json_object_set_new(d.rep, "recorded", json_boolean(rc == CALL_OK && code == 202));
     if (x->json)
         print_json(d.rep);

@@ -333,8 +333,8 @@ static int history_fetch(const drctl *x, history_docs *h, int *rc)
     /* drills: a drd older than this drctl has none (404): no section */
     if (http_call(x, "GET", "/api/drills?limit=10", NULL, &code, &reply, err, sizeof err) == CALL_OK &&
         code == 200)
-        h->drills = json_loadb(reply.data ? reply.data : "", reply.len, 0, NULL);
-    free(reply.data);
+        h->drills = json_loadb(reply.s ? reply.s : "", reply.len, 0, NULL);
+    free(reply.s);
     return -1;
 }
 

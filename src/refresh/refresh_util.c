@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "drd/core/log.h"
+#include "drd/core/strbuf.h"
 #include "drd/pg/quote.h"
 #include "drd/pg/pgconn.h"
 #include "drd/core/util.h"
@@ -175,65 +176,43 @@ bool refresh_rconn_parse_target(const config_target *t, rconn *out, char *err, s
 }
 
 /* libpq conninfo value: single quotes, backslash-escaped ' and \. */
-static bool append_conn_value(char **buf, size_t *len, size_t *cap, const char *key, const char *val)
+static void append_conn_value(strbuf *b, const char *key, const char *val)
 {
-    size_t need = strlen(key) + 2 * strlen(val) + 6;
-    if (*len + need + 1 > *cap) {
-        size_t ncap = (*cap + need + 1) * 2;
-        char *nb = realloc(*buf, ncap);
-        if (nb == NULL)
-            return false;
-        *buf = nb;
-        *cap = ncap;
-    }
-    char *o = *buf + *len;
-    if (*len > 0)
-        *o++ = ' ';
-    size_t k = strlen(key);
-    memcpy(o, key, k);
-    o += k;
-    *o++ = '=';
-    *o++ = '\'';
+    if (b->len > 0)
+        sb_addc(b, ' ');
+    sb_add(b, key);
+    sb_add(b, "='");
     for (const char *p = val; *p; p++) {
         if (*p == '\'' || *p == '\\')
-            *o++ = '\\';
-        *o++ = *p;
+            sb_addc(b, '\\');
+        sb_addc(b, *p);
     }
-    *o++ = '\'';
-    *o = '\0';
-    *len = (size_t)(o - *buf);
-    return true;
+    sb_addc(b, '\'');
 }
 
 char *refresh_rconn_string(const rconn *c, const char *db, bool with_password, bool use_own_passfile)
 {
-    size_t len = 0, cap = 128;
-    char *buf = malloc(cap);
-    if (buf == NULL)
-        return NULL;
-    buf[0] = '\0';
-    bool ok = true, have_db = false;
-    for (size_t i = 0; ok && i < c->n; i++) {
+    strbuf b = STRBUF_INIT;
+    bool have_db = false;
+
+    for (size_t i = 0; i < c->n; i++) {
         const char *v = c->vals[i];
         if (strcmp(c->keys[i], "dbname") == 0) {
             have_db = true;
             if (db != NULL)
                 v = db;
         }
-        ok = append_conn_value(&buf, &len, &cap, c->keys[i], v);
+        append_conn_value(&b, c->keys[i], v);
     }
-    if (ok && !have_db && db != NULL)
-        ok = append_conn_value(&buf, &len, &cap, "dbname", db);
-    if (ok && c->passfile != NULL && !use_own_passfile)
-        ok = append_conn_value(&buf, &len, &cap, "passfile", c->passfile);
-    if (ok && with_password && c->password != NULL)
-        ok = append_conn_value(&buf, &len, &cap, "password", c->password);
-    if (!ok) {
-        explicit_bzero(buf, cap);
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    if (!have_db && db != NULL)
+        append_conn_value(&b, "dbname", db);
+    if (c->passfile != NULL && !use_own_passfile)
+        append_conn_value(&b, "passfile", c->passfile);
+    if (with_password && c->password != NULL)
+        append_conn_value(&b, "password", c->password);
+    if (b.oom && b.s != NULL)
+        explicit_bzero(b.s, b.cap);     /* may hold the password */
+    return sb_take(&b);
 }
 
 bool refresh_pgpass_write(const char *path, const char *password, char *err, size_t errlen)
