@@ -129,16 +129,109 @@ static const char *ini_value(char *s, char **out)
 
 /* The reader proper. *unreadable tells "could not read the file" apart
  * from syntax errors, which config_load needs. */
+/* One file being read. */
+typedef struct {
+    const char *path;
+    ini_entry_fn on_entry;
+    void *arg;
+    config_errors *errs;
+    char *section;               /* the current [section], or NULL */
+    struct ini_seen *seen;       /* keys so far, for duplicates */
+    size_t n_seen;
+    int lineno;
+} ini_state;
+
+/* A [section] line. false: stop reading. */
+static bool ini_section_line(ini_state *st, char *p)
+{
+    char *name = ini_header(p), *copy;
+
+    if (name == NULL) {
+        config_error_add(st->errs, "%s:%d: malformed section header (use [name])", st->path, st->lineno);
+        return true;
+    }
+    /* JSON needs UTF-8: a step, run or event holding the name could not
+     * be stored or shown. */
+    if (!utf8_valid(name, strlen(name))) {
+        config_error_add(st->errs, "%s:%d: section name is not valid UTF-8", st->path, st->lineno);
+        return true;
+    }
+    copy = strdup(name);
+    if (copy == NULL) {
+        config_error_add(st->errs, "%s:%d: out of memory", st->path, st->lineno);
+        return false;
+    }
+    free(st->section);
+    st->section = copy;
+    return st->on_entry(st->arg, st->section, NULL, NULL, st->lineno);
+}
+
+/* Remember key of the current section: 1 new, 0 a duplicate (reported),
+ * -1 out of memory (reported). */
+static int ini_remember(ini_state *st, const char *key)
+{
+    for (size_t i = 0; i < st->n_seen; i++)
+        if (strcmp(st->seen[i].key, key) == 0 && strcmp(st->seen[i].section, st->section) == 0) {
+            config_error_add(st->errs, "%s:%d: duplicate key \"%s\" in [%s] (first set on line %d)",
+                             st->path, st->lineno, key, st->section, st->seen[i].line);
+            return 0;
+        }
+    struct ini_seen *grown = realloc(st->seen, (st->n_seen + 1) * sizeof *grown);
+    char *s_copy = strdup(st->section), *k_copy = strdup(key);
+    if (grown != NULL)
+        st->seen = grown;
+    if (grown == NULL || s_copy == NULL || k_copy == NULL) {
+        free(s_copy);
+        free(k_copy);
+        config_error_add(st->errs, "%s:%d: out of memory", st->path, st->lineno);
+        return -1;
+    }
+    st->seen[st->n_seen++] = (struct ini_seen){ s_copy, k_copy, st->lineno };
+    return 1;
+}
+
+/* A key = value line. false: stop reading. */
+static bool ini_key_line(ini_state *st, char *p)
+{
+    char *eq = strchr(p, '='), *key, *value = NULL;
+    const char *problem;
+    int r;
+
+    if (eq == NULL) {
+        config_error_add(st->errs, "%s:%d: line without \"=\" (expected key = value)", st->path, st->lineno);
+        return true;
+    }
+    *eq = '\0';
+    key = trim(p);
+    if (!ini_key_ok(key)) {
+        config_error_add(st->errs, "%s:%d: bad key \"%s\" (use a-z, 0-9, _ and -)", st->path, st->lineno, key);
+        return true;
+    }
+    if (st->section == NULL) {
+        config_error_add(st->errs, "%s:%d: key \"%s\" outside any [section]", st->path, st->lineno, key);
+        return true;
+    }
+    problem = ini_value(eq + 1, &value);
+    if (problem == NULL && !utf8_valid(value, strlen(value)))
+        problem = "value is not valid UTF-8";
+    if (problem != NULL) {
+        config_error_add(st->errs, "%s:%d: %s", st->path, st->lineno, problem);
+        return true;
+    }
+    if ((r = ini_remember(st, key)) <= 0)
+        return r == 0;
+    return st->on_entry(st->arg, st->section, key, value, st->lineno);
+}
+
 bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
                config_errors *errs, bool *unreadable)
 {
+    ini_state st = { .path = path, .on_entry = on_entry, .arg = arg, .errs = errs };
     FILE *f = NULL;
-    char *buf = NULL, *section = NULL;
-    size_t cap = 0, n_seen = 0;
-    struct ini_seen *seen = NULL;
+    char *buf = NULL;
+    size_t cap = 0;
     size_t errs_before = errs->n;
     bool stopped = false;
-    int lineno = 0;
     ssize_t len;
 
     *unreadable = false;
@@ -149,100 +242,21 @@ bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
         return false;
     }
     errno = 0;
-    while ((len = getline(&buf, &cap, f)) != -1) {
-        lineno++;
+    while (!stopped && (len = getline(&buf, &cap, f)) != -1) {
+        st.lineno++;
         if ((size_t)len != strlen(buf)) {
-            config_error_add(errs, "%s:%d: line contains a NUL byte", path, lineno);
+            config_error_add(errs, "%s:%d: line contains a NUL byte", path, st.lineno);
             continue;
         }
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
             buf[--len] = '\0';
         char *p = buf;
-        if (lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        if (st.lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
             p += 3;
         p = skip_space(p);
         if (*p == '\0' || *p == '#' || *p == ';')
             continue;
-
-        if (*p == '[') {
-            char *name = ini_header(p);
-            if (name == NULL) {
-                config_error_add(errs, "%s:%d: malformed section header (use [name])",
-                                 path, lineno);
-                continue;
-            }
-            /* JSON needs UTF-8: a step, run or event holding the name
-             * could not be stored or shown. */
-            if (!utf8_valid(name, strlen(name))) {
-                config_error_add(errs, "%s:%d: section name is not valid UTF-8", path, lineno);
-                continue;
-            }
-            char *copy = strdup(name);
-            if (copy == NULL) {
-                config_error_add(errs, "%s:%d: out of memory", path, lineno);
-                stopped = true;
-                break;
-            }
-            free(section);
-            section = copy;
-            if (!on_entry(arg, section, NULL, NULL, lineno)) {
-                stopped = true;
-                break;
-            }
-            continue;
-        }
-
-        char *eq = strchr(p, '=');
-        if (eq == NULL) {
-            config_error_add(errs, "%s:%d: line without \"=\" (expected key = value)",
-                             path, lineno);
-            continue;
-        }
-        *eq = '\0';
-        char *key = trim(p);
-        if (!ini_key_ok(key)) {
-            config_error_add(errs, "%s:%d: bad key \"%s\" (use a-z, 0-9, _ and -)",
-                             path, lineno, key);
-            continue;
-        }
-        if (section == NULL) {
-            config_error_add(errs, "%s:%d: key \"%s\" outside any [section]",
-                             path, lineno, key);
-            continue;
-        }
-        char *value = NULL;
-        const char *problem = ini_value(eq + 1, &value);
-        if (problem == NULL && !utf8_valid(value, strlen(value)))
-            problem = "value is not valid UTF-8";
-        if (problem != NULL) {
-            config_error_add(errs, "%s:%d: %s", path, lineno, problem);
-            continue;
-        }
-        const struct ini_seen *dup = NULL;
-        for (size_t i = 0; i < n_seen && dup == NULL; i++)
-            if (strcmp(seen[i].key, key) == 0 && strcmp(seen[i].section, section) == 0)
-                dup = &seen[i];
-        if (dup != NULL) {
-            config_error_add(errs, "%s:%d: duplicate key \"%s\" in [%s] (first set on line %d)",
-                             path, lineno, key, section, dup->line);
-            continue;
-        }
-        struct ini_seen *grown = realloc(seen, (n_seen + 1) * sizeof *grown);
-        char *s_copy = strdup(section), *k_copy = strdup(key);
-        if (grown != NULL)
-            seen = grown;
-        if (grown == NULL || s_copy == NULL || k_copy == NULL) {
-            free(s_copy);
-            free(k_copy);
-            config_error_add(errs, "%s:%d: out of memory", path, lineno);
-            stopped = true;
-            break;
-        }
-        seen[n_seen++] = (struct ini_seen){ s_copy, k_copy, lineno };
-        if (!on_entry(arg, section, key, value, lineno)) {
-            stopped = true;
-            break;
-        }
+        stopped = !(*p == '[' ? ini_section_line(&st, p) : ini_key_line(&st, p));
     }
     if (!stopped && ferror(f)) {
         int e = errno ? errno : EIO;
@@ -250,12 +264,12 @@ bool ini_parse(const char *path, ini_entry_fn on_entry, void *arg,
         *unreadable = true;
     }
 
-    for (size_t i = 0; i < n_seen; i++) {
-        free(seen[i].section);
-        free(seen[i].key);
+    for (size_t i = 0; i < st.n_seen; i++) {
+        free(st.seen[i].section);
+        free(st.seen[i].key);
     }
-    free(seen);
-    free(section);
+    free(st.seen);
+    free(st.section);
     free(buf);
     fclose(f);
     return !stopped && !*unreadable && errs->n == errs_before;

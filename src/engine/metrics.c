@@ -109,27 +109,21 @@ static double ms_to_s(int64_t ms)
     return (double)ms / 1000.0;
 }
 
-char *metrics_render(const metrics_input *in)
+/* drd itself: version, start, readiness, drills. */
+static void render_daemon(strbuf *b, const metrics_input *in)
 {
-    static const metrics_counters zero;
-    const metrics_counters *c = in != NULL && in->c != NULL ? in->c : &zero;
-    strbuf b = STRBUF_INIT;
-
-    if (in == NULL)
-        return NULL;
-
-    family(&b, "drd_build_info", "gauge", "drd's version (always 1).");
+    family(b, "drd_build_info", "gauge", "drd's version (always 1).");
     {
         const char *l[] = { "version", in->version != NULL ? in->version : "unknown", NULL };
-        sample_int(&b, "drd_build_info", l, 1);
+        sample_int(b, "drd_build_info", l, 1);
     }
-    family(&b, "drd_start_time_seconds", "gauge", "When this drd process started, seconds since the epoch.");
-    sample_double(&b, "drd_start_time_seconds", NULL, ms_to_s(in->started_at));
-    family(&b, "drd_ready", "gauge",
+    family(b, "drd_start_time_seconds", "gauge", "When this drd process started, seconds since the epoch.");
+    sample_double(b, "drd_start_time_seconds", NULL, ms_to_s(in->started_at));
+    family(b, "drd_ready", "gauge",
            "1 when no readiness check fails ([check] every), 0 when one does; absent before the first run.");
     if (in->ready >= 0)
-        sample_int(&b, "drd_ready", NULL, in->ready ? 1 : 0);
-    family(&b, "drd_check_status", "gauge",
+        sample_int(b, "drd_ready", NULL, in->ready ? 1 : 0);
+    family(b, "drd_check_status", "gauge",
            "Each readiness check's last result: 0 ok, 1 warn, 2 fail.");
     if (in->checks != NULL) {
         size_t i;
@@ -140,150 +134,175 @@ char *metrics_render(const metrics_input *in)
             if (name == NULL || st == NULL)
                 continue;
             const char *l[] = { "check", name, NULL };
-            sample_int(&b, "drd_check_status", l,
+            sample_int(b, "drd_check_status", l,
                        strcmp(st, "ok") == 0 ? 0 : strcmp(st, "warn") == 0 ? 1 : 2);
         }
     }
-    family(&b, "drd_drill_last_success_timestamp_seconds", "gauge",
+    family(b, "drd_drill_last_success_timestamp_seconds", "gauge",
            "When the last successful drill (drctl drill) ended, seconds since the epoch; 0 if none.");
-    sample_double(&b, "drd_drill_last_success_timestamp_seconds", NULL, ms_to_s(in->last_drill_ok_at));
+    sample_double(b, "drd_drill_last_success_timestamp_seconds", NULL, ms_to_s(in->last_drill_ok_at));
+}
 
-    family(&b, "drd_active", "gauge", "1 for the database the app uses now, 0 for the other.");
+/* Each database: active, up, healthy, misconfigured, probes, breaker. */
+static void render_targets(strbuf *b, const metrics_input *in)
+{
+    family(b, "drd_active", "gauge", "1 for the database the app uses now, 0 for the other.");
     for (size_t i = 0; i < 2; i++) {
         const char *l[] = { "side", target_names[i], NULL };
-        sample_int(&b, "drd_active", l,
+        sample_int(b, "drd_active", l,
                    in->active != NULL && strcmp(in->active, target_names[i]) == 0 ? 1 : 0);
     }
 
-    family(&b, "drd_target_up", "gauge", "1 when the last probe of the database succeeded.");
+    family(b, "drd_target_up", "gauge", "1 when the last probe of the database succeeded.");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_target_up", l,
+        sample_int(b, "drd_target_up", l,
                    t != NULL && t->last_probe_at > 0 && t->reachable ? 1 : 0);
     }
-    family(&b, "drd_target_healthy", "gauge",
+    family(b, "drd_target_healthy", "gauge",
            "1 when the database is healthy (breaker closed, last probe good).");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_target_healthy", l, t != NULL && t->healthy ? 1 : 0);
+        sample_int(b, "drd_target_healthy", l, t != NULL && t->healthy ? 1 : 0);
     }
-    family(&b, "drd_target_misconfigured", "gauge",
+    family(b, "drd_target_misconfigured", "gauge",
            "1 when the database refuses drd for a misconfiguration (credentials, role, database, "
            "pg_hba.conf, TLS): not an outage, never a failover.");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_target_misconfigured", l,
+        sample_int(b, "drd_target_misconfigured", l,
                    t != NULL && !t->reachable && PROBE_MISCONFIGURED(t->error_class) ? 1 : 0);
     }
-    family(&b, "drd_probe_latency_seconds", "gauge",
+    family(b, "drd_probe_latency_seconds", "gauge",
            "Duration of the last probe of the database (absent until probed).");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         const char *l[] = { "target", target_names[i], NULL };
         if (t != NULL && t->last_probe_at > 0 && t->latency_ms >= 0)
-            sample_double(&b, "drd_probe_latency_seconds", l, ms_to_s(t->latency_ms));
+            sample_double(b, "drd_probe_latency_seconds", l, ms_to_s(t->latency_ms));
     }
-    family(&b, "drd_last_probe_timestamp_seconds", "gauge",
+    family(b, "drd_last_probe_timestamp_seconds", "gauge",
            "When the database was last probed, seconds since the epoch (absent until probed).");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         const char *l[] = { "target", target_names[i], NULL };
         if (t != NULL && t->last_probe_at > 0)
-            sample_double(&b, "drd_last_probe_timestamp_seconds", l, ms_to_s(t->last_probe_at));
+            sample_double(b, "drd_last_probe_timestamp_seconds", l, ms_to_s(t->last_probe_at));
     }
-    family(&b, "drd_breaker_state", "gauge",
+    family(b, "drd_breaker_state", "gauge",
            "Circuit breaker of each database: 1 for its current state, 0 for the others.");
     for (size_t i = 0; i < 2; i++) {
         const store_target *t = in->target[i];
         for (size_t s = 0; s < 3; s++) {
             const char *l[] = { "target", target_names[i], "state", breaker_states[s], NULL };
-            sample_int(&b, "drd_breaker_state", l,
+            sample_int(b, "drd_breaker_state", l,
                        t != NULL && t->breaker == breaker_of_name(s) ? 1 : 0);
         }
     }
+}
 
-    family(&b, "drd_probes_total", "counter", "Probes of each database since drd started.");
+/* What happened to each database since drd started. */
+static void render_target_counters(strbuf *b, const metrics_counters *c)
+{
+    family(b, "drd_probes_total", "counter", "Probes of each database since drd started.");
     for (size_t i = 0; i < 2; i++) {
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_probes_total", l, c->probes_total[i]);
+        sample_int(b, "drd_probes_total", l, c->probes_total[i]);
     }
-    family(&b, "drd_probe_failures_total", "counter",
+    family(b, "drd_probe_failures_total", "counter",
            "Failed probes of each database since drd started.");
     for (size_t i = 0; i < 2; i++) {
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_probe_failures_total", l, c->probe_failures_total[i]);
+        sample_int(b, "drd_probe_failures_total", l, c->probe_failures_total[i]);
     }
-    family(&b, "drd_breaker_transitions_total", "counter",
+    family(b, "drd_breaker_transitions_total", "counter",
            "Circuit breaker transitions of each database since drd started.");
     for (size_t i = 0; i < 2; i++) {
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_breaker_transitions_total", l, c->breaker_transitions_total[i]);
+        sample_int(b, "drd_breaker_transitions_total", l, c->breaker_transitions_total[i]);
     }
-    family(&b, "drd_incidents_total", "counter",
+    family(b, "drd_incidents_total", "counter",
            "Outages (incidents) of each database since drd started.");
     for (size_t i = 0; i < 2; i++) {
         const char *l[] = { "target", target_names[i], NULL };
-        sample_int(&b, "drd_incidents_total", l, c->incidents_total[i]);
+        sample_int(b, "drd_incidents_total", l, c->incidents_total[i]);
     }
+}
 
-    family(&b, "drd_runs_total", "counter", "Finished runbook runs by kind and result since drd started.");
+/* Runs, steps, approvals, the backup's freshness, notifications. */
+static void render_runs(strbuf *b, const metrics_input *in, const metrics_counters *c)
+{
+    family(b, "drd_runs_total", "counter", "Finished runbook runs by kind and result since drd started.");
     for (size_t k = 0; k < 2; k++) {
         for (size_t r = 0; r < 3; r++) {
             const char *l[] = { "kind", run_kinds[k], "result", run_results[r], NULL };
-            sample_int(&b, "drd_runs_total", l, c->runs_total[k][r]);
+            sample_int(b, "drd_runs_total", l, c->runs_total[k][r]);
         }
     }
-    family(&b, "drd_run_in_progress", "gauge", "1 while a failover or failback run is in progress.");
-    sample_int(&b, "drd_run_in_progress", NULL, in->run_in_progress ? 1 : 0);
-    family(&b, "drd_app_stopped", "gauge",
+    family(b, "drd_run_in_progress", "gauge", "1 while a failover or failback run is in progress.");
+    sample_int(b, "drd_run_in_progress", NULL, in->run_in_progress ? 1 : 0);
+    family(b, "drd_app_stopped", "gauge",
            "1 while a run that failed or waits for a decision has left the app stopped.");
-    sample_int(&b, "drd_app_stopped", NULL, in->app_stopped ? 1 : 0);
+    sample_int(b, "drd_app_stopped", NULL, in->app_stopped ? 1 : 0);
 
-    family(&b, "drd_step_duration_seconds", "summary",
+    family(b, "drd_step_duration_seconds", "summary",
            "Duration of finished runbook steps by action since drd started.");
     for (size_t a = 0; a < METRICS_ACTIONS; a++) {
         const char *name = step_action_name((step_action)a);
         const char *l[] = { "action", name != NULL ? name : "unknown", NULL };
-        sample_double(&b, "drd_step_duration_seconds_sum", l, c->step_seconds_sum[a]);
-        sample_int(&b, "drd_step_duration_seconds_count", l, c->step_seconds_count[a]);
+        sample_double(b, "drd_step_duration_seconds_sum", l, c->step_seconds_sum[a]);
+        sample_int(b, "drd_step_duration_seconds_count", l, c->step_seconds_count[a]);
     }
 
-    family(&b, "drd_approvals_pending", "gauge", "Approvals waiting for a human decision.");
-    sample_int(&b, "drd_approvals_pending", NULL, in->approvals_pending);
+    family(b, "drd_approvals_pending", "gauge", "Approvals waiting for a human decision.");
+    sample_int(b, "drd_approvals_pending", NULL, in->approvals_pending);
 
     if (in->backup_lag_seconds >= 0) {
-        family(&b, "drd_backup_lag_seconds", "gauge",
+        family(b, "drd_backup_lag_seconds", "gauge",
                "How far the backup's data is behind the primary's (the data-loss window).");
-        sample_double(&b, "drd_backup_lag_seconds", NULL, in->backup_lag_seconds);
+        sample_double(b, "drd_backup_lag_seconds", NULL, in->backup_lag_seconds);
     }
     if (in->last_refresh_at > 0) {
-        family(&b, "drd_last_refresh_timestamp_seconds", "gauge",
+        family(b, "drd_last_refresh_timestamp_seconds", "gauge",
                "When the backup last received a good copy of the primary, seconds since the epoch.");
-        sample_double(&b, "drd_last_refresh_timestamp_seconds", NULL, ms_to_s(in->last_refresh_at));
+        sample_double(b, "drd_last_refresh_timestamp_seconds", NULL, ms_to_s(in->last_refresh_at));
     }
 
     if (in->egress_month_bytes >= 0) {
-        family(&b, "drd_refresh_egress_month_bytes", "gauge",
+        family(b, "drd_refresh_egress_month_bytes", "gauge",
                "Bytes refreshes read from the primary this calendar month (UTC).");
-        sample_int(&b, "drd_refresh_egress_month_bytes", NULL, in->egress_month_bytes);
-        family(&b, "drd_refresh_egress_projected_bytes", "gauge",
+        sample_int(b, "drd_refresh_egress_month_bytes", NULL, in->egress_month_bytes);
+        family(b, "drd_refresh_egress_projected_bytes", "gauge",
                "This month's egress projected to its end at the current schedule and change rate.");
-        sample_int(&b, "drd_refresh_egress_projected_bytes", NULL, in->egress_projected_bytes);
+        sample_int(b, "drd_refresh_egress_projected_bytes", NULL, in->egress_projected_bytes);
         if (in->egress_budget_bytes > 0) {
-            family(&b, "drd_refresh_egress_budget_bytes", "gauge", "[refresh] egress_budget, per month.");
-            sample_int(&b, "drd_refresh_egress_budget_bytes", NULL, in->egress_budget_bytes);
+            family(b, "drd_refresh_egress_budget_bytes", "gauge", "[refresh] egress_budget, per month.");
+            sample_int(b, "drd_refresh_egress_budget_bytes", NULL, in->egress_budget_bytes);
         }
     }
 
-    family(&b, "drd_notifications_total", "counter",
+    family(b, "drd_notifications_total", "counter",
            "Webhook notifications by result since drd started.");
     for (size_t i = 0; i < 3; i++) {
         const char *l[] = { "result", notify_results[i], NULL };
-        sample_int(&b, "drd_notifications_total", l, c->notifications_total[i]);
+        sample_int(b, "drd_notifications_total", l, c->notifications_total[i]);
     }
+}
 
+char *metrics_render(const metrics_input *in)
+{
+    static const metrics_counters zero;
+    const metrics_counters *c = in != NULL && in->c != NULL ? in->c : &zero;
+    strbuf b = STRBUF_INIT;
+
+    if (in == NULL)
+        return NULL;
+    render_daemon(&b, in);
+    render_targets(&b, in);
+    render_target_counters(&b, c);
+    render_runs(&b, in, c);
     return sb_take(&b);
 }

@@ -298,6 +298,7 @@ cmp_ok "$(( $(rd .checked_at) - t_restart ))" -ge 4500 "... not before 5 s after
 is "$(ck webhook status)" warn "... the webhook that never answers only warns"
 like "$(ck webhook reason)" "unreachable" "... unreachable (timed out)"
 t_post=$(now_ms)
+mark=$(drd_log_mark)
 r=$(post /api/checks '')
 is "$(code_of "$r")" 202 "POST /api/checks: 202" || diag "$r"
 rid=$(body_of "$r" | jq -r .request_id 2>/dev/null)
@@ -314,10 +315,13 @@ is "$still" true "... while it runs (the webhook check waits 2 s)"
 cmp_ok "$max" -lt 2000 "... drctl status answers in under 2 s (max ${max} ms)"
 probe_advanced() { [ "$(drd_json ".targets.backup.last_probe_at > ${p1:-0}")" = true ]; }
 poll_until 2 probe_advanced; ok $? "... and the probes go on (the backup's last_probe_at advances)"
-p2=$(drd_json .targets.backup.last_probe_at)
 poll_until 8 checked_after "$t_post"; ok $? "a new checked_at after the POST (in $POLL_ELAPSED_MS ms)" || rd_diag
-# the probe seen advancing happened before the run stored its results (no
-# wall-clock race on a loaded machine: the two timestamps are drd's own)
+# drd's log: the first probe of the backup after the run started, before the
+# run stored its results (drd's own timestamps: no race with this script)
+ts=$(drd_log_since "$mark" | awk '/readiness: checks started/ { s = 1; next } s && /probe backup: ok/ { print $1; exit }')
+p2=$( [ -n "$ts" ] && date -d "$ts" +%s%3N)
+cmp_ok "${p2:-0}" -gt 0 "... drd's log has a probe of the backup after the run started ($ts)" ||
+  diag "$(drd_log_since "$mark" | grep -E 'readiness|probe backup' | head -n 8)"
 cmp_ok "${p2:-0}" -lt "$(rd .checked_at)" "... that probe came while the run was still going"
 is "$(rd .ready)" true "... ready = true"
 is "$(drd_sql "SELECT state FROM requests WHERE id = $rid")" accepted "... the request is recorded as accepted"
