@@ -424,12 +424,9 @@ static bool dr_count_rows(drill_t *d)
     return ok;
 }
 
-static bool dr_run(drill_t *d, const char *config_path)
+/* 1. preflight: the same checks as drctl --drill check */
+static bool dr_preflight(drill_t *d)
 {
-    json_t *st = NULL, *run = NULL;
-    int64_t id, t_open = 0, last_healthy = 0, sync_ms = -1;
-
-    /* 1. preflight: the same checks as drctl --drill check */
     json_t *checks = check_run(d->dc, NULL, mono_ms() + 2000);
     size_t i;
     json_t *c;
@@ -442,8 +439,14 @@ static bool dr_run(drill_t *d, const char *config_path)
         }
     }
     json_decref(checks);
+    return true;
+}
 
-    /* 2. the drill's table, then its drd, healthy, on the primary */
+/* 2. the drill's table, then its drd, healthy, on the primary */
+static bool dr_prepare(drill_t *d, const char *config_path)
+{
+    json_t *st = NULL;
+
     dr_say(d, "preparing %s.%s on both sides", d->schema, DRILL_TABLE);
     if (!dr_table(d, &d->dc->primary, "primary") || !dr_table(d, &d->dc->backup, "backup"))
         return false;
@@ -470,8 +473,15 @@ static bool dr_run(drill_t *d, const char *config_path)
         return false;
     }
     json_decref(st);
+    return true;
+}
 
-    /* 3. the fault, detected, the failover run */
+/* 3. the fault, detected, the failover run */
+static bool dr_failover(drill_t *d)
+{
+    json_t *run = NULL;
+    int64_t id, t_open = 0, last_healthy = 0;
+
     dr_say(d, "fault: %s", d->dc->drill_fault);
     d->t_fault = wall_ms();
     d->faulted = true;
@@ -507,13 +517,15 @@ static bool dr_run(drill_t *d, const char *config_path)
     json_object_set_new(d->rep, "rto_ms", json_integer(healthy_at - d->t_fault));
     dr_say(d, "failover done: the app is healthy on the backup %lld ms after the fault",
            (long long)(healthy_at - d->t_fault));
+    return true;
+}
 
-    /* 4. the outage's writes, through the app's URL */
-    if (!dr_write_rows(d))
-        return false;
-    dr_say(d, "wrote %lld rows on the backup", (long long)d->dc->drill_rows);
+/* 5. the primary back, the failback */
+static bool dr_failback(drill_t *d)
+{
+    json_t *run = NULL;
+    int64_t id, sync_ms = -1;
 
-    /* 5. the primary back, the failback */
     dr_say(d, "restore: %s", d->dc->drill_restore);
     if (!dr_sh(d, "restore", d->dc->drill_restore, 300000))
         return false;
@@ -538,6 +550,20 @@ static bool dr_run(drill_t *d, const char *config_path)
         return false;
     }
     json_decref(run);
+    return true;
+}
+
+/* The drill, phase by phase; each phase reports its own failure. */
+static bool dr_run(drill_t *d, const char *config_path)
+{
+    if (!dr_preflight(d) || !dr_prepare(d, config_path) || !dr_failover(d))
+        return false;
+    /* 4. the outage's writes, through the app's URL */
+    if (!dr_write_rows(d))
+        return false;
+    dr_say(d, "wrote %lld rows on the backup", (long long)d->dc->drill_rows);
+    if (!dr_failback(d))
+        return false;
 
     /* 6. every outage write on the primary? */
     if (!dr_count_rows(d))

@@ -136,6 +136,15 @@ static void print_status(json_t *doc, bool from_db)
         format_time(block, when, sizeof when);
         printf("policy block: no automatic failover until %s (drctl unblock lifts it)\n", when);
     }
+    /* logical mode: rows the last comparison of the two sides left different */
+    json_t *diff = json_object_get(json_object_get(doc, "refresh"), "difference");
+    json_int_t ndiff = json_integer_value(json_object_get(diff, "rows"));
+    if (ndiff > 0) {
+        char when[32];
+        format_time(json_object_get(diff, "at"), when, sizeof when);
+        printf("backup: %" JSON_INTEGER_FORMAT " rows differ from the primary (found by %s at %s; replication"
+               " does not carry them): drctl refresh\n", ndiff, str_or(json_object_get(diff, "by"), "?"), when);
+    }
     if (from_db) {
         printf("daemon: not running (last known state from DB)\n");
     } else if (json_is_integer(started) && json_is_integer(generated) &&

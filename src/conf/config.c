@@ -116,7 +116,7 @@ bool config_on_entry(void *arg, const char *section, const char *key,
         }
         if (strncmp(section, "step ", 5) == 0) {
             cfg_load_error(x, line, "[%s] belongs in a runbook file, not in the configuration",
-                       section);
+                           section);
             return true;
         }
         const char *best = NULL;
@@ -156,7 +156,7 @@ bool config_on_entry(void *arg, const char *section, const char *key,
         }
         if (best != NULL)
             cfg_load_error(x, line, "unknown key \"%s\" in [%s] (did you mean \"%s\"?)",
-                       key, section, best);
+                           key, section, best);
         else
             cfg_load_error(x, line, "unknown key \"%s\" in [%s]", key, section);
         return true;
@@ -321,13 +321,13 @@ static void token_check(load_ctx *x)
     mbits = token_millibits(c->http_token, &distinct);
     if (distinct < 8)
         cfg_load_error(x, entry_line(c, "http", "token_file"),
-                   "token_file %s: the token has only %u different characters, so it is not "
-                   "random (e.g. openssl rand -hex 32)", c->http_token_file, distinct);
+                       "token_file %s: the token has only %u different characters, so it is not "
+                       "random (e.g. openssl rand -hex 32)", c->http_token_file, distinct);
     else if (mbits < 128000)
         cfg_load_error(x, entry_line(c, "http", "token_file"),
-                   "token_file %s: the token has about %u bits of entropy, 128 are needed "
-                   "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)",
-                   c->http_token_file, (unsigned)(mbits / 1000));
+                       "token_file %s: the token has about %u bits of entropy, 128 are needed "
+                       "(32 hex or 22 base64 characters, e.g. openssl rand -hex 32)",
+                       c->http_token_file, (unsigned)(mbits / 1000));
 }
 
 /* One database per side (issue 12): refresh, capture, sync-back and the
@@ -364,19 +364,19 @@ static void cross_checks(load_ctx *x)
         if (line == 0)
             line = entry_line(c, "probe", "interval");
         cfg_load_error(x, line, "timeout (%s) must not exceed interval (%s) in [probe]",
-                   config_get(c, "probe", "timeout"), config_get(c, "probe", "interval"));
+                       config_get(c, "probe", "timeout"), config_get(c, "probe", "interval"));
     }
     if (c->http_listen != NULL && c->http_token_file == NULL)
         cfg_load_error(x, entry_line(c, "http", "listen"),
-                   "listen is set, so token_file is required in [http] "
-                   "(the HTTP API needs a token)");
+                       "listen is set, so token_file is required in [http] "
+                       "(the HTTP API needs a token)");
     token_check(x);
     if (str_eq(c->failover_fence, "command") && c->failover_fence_command == NULL)
         cfg_load_error(x, entry_line(c, "failover", "fence"),
-                   "fence = command needs fence_command in [failover]");
+                       "fence = command needs fence_command in [failover]");
     if (c->primary.url != NULL && str_eq(c->primary.url, c->backup.url))
         cfg_load_error(x, entry_line(c, "backup", "url"),
-                   "url in [backup] is the same as url in [primary]");
+                       "url in [backup] is the same as url in [primary]");
 }
 
 /* The line of "PATH:LINE: ...", or INT_MAX for "PATH: ..." (sorts last). */
@@ -496,7 +496,7 @@ static config_t *load(const char *path, bool drill, config_errors *errs)
             continue;
         if (o->flags & OPT_REQUIRED) {
             cfg_load_error(&x, x.header_line[cfg_section_index(o->section)],
-                       "missing required key %s in [%s]", o->key, o->section);
+                           "missing required key %s in [%s]", o->key, o->section);
         } else if (o->flags & OPT_DEFAULT_URL) {
             const char *url = *cfg_field_str(c, cfg_option_find(o->section, "url")->offset);
             if (url != NULL && (*cfg_field_str(c, o->offset) = strdup(url)) == NULL)

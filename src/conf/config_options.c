@@ -204,22 +204,23 @@ static bool url_ok(load_ctx *x, const config_option *o, const char *v, int line)
             plain = isalnum((unsigned char)v[i]) || v[i] == '+' || v[i] == '-' || v[i] == '.';
         if (plain)
             cfg_load_error(x, line, "unsupported scheme \"%.*s\" for %s in [%s] "
-                       "(use a postgresql:// URL or key=value conninfo)",
-                       (int)n, v, o->key, o->section);
+                           "(use a postgresql:// URL or key=value conninfo)",
+                           (int)n, v, o->key, o->section);
         else
             cfg_load_error(x, line, "bad %s in [%s] (use a postgresql:// URL or key=value conninfo)",
-                       o->key, o->section);
+                           o->key, o->section);
         return false;
     }
     if (strchr(v, '=') == NULL) {
         cfg_load_error(x, line, "bad %s in [%s] (use a postgresql:// URL or key=value conninfo)",
-                   o->key, o->section);
+                       o->key, o->section);
         return false;
     }
     return true;
 }
 
-/* Parse one value (from the file, or a default with line 0) into c. */
+/* Parse one value (from the file, or a default with line 0) into c.
+ * One case per option type, as a table would read: kept as one switch. */
 void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line)
 {
     config_t *c = x->c;
@@ -236,7 +237,7 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
             cfg_load_error(x, line, "bad value for %s in [%s] (%s)", o->key, o->section, o->hint);
         else
             cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (%s)",
-                       v, o->key, o->section, o->hint);
+                           v, o->key, o->section, o->hint);
         return;
     }
 
@@ -260,7 +261,7 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
                     sb_add(&words, o->words[i]);
                 }
                 cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (use %s)",
-                           v, o->key, o->section, words.s ? words.s : "?");
+                               v, o->key, o->section, words.s ? words.s : "?");
                 free(words.s);
                 return;
             }
@@ -289,14 +290,14 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
         int64_t ms;
         if (!parse_duration_ms(v, &ms)) {
             cfg_load_error(x, line, "bad duration \"%s\" for %s in [%s] (use e.g. 500ms, 10s, 5m, 1h)",
-                       v, o->key, o->section);
+                           v, o->key, o->section);
             return;
         }
         if (ms < o->min || ms > o->max) {
             cfg_format_ms(o->min, lo, sizeof lo);
             cfg_format_ms(o->max, hi, sizeof hi);
             cfg_load_error(x, line, "%s in [%s] must be between %s and %s (got %s)",
-                       o->key, o->section, lo, hi, v);
+                           o->key, o->section, lo, hi, v);
             return;
         }
         *field_i64(c, o->offset) = ms;
@@ -312,7 +313,7 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
         }
         if (n < o->min || n > o->max) {
             cfg_load_error(x, line, "%s in [%s] must be between %" PRId64 " and %" PRId64 " (got %s)",
-                       o->key, o->section, o->min, o->max, v);
+                           o->key, o->section, o->min, o->max, v);
             return;
         }
         *field_i64(c, o->offset) = (int64_t)n;
@@ -332,7 +333,7 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
             }
         }
         cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (use true or false)",
-                   v, o->key, o->section);
+                       v, o->key, o->section);
         return;
     }
     }

@@ -478,7 +478,11 @@ static bool open_root(int *fd, struct stat *st, char *cur, const char *path, cha
 }
 
 /* Resolve path one component at a time, recording who can change where it
- * leads; it must end at a regular file. */
+ * leads; it must end at a regular file.
+ * Long on purpose: one loop whose every branch moves the same state (the
+ * directory fd, its resolved path and stat, the rest of the path, the link
+ * count); split into helpers, all of it would travel in and out of each,
+ * and a security check is easier to review in one place. */
 static bool walk(const char *path, walk_t *w, char *err, size_t errlen)
 {
     char rest[2 * PATH_MAX], link[PATH_MAX], tmp[2 * PATH_MAX], comp[NAME_MAX + 1];

@@ -369,7 +369,7 @@ enum MHD_Result api_post_login(listener *l, struct MHD_Connection *c, request *r
         if ((wait = api_auth_failure(a, addr)) > 0) {
             resp_opts o = { .retry_after = wait };
             return api_send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
-                                   "wrong token, and too many of them: try again later", &o);
+                                       "wrong token, and too many of them: try again later", &o);
         }
         log_warn("http: failed login from %s", addr);
         return api_send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong token");
@@ -383,7 +383,7 @@ enum MHD_Result api_post_login(listener *l, struct MHD_Connection *c, request *r
     {
         resp_opts o = { .cookie = cookie };
         ret = api_send_json_opts(c, MHD_HTTP_OK,
-                             json_pack("{s:s,s:s,s:I}", "actor", actor, "csrf", s.csrf,
+                                 json_pack("{s:s,s:s,s:I}", "actor", actor, "csrf", s.csrf,
                                        "expires_at", (json_int_t)s.expires_wall), &o);
     }
     memset(&s, 0, sizeof(s));

@@ -126,14 +126,14 @@ static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request
         !json_is_integer(json_object_get(doc, "ended_at"))) {
         json_decref(doc);
         return api_send_error(c, MHD_HTTP_BAD_REQUEST,
-                          "a drill report needs result (succeeded|failed), started_at and ended_at");
+                              "a drill report needs result (succeeded|failed), started_at and ended_at");
     }
     json_int_t t0 = json_integer_value(json_object_get(doc, "started_at"));
     json_int_t t1 = json_integer_value(json_object_get(doc, "ended_at"));
     if (t0 <= 0 || t1 < t0 || t1 > wall_ms() + 60000) {
         json_decref(doc);
         return api_send_error(c, MHD_HTTP_BAD_REQUEST,
-                          "a drill report's started_at <= ended_at, in wall ms, not in the future");
+                              "a drill report's started_at <= ended_at, in wall ms, not in the future");
     }
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -145,7 +145,7 @@ static enum MHD_Result post_drill(listener *l, struct MHD_Connection *c, request
     if (id < 0)
         return MHD_NO;
     return api_send_json(c, MHD_HTTP_ACCEPTED,
-                     json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
+                         json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
 }
 
 enum MHD_Result api_post_command(listener *l, struct MHD_Connection *c, request *rq)
@@ -176,7 +176,7 @@ enum MHD_Result api_post_command(listener *l, struct MHD_Connection *c, request 
     if (kind == API_CMD_APPROVE || kind == API_CMD_REJECT) {
         if (rq->r.id_too_long || !api_parse_id(rq->r.id_str, false, &approval_id))
             return api_send_error(c, MHD_HTTP_BAD_REQUEST,
-                              "approval id must be a positive integer");
+                                  "approval id must be a positive integer");
     }
     if (choice[0] != '\0' && kind != API_CMD_APPROVE)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, "choice only applies to approve");
@@ -186,5 +186,5 @@ enum MHD_Result api_post_command(listener *l, struct MHD_Connection *c, request 
     if (id < 0)
         return MHD_NO;
     return api_send_json(c, MHD_HTTP_ACCEPTED,
-                     json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
+                         json_pack("{s:I,s:s}", "request_id", (json_int_t)id, "status", "queued"));
 }

@@ -28,7 +28,7 @@ void api_conn_renew(struct MHD_Connection *c)
  * first deadline, and take it off the list. A connection that cannot be
  * listed is not served (shutdown: MHD closes it). */
 void api_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                   enum MHD_ConnectionNotificationCode toe)
+                       enum MHD_ConnectionNotificationCode toe)
 {
     listener *l = cls;
     api_t *a = l->api;

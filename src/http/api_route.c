@@ -6,7 +6,7 @@
 /* Queue a response. body: len bytes; with MHD_RESPMEM_MUST_FREE it is
  * ours to free (also on failure). */
 enum MHD_Result api_send_resp(struct MHD_Connection *c, unsigned code, void *body, size_t len,
-                          enum MHD_ResponseMemoryMode mode, const resp_opts *o)
+                              enum MHD_ResponseMemoryMode mode, const resp_opts *o)
 {
     static const resp_opts none;
     struct MHD_Response *resp;
@@ -64,7 +64,7 @@ enum MHD_Result api_send_body(struct MHD_Connection *c, unsigned code, char *bod
 
 /* Takes ownership of doc. */
 enum MHD_Result api_send_json_opts(struct MHD_Connection *c, unsigned code, json_t *doc,
-                               const resp_opts *o)
+                                   const resp_opts *o)
 {
     char *s = NULL;
 
@@ -82,7 +82,7 @@ enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned code, json_t *d
 }
 
 enum MHD_Result api_send_error_opts(struct MHD_Connection *c, unsigned code,
-                                const char *msg, const resp_opts *o)
+                                    const char *msg, const resp_opts *o)
 {
     return api_send_json_opts(c, code, json_pack("{s:s}", "error", msg), o);
 }
@@ -240,7 +240,7 @@ static enum MHD_Result begin_request(listener *l, request *rq, struct MHD_Connec
             api_client_key(c, addr, sizeof(addr));
             if ((o.retry_after = api_auth_failure(a, addr)) > 0)
                 return api_send_error_opts(c, MHD_HTTP_TOO_MANY_REQUESTS,
-                                       "wrong token, and too many of them: try again later", &o);
+                                           "wrong token, and too many of them: try again later", &o);
             log_warn("http: wrong bearer token from %s", addr);
         }
         return api_send_error_opts(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", &o);
@@ -339,9 +339,9 @@ static enum MHD_Result on_upload(request *rq, const char *data, size_t *size)
 }
 
 enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const char *url,
-                           const char *method, const char *version,
-                           const char *upload_data, size_t *upload_data_size,
-                           void **con_cls)
+                               const char *method, const char *version,
+                               const char *upload_data, size_t *upload_data_size,
+                               void **con_cls)
 {
     listener *l = cls;
     request *rq = *con_cls;
@@ -388,7 +388,7 @@ enum MHD_Result api_on_request(void *cls, struct MHD_Connection *c, const char *
 }
 
 void api_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                  enum MHD_RequestTerminationCode toe)
+                      enum MHD_RequestTerminationCode toe)
 {
     request *rq = *con_cls;
 

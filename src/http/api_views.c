@@ -182,7 +182,7 @@ enum MHD_Result api_get_events(listener *l, struct MHD_Connection *c, request *r
         last_id = (int64_t)json_integer_value(json_object_get(last, "id"));
     }
     return api_send_json(c, MHD_HTTP_OK,
-                     json_pack("{s:o,s:I}", "events", events, "last_id", (json_int_t)last_id));
+                         json_pack("{s:o,s:I}", "events", events, "last_id", (json_int_t)last_id));
 }
 
 static bool fill_incidents(store_t *st, json_t *arr, const void *arg)
@@ -254,7 +254,7 @@ enum MHD_Result api_get_request(listener *l, struct MHD_Connection *c, request *
     if (!found)
         return api_send_error(c, MHD_HTTP_NOT_FOUND, "no such request (yet)");
     return api_send_json(c, MHD_HTTP_OK,
-                     json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)req.id,
+                         json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:I}", "id", (json_int_t)req.id,
                                "kind", req.kind, "state", req.state, "actor", req.actor,
                                "run_id", req.run_id ? json_integer(req.run_id) : json_null(),
                                "error", req.error[0] ? json_text(req.error) : json_null(),
@@ -321,7 +321,7 @@ enum MHD_Result api_get_probes(listener *l, struct MHD_Connection *c, request *r
     if (arr == NULL)
         return list_error(c, code, "probe statistics");
     return api_send_json(c, MHD_HTTP_OK,
-                     json_pack("{s:s,s:o}", "target", target, "minutes", arr));
+                         json_pack("{s:s,s:o}", "target", target, "minutes", arr));
 }
 
 /* GET /metrics: the main loop's last snapshot, then the HTTP side's own
@@ -397,10 +397,10 @@ enum MHD_Result api_get_session(listener *l, struct MHD_Connection *c, request *
 {
     if (rq->who == WHO_SESSION)
         return api_send_json(c, MHD_HTTP_OK,
-                         json_pack("{s:s,s:s,s:I}", "actor", rq->actor, "csrf", rq->csrf,
+                             json_pack("{s:s,s:s,s:I}", "actor", rq->actor, "csrf", rq->csrf,
                                    "expires_at", (json_int_t)rq->session_expires));
     return api_send_json(c, MHD_HTTP_OK,
-                     json_pack("{s:s,s:n,s:n}", "actor", rq->actor, "csrf", "expires_at"));
+                         json_pack("{s:s,s:n,s:n}", "actor", rq->actor, "csrf", "expires_at"));
 }
 
 enum MHD_Result api_get_healthz(listener *l, struct MHD_Connection *c, request *rq)

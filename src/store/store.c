@@ -160,7 +160,7 @@ static bool tx_end(store_t *s, bool ok, const char *what)
 /* Execute a bound write statement: inside the caller's store_tx, or in a
  * BEGIN IMMEDIATE transaction of its own. Always resets the statement. */
 bool sq_write_step(store_t *s, sqlite3_stmt *st, const char *what,
-                int64_t *changes, int64_t *rowid)
+                   int64_t *changes, int64_t *rowid)
 {
     bool own = s->tx_depth == 0;
     if (!own && sqlite3_get_autocommit(s->db)) {

@@ -719,12 +719,7 @@ bool sync_op_back(sync_ctx *c)
     x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
     x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
 
-    if (!sconn_open(c, &x.b, false) || !sconn_open(c, &x.p, true))
-        goto cleanup;
-    if (!back_check_ledger(&x))
-        goto cleanup;
-    if (!catalog_load(&x.b, &x.bcat) || !catalog_load(&x.p, &x.pcat) ||
-        !catalog_compare(c, &x.bcat, &x.pcat))
+    if (!sync_open_both(c, &x.b, &x.bcat, &x.p, &x.pcat) || !back_check_ledger(&x))
         goto cleanup;
     x.replica = sync_try_replica(&x.p);
     /* on the backup only for the primary-wins write-back: no capture of it */

@@ -463,9 +463,7 @@ bool sync_op_verify(sync_ctx *c)
     sb_init(&fkbad);
     bool ok = false;
     int64_t t0 = mono_ms();
-    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
-        goto cleanup;
-    if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
+    if (!sync_open_both(c, &b, &bcat, &p, &pcat))
         goto cleanup;
     va.by_record = sync_record_hash_ok(&b, &p);
     if (!c->full && !verify_has_ledger(&b, &va.ledger))

@@ -17,22 +17,23 @@
  *      every synced table in the same snapshot while the primary (fenced,
  *      only drd writes there) holds what that snapshot held. The result
  *      per table (equal, or subset: the primary has more rows) goes to
- *      drd.verified, stamped with the run. Then the keys the outage
- *      touched are verified in that snapshot too (what the stop window
- *      will do; its time is the estimate);
+ *      drd.verified, stamped with the run;
  *   3. a last catch-up pass, then the tail (entries not replayed yet) and
  *      the expected stop window are reported.
  * An `ask` conflict or a verify difference fails the step: the app was
  * never stopped.
  *
  * verify after pre-sync (the stop window, same run): no ledger entry may
- * be left after the last pass; every key the outage touched (the whole
- * ledger) must be identical on both sides (or absent from both); tables
- * truncated or without a key, and tables without an online result, are
- * read whole. Untouched rows are not read again: they were equal in the
+ * be left after the last pass; every key changed since the snapshot the
+ * online verify read (the ledger entries that snapshot did not see: the
+ * passes after it and the tail) must be identical on both sides, or
+ * absent from both; changed tables without a key, keyed tables truncated
+ * (an older ledger) and tables without an online result are read whole.
+ * Other rows are not read again: they were as verify wants them in the
  * online verify's snapshot, the ledger shows the backup has not changed
- * them since, and drd, the only writer on the fenced primary, only wrote
- * keys of the ledger there. Without an online result of this run, verify
+ * them since, and on the fenced primary only drd wrote after that, and
+ * only keys it then checks here. So the work follows the tail, not the
+ * table nor the outage. Without an online result of this run, verify
  * reads every table (as before passes existed). */
 #include "sync_int.h"
 
@@ -218,11 +219,10 @@ cleanup:
     return ok;
 }
 
-static bool verify_touched(sync_ctx *c, bool *fallback);
 
-/* Step 2: the verify pass, the full verify and the touched keys, all in
- * one snapshot of the backup. *touched_ms: the touched-key check's time. */
-static bool verified_pass(sync_ctx *c, int64_t *touched_ms)
+/* Step 2: the verify pass and the full verify, in one snapshot of the
+ * backup. */
+static bool verified_pass(sync_ctx *c)
 {
     sconn coord = { .slot = -1 };
     char *id = NULL;
@@ -262,11 +262,6 @@ static bool verified_pass(sync_ctx *c, int64_t *touched_ms)
     c->pass_n = verified_pass_n;
     if (!record_verified(c, &rec))
         goto cleanup;
-    int64_t t0 = mono_ms();
-    bool fallback = false;
-    if (!verify_touched(c, &fallback))
-        goto cleanup;
-    *touched_ms = mono_ms() - t0;
     ok = true;
 cleanup:
     c->verify_snapshot = NULL;
@@ -303,7 +298,7 @@ cleanup:
 
 bool sync_op_presync(sync_ctx *c)
 {
-    int64_t t0 = mono_ms(), touched_ms = 0, tail = 0, total = 0;
+    int64_t t0 = mono_ms(), tail = 0, total = 0;
     if (c->full) {
         sync_report(c, "[sync] mode = full: nothing to do before the app stops (sync-back copies"
                     " every table then)");
@@ -315,7 +310,7 @@ bool sync_op_presync(sync_ctx *c)
     for (int i = 0; i < CATCHUP_MAX && c->pass_entries > PASS_SMALL; i++)
         if (!one_pass(c, "catching up"))
             return false;
-    if (!verified_pass(c, &touched_ms))
+    if (!verified_pass(c))
         return false;
     int64_t before_last = mono_ms();
     if (!one_pass(c, "catching up after verify") || !tail_now(c, &tail, &total))
@@ -323,13 +318,13 @@ bool sync_op_presync(sync_ctx *c)
     int64_t last_ms = mono_ms() - before_last;
     char d[32], e[32];
     format_duration(mono_ms() - t0, d, sizeof d);
-    /* the stop window: the tail's pass (about the last pass's time, at
-     * this size) and the touched-key check measured above; stop-app, the
-     * fences, switch-env and start-app come on top */
-    format_duration(last_ms + touched_ms, e, sizeof e);
+    /* the stop window: the tail's pass and the check of its keys, each
+     * about what the last (small) pass took; stop-app, the fences,
+     * switch-env and start-app come on top */
+    format_duration(2 * last_ms, e, sizeof e);
     sync_report(c, "pre-sync done: passes %d to %d in %s; tail now: %" PRId64 " ledger entries not"
                 " replayed yet (of %" PRId64 "); expected stop window: about %s (the tail's pass and"
-                " the check of the keys the outage touched) plus stop-app, the fences, switch-env"
+                " the check of its keys) plus stop-app, the fences, switch-env"
                 " and start-app", first, c->pass_n, d, tail, total, e);
     return true;
 }
@@ -397,7 +392,9 @@ static bool verify_keys(sync_ctx *c, sconn *b, sconn *p, const stable *t, bool b
         sync_key_from_json(&copy, t, k);
     }
     sb_add(&copy, " FROM drd.ledger l, LATERAL (VALUES (l.key_new), (l.key_old)) p(k)"
-                  " WHERE p.k IS NOT NULL AND l.schema_name = ");
+                  " WHERE p.k IS NOT NULL AND ");
+    sync_tail_filter(&copy, c, "l");
+    sb_add(&copy, " AND l.schema_name = ");
     sb_literal(&copy, t->schema);
     sb_add(&copy, " AND l.table_name = ");
     sb_literal(&copy, t->name);
@@ -464,13 +461,17 @@ static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, b
     char run[32];
     snprintf(run, sizeof run, "%" PRId64, c->run_id);
     const char *v[1] = { run };
-    PGresult *r = sq_params(b, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows,"
-                               " differing FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
-                               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text, 0, 0, 0"
-                               " FROM drd.ledger GROUP BY 2, 3"
-                               " UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0, 0"
-                               " FROM drd.no_pk_tables WHERE changed",
-                            1, v, "reading the online verify's result");
+    sbuf q;
+    sb_init(&q);
+    sb_add(&q, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows,"
+               " differing FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
+               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text, 0, 0, 0"
+               " FROM drd.ledger l WHERE ");
+    sync_tail_filter(&q, c, "l");
+    sb_add(&q, " GROUP BY 2, 3 UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0, 0"
+               " FROM drd.no_pk_tables WHERE changed");
+    PGresult *r = q.oom ? NULL : sq_params(b, sb_str(&q), 1, v, "reading the online verify's result");
+    sb_free(&q);
     if (r == NULL)
         return false;
     *any_verified = false;
@@ -558,7 +559,7 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
         if (!ti->verified || ti->whole)
             continue;
         if (!ti->changed) {
-            sync_report(c, "verify %s: untouched by the outage since the online verify (%" PRId64
+            sync_report(c, "verify %s: unchanged since the online verify (%" PRId64
                         " backup rows, %s)", t->label, ti->brows, ti->state);
             continue;
         }
@@ -567,15 +568,16 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
             return false;
         sync_add_counts(c, n[3], 1);
         if (n[0] + n[1] + n[2] == 0) {
-            sync_report(c, "verify %s: the %" PRId64 " keys the outage touched are identical on both"
-                        " sides; the rest was verified online (%s)", t->label, n[3], ti->state);
+            sync_report(c, "verify %s: the %" PRId64 " keys changed since the online verify are"
+                        " identical on both sides; the rest was verified online (%s)", t->label, n[3],
+                        ti->state);
             continue;
         }
-        sync_report(c, "verify %s: DIFFERENT: of the %" PRId64 " keys the outage touched, %" PRId64
+        sync_report(c, "verify %s: DIFFERENT: of the %" PRId64 " keys changed since the online verify, %" PRId64
                     " backup rows missing on the primary, %" PRId64 " different there, %" PRId64
                     " on the primary only", t->label, n[3], n[0], n[1], n[2]);
         sb_printf(bad, "%s%s (%" PRId64 " missing, %" PRId64 " different, %" PRId64
-                  " only on the primary, of the keys the outage touched)", (*nbad)++ ? "; " : "",
+                  " only on the primary, of the keys changed since the online verify)", (*nbad)++ ? "; " : "",
                   t->label, n[0], n[1], n[2]);
     }
     return true;
@@ -606,6 +608,26 @@ static bool whole_tables(sync_ctx *c, const scatalog *cat, const tinfo *info)
     return ok;
 }
 
+/* The keys to check are those of the ledger entries the online verify's
+ * snapshot did not see (the passes after it, the stop window's tail):
+ * c->since = that snapshot, for sync_tail_filter. */
+static bool since_verified(sync_ctx *c, sconn *b)
+{
+    char run[32];
+    snprintf(run, sizeof run, "%" PRId64, c->run_id);
+    const char *v[1] = { run };
+    PGresult *r = sq_params(b, "SELECT p.snapshot::text FROM drd.passes p WHERE p.n = (SELECT max(pass)"
+                               " FROM drd.verified WHERE run_id = $1::bigint)", 1, v,
+                            "reading the online verify's snapshot");
+    if (r == NULL)
+        return false;
+    free(c->since);
+    c->since = PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    c->window = c->since != NULL;
+    PQclear(r);
+    return true;
+}
+
 /* *fallback: there is no online result of this run (verify every table). */
 static bool verify_touched(sync_ctx *c, bool *fallback)
 {
@@ -618,7 +640,7 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
     bool ok = false, any = false;
     int64_t t0 = mono_ms();
     *fallback = false;
-    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
+    if (!sync_open_both(c, &b, &bcat, &p, &pcat))
         goto cleanup;
     PGresult *r = sq_exec(&b, "SELECT to_regclass('drd.verified') IS NOT NULL", "looking for passes");
     if (r == NULL)
@@ -634,15 +656,14 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
         sb_add(&q, "; SET TRANSACTION SNAPSHOT ");
         sb_literal(&q, c->verify_snapshot);
     }
-    if (q.oom || !sq_cmd(&b, sb_str(&q), NULL) ||
-        !catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
+    if (q.oom || !sq_cmd(&b, sb_str(&q), NULL))
         goto cleanup;
     info = calloc(bcat.n + 1, sizeof(*info));
     if (info == NULL) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
-    if (!load_info(c, &b, &bcat, info, &any))
+    if (!since_verified(c, &b) || !load_info(c, &b, &bcat, info, &any))
         goto cleanup;
     if (!any) {
         *fallback = true;
@@ -671,8 +692,8 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
     pthread_mutex_unlock(&c->mu);
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof d);
-    sync_report(c, "verify: %zu tables: every key the outage touched is identical on both sides,"
-                " the rest verified online (%s)", bcat.n, d);
+    sync_report(c, "verify: %zu tables: every key changed since the online verify is identical on"
+                " both sides, the rest verified online (%s)", bcat.n, d);
     ok = true;
 cleanup:
     sconn_close(&b);

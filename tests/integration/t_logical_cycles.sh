@@ -197,6 +197,7 @@ t=$(fo_last_run)
 run_ok "$t" "failback without resume-replication"
 is "$(drd_json .targets.backup.differing_rows)" 3 "status: 3 rows known to differ"
 is "$(drd_json .refresh.difference.by)" verify "status: ... found by verify"
+like "$(drctl status 2>/dev/null)" "backup: 3 rows differ from the primary \(found by verify" "drctl status says so"
 chk=$(fo_drctl check --json 2>/dev/null)
 is "$(jq -r '.[] | select(.name == "backup-converged") | .status' <<<"$chk")" fail "check: backup-converged fails"
 like "$(jq -r '.[] | select(.name == "backup-converged") | .reason' <<<"$chk")" "differs from the primary in 3 rows" \

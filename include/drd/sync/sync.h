@@ -18,8 +18,9 @@
  *              computed by each server; any mismatch fails (extra primary
  *              rows excepted), and so does any foreign key touching a
  *              synced table that the primary's rows violate. After an
- *              online pre-sync of the same run: only the keys the outage
- *              touched (and tables copied whole), see sync_window.c; the
+ *              online pre-sync of the same run: only the keys changed
+ *              since its online verify (and changed keyless tables), see
+ *              sync_window.c; the
  *              foreign keys were checked whole online, the tail's rows by
  *              sync-back.
  *   pre-sync   (sync-back with online = true) while the app still runs on
