@@ -189,8 +189,8 @@ typedef struct {
 bool catalog_load(sconn *s, scatalog *out);
 void catalog_free(scatalog *cat);
 stable *catalog_find(const scatalog *cat, const char *schema, const char *name);
-/* Connect to both sides and load both catalogs at once (the primary's on a
- * thread), then catalog_compare; false = the job failed. */
+/* Connect to both sides and load both catalogs, then catalog_compare;
+ * false = the job failed. */
 bool sync_open_both(sync_ctx *c, sconn *b, scatalog *bcat, sconn *p, scatalog *pcat);
 /* Same tables with the same columns (names, types, order) on both sides;
  * else fail naming the differences (DDL during the outage). */
