@@ -620,100 +620,102 @@ static void dr_print(json_t *rep)
                str_or(json_object_get(rep, "error"), ""));
 }
 
-int cmd_drill(drctl *x)
+/* Both configs (the real one and the drill's), the token, libcurl. -1 to
+ * go on, or an exit code (d->dc freed). */
+static int dr_load(drctl *x, drill_t *d)
 {
     config_errors errs = { 0 };
-    drill_t d;
-    int ex = EXIT_FAILURE_;
+    int ex;
 
-    memset(&d, 0, sizeof d);
-    d.log_fd = -1;
     x->cfg = config_load(x->config_path, &errs);
     if (x->cfg != NULL) {
         config_errors_free(&errs);
-        d.dc = config_load_drill(x->config_path, &errs);
+        d->dc = config_load_drill(x->config_path, &errs);
     }
-    if (x->cfg == NULL || d.dc == NULL) {
+    if (x->cfg == NULL || d->dc == NULL) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "drctl: %s\n", errs.msgs[i]);
         config_errors_free(&errs);
-        config_free(d.dc);
+        config_free(d->dc);
         return EXIT_BAD_CONFIG;
     }
     config_errors_free(&errs);
-    if (d.dc->drill_fault == NULL || d.dc->drill_restore == NULL) {
+    if (d->dc->drill_fault == NULL || d->dc->drill_restore == NULL) {
         fprintf(stderr, "drctl: %s: [drill] needs fault and restore commands (how to make the drill's "
                         "primary unreachable, and how to bring it back)\n", x->config_path);
-        config_free(d.dc);
+        config_free(d->dc);
         return EXIT_BAD_CONFIG;
     }
     x->socket_path = x->cfg->http_socket;
     x->state_db = x->cfg->state_db;
     if ((ex = load_token(x)) >= 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        config_free(d.dc);
+        config_free(d->dc);
         return ex >= 0 ? ex : EXIT_FAILURE_;
     }
-    d.dx = *x;
-    d.dx.url = NULL;
-    d.dx.token = NULL;
-    d.dx.socket_path = d.dc->http_socket;
-    char *dir = config_drill_dir(x->cfg), err[512];
-    str_copy(d.dir, dir ? dir : "drill", sizeof d.dir);
-    free(dir);
-    snprintf(d.log_path, sizeof d.log_path, "%s/drill.log", d.dir);
-    char probe[PATH_MAX + 8];
-    snprintf(probe, sizeof probe, "%s/x", d.dir);
-    if (!mkdir_parents(probe, 0700, err, sizeof err) ||
-        (d.log_fd = open(d.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
-        fprintf(stderr, "drctl: drill directory %s: %s\n", d.dir, err[0] ? err : strerror(errno));
-        config_free(d.dc);
-        curl_global_cleanup();
-        return EXIT_FAILURE_;
-    }
-    const char *schemas = d.dc->sync_schemas ? d.dc->sync_schemas : "public";
+    return -1;
+}
+
+/* The drill's directory and log, the schema of its table. */
+static bool dr_open_dir(const drctl *x, drill_t *d)
+{
+    char *dir = config_drill_dir(x->cfg), err[512] = "", probe[PATH_MAX + 8];
+    const char *schemas = d->dc->sync_schemas ? d->dc->sync_schemas : "public";
     size_t sl = strcspn(schemas, ",");
-    snprintf(d.schema, sizeof d.schema, "%.*s", (int)sl, schemas);
-    str_copy(d.schema, str_trim(d.schema), sizeof d.schema);
 
-    d.tag = wall_ms();
-    d.deadline = mono_ms() + d.dc->drill_timeout_ms;
-    d.rep = json_pack("{s:I, s:[]}", "started_at", (json_int_t)d.tag, "steps");
-    char pm[512], bm[512];
-    mask_secrets(d.dc->primary.url, pm, sizeof pm);
-    mask_secrets(d.dc->backup.url, bm, sizeof bm);
-    json_object_set_new(d.rep, "environment", json_pack("{s:s, s:s}", "primary", pm, "backup", bm));
+    str_copy(d->dir, dir ? dir : "drill", sizeof d->dir);
+    free(dir);
+    snprintf(d->log_path, sizeof d->log_path, "%s/drill.log", d->dir);
+    snprintf(probe, sizeof probe, "%s/x", d->dir);
+    if (!mkdir_parents(probe, 0700, err, sizeof err) ||
+        (d->log_fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+        fprintf(stderr, "drctl: drill directory %s: %s\n", d->dir, err[0] ? err : strerror(errno));
+        return false;
+    }
+    snprintf(d->schema, sizeof d->schema, "%.*s", (int)sl, schemas);
+    str_copy(d->schema, str_trim(d->schema), sizeof d->schema);
+    return true;
+}
 
-    bool ok = dr_run(&d, x->config_path);
+/* After the phases: the primary restored if the drill left it faulted,
+ * its table dropped (when it went well), its drd stopped, the report
+ * closed. */
+static void dr_finish(drill_t *d, bool ok)
+{
     char saved_err[1024], saved_phase[32];
-    str_copy(saved_err, d.err, sizeof saved_err);
-    str_copy(saved_phase, d.phase, sizeof saved_phase);
-    if (d.faulted && !d.restored) {
-        dr_say(&d, "bringing the primary back: %s", d.dc->drill_restore);
-        dr_sh(&d, "restore", d.dc->drill_restore, 300000);
+
+    str_copy(saved_err, d->err, sizeof saved_err);
+    str_copy(saved_phase, d->phase, sizeof saved_phase);
+    if (d->faulted && !d->restored) {
+        dr_say(d, "bringing the primary back: %s", d->dc->drill_restore);
+        dr_sh(d, "restore", d->dc->drill_restore, 300000);
     }
     if (ok)
-        dr_drop_tables(&d);
-    dr_stop_drd(&d);
-    json_object_set_new(d.rep, "ended_at", json_integer(wall_ms()));
-    json_object_set_new(d.rep, "result", json_string(ok ? "succeeded" : "failed"));
+        dr_drop_tables(d);
+    dr_stop_drd(d);
+    json_object_set_new(d->rep, "ended_at", json_integer(wall_ms()));
+    json_object_set_new(d->rep, "result", json_string(ok ? "succeeded" : "failed"));
     if (!ok) {
-        json_object_set_new(d.rep, "error", json_string(saved_err));
-        json_object_set_new(d.rep, "phase", json_string(saved_phase));
+        json_object_set_new(d->rep, "error", json_string(saved_err));
+        json_object_set_new(d->rep, "phase", json_string(saved_phase));
     }
+}
 
-    /* record it with the real drd */
-    char *body = json_dumps(d.rep, JSON_COMPACT);
+/* The report recorded with the real drd, and printed. */
+static void dr_record(const drctl *x, drill_t *d, bool ok)
+{
+    char *body = json_dumps(d->rep, JSON_COMPACT), err[512];
     buffer reply = { 0 };
     long code = 0;
     call_rc rc = body ? http_call(x, "POST", "/api/drill", body, &code, &reply, err, sizeof err)
                       : CALL_UNREACHABLE;
+
     free(body);
     free(reply.s);
-    json_object_set_new(d.rep, "recorded", json_boolean(rc == CALL_OK && code == 202));
+    json_object_set_new(d->rep, "recorded", json_boolean(rc == CALL_OK && code == 202));
     if (x->json)
-        print_json(d.rep);
+        print_json(d->rep);
     else
-        dr_print(d.rep);
+        dr_print(d->rep);
     if (rc != CALL_OK || code != 202)
         fprintf(stderr, "drctl: the drill report was not recorded (drd %s)\n",
                 rc != CALL_OK ? "is not running" : "refused it");
@@ -721,7 +723,38 @@ int cmd_drill(drctl *x)
         fprintf(stderr, "drctl: the drill environment may need attention: drctl -c %s --drill check;\n"
                         "drctl: its drd (stopped; log %s) keeps the run: start it with drd -D -c %s\n"
                         "drctl: to see or finish the run: drctl -c %s --drill status | approve ID | reject ID\n",
-                x->config_path, d.log_path, x->config_path, x->config_path);
+                x->config_path, d->log_path, x->config_path, x->config_path);
+}
+
+int cmd_drill(drctl *x)
+{
+    drill_t d;
+    char pm[512], bm[512];
+    int ex;
+
+    memset(&d, 0, sizeof d);
+    d.log_fd = -1;
+    if ((ex = dr_load(x, &d)) >= 0)
+        return ex;
+    d.dx = *x;
+    d.dx.url = NULL;
+    d.dx.token = NULL;
+    d.dx.socket_path = d.dc->http_socket;
+    if (!dr_open_dir(x, &d)) {
+        config_free(d.dc);
+        curl_global_cleanup();
+        return EXIT_FAILURE_;
+    }
+    d.tag = wall_ms();
+    d.deadline = mono_ms() + d.dc->drill_timeout_ms;
+    d.rep = json_pack("{s:I, s:[]}", "started_at", (json_int_t)d.tag, "steps");
+    mask_secrets(d.dc->primary.url, pm, sizeof pm);
+    mask_secrets(d.dc->backup.url, bm, sizeof bm);
+    json_object_set_new(d.rep, "environment", json_pack("{s:s, s:s}", "primary", pm, "backup", bm));
+
+    bool ok = dr_run(&d, x->config_path);
+    dr_finish(&d, ok);
+    dr_record(x, &d, ok);
     ex = ok ? EXIT_OK : EXIT_FAILURE_;
     json_decref(d.rep);
     close(d.log_fd);
