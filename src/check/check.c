@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "drd/check/check.h"
+#include "drd/check/check_refresh.h"
 #include "drd/conf/envfile.h"
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
@@ -667,6 +668,15 @@ static void check_backup_schema(check_job *j)
 }
 
 /* ------------------------------------------------------------------ */
+/* refresh: reconcile's tables, the egress budget (check_refresh.c)    */
+
+static void check_refresh(check_job *j)
+{
+    int st = check_refresh_eval(j->cfg, budget_ms(j), j->reason, sizeof j->reason, j->fix, sizeof j->fix);
+    j->st = st == 2 ? ST_FAIL : st == 1 ? ST_WARN : ST_OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* lag                                                                */
 
 /* The rows the last comparison of the two sides left different (status
@@ -820,6 +830,7 @@ json_t *check_run(const config_t *cfg, const json_t *status, int64_t deadline_ms
         { "backup-lag",         check_lag },
         { "backup-converged",   check_converged },
         { "dump-disk",          check_disk },
+        { "refresh",            check_refresh },
         { "webhook",            check_webhook },
     };
     check_job jobs[ARRAY_LEN(table)];

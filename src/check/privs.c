@@ -27,7 +27,13 @@
  *                  ALTER SUBSCRIPTION on the backup (superuser in 15);
  *   dump           pg_dump (SELECT on everything) on the primary;
  *                  CREATE DATABASE and the rename (CREATEDB, owner of the
- *                  app's database) on the backup.
+ *                  app's database) on the backup;
+ *   reconcile      SELECT on the tables of the primary, and (optional:
+ *                  without them deletes are found by comparing keys) CREATE
+ *                  on its database (schema drd, the ledger) and TRIGGER on
+ *                  the tables; SELECT/INSERT/UPDATE/DELETE on the backup's
+ *                  tables, SET session_replication_role (optional: without
+ *                  it parents are copied before children).
  * Every table or sequence named implies USAGE on its schema.
  *
  * privs_catalog.c tests the list against a side's catalog and writes the
@@ -81,6 +87,13 @@ static const struct {
     { ACT_COUNT,     "dump",                  S_PRIMARY, PO_ALL,         P_SELECT, NULL, false },
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_ATTR,        0, "CREATEDB", false },
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_DB_OWNER,    0, NULL, false },
+    /* reconcile: the ledger and its triggers are optional (deletes = auto
+     * falls back to comparing keys without them) */
+    { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_SELECT, NULL, false },
+    { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_DATABASE,    P_CREATE, NULL, true },
+    { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_TRIGGER, NULL, true },
+    { ACT_COUNT,     "reconcile",             S_BACKUP,  PO_TABLES,      P_SELECT | P_INSERT | P_UPDATE | P_DELETE, NULL, false },
+    { ACT_COUNT,     "reconcile",             S_BACKUP,  PO_PARAMETER,   0, "session_replication_role", true },
 };
 
 /* ------------------------------------------------------------------ */

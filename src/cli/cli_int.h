@@ -63,6 +63,7 @@ typedef struct {
     const char *args[4];         /* positional arguments after the command */
     size_t nargs;
     bool json, yes, skip;
+    bool once;                   /* refresh --once: wait for a running one, then one more */
     bool dry_run;                /* failover|failback --dry-run */
     bool drill;                  /* --drill: the [drill] environment's drd */
     const char *choice;          /* approve --choice WORD (--skip = skip) */

@@ -304,11 +304,35 @@ int cmd_unblock(const drctl *x)
 }
 
 /* Start a refresh and follow it until it ends. */
+/* --once: until the newest refresh is not running (a scheduled pass that
+ * a cron pass would otherwise collide with), at most an hour. */
+static int wait_not_running(const drctl *x)
+{
+    for (int i = 0; i < 36000; i++) {
+        json_t *doc = NULL;
+        int ex = get_json(x, "/api/refreshes?limit=1", &doc, NULL);
+        if (ex >= 0)
+            return ex;
+        const char *state = str_or(json_object_get(json_array_get(json_object_get(doc, "refreshes"), 0),
+                                                   "state"), "");
+        bool running = strcmp(state, "running") == 0;
+        json_decref(doc);
+        if (!running)
+            return -1;
+        sleep_ms(100);
+    }
+    fprintf(stderr, "drctl: a refresh has been running for an hour; drctl refreshes shows it\n");
+    return EXIT_FAILURE_;
+}
+
 int cmd_refresh(const drctl *x)
 {
     int64_t req, run, newest = 0;
     json_t *doc = NULL;
-    int ex = get_json(x, "/api/refreshes?limit=1", &doc, NULL);
+    int ex = x->once ? wait_not_running(x) : -1;
+    if (ex >= 0)
+        return ex;
+    ex = get_json(x, "/api/refreshes?limit=1", &doc, NULL);
     if (ex >= 0)
         return ex;
     newest = json_integer_value(json_object_get(json_array_get(json_object_get(doc, "refreshes"), 0), "id"));

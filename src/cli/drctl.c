@@ -27,7 +27,9 @@ static void usage(FILE *out)
         "                                    attention: --skip, or --choice retry|skip|abort|\n"
         "                                    backup-wins|primary-wins (sync-back conflicts)\n"
         "  reject ID [--reason TEXT]         reject a pending approval\n"
-        "  refresh                           copy the primary to the backup now ([refresh] mode)\n"
+        "  refresh [--once]                  copy the primary to the backup now ([refresh] mode),\n"
+        "                                    follow it, exit 1 if it fails or is refused; --once\n"
+        "                                    (cron): wait for one already running, then run one\n"
         "  refreshes [--json]                recent backup refreshes, newest first\n"
         "  check [--json]                    preflight: would a failover and a failback work?\n"
         "                                    changes nothing; exit 1 when a check fails\n"
@@ -123,6 +125,10 @@ static int parse_args(drctl *x, int argc, char **argv)
             }
             if (strcmp(a, "--skip") == 0) {
                 x->skip = true;
+                continue;
+            }
+            if (strcmp(a, "--once") == 0) {
+                x->once = true;
                 continue;
             }
             if (strcmp(a, "--dry-run") == 0) {
@@ -224,6 +230,8 @@ static int check_command_args(const drctl *x)
             return usage_error("%s does not take --yes", x->command);
         if (x->has_reason && !cmds[i].reason)
             return usage_error("%s does not take --reason", x->command);
+        if (x->once && strcmp(x->command, "refresh") != 0)
+            return usage_error("%s does not take --once", x->command);
         if ((x->skip || x->choice) && strcmp(x->command, "approve") != 0)
             return usage_error("%s does not take --skip or --choice", x->command);
         if (x->skip && x->choice != NULL)

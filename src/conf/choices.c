@@ -11,7 +11,7 @@ const char *const notify_format_names[] = { "slack", "json", NULL };
 const char *const no_pk_mode_names[] = { "copy", "refuse", NULL };
 const char *const conflicts_mode_names[] = { "ask", "backup-wins", "primary-wins", NULL };
 const char *const sync_mode_names[] = { "incremental", "full", NULL };
-const char *const refresh_mode_names[] = { "off", "dump", "logical", NULL };
+const char *const refresh_mode_names[] = { "off", "dump", "logical", "reconcile", NULL };
 
 bool choice_parse(const char *const *names, const char *s, int *out)
 {
@@ -48,7 +48,7 @@ bool failover_mode_parse(const char *s, failover_mode *out)
 
 const char *refresh_mode_name(refresh_mode m)
 {
-    return (unsigned)m <= REFRESH_LOGICAL ? refresh_mode_names[m] : "?";
+    return (unsigned)m <= REFRESH_RECONCILE ? refresh_mode_names[m] : "?";
 }
 
 bool refresh_mode_parse(const char *s, refresh_mode *out)

@@ -8,6 +8,13 @@
 
 /* The choices' words are their enums' name tables (choices.h). */
 static const char *const level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const deletes_words[] = { "auto", "ledger", "compare", NULL };
+
+static bool check_size(const char *v)
+{
+    int64_t b;
+    return parse_bytes(v, &b);
+}
 
 static bool check_http_url(const char *v)
 {
@@ -110,7 +117,7 @@ const config_option config_options[] = {
     { "sync", "parallel", OPT_INT, F(sync_parallel), "4", .min = 1, .max = 32 },
 
     { "refresh", "mode", OPT_ENUM, F(refresh_mode), "off", .words = refresh_mode_names },
-    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 60000, .max = 365 * 24 * MS_H },
+    { "refresh", "every", OPT_DURATION, F(refresh_every_ms), NULL, .min = 0, .max = 365 * 24 * MS_H },
     { "refresh", "schedule", OPT_STRING, F(refresh_schedule), NULL,
       .check = cron_valid, .hint = "use five cron fields, e.g. 0 2 * * 0" },
     { "refresh", "dir", OPT_PATH, F(refresh_dir), "/var/lib/drd/dumps", .flags = 0 },
@@ -120,6 +127,16 @@ const config_option config_options[] = {
     { "refresh", "jobs", OPT_INT, F(refresh_jobs), "2", .min = 1, .max = 32 },
     { "refresh", "publication", OPT_STRING, F(refresh_publication), "drd_pub", .flags = 0 },
     { "refresh", "subscription", OPT_STRING, F(refresh_subscription), "drd_sub", .flags = 0 },
+    { "refresh", "source_url", OPT_URL, F(refresh_source_url), NULL, .flags = OPT_SECRET },
+    { "refresh", "tables", OPT_STRING, F(refresh_tables), NULL, .flags = 0 },
+    { "refresh", "change_columns", OPT_STRING, F(refresh_change_columns), "updated_at, created_at", .flags = 0 },
+    { "refresh", "lookback", OPT_DURATION, F(refresh_lookback_ms), "5m", .min = 0, .max = 7 * 24 * MS_H },
+    { "refresh", "batch", OPT_INT, F(refresh_batch), "500", .min = 1, .max = 100000 },
+    { "refresh", "full_every", OPT_DURATION, F(refresh_full_every_ms), "24h", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "deletes", OPT_ENUM, F(refresh_deletes), "auto", .words = deletes_words },
+    { "refresh", "compare_every", OPT_DURATION, F(refresh_compare_every_ms), "1h", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "egress_budget", OPT_STRING, F(refresh_egress_budget), NULL,
+      .check = check_size, .hint = "use a size, e.g. 5GB or 500MB" },
 
     { "log", "level", OPT_ENUM, F(log_level), "info", .words = level_words },
 

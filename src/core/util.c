@@ -34,6 +34,63 @@ int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool parse_bytes(const char *s, int64_t *out)
+{
+    static const struct { const char *unit; double mult; } units[] = {
+        { "", 1 }, { "b", 1 }, { "k", 1e3 }, { "kb", 1e3 }, { "m", 1e6 }, { "mb", 1e6 },
+        { "g", 1e9 }, { "gb", 1e9 }, { "t", 1e12 }, { "tb", 1e12 },
+        { "kib", 1024.0 }, { "mib", 1048576.0 }, { "gib", 1073741824.0 }, { "tib", 1099511627776.0 },
+    };
+    if (s == NULL)
+        return false;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno != 0 || v < 0)
+        return false;
+    while (isspace((unsigned char)*end))
+        end++;
+    char unit[8];
+    size_t ulen = 0;
+    while (end[ulen] != '\0' && !isspace((unsigned char)end[ulen]) && ulen < sizeof unit - 1) {
+        unit[ulen] = (char)tolower((unsigned char)end[ulen]);
+        ulen++;
+    }
+    unit[ulen] = '\0';
+    const char *rest = end + ulen;
+    while (isspace((unsigned char)*rest))
+        rest++;
+    if (*rest != '\0')
+        return false;
+    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+        if (strcmp(unit, units[i].unit) != 0)
+            continue;
+        double b = v * units[i].mult;
+        if (b >= 9.2e18)
+            return false;
+        *out = (int64_t)(b + 0.5);
+        return true;
+    }
+    return false;
+}
+
+void format_bytes(int64_t bytes, char *buf, size_t n)
+{
+    double b = (double)bytes;
+    if (bytes < 1000)
+        snprintf(buf, n, "%lld B", (long long)bytes);
+    else if (b < 1e6)
+        snprintf(buf, n, "%.1f kB", b / 1e3);
+    else if (b < 1e9)
+        snprintf(buf, n, "%.1f MB", b / 1e6);
+    else
+        snprintf(buf, n, "%.2f GB", b / 1e9);
+}
+
 bool parse_duration_ms(const char *s, int64_t *out)
 {
     static const struct { const char *unit; int64_t ms; } units[] = {

@@ -191,6 +191,8 @@ static void publish_metrics(daemon_t *d)
 {
     if (d->api == NULL)
         return;
+    refresh_egress eg;
+    bool eg_ok = refresh_egress_get(d->refresh, wall_ms(), &eg);
     metrics_input in = {
         .c = &d->counters,
         .target = { monitor_target(d->monitor, TARGET_PRIMARY), monitor_target(d->monitor, TARGET_BACKUP) },
@@ -199,6 +201,9 @@ static void publish_metrics(daemon_t *d)
         .approvals_pending = d->approvals_pending,
         .backup_lag_seconds = refresh_lag_seconds(d->refresh),
         .last_refresh_at = refresh_last_good_at(d->refresh),
+        .egress_month_bytes = eg_ok ? eg.month_bytes : -1,
+        .egress_projected_bytes = eg_ok ? eg.projected : -1,
+        .egress_budget_bytes = eg_ok ? eg.budget : 0,
         .started_at = d->started_at,
         .version = DRD_VERSION,
         .ready = readiness_ready(d->readiness),
@@ -255,6 +260,11 @@ static bool gate_run_active(void *arg)
 static breaker_state gate_primary_breaker(void *arg)
 {
     return monitor_breaker(((daemon_t *)arg)->monitor, TARGET_PRIMARY);
+}
+
+static void gate_notify(void *arg, const char *event, const char *text)
+{
+    notify_send(((daemon_t *)arg)->notify, event, text, NULL);
 }
 
 static void on_drill_grant(loop_t *loop, void *arg);
@@ -703,7 +713,7 @@ static bool components_new(daemon_t *d)
     monitor_set_misconfig_listener(d->monitor, on_misconfig, d);
     executor_set_listeners(d->executor, on_run_done, republish, d);
     executor_set_observers(d->executor, &d->counters, d->notify);
-    refresh_gate gate = { d, gate_app_on_backup, gate_run_active, gate_primary_breaker };
+    refresh_gate gate = { d, gate_app_on_backup, gate_run_active, gate_primary_breaker, gate_notify };
     d->refresh = refresh_new(d->loop, d->store, &gate, d->cfg);
     if (d->refresh == NULL)
         return false;

@@ -271,6 +271,19 @@ static void render_runs(strbuf *b, const metrics_input *in, const metrics_counte
         sample_double(b, "drd_last_refresh_timestamp_seconds", NULL, ms_to_s(in->last_refresh_at));
     }
 
+    if (in->egress_month_bytes >= 0) {
+        family(b, "drd_refresh_egress_month_bytes", "gauge",
+               "Bytes refreshes read from the primary this calendar month (UTC).");
+        sample_int(b, "drd_refresh_egress_month_bytes", NULL, in->egress_month_bytes);
+        family(b, "drd_refresh_egress_projected_bytes", "gauge",
+               "This month's egress projected to its end at the current schedule and change rate.");
+        sample_int(b, "drd_refresh_egress_projected_bytes", NULL, in->egress_projected_bytes);
+        if (in->egress_budget_bytes > 0) {
+            family(b, "drd_refresh_egress_budget_bytes", "gauge", "[refresh] egress_budget, per month.");
+            sample_int(b, "drd_refresh_egress_budget_bytes", NULL, in->egress_budget_bytes);
+        }
+    }
+
     family(b, "drd_notifications_total", "counter",
            "Webhook notifications by result since drd started.");
     for (size_t i = 0; i < 3; i++) {

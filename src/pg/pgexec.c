@@ -46,6 +46,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+#include <sys/socket.h>
 
 #include <libpq-fe.h>
 
@@ -83,6 +86,9 @@ struct pgexec {
     int64_t started;
     bool setup;              /* the setup statement is running */
     size_t cur;              /* index of the statement being run */
+    unsigned flags;          /* PGEXEC_* */
+    PGresult *rows;          /* PGEXEC_KEEP_ROWS: the last result with rows */
+    int64_t est_in;          /* result sizes + protocol overhead, bytes */
     pgexec_result result;
 };
 
@@ -126,9 +132,44 @@ static void on_notice(void *arg, const char *message)
     log_debug("pgexec: server notice: %s", line);
 }
 
+/* Bytes the server sent on this connection: TCP_INFO's count (exact, TLS
+ * included) when the socket is TCP, else -1. */
+static int64_t socket_bytes_in(PGconn *conn)
+{
+    int fd = PQsocket(conn);
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+        return -1;
+    return (int64_t)ti.tcpi_bytes_received;
+}
+
+/* A result's size on the wire, estimated: each DataRow is a 5-byte
+ * header, a 2-byte column count and 4 bytes of length per value, then the
+ * values; the RowDescription about 30 bytes a column; CommandComplete and
+ * ReadyForQuery about 20. */
+static int64_t result_wire_size(const PGresult *res)
+{
+    int rows = PQntuples(res), cols = PQnfields(res);
+    int64_t n = 20 + (int64_t)cols * 30;
+    for (int r = 0; r < rows; r++) {
+        n += 7 + (int64_t)cols * 4;
+        for (int c = 0; c < cols; c++)
+            n += PQgetlength(res, r, c);
+    }
+    return n;
+}
+
 static void close_conn(pgexec_t *p)
 {
     pgconn_unwatch(&p->watch);
+    if (p->conn != NULL && p->result.connected) {
+        int64_t tcp = socket_bytes_in(p->conn);
+        /* the start-up exchange (authentication, parameters, key): ~400 bytes */
+        p->result.bytes_in = tcp >= 0 ? tcp : p->est_in + 400;
+    }
     if (p->conn != NULL) {
         PQfinish(p->conn);
         p->conn = NULL;
@@ -157,6 +198,7 @@ static void finish(pgexec_t *p, bool ok)
             str_copy(r.error, "unknown error", sizeof(r.error));
     }
     r.duration_ms = loop_now(p->loop) - p->started;
+    r.rows = ok ? p->rows : NULL;
     if (ok)
         log_debug("pgexec: %zu statement(s) ok in %" PRId64 " ms", p->n, r.duration_ms);
     else if (r.failed_index >= 0)
@@ -166,7 +208,7 @@ static void finish(pgexec_t *p, bool ok)
         log_debug("pgexec: failed after %" PRId64 " ms: %s", r.duration_ms, r.error);
     pgexec_cb cb = p->cb;
     void *arg = p->arg;
-    cb(arg, &r);
+    cb(arg, &r);      /* last use of p: the callback may free it (and p->rows) */
 }
 
 /* Failure reported by libpq on the connection (lost, refused, ...). */
@@ -284,6 +326,8 @@ static bool take_result(pgexec_t *p, PGresult *res)
         }
         return true;
     }
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        p->est_in += result_wire_size(res);
     switch (st) {
     case PGRES_TUPLES_OK:
         p->result.last_rows = PQntuples(res);
@@ -315,7 +359,12 @@ static void read_results(pgexec_t *p)
             return;
         }
         bool good = take_result(p, res);
-        PQclear(res);
+        if (good && !p->setup && (p->flags & PGEXEC_KEEP_ROWS) && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            PQclear(p->rows);
+            p->rows = res;
+        } else {
+            PQclear(res);
+        }
         if (!good) {
             /* No need to drain the rest: the connection is closed. */
             finish(p, false);
@@ -334,7 +383,7 @@ static void connected(pgexec_t *p)
         fail_with_conn_error(p);
         return;
     }
-    if (p->n > 0 && PQserverVersion(p->conn) >= PGEXEC_SETUP_MIN_VERSION) {
+    if (p->n > 0 && !(p->flags & PGEXEC_POOLED) && PQserverVersion(p->conn) >= PGEXEC_SETUP_MIN_VERSION) {
         p->setup = true;
         send_sql(p, PGEXEC_SETUP_SQL);
         return;
@@ -422,6 +471,13 @@ pgexec_t *pgexec_start(loop_t *loop, const char *url, const char *password,
                        const char *const *statements, size_t n, int64_t timeout_ms,
                        pgexec_cb cb, void *arg)
 {
+    return pgexec_start_flags(loop, url, password, statements, n, timeout_ms, 0, cb, arg);
+}
+
+pgexec_t *pgexec_start_flags(loop_t *loop, const char *url, const char *password,
+                             const char *const *statements, size_t n, int64_t timeout_ms,
+                             unsigned flags, pgexec_cb cb, void *arg)
+{
     if (loop == NULL || cb == NULL || url == NULL || url[0] == '\0' ||
         (n > 0 && statements == NULL) || timeout_ms <= 0) {
         log_error("pgexec: invalid arguments");
@@ -441,6 +497,7 @@ pgexec_t *pgexec_start(loop_t *loop, const char *url, const char *password,
     p->cb = cb;
     p->arg = arg;
     p->timeout_ms = timeout_ms;
+    p->flags = flags;
     p->phase = PHASE_DONE;
     pgconn_watch_init(&p->watch, loop);
     p->result.failed_index = -1;
@@ -497,6 +554,7 @@ void pgexec_free(pgexec_t *p)
     close_conn(p);
     loop_cancel_timer(p->loop, p->deadline_timer);
     loop_cancel_timer(p->loop, p->report_timer);
+    PQclear(p->rows);
     free_secret(p->url);
     free_secret(p->password);
     for (size_t i = 0; i < p->n; i++)

@@ -97,7 +97,7 @@ static void arm_schedule(refresh_t *r)
     r->next_at = 0;
     if (!r->started || mode_is(r, "off") || r->cfg->refresh_mode == NULL || r->job != NULL)
         return;
-    int64_t every = r->cfg->refresh_every_ms;
+    int64_t every = refresh_every_effective(r->cfg);
     if (every <= 0 && !r->has_cron)
         return;
     last_start_ctx c = { r->cfg->refresh_mode, 0 };
@@ -208,13 +208,18 @@ static bool stale_cb(const store_refresh *rec, void *arg)
 typedef struct {
     const char *mode;
     store_refresh good;
-    bool have_good, have_last;
+    bool have_good, have_last, have_pass;
+    int64_t pass_at;
     char last_error[512];
 } history_ctx;
 
 static bool history_cb(const store_refresh *rec, void *arg)
 {
     history_ctx *h = arg;
+    if (!h->have_pass && strcmp(rec->mode, "reconcile") == 0 && strcmp(rec->state, "succeeded") == 0) {
+        h->have_pass = true;
+        h->pass_at = rec->started_at;
+    }
     if (strcmp(rec->mode, "dump") == 0 && strcmp(rec->state, "succeeded") == 0 && !h->have_good) {
         h->good = *rec;
         h->have_good = true;
@@ -225,7 +230,7 @@ static bool history_cb(const store_refresh *rec, void *arg)
         if (strcmp(rec->state, "failed") == 0)
             str_copy(h->last_error, rec->error, sizeof h->last_error);
     }
-    return !(h->have_good && h->have_last);
+    return !(h->have_good && h->have_last && (h->have_pass || strcmp(h->mode, "reconcile") != 0));
 }
 
 /* The last good dump (what dump mode's freshness is measured from) and
@@ -242,6 +247,7 @@ static void load_history(refresh_t *r)
     else
         memset(&r->last_good, 0, sizeof r->last_good);
     str_copy(r->last_error, h.last_error, sizeof r->last_error);
+    r->rec_good_at = h.have_pass ? h.pass_at : 0;
 }
 
 refresh_t *refresh_new(loop_t *loop, store_t *store, const refresh_gate *gate,
@@ -317,6 +323,7 @@ void refresh_free(refresh_t *r)
     refresh_watch_stop(r);
     refresh_helpers_free(r);
     loop_cancel_timer(r->loop, r->sched_timer);
+    free(r->rec_catalog);
     free(r);
 }
 
@@ -351,6 +358,7 @@ void refresh_reconfigure(refresh_t *r, const config_t *cfg)
 {
     bool was_logical = mode_is(r, "logical");
     r->cfg = cfg;
+    r->rec_catalog_at = 0;             /* tables, URLs may have changed */
     load_cron(r);
     load_history(r);
     if (!r->started)
@@ -415,8 +423,9 @@ int64_t refresh_request(refresh_t *r, const char *trigger, char *err, size_t err
         return 0;
     }
     char jerr[256] = "";
-    job_t *j = refresh_job_start(r, strcmp(mode, "dump") == 0 ? JOB_DUMP : JOB_LOGICAL, rec.id, trigger,
-                         jerr, sizeof jerr);
+    job_kind kind = strcmp(mode, "dump") == 0 ? JOB_DUMP
+                  : strcmp(mode, "reconcile") == 0 ? JOB_RECONCILE : JOB_LOGICAL;
+    job_t *j = refresh_job_start(r, kind, rec.id, trigger, jerr, sizeof jerr);
     if (j == NULL) {
         str_copy(rec.state, "failed", sizeof rec.state);
         rec.finished_at = wall_ms();
@@ -444,8 +453,24 @@ void refresh_job_record(refresh_t *r, job_t *j)
         return;
     j->recorded = true;
     store_refresh_update(r->store, rec);
+    /* egress: what it read from the primary, succeeded or not */
+    int64_t egress = j->kind == JOB_RECONCILE ? j->egress : j->kind == JOB_DUMP ? rec->bytes : 0;
+    if (egress > 0)
+        store_egress_add(r->store, rec->started_at, egress);
     double secs = (double)(rec->finished_at - rec->started_at) / 1000.0;
-    if (strcmp(rec->state, "succeeded") == 0) {
+    if (strcmp(rec->state, "succeeded") == 0 && j->kind == JOB_RECONCILE) {
+        r->last_error[0] = '\0';
+        r->rec_good_at = rec->started_at;
+        if (r->rec_whole > 0 || r->rec_rows >= 10000) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "reconcile pass %" PRId64 ": %" PRId64 " row(s) copied (%zu table(s) "
+                     "whole), %" PRId64 " deleted in %.1f s, %.1f MB read from the primary", rec->id,
+                     r->rec_rows, r->rec_whole, r->rec_deleted, secs, (double)egress / 1e6);
+            log_info("%s", msg);
+            store_event_add(r->store, wall_ms(), "refresh", "backup", msg);
+        }
+        store_refreshes_prune(r->store, "reconcile", 500);
+    } else if (strcmp(rec->state, "succeeded") == 0) {
         r->last_error[0] = '\0';
         if (j->kind == JOB_DUMP) {
             r->last_good = *rec;
@@ -464,9 +489,13 @@ void refresh_job_record(refresh_t *r, job_t *j)
         }
     } else {
         str_copy(r->last_error, rec->error, sizeof r->last_error);
-        refresh_record_event(r, true, "refresh %" PRId64 " (%s) failed after %.1f s; the backup is unchanged: %s",
-                             rec->id, rec->mode, secs, rec->error);
+        r->rec_catalog_at = 0;         /* read the catalogs again */
+        refresh_record_event(r, true, "refresh %" PRId64 " (%s) failed after %.1f s; %s: %s",
+                             rec->id, rec->mode, secs, j->kind == JOB_RECONCILE
+                             ? "the batches committed before stay, the watermarks with them"
+                             : "the backup is unchanged", rec->error);
     }
+    refresh_egress_watch(r);
     refresh_changed(r);
 }
 
@@ -507,6 +536,12 @@ double refresh_lag_seconds(const refresh_t *r)
         int64_t age = wall_ms() - r->last_good.started_at;
         return age < 0 ? 0.0 : (double)age / 1000.0;
     }
+    /* reconcile: every change older than the last good pass's start is
+     * on the backup: the oldest one that may not be is at most that old */
+    if (mode_is(r, "reconcile") && r->rec_good_at > 0) {
+        int64_t age = wall_ms() - r->rec_good_at;
+        return age < 0 ? 0.0 : (double)age / 1000.0;
+    }
     return -1.0;
 }
 
@@ -514,6 +549,8 @@ int64_t refresh_last_good_at(const refresh_t *r)
 {
     if (mode_is(r, "logical"))
         return refresh_watch_good_at(r);
+    if (mode_is(r, "reconcile"))
+        return r->rec_good_at;
     /* the copy holds the primary as of the dump's start */
     return r->last_good.id != 0 ? r->last_good.started_at : 0;
 }
@@ -553,6 +590,13 @@ json_t *refresh_status_json(const refresh_t *r)
         ? json_pack("{s:I,s:I,s:I,s:s}", "rows", (json_int_t)r->diff.rows, "found", (json_int_t)r->diff.found,
                     "at", (json_int_t)r->diff.at, "by", r->diff.by)
         : json_null());
+    refresh_egress e;
+    if (refresh_egress_get(r, wall_ms(), &e))
+        json_object_set_new(o, "egress", refresh_egress_json(&e));
+    if (strcmp(mode, "reconcile") == 0)
+        json_object_set_new(o, "reconcile", json_pack("{s:I, s:I, s:I, s:I}",
+                            "tables", (json_int_t)r->rec_tables, "rows_copied", (json_int_t)r->rec_rows,
+                            "rows_deleted", (json_int_t)r->rec_deleted, "tables_whole", (json_int_t)r->rec_whole));
     return o;
 }
 
@@ -563,6 +607,15 @@ void refresh_window_text(const refresh_t *r, char *buf, size_t n)
     if (r->cfg->refresh_mode == NULL || mode_is(r, "off")) {
         snprintf(buf, n, "drd does not refresh the backup ([refresh] mode = off): how far behind "
                  "the primary it is, is unknown");
+    } else if (mode_is(r, "reconcile")) {
+        if (lag < 0) {
+            snprintf(buf, n, "no reconcile pass has completed yet: how far behind the primary the backup "
+                     "is, is unknown");
+        } else {
+            refresh_format_age(lag, age, sizeof age);
+            snprintf(buf, n, "the backup is at most %s behind the primary (its last reconcile pass started "
+                     "then)", age);
+        }
     } else if (mode_is(r, "dump")) {
         if (lag < 0) {
             snprintf(buf, n, "the backup has never been refreshed by drd: how far behind the primary "
@@ -603,8 +656,9 @@ static int entry_line(const config_t *c, const char *section, const char *key)
 
 bool refresh_check_config(const config_t *cfg, config_errors *errs)
 {
-    if (cfg->refresh_mode == NULL || strcmp(cfg->refresh_mode, "off") == 0)
-        return true;
+    if (cfg->refresh_mode == NULL || strcmp(cfg->refresh_mode, "off") == 0 ||
+        strcmp(cfg->refresh_mode, "reconcile") == 0)
+        return true;                   /* reconcile writes no files */
     char err[512];
     if (refresh_dir_usable(cfg->refresh_dir, err, sizeof err))
         return true;

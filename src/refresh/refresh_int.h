@@ -142,6 +142,23 @@ size_t refresh_split_fields(char *s, char sep, char **fields, size_t max);
 
 typedef struct job job_t;
 typedef struct helper_op helper_op;
+typedef struct rec_pass rec_pass;
+
+/* A table reconcile mode keeps in step (refresh_reconcile.c). */
+typedef struct {
+    char *name;              /* schema.table, as the state database knows it */
+    char *qname;             /* "schema"."table" */
+    size_t ncols;
+    char **cols;             /* quoted column names */
+    char **types;            /* format_type() of each */
+    size_t nkey;
+    size_t *key;             /* the primary key: indexes into cols */
+    int chg;                 /* the change column's index, -1 none */
+    bool chg_time;           /* a time (the look-back applies) */
+    bool trigger;            /* drd's delete triggers are in place on the source */
+    size_t nrefs;
+    char **refs;             /* tables it references (foreign keys), schema.table */
+} rec_table;
 
 typedef struct {
     bool enabled;            /* logical mode and started */
@@ -199,6 +216,19 @@ struct refresh {
     int64_t watch_interval_ms;     /* 0 = default */
     void (*changed)(void *arg);    /* refresh_set_listener */
     void *changed_arg;
+
+    /* reconcile mode */
+    int64_t rec_good_at;           /* wall ms the last good pass started, 0 never */
+    size_t rec_tables;             /* tables the last pass covered */
+    int64_t rec_rows, rec_deleted; /* what the last pass copied / deleted */
+    size_t rec_whole;              /* tables it copied whole */
+    bool rec_warned_ledger;        /* the "no triggers" event was recorded */
+    char *rec_catalog;             /* the source's catalog (JSON) of the last good pass */
+    int64_t rec_catalog_at;        /* loop ms it was read and checked on the backup, 0 = stale */
+    bool rec_back_super;           /* the backup's role is a superuser */
+    int64_t rec_lb_at;             /* loop ms of the last look-back */
+    /* egress (refresh_egress.c) */
+    bool egress_over;              /* the projection exceeds the budget (warned) */
 };
 
 /* Tell the listener the status changed. */
@@ -206,7 +236,7 @@ void refresh_changed(refresh_t *r);
 
 /* ---- one refresh: a sequence of phases (refresh_job.c) --------------------- */
 
-typedef enum { JOB_DUMP, JOB_LOGICAL } job_kind;
+typedef enum { JOB_DUMP, JOB_LOGICAL, JOB_RECONCILE } job_kind;
 
 typedef enum {
     PH_PRIMARY_INFO,        /* primary: version (and, logical, its checks + publication) */
@@ -232,6 +262,7 @@ typedef enum {
     PH_CLEAN_SCRUB,         /* failure: the scratch database's subscription */
     PH_CLEAN_SLOT,          /* failure: the slot it created */
     PH_CLEAN_DROP,          /* failure: the scratch database */
+    PH_REC_PASS,            /* reconcile: one pass (refresh_reconcile.c) */
     PH_END,
 } phase_id;
 
@@ -286,6 +317,9 @@ struct job {
     /* configuration copied at start: a reload does not change a running refresh */
     char *dir, *pub, *sub;
     int64_t jobs, keep, max_age_ms;
+
+    rec_pass *rp;            /* reconcile: the pass under way */
+    int64_t egress;          /* bytes read from the primary (recorded even on failure) */
 };
 
 /* The job driver's building blocks, for the phase functions. */
@@ -331,6 +365,14 @@ char *refresh_sql_drop_subscriptions(const char *name);
 /* SQL: on the primary, wait up to 10 s for the slot to be released, then
  * drop it if it exists. malloc'd. */
 char *refresh_sql_drop_slot(const char *slot);
+
+/* egress (refresh_egress.c): after a refresh is recorded, warn (event and
+ * notification) once when the month's projection crosses the budget. */
+void refresh_egress_watch(refresh_t *r);
+
+/* reconcile (refresh_reconcile.c) */
+int refresh_reconcile_pass_enter(job_t *j);
+void refresh_reconcile_pass_free(rec_pass *p);     /* stops its SQL, no callback; accepts NULL */
 
 /* refresh.c */
 /* An event (kind "refresh", target "backup"), logged at warn or info. */

@@ -83,6 +83,7 @@ static const phase_def phases[PH_END + 1] = {
     [PH_CLEAN_SCRUB]     = { "clean-scrub", refresh_logical_clean_scrub_enter, false, true },
     [PH_CLEAN_SLOT]      = { "clean-slot", refresh_logical_clean_slot_enter, false, true },
     [PH_CLEAN_DROP]      = { "clean-drop", clean_drop_enter, false, true },
+    [PH_REC_PASS]        = { "pass", refresh_reconcile_pass_enter, true, false },
     [PH_END]             = { "end", NULL, false, false },
 };
 
@@ -95,6 +96,7 @@ static const phase_id logical_seq[] = {
     PH_DB_SPEC, PH_SCRUB_NEW, PH_PREPARE, PH_LOG_SCHEMA, PH_LOG_SUBSCRIBE, PH_LOG_SYNC,
     PH_LOG_PAUSE, PH_SWAP, PH_LOG_RESUME, PH_DONE, PH_DROP_OLD,
 };
+static const phase_id reconcile_seq[] = { PH_REC_PASS, PH_DONE };
 static const phase_id cleanup_seq[] = { PH_CLEAN_SCRUB, PH_CLEAN_SLOT, PH_CLEAN_DROP };
 
 static void job_run(job_t *j);
@@ -199,6 +201,8 @@ bool refresh_job_abort(job_t *j, const char *why)
     }
     pgexec_free(j->sql);
     j->sql = NULL;
+    refresh_reconcile_pass_free(j->rp);   /* an open backup transaction rolls back */
+    j->rp = NULL;
     proc_free(j->proc);            /* kills the process group */
     j->proc = NULL;
     loop_cancel_timer(j->r->loop, j->poll_timer);
@@ -225,13 +229,15 @@ job_t *refresh_job_start(refresh_t *r, job_kind kind, int64_t id, const char *tr
     j->r = r;
     j->kind = kind;
     j->rec.id = id;
-    str_copy(j->rec.mode, kind == JOB_DUMP ? "dump" : "logical", sizeof j->rec.mode);
+    str_copy(j->rec.mode, kind == JOB_DUMP ? "dump" : kind == JOB_LOGICAL ? "logical" : "reconcile",
+             sizeof j->rec.mode);
     str_copy(j->rec.trigger, trigger, sizeof j->rec.trigger);
     str_copy(j->rec.state, "running", sizeof j->rec.state);
     j->rec.started_at = wall_ms();
-    j->seq = kind == JOB_DUMP ? dump_seq : logical_seq;
-    j->n_seq = kind == JOB_DUMP ? ARRAY_LEN(dump_seq) : ARRAY_LEN(logical_seq);
-    j->phase = PH_PRIMARY_INFO;
+    j->seq = kind == JOB_DUMP ? dump_seq : kind == JOB_LOGICAL ? logical_seq : reconcile_seq;
+    j->n_seq = kind == JOB_DUMP ? ARRAY_LEN(dump_seq)
+             : kind == JOB_LOGICAL ? ARRAY_LEN(logical_seq) : ARRAY_LEN(reconcile_seq);
+    j->phase = j->seq[0];
     j->dir = dup_or_null(c->refresh_dir);
     j->pub = dup_or_null(c->refresh_publication);
     j->sub = dup_or_null(c->refresh_subscription);
@@ -274,6 +280,7 @@ void refresh_job_free(job_t *j)
     if (j == NULL)
         return;
     pgexec_free(j->sql);
+    refresh_reconcile_pass_free(j->rp);
     proc_free(j->proc);
     loop_cancel_timer(j->r->loop, j->poll_timer);
     loop_cancel_timer(j->r->loop, j->guard_timer);
@@ -301,10 +308,13 @@ void refresh_job_free(job_t *j)
 static void set_outcome(job_t *j)
 {
     j->rec.finished_at = wall_ms();
+    if (j->kind == JOB_RECONCILE)
+        j->rec.bytes = j->egress;     /* what it read, whatever the outcome */
     if (j->cleaning) {
         str_copy(j->rec.state, "failed", sizeof j->rec.state);
         str_copy(j->rec.error, j->error, sizeof j->rec.error);
-        j->rec.bytes = 0;
+        if (j->kind != JOB_RECONCILE)
+            j->rec.bytes = 0;
         j->rec.file[0] = '\0';
     } else {
         str_copy(j->rec.state, "succeeded", sizeof j->rec.state);

@@ -188,3 +188,82 @@ bool store_drill_last_good(store_t *s, store_drill_cb cb, void *arg)
         return false;
     return read_drills(s, st, "drill_last_good", cb, arg);
 }
+
+/* ---- reconcile watermarks and egress (schema v6) ---- */
+
+bool store_watermark_get(store_t *s, const char *name, store_watermark *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = sq_stmt_use(s, ST_WATERMARK_GET, "watermark_get");
+    if (st == NULL)
+        return false;
+    if (!sq_bind_text(st, 1, name))
+        return sq_fail(s, st, "watermark_get");
+    int rc = sq_read_step(s, st, "watermark_get");
+    if (rc == SQLITE_ROW) {
+        sq_col_text(st, 0, out->name, sizeof out->name);
+        sq_col_text(st, 1, out->watermark, sizeof out->watermark);
+        sq_col_text(st, 2, out->full_key, sizeof out->full_key);
+        out->full_at = sqlite3_column_int64(st, 3);
+        out->updated_at = sqlite3_column_int64(st, 4);
+    }
+    sq_stmt_done(st);
+    return rc == SQLITE_ROW;
+}
+
+bool store_watermark_put(store_t *s, const store_watermark *w)
+{
+    sqlite3_stmt *st = sq_stmt_use(s, ST_WATERMARK_PUT, "watermark_put");
+    if (st == NULL)
+        return false;
+    if (!sq_bind_text(st, 1, w->name) || !sq_bind_text(st, 2, w->watermark) || !sq_bind_text(st, 3, w->full_key)
+        || !sq_bind_i64(st, 4, w->full_at) || !sq_bind_i64(st, 5, w->updated_at ? w->updated_at : wall_ms()))
+        return sq_fail(s, st, "watermark_put");
+    return sq_write_step(s, st, "watermark_put", NULL, NULL);
+}
+
+bool store_watermarks_reset(store_t *s)
+{
+    sqlite3_stmt *st = sq_stmt_use(s, ST_WATERMARKS_RESET, "watermarks_reset");
+    return st != NULL && sq_write_step(s, st, "watermarks_reset", NULL, NULL);
+}
+
+bool store_egress_add(store_t *s, int64_t at_ms, int64_t bytes)
+{
+    sqlite3_stmt *st = sq_stmt_use(s, ST_EGRESS_ADD, "egress_add");
+    if (st == NULL)
+        return false;
+    if (!sq_bind_i64(st, 1, at_ms) || !sq_bind_i64(st, 2, bytes < 0 ? 0 : bytes))
+        return sq_fail(s, st, "egress_add");
+    return sq_write_step(s, st, "egress_add", NULL, NULL);
+}
+
+bool store_egress_sum(store_t *s, int64_t from_ms, int64_t to_ms, int64_t *bytes, int64_t *refreshes)
+{
+    *bytes = 0;
+    if (refreshes != NULL)
+        *refreshes = 0;
+    sqlite3_stmt *st = sq_stmt_use(s, ST_EGRESS_SUM, "egress_sum");
+    if (st == NULL)
+        return false;
+    if (!sq_bind_i64(st, 1, from_ms) || !sq_bind_i64(st, 2, to_ms))
+        return sq_fail(s, st, "egress_sum");
+    int rc = sq_read_step(s, st, "egress_sum");
+    if (rc == SQLITE_ROW) {
+        *bytes = sqlite3_column_int64(st, 0);
+        if (refreshes != NULL)
+            *refreshes = sqlite3_column_int64(st, 1);
+    }
+    sq_stmt_done(st);
+    return rc == SQLITE_ROW;
+}
+
+bool store_refreshes_prune(store_t *s, const char *mode, int keep)
+{
+    sqlite3_stmt *st = sq_stmt_use(s, ST_REFRESHES_PRUNE, "refreshes_prune");
+    if (st == NULL)
+        return false;
+    if (!sq_bind_text(st, 1, mode) || !sq_bind_i64(st, 2, keep))
+        return sq_fail(s, st, "refreshes_prune");
+    return sq_write_step(s, st, "refreshes_prune", NULL, NULL);
+}

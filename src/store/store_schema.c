@@ -194,6 +194,39 @@ const char *const store_migrations[] = {
     "ALTER TABLE approvals_v5 RENAME TO approvals;"
     "CREATE INDEX approvals_pending ON approvals (created_at, id) WHERE state = 'pending';"
     "CREATE INDEX approvals_run ON approvals (run_id, id);",
+
+    /* 5 -> 6: reconcile refreshes (mode 'reconcile': rebuild refreshes for
+     * its CHECK, keeping ids), the per-table watermarks of reconcile mode,
+     * and the bytes read from the primary per day (the egress budget). */
+    "CREATE TABLE refreshes_v6 ("
+    "  id          INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  mode        TEXT NOT NULL CHECK (mode IN ('dump', 'logical', 'reconcile')),"
+    "  \"trigger\"   TEXT NOT NULL CHECK (\"trigger\" IN ('schedule', 'manual')),"
+    "  state       TEXT NOT NULL DEFAULT 'running'"
+    "              CHECK (state IN ('running', 'succeeded', 'failed', 'refused')),"
+    "  started_at  INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  bytes       INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    "  file        TEXT NOT NULL DEFAULT '',"
+    "  error       TEXT NOT NULL DEFAULT ''"
+    ");"
+    "INSERT INTO refreshes_v6 SELECT id, mode, \"trigger\", state, started_at, finished_at, bytes,"
+    " file, error FROM refreshes;"
+    "DROP TABLE refreshes;"
+    "ALTER TABLE refreshes_v6 RENAME TO refreshes;"
+    "CREATE INDEX refreshes_succeeded ON refreshes (id) WHERE state = 'succeeded';"
+    "CREATE TABLE IF NOT EXISTS reconcile_tables ("
+    "  name       TEXT PRIMARY KEY,"               /* schema.table */
+    "  watermark  TEXT NOT NULL DEFAULT '',"        /* JSON [change, key...] of the last applied row */
+    "  full_key   TEXT NOT NULL DEFAULT '',"        /* whole copy under way: JSON [key...] applied */
+    "  full_at    INTEGER NOT NULL DEFAULT 0,"      /* the last whole copy finished, ms */
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS egress_days ("
+    "  day       TEXT PRIMARY KEY,"                 /* YYYY-MM-DD, UTC */
+    "  bytes     INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),"
+    "  refreshes INTEGER NOT NULL DEFAULT 0"
+    ");",
 };
 
 int store_latest_version(void)
@@ -343,4 +376,24 @@ const char *const store_stmt_sql[ST_COUNT] = {
     [ST_DRILL_LAST_GOOD] =
         "SELECT id, started_at, ended_at, result, report FROM drills WHERE result = 'succeeded'"
         " ORDER BY id DESC LIMIT 1",
+    [ST_WATERMARK_GET] =
+        "SELECT name, watermark, full_key, full_at, updated_at FROM reconcile_tables WHERE name = ?1",
+    [ST_WATERMARK_PUT] =
+        "INSERT INTO reconcile_tables (name, watermark, full_key, full_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)"
+        " ON CONFLICT (name) DO UPDATE SET watermark = excluded.watermark,"
+        "   full_key = excluded.full_key, full_at = excluded.full_at, updated_at = excluded.updated_at",
+    [ST_WATERMARKS_RESET] = "DELETE FROM reconcile_tables",
+    [ST_EGRESS_ADD] =
+        "INSERT INTO egress_days (day, bytes, refreshes) VALUES (strftime('%Y-%m-%d', ?1 / 1000, 'unixepoch'), ?2, 1)"
+        " ON CONFLICT (day) DO UPDATE SET bytes = bytes + excluded.bytes, refreshes = refreshes + 1",
+    [ST_EGRESS_SUM] =
+        "SELECT coalesce(sum(bytes), 0), coalesce(sum(refreshes), 0) FROM egress_days"
+        " WHERE day >= strftime('%Y-%m-%d', ?1 / 1000, 'unixepoch')"
+        "   AND day < strftime('%Y-%m-%d', ?2 / 1000, 'unixepoch')",
+    /* a frequent mode's routine rows: keep the newest ?2 of ?1 (failures stay) */
+    [ST_REFRESHES_PRUNE] =
+        "DELETE FROM refreshes WHERE mode = ?1 AND state IN ('succeeded', 'refused') AND id <"
+        " (SELECT coalesce(min(id), 0) FROM (SELECT id FROM refreshes WHERE mode = ?1"
+        "  ORDER BY id DESC LIMIT ?2))",
 };

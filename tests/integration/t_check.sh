@@ -50,7 +50,7 @@ is "$RC" 0 "healthy sandbox: drctl check exits 0" || show
 is "$(with_status fail)" "" "... nothing fails"
 is "$(with_status warn)" "backup-lag" "... only backup-lag warns ([refresh] mode = off)" || show
 like "$(reason_of backup-lag)" "^unknown" "... its reason: unknown"
-is "$(jq length <<<"$OUT")" 14 "... fourteen checks"
+is "$(jq length <<<"$OUT")" 15 "... fifteen checks"
 # the budget is 2 s (make bench measures it); slack for a loaded CI machine
 cmp_ok "$el" -lt 4000 "... within its 2 s budget plus slack (${el} ms)"
 text=$("$DRCTL" -c "$GOOD" check 2>&1)

@@ -127,18 +127,18 @@ t_first=$(rd .checked_at)
 cmp_ok "$t_first" -ge "$t_start" "... the first run came after the reload (a reload runs the checks at once: $(( t_first - t_start )) ms)"
 is "$(with_status fail)" "" "... no check fails"
 is "$(with_status warn)" "backup-lag drill" "... only backup-lag ([refresh] mode = off) and drill (none on record) warn" || rd_diag
-is "$(with_status ok)" "app-commands backup backup-converged backup-schema backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary webhook" \
+is "$(with_status ok)" "app-commands backup backup-converged backup-schema backup-writable config dump-disk env-file health-url primary privileges-backup privileges-primary refresh webhook" \
   "... every other check is ok"
 is "$(ck drill reason)" "no successful drill on record" "... drill's reason"
-is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | type) == "number" and (.fix | type) == "string")) | length')" 15 \
+is "$(rd '.checks | map(select((.since | type) == "number" and (.checked_at | type) == "number" and (.fix | type) == "string")) | length')" 16 \
   "... each item has since, checked_at and fix"
 poll_until 5 metric_is drd_ready 1; ok $? "/metrics: drd_ready 1" || diag "$(drd_api /metrics | grep -E '^drd_(ready|check)')"
 m=$(drd_api /metrics)
-is "$(grep -c '^drd_check_status{check="[a-z-]*"} [012]$' <<<"$m")" 15 "... one drd_check_status line per check"
+is "$(grep -c '^drd_check_status{check="[a-z-]*"} [012]$' <<<"$m")" 16 "... one drd_check_status line per check"
 like "$m" $'\ndrd_check_status\\{check="env-file"\\} 0\n' "... env-file 0 (ok)"
 like "$m" $'\ndrd_check_status\\{check="backup-lag"\\} 1\n' "... backup-lag 1 (warn)"
 like "$m" $'\ndrd_drill_last_success_timestamp_seconds 0\n' "... drd_drill_last_success_timestamp_seconds 0 (no drill)"
-is "$(drd_sql "SELECT count(*) FROM checks")" 15 "state db: 15 rows in checks"
+is "$(drd_sql "SELECT count(*) FROM checks")" 16 "state db: 16 rows in checks"
 is "$(drd_sql "SELECT status FROM checks WHERE name = 'env-file'")" ok "... env-file ok"
 is "$(drd_sql "SELECT count(*) FROM checks WHERE status NOT IN ('ok', 'warn') OR checked_at < since")" 0 \
   "... none fails, since <= checked_at"

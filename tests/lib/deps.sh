@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 pkgs=(build-essential pkg-config libpq-dev libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev libjansson-dev libcmocka-dev postgresql-15 postgresql-client-15
-      sqlite3 curl procps util-linux jq strace chromium wrk clang libclang-rt-14-dev)
+      sqlite3 curl procps util-linux jq strace chromium wrk clang libclang-rt-14-dev pgbouncer)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -336,7 +336,7 @@ int main(int argc, char **argv)
     t.ex = executor_new(t.loop, t.store, t.monitor, t.fetch, t.cfg);
     if (t.ex == NULL)
         goto cleanup;
-    refresh_gate gate = { &t, gate_app_on_backup, gate_run_active, gate_primary_breaker };
+    refresh_gate gate = { &t, gate_app_on_backup, gate_run_active, gate_primary_breaker, NULL };
     t.refresh = refresh_new(t.loop, t.store, &gate, t.cfg);
     if (t.refresh == NULL)
         goto cleanup;

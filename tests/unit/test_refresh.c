@@ -228,6 +228,86 @@ static void directories(void **st)
     assert_true(refresh_rm_tree(dir));
 }
 
+/* 2026-12-03 12:00:00 UTC */
+#define T_DEC3 1796299200000LL
+#define DAY_MS 86400000LL
+
+static void egress_month_and_runs(void **st)
+{
+    (void)st;
+    int64_t a, b;
+    refresh_month_bounds(T_DEC3, &a, &b);
+    assert_int_equal(a, 1796083200000LL);          /* 2026-12-01 00:00 UTC */
+    assert_int_equal(b, 1798761600000LL);          /* 2027-01-01 00:00 UTC: the year rolls */
+    /* every 6 h for one day: 4; none backwards */
+    assert_int_equal(refresh_runs_between(6 * 3600000LL, NULL, T_DEC3, T_DEC3 + DAY_MS), 4);
+    assert_int_equal(refresh_runs_between(6 * 3600000LL, NULL, T_DEC3, T_DEC3), 0);
+    /* a weekly cron over 4 weeks: 4 */
+    cron_expr c;
+    char err[64];
+    assert_true(cron_parse("0 2 * * 0", &c, err, sizeof err));
+    assert_int_equal(refresh_runs_between(0, &c, T_DEC3, T_DEC3 + 28 * DAY_MS), 4);
+    int64_t p;
+    assert_false(refresh_egress_project(0, 10, 10, 10, &p));     /* no budget: never over */
+    assert_int_equal(p, 110);
+    assert_false(refresh_egress_project(110, 10, 10, 10, &p));   /* exactly the budget: not over */
+    assert_true(refresh_egress_project(109, 10, 10, 10, &p));
+    assert_false(refresh_egress_project(100, 50, -1, 10, &p));   /* size unknown: what was read */
+    int64_t v;
+    assert_true(parse_bytes("5GB", &v) && v == 5000000000LL);
+    assert_true(parse_bytes("1.5 GiB", &v) && v == 1610612736LL);
+    assert_true(parse_bytes("200mb", &v) && v == 200000000LL);
+    assert_true(parse_bytes("1024", &v) && v == 1024);
+    assert_false(parse_bytes("-1GB", &v));
+    assert_false(parse_bytes("5 parsecs", &v));
+    assert_false(parse_bytes("", &v));
+}
+
+/* A scripted month (the clock injected): a 200 MB dump every `every`
+ * against 5 GB. Day by day the month's total grows; the projection warns
+ * exactly on the first day it would exceed the budget, never before. */
+static void egress_scripted_month(void **st)
+{
+    (void)st;
+    const int64_t budget = 5000000000LL, dump = 200000000LL;
+    int64_t start, end;
+    refresh_month_bounds(T_DEC3, &start, &end);
+    /* weekly: 5 dumps at most in December (1 GB): never over */
+    for (int64_t now = start, read = 0; now < end; now += DAY_MS) {
+        int64_t p, runs = refresh_runs_between(7 * DAY_MS, NULL, now, end);
+        assert_false(refresh_egress_project(budget, read, dump, runs, &p));
+        if (((now - start) / DAY_MS) % 7 == 0)
+            read += dump;
+    }
+    /* daily: 31 x 200 MB = 6.2 GB: over from the first day, and the
+     * projection equals what the month will have read */
+    int64_t p, runs = refresh_runs_between(DAY_MS, NULL, start, end);
+    assert_int_equal(runs, 31);
+    assert_true(refresh_egress_project(budget, 0, dump, runs, &p));
+    assert_int_equal(p, 31 * dump);
+    /* a schedule that fits, then a burst: 4 GB read by the 20th with daily
+     * 50 MB passes: 4 GB + 12 x 50 MB = 4.6 GB, fine; at 4.5 GB read it
+     * crosses (4.5 + 0.6 > 5) */
+    int64_t day20 = start + 19 * DAY_MS;
+    runs = refresh_runs_between(DAY_MS, NULL, day20, end);
+    assert_int_equal(runs, 12);
+    assert_false(refresh_egress_project(budget, 4000000000LL, 50000000LL, runs, &p));
+    assert_false(refresh_egress_project(budget, 4400000000LL, 50000000LL, runs, &p));   /* = 5.0 GB */
+    assert_true(refresh_egress_project(budget, 4400000001LL, 50000000LL, runs, &p));
+}
+
+static void change_column_choice(void **st)
+{
+    (void)st;
+    char *cols[] = { "id", "created_at", "name", "updated_at" };
+    assert_int_equal(refresh_change_column("updated_at, created_at", "public.t", cols, 4), 3);
+    assert_int_equal(refresh_change_column("modified, created_at", "public.t", cols, 4), 1);
+    assert_int_equal(refresh_change_column("updated_at, public.t=name", "public.t", cols, 4), 2);
+    assert_int_equal(refresh_change_column("updated_at, public.u=name", "public.t", cols, 4), 3);
+    assert_int_equal(refresh_change_column("modified", "public.t", cols, 4), -1);
+    assert_int_equal(refresh_change_column(NULL, "public.t", cols, 4), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +320,9 @@ int main(void)
         cmocka_unit_test(schedule),
         cmocka_unit_test(formats),
         cmocka_unit_test(directories),
+        cmocka_unit_test(egress_month_and_runs),
+        cmocka_unit_test(egress_scripted_month),
+        cmocka_unit_test(change_column_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

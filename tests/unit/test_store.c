@@ -109,7 +109,7 @@ static void open_creates_and_migrates(void **state)
     char v[32];
     char dir[PATH_MAX];
 
-    assert_int_equal(store_latest_version(), 5);
+    assert_int_equal(store_latest_version(), 6);
     store_t *s = open_rw(f);
     assert_int_equal(store_schema_version(s), store_latest_version());
 
@@ -121,7 +121,7 @@ static void open_creates_and_migrates(void **state)
     store_close(s);
 
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "5");
+    assert_string_equal(v, "6");
     assert_int_equal(raw_sql(f->path, "PRAGMA journal_mode", v, sizeof v), SQLITE_OK);
     assert_string_equal(v, "wal");
     assert_int_equal(raw_sql(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
@@ -1160,7 +1160,7 @@ static void migrate_v4_to_v5_keeps_approvals(void **state)
         " ALTER TABLE a4 RENAME TO approvals; PRAGMA user_version = 4;"), SQLITE_OK);
 
     s = open_rw(f);
-    assert_int_equal(store_schema_version(s), 5);
+    assert_int_equal(store_schema_version(s), store_latest_version());
     store_approval g;
     assert_true(store_approval_get(s, a, &g));
     assert_string_equal(g.state, "approved");
@@ -1472,7 +1472,7 @@ static void migrate_v2_to_v3_keeps_data(void **state)
     assert_int_equal(rr.n, 1);
     store_close(s);
     assert_int_equal(raw_sql(f->path, "PRAGMA user_version", v, sizeof v), SQLITE_OK);
-    assert_string_equal(v, "5");
+    assert_string_equal(v, "6");
 }
 
 static void notifications_add_update_recent(void **state)
@@ -1879,6 +1879,53 @@ static void drills_recent_and_last_good(void **state)
     store_close(s);
 }
 
+/* schema v6: reconcile watermarks (absent, put, replace, reset), egress
+ * summed per UTC day over a range, and the pruning of routine passes */
+static void watermarks_and_egress(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_rw(f);
+    store_watermark w;
+    assert_false(store_watermark_get(s, "public.items", &w));
+    assert_string_equal(w.watermark, "");
+    str_copy(w.name, "public.items", sizeof w.name);
+    str_copy(w.watermark, "[\"2026-12-03 12:00:00+00\",\"7\"]", sizeof w.watermark);
+    w.updated_at = 5;
+    assert_true(store_watermark_put(s, &w));
+    str_copy(w.full_key, "[\"9\"]", sizeof w.full_key);
+    w.full_at = 77;
+    assert_true(store_watermark_put(s, &w));
+    store_watermark g;
+    assert_true(store_watermark_get(s, "public.items", &g));
+    assert_string_equal(g.watermark, "[\"2026-12-03 12:00:00+00\",\"7\"]");
+    assert_string_equal(g.full_key, "[\"9\"]");
+    assert_int_equal(g.full_at, 77);
+    assert_true(store_watermarks_reset(s));
+    assert_false(store_watermark_get(s, "public.items", &g));
+
+    const int64_t day = 86400000LL, dec1 = 1796083200000LL;   /* 2026-12-01 00:00 UTC */
+    assert_true(store_egress_add(s, dec1 - 1, 1000));           /* November 30th */
+    assert_true(store_egress_add(s, dec1, 10));
+    assert_true(store_egress_add(s, dec1 + day - 1, 20));
+    assert_true(store_egress_add(s, dec1 + 2 * day, 300));
+    int64_t bytes, n;
+    assert_true(store_egress_sum(s, dec1, dec1 + 31 * day, &bytes, &n));
+    assert_int_equal(bytes, 330);
+    assert_int_equal(n, 3);
+    assert_true(store_egress_sum(s, dec1, dec1 + day, &bytes, &n));   /* the 1st only */
+    assert_int_equal(bytes, 30);
+    assert_true(store_egress_sum(s, dec1 - day, dec1 + 31 * day, &bytes, NULL));
+    assert_int_equal(bytes, 1330);
+
+    for (int i = 0; i < 10; i++)
+        assert_true(add_refresh(s, "reconcile", "schedule", i == 3 ? "failed" : "succeeded", 100 + i, 101 + i) > 0);
+    assert_true(add_refresh(s, "dump", "schedule", "succeeded", 50, 60) > 0);
+    assert_true(store_refreshes_prune(s, "reconcile", 4));
+    /* the newest 4 reconcile rows, the failed one and the dump stay */
+    assert_int_equal(count_rows(f, "refreshes"), 6);
+    store_close(s);
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
@@ -1914,6 +1961,7 @@ int main(void)
         T(notification_summary_masked_and_bounded),
         T(notifications_pruned_to_newest_10000),
         T(refreshes_lifecycle_and_last_good),
+        T(watermarks_and_egress),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

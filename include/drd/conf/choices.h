@@ -18,7 +18,7 @@ typedef enum { NOTIFY_SLACK = 0, NOTIFY_JSON } notify_format;
 typedef enum { NO_PK_COPY = 0, NO_PK_REFUSE } no_pk_mode;
 typedef enum { CONFLICTS_ASK = 0, CONFLICTS_BACKUP_WINS, CONFLICTS_PRIMARY_WINS } conflicts_mode;
 typedef enum { SYNC_MODE_INCREMENTAL = 0, SYNC_MODE_FULL } sync_mode;
-typedef enum { REFRESH_OFF = 0, REFRESH_DUMP, REFRESH_LOGICAL } refresh_mode;
+typedef enum { REFRESH_OFF = 0, REFRESH_DUMP, REFRESH_LOGICAL, REFRESH_RECONCILE } refresh_mode;
 
 extern const char *const failover_mode_names[];
 extern const char *const fence_mode_names[];

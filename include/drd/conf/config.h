@@ -71,12 +71,19 @@ typedef struct config {
     char *sync_mode;             /* incremental | full */
     int64_t sync_parallel;
 
-    char *refresh_mode;          /* off | dump | logical */
+    char *refresh_mode;          /* off | dump | logical | reconcile */
     int64_t refresh_every_ms;    /* 0 = not by interval */
     char *refresh_schedule;      /* cron expression, or NULL */
     char *refresh_dir;
     int64_t refresh_keep, refresh_max_age_ms, refresh_max_lag_ms, refresh_jobs;
     char *refresh_publication, *refresh_subscription;
+    /* reconcile mode (and the egress budget, every mode) */
+    char *refresh_source_url;    /* NULL: [primary] url; may be a transaction-mode pooler */
+    char *refresh_tables;        /* comma-separated schema.table, NULL: every keyed table */
+    char *refresh_change_columns; /* candidates in order, and schema.table=column overrides */
+    int64_t refresh_lookback_ms, refresh_batch, refresh_full_every_ms, refresh_compare_every_ms;
+    char *refresh_deletes;       /* auto | ledger | compare */
+    char *refresh_egress_budget; /* a size ("5GB"), NULL: no budget */
 
     char *log_level;
 

@@ -25,6 +25,12 @@ int64_t wall_ms(void);
 /* "250ms", "1s", "5m", "1h", "1h30m"; a bare number is seconds.
  * Returns false on anything else (empty, negative, overflow, bad unit). */
 bool parse_duration_ms(const char *s, int64_t *out);
+/* A size: "5GB", "500 MB", "1.5GiB", "1024" (bytes). KB/MB/GB/TB are
+ * powers of 1000, KiB/MiB/GiB/TiB of 1024 (case-insensitive, B optional).
+ * false on anything else (negative, overflow, bad unit). */
+bool parse_bytes(const char *s, int64_t *out);
+/* "4.8 GB", "512 kB", "12 B" (powers of 1000). */
+void format_bytes(int64_t bytes, char *buf, size_t n);
 /* Format milliseconds compactly ("1.5s", "250ms", "2m"). */
 void format_duration(int64_t ms, char *buf, size_t n);
 

@@ -33,6 +33,9 @@ typedef struct {
     int64_t approvals_pending;
     double backup_lag_seconds;        /* < 0: unknown */
     int64_t last_refresh_at;          /* wall ms of the last good copy, 0 = none */
+    /* bytes refreshes read from the primary this calendar month, the
+     * projection for the month, [refresh] egress_budget (0 none); -1: unknown */
+    int64_t egress_month_bytes, egress_projected_bytes, egress_budget_bytes;
     int64_t started_at;               /* wall ms */
     const char *version;
     int ready;                        /* readiness: 1 ready, 0 not, -1 never checked */

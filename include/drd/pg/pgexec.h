@@ -21,6 +21,14 @@ typedef struct {
      * (e.g. a count), "" otherwise. */
     char last_value[256];
     long last_rows;            /* PQntuples or PQcmdTuples of the last statement */
+    /* Bytes read from the server: the socket's own count on TCP
+     * (TCP_INFO), else the sizes of the results plus an estimate of the
+     * protocol's overhead. What a refresh reports as its egress. */
+    int64_t bytes_in;
+    /* The last result with rows (a SELECT) of the whole run, for callers
+     * that read more than one value (PQgetvalue...); owned by pgexec and
+     * valid during the callback only; NULL when none or on failure. */
+    const struct pg_result *rows;
 } pgexec_result;
 
 typedef void (*pgexec_cb)(void *arg, const pgexec_result *r);
@@ -33,6 +41,15 @@ typedef struct pgexec pgexec_t;
 pgexec_t *pgexec_start(loop_t *loop, const char *url, const char *password,
                        const char *const *statements, size_t n, int64_t timeout_ms,
                        pgexec_cb cb, void *arg);
+/* The same, with flags. PGEXEC_POOLED: the target may be a
+ * transaction-mode pooler: no session setup statement (it would stay on a
+ * server connection other clients share). PGEXEC_KEEP_ROWS: keep the last
+ * result with rows for the callback (pgexec_result.rows). */
+#define PGEXEC_POOLED    1u
+#define PGEXEC_KEEP_ROWS 2u
+pgexec_t *pgexec_start_flags(loop_t *loop, const char *url, const char *password,
+                             const char *const *statements, size_t n, int64_t timeout_ms,
+                             unsigned flags, pgexec_cb cb, void *arg);
 void pgexec_free(pgexec_t *p);       /* cancels (no callback) if still running; accepts NULL */
 
 #endif

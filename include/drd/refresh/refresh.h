@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "drd/conf/config.h"
+#include "drd/core/cron.h"
 #include "drd/core/loop.h"
 #include "drd/health/breaker.h"
 #include "drd/store/store.h"
@@ -35,6 +36,8 @@ typedef struct refresh_gate {
     bool (*app_on_backup)(void *ctx);
     bool (*run_active)(void *ctx);
     breaker_state (*primary_breaker)(void *ctx);
+    /* Optional: send a notification (event name, one line of text). */
+    void (*notify)(void *ctx, const char *event, const char *text);
 } refresh_gate;
 
 refresh_t *refresh_new(loop_t *loop, store_t *store, const refresh_gate *gate,
@@ -97,6 +100,39 @@ bool refresh_cancel(refresh_t *r, const char *reason);
  * exists or can be created, and is writable), adding "FILE:LINE: ..." to
  * errs; for drd -n and reloads. true when fine (or mode = off). */
 bool refresh_check_config(const config_t *cfg, config_errors *errs);
+/* ---- egress: bytes read from the primary, per calendar month (UTC) ---- */
+typedef struct {
+    int64_t budget;          /* [refresh] egress_budget, bytes; 0 = none */
+    int64_t month_bytes;     /* read so far this month */
+    int64_t per_run;         /* a typical refresh (median of the recent ones), -1 unknown */
+    int64_t runs_left;       /* refreshes the schedule still has this month */
+    int64_t projected;       /* month_bytes + per_run x runs_left */
+    bool over;               /* projected > budget */
+} refresh_egress;
+bool refresh_egress_get(const refresh_t *r, int64_t now_ms, refresh_egress *out);
+/* {"month_bytes", "budget_bytes"|null, "per_refresh_bytes"|null,
+ *  "refreshes_left", "projected_bytes", "over_budget"} */
+json_t *refresh_egress_json(const refresh_egress *e);
+/* Pure parts, for check and tests: the month around now (UTC); the
+ * scheduled starts in [from, to); month + per_run x runs, true when over
+ * budget (> 0). */
+void refresh_month_bounds(int64_t now_ms, int64_t *start_ms, int64_t *end_ms);
+int64_t refresh_runs_between(int64_t every_ms, const cron_expr *cron, int64_t from_ms, int64_t to_ms);
+bool refresh_egress_project(int64_t budget, int64_t month_bytes, int64_t per_run, int64_t runs_left,
+                            int64_t *projected);
+/* [refresh] every as it applies (reconcile without every or schedule: 30 s), 0 none. */
+int64_t refresh_every_effective(const config_t *cfg);
+/* [refresh] egress_budget in bytes, 0 = none. */
+int64_t refresh_budget_bytes(const config_t *cfg);
+/* The median bytes of the recent succeeded refreshes of mode, -1 none. */
+int64_t refresh_typical_bytes(store_t *store, const char *mode);
+
+/* Reconcile mode: the change column of table (schema.table) among its
+ * columns cols[0..n): a "schema.table=column" entry of the
+ * [refresh] change_columns list, else its first plain candidate the table
+ * has; -1 none (the table is copied whole every full_every). */
+int refresh_change_column(const char *list, const char *table, char *const *cols, size_t ncols);
+
 /* Logical mode's sampling period (default 1 s; tests and benchmarks). */
 void refresh_set_watch_interval(refresh_t *r, int64_t ms);
 /* Called (from the loop) when what refresh_status_json() shows changed: a

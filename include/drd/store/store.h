@@ -256,7 +256,7 @@ typedef bool (*store_notification_cb)(const store_notification *n, void *arg);
 bool store_notifications_recent(store_t *s, int limit, store_notification_cb cb, void *arg);
 
 /* ---- backup refreshes (schema v3) ----
- * mode: dump | logical; trigger: schedule | manual;
+ * mode: dump | logical | reconcile; trigger: schedule | manual;
  * state: running | succeeded | failed | refused */
 typedef struct {
     int64_t id;
@@ -277,6 +277,32 @@ typedef bool (*store_refresh_cb)(const store_refresh *r, void *arg);
 bool store_refreshes_recent(store_t *s, int limit, store_refresh_cb cb, void *arg);
 /* The most recent succeeded refresh; false if none. */
 bool store_refresh_last_good(store_t *s, store_refresh *out);
+/* Delete mode's succeeded and refused refreshes but the newest keep (a
+ * reconcile pass every 30 s must not grow the file without end). */
+bool store_refreshes_prune(store_t *s, const char *mode, int keep);
+
+/* ---- reconcile mode's per-table watermarks (schema v6) ----
+ * watermark: JSON array of strings [change value, key...] of the last row
+ * applied on the backup (in change, key order), "" = nothing copied yet;
+ * full_key: a whole copy under way, JSON [key...] of the last row applied,
+ * "" = none; full_at: when the last whole copy ended (wall ms). Written only
+ * after the batch committed on the backup. */
+typedef struct {
+    char name[256];
+    char watermark[2048];
+    char full_key[2048];
+    int64_t full_at;
+    int64_t updated_at;
+} store_watermark;
+/* false when the table has none yet (out zeroed). */
+bool store_watermark_get(store_t *s, const char *name, store_watermark *out);
+bool store_watermark_put(store_t *s, const store_watermark *w);
+bool store_watermarks_reset(store_t *s);
+
+/* ---- egress: bytes read from the primary, per UTC day (schema v6) ---- */
+bool store_egress_add(store_t *s, int64_t at_ms, int64_t bytes);
+/* Sum of the days from from_ms's up to (excluding) to_ms's. */
+bool store_egress_sum(store_t *s, int64_t from_ms, int64_t to_ms, int64_t *bytes, int64_t *refreshes);
 
 /* ---- readiness checks (schema v4): the latest result of each ----
  * status: ok | warn | fail; since: when it got that status. */
