@@ -79,7 +79,7 @@ static int setup(void **state)
     x->mon = monitor_new(x->loop, x->st, x->cfg);
     x->ex = executor_new(x->loop, x->st, x->mon, NULL, x->cfg);
     x->pol = policy_new(x->loop, x->st, x->mon, x->ex, NULL, x->cfg);
-    refresh_gate gate = { x, no, no, closed };
+    refresh_gate gate = { x, no, no, closed, NULL };
     x->ref = refresh_new(x->loop, x->st, &gate, x->cfg);
     assert_non_null(x->ref);
     snapshot_parts p = { .monitor = x->mon, .executor = x->ex, .policy = x->pol, .refresh = x->ref,
