@@ -407,7 +407,7 @@
       let txt = fmtDuration(lag * 1000) + ' behind the primary';
       const copied = t.last_copy_at || t.last_refresh_at || st.last_refresh_at;
       if (copied) txt += ' (last copy ' + fmtAgo(copied) + ')';
-      $('.lag', card).textContent = txt;
+      $('.lag', card).textContent = txt + (name === 'backup' ? egressText(st.refresh) : '');
     }
 
     const errp = $('.last-error', card);
@@ -425,6 +425,22 @@
       state.samples[name] = state.samples[name].filter((s) => s.t >= cut);
     }
     drawChart($('.chart', card), state.samples[name]);
+  }
+
+  // "; read from the primary this month: 1.2 GB, projected 4.1 GB of 5 GB"
+  function fmtBytes(b) {
+    if (b < 1e3) return b + ' B';
+    if (b < 1e6) return (b / 1e3).toFixed(1) + ' kB';
+    if (b < 1e9) return (b / 1e6).toFixed(1) + ' MB';
+    return (b / 1e9).toFixed(2) + ' GB';
+  }
+  function egressText(r) {
+    const e = r && r.egress;
+    if (!e || typeof e.month_bytes !== 'number' || (e.month_bytes === 0 && !e.budget_bytes)) return '';
+    let txt = '; read from the primary this month: ' + fmtBytes(e.month_bytes) +
+      ', projected ' + fmtBytes(e.projected_bytes);
+    if (e.budget_bytes) txt += ' of ' + fmtBytes(e.budget_bytes) + (e.over_budget ? ' \u2014 OVER THE EGRESS BUDGET' : '');
+    return txt;
   }
 
   const SVG = 'http://www.w3.org/2000/svg';

@@ -29,7 +29,7 @@
  *                  CREATE DATABASE and the rename (CREATEDB, owner of the
  *                  app's database) on the backup;
  *   reconcile      SELECT on the tables of the primary, and (optional:
- *                  without them deletes are found by comparing keys) CREATE
+ *                  without them deletes do not reach the backup) CREATE
  *                  on its database (schema drd, the ledger) and TRIGGER on
  *                  the tables; SELECT/INSERT/UPDATE/DELETE on the backup's
  *                  tables, SET session_replication_role (optional: without
@@ -88,7 +88,7 @@ static const struct {
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_ATTR,        0, "CREATEDB", false },
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_DB_OWNER,    0, NULL, false },
     /* reconcile: the ledger and its triggers are optional (deletes = auto
-     * falls back to comparing keys without them) */
+     * goes on without them, deletes then do not reach the backup) */
     { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_SELECT, NULL, false },
     { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_DATABASE,    P_CREATE, NULL, true },
     { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_TRIGGER, NULL, true },

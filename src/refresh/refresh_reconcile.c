@@ -343,7 +343,8 @@ static void install_failed(rec_pass *p, const char *error)
     if (!r->rec_warned_ledger) {
         r->rec_warned_ledger = true;
         refresh_record_event(r, true, "reconcile: cannot install the delete triggers on the primary (%s): "
-                             "deleted rows are found by comparing keys every compare_every instead", error);
+                             "rows deleted on the primary stay on the backup (the key-range comparison of deletes = compare "
+                             "is not built yet): grant TRIGGER and CREATE, see drctl grants primary", error);
     }
     p->ledger = false;
     after_setup(p);
