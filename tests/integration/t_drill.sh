@@ -7,8 +7,9 @@
 # restarts the primary, fails back (sync-back, verify) and reports the
 # figures; the real drd keeps the report (/api/drills, the status, drctl
 # history) and its own targets are untouched. A second drill whose restore
-# also changes a row on the primary behind drd's back fails at verify, is
-# reported failed, and `drctl --drill check` explains the state it left.
+# also writes on the primary, behind drd's back, a key the drill writes on
+# the backup stops at pre-sync's conflict (the app never stopped), is
+# reported failed, and `drctl --drill check` shows the state it left.
 # TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
@@ -90,20 +91,23 @@ like "$hist" "DRILLS" "drctl history lists drills"
 is "$(drd_sql "SELECT count(*) FROM incidents")" 0 "the real drd saw no incident (its targets were never touched)"
 is "$(drd_sql "SELECT count(*) FROM runs")" 0 "... and ran nothing"
 
-# ------------------------------------------- a drill that fails verify ----
-# The restore also changes a row on the primary behind drd's back (as if
-# a write had reached the primary but not the backup): verify finds the
-# primary's fixture row different and the drill is reported failed.
+# ------------------------------------------- a drill that stops at a conflict ----
+# The restore also writes on the primary, behind drd's back, a row with the
+# key of the first row the drill writes on the backup during the outage:
+# the failback's pre-sync finds the same key written on both sides, asks
+# (a conflict is a human's decision) before the app is stopped, and the
+# drill is reported failed. (A row changed on the primary only is the
+# backup having been behind: the primary's version stands, no failure.)
 drill_conf "$TEST_TMP/bad.conf" \
-  drill.restore="$RESTORE && $PG_BIN/psql -qAt -h 127.0.0.1 -p $(pg_port primary) -U postgres -d appdb -c \"BEGIN READ WRITE; UPDATE fixture SET v = 'changed on the primary only'; COMMIT\"" \
+  drill.restore="$RESTORE && $PG_BIN/psql -qAt -h 127.0.0.1 -p $(pg_port primary) -U postgres -d appdb -c \"BEGIN READ WRITE; INSERT INTO public.drd_drill_rows (id, drill, n) VALUES (1, 0, 0); COMMIT\"" \
   || bail_out "drd_config bad"
 # (The first drill's failback moved the primary's sequence past the
 # backup's and the app wrote there since: the failover's bump-sequences
 # step moves the backup's ahead again, so no id collides - no conflict.)
 out=$(timeout -k 5 150 "$DRCTL" -c "$TEST_TMP/bad.conf" drill --json 2>"$TEST_TMP/bad.err"); rc=$?
-is "$rc" 1 "a drill whose failback verify fails exits 1" || { diag "$out"; diag_file "$TEST_TMP/bad.err" 30; }
+is "$rc" 1 "a drill whose failback meets a conflict exits 1" || { diag "$out"; diag_file "$TEST_TMP/bad.err" 30; }
 is "$(jq -r .result <<<"$out")" failed "... reported failed"
-like "$(jq -r .error <<<"$out")" "verify" "... at the verify step: $(jq -r .error <<<"$out" | cut -c1-160)"
+like "$(jq -r .error <<<"$out")" "human decision at step pre-sync" "... at the pre-sync step, before the app is stopped: $(jq -r .error <<<"$out" | cut -c1-160)"
 is "$(jq -r .rows_written <<<"$out")" "$ROWS" "... after writing its rows"
 is "$(jq -r .recorded <<<"$out")" true "... and recorded"
 DRD_CONF=$TEST_TMP/drd.conf
@@ -112,8 +116,9 @@ is "$(jq -r '[.drills[].result] | join(" ")' <<<"$d")" "failed succeeded" "the r
 is "$(drd_json .drill.last.result)" failed "the status shows the failed drill"
 is "$(drd_json .drill.warning)" null "... the last successful one is recent: no warning"
 chk=$("$DRCTL" -c "$TEST_TMP/bad.conf" --drill check 2>&1); rc=$?
-is "$rc" 1 "drctl --drill check explains the state the failed drill left (exit 1)" || diag "$chk"
-like "$chk" "fail +health-url" "... the app is not answering (the failback stopped it)"
+is "$rc" 0 "drctl --drill check: the state the stopped drill left is sound" || diag "$chk"
+like "$chk" "ok +health-url" "... the app still answers: pre-sync stopped before the app was"
+like "$chk" "env-file .*points at the active side \(backup\)" "... and it still runs on the backup"
 like "$(cat "$TEST_TMP/bad.err")" "--drill check" "drctl drill says how to inspect the drill environment"
 
 drd_stop; is "$?" 0 "the real drd stops cleanly"
