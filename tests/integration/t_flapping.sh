@@ -90,9 +90,9 @@ drd_wait_field 15 .targets.primary.breaker closed; ok $? "primary breaker closed
 out=$(fo_drctl failback --yes 2>&1)
 like "$out" "run 2 succeeded" "drctl failback --yes: the failback succeeded on its own" || { diag "$out"; fo_diag; }
 unlike "$out" "waits for approval" "... it never waited for an approval"
-like "$(drd_sql "SELECT output FROM steps WHERE run_id = 2 AND name = 'verify'")" \
+like "$(drd_sql "SELECT output FROM steps WHERE run_id = 2 AND name = 'pre-sync'")" \
   "public\.drd_app_writes: primary has [0-9]+ more rows? than the backup .*every backup row is on the primary, identical" \
-  "... verify: the primary's older rows (never on the backup) kept, every backup row there"
+  "... pre-sync's online verify: the primary's older rows (never on the backup) kept, every backup row there"
 is "$(drd_json .active)" primary "status: active=primary"
 is "$(fo_env_url)" "$(fo_app_url primary)" "env file: the primary"
 
