@@ -8,7 +8,8 @@
 #   exec        stop-app / start-app are a gate script that waits for the test
 #   refresh     bump-sequences waits on a lock held on the backup's table
 #   capture     (and uncapture) wait on a lock on the backup's table
-#   sync-back   waits on a lock on the primary's sequence (ALTER SEQUENCE)
+#   pre-sync    waits on a lock on the primary's sequence (ALTER SEQUENCE), the app running
+#   sync-back   the same, for the tail written after pre-sync
 #   verify      waits on a lock on the primary's table
 #   fence       (and its lift) wait on a SHARE lock on pg_db_role_setting
 #   wait-healthy app    polls a health URL nobody answers until the test
@@ -297,12 +298,24 @@ hup_to B                          # the next run starts under B
 pg_psql backup "INSERT INTO drd_app_writes (writer, seq) SELECT 'outage', g FROM generate_series(1, 30) g" \
   appdb >/dev/null || bail_out "cannot write on the backup"
 KIND=failback
-storm_start                       # check-primary, then stop-app
+# pre-sync (sync-back online, the app still running) is held at the end of
+# its first pass, when it moves the sequence (setval: ROW EXCLUSIVE) with
+# the rows written and not committed yet
+lock_ask presync primary appdb "ALTER SEQUENCE drd_app_writes_id_seq INCREMENT BY 1" &&
+  lock_held presync || bail_out "lock"
+storm_start                       # check-primary, then pre-sync
 start_run failback || bail_out "the failback did not start"
-held stop-app gate; storm_stop
+held pre-sync lock:primary; storm_stop
+hup_to A; diag "failback: SIGHUP (A) during pre-sync"
+lock_release presync
+finished pre-sync B
+
+held stop-app gate
 hup_to A; diag "failback: SIGHUP (A) during stop-app"
-# sync-back is held at its end, when it moves the sequence (setval:
-# ROW EXCLUSIVE) with the rows written and not committed yet
+# the tail: written on the backup after pre-sync's last pass, before the app
+# stops; sync-back is held the same way when it moves the sequence
+pg_psql backup "INSERT INTO drd_app_writes (writer, seq) SELECT 'tail', g FROM generate_series(1, 5) g" \
+  appdb >/dev/null || bail_out "cannot write the tail on the backup"
 lock_ask sync primary appdb "ALTER SEQUENCE drd_app_writes_id_seq INCREMENT BY 1" &&
   lock_held sync || bail_out "lock"
 open_gate stop-app
@@ -374,6 +387,8 @@ ok $? "notify: the failback's message went to B's webhook"
 ! grep -q '"failback tell"' "$TEST_TMP/wa.jsonl" 2>/dev/null; ok $? "... not to A's"
 is "$(pg_psql primary "SELECT count(*) FROM drd_app_writes WHERE writer = 'outage'" appdb)" 30 \
   "sync-back: the outage's 30 rows are on the primary"
+is "$(pg_psql primary "SELECT count(*) FROM drd_app_writes WHERE writer = 'tail'" appdb)" 5 \
+  "... and the 5 of the tail, written after pre-sync"
 is "$(sed -n 's/^DATABASE_URL=//p' "$ENV_FILE")" "$(fo_app_url primary)" "switch-env: the env file points at the primary again"
 cmp_ok "$(reloads)" -ge 30 "drd reloaded its configuration $(reloads) times during the two runs"
 
