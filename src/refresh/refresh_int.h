@@ -406,4 +406,7 @@ int64_t refresh_watch_last_beat(const refresh_t *r);
  * ("" or absent: none), recorded so a restarted drd can end it. */
 #define REFRESH_PGID_KEY "refresh_pgid"
 
+/* SQL: the current database's oid (for pg_subscription.subdbid). */
+#define CUR_DB_OID "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
 #endif
