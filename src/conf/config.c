@@ -525,14 +525,6 @@ done:
     return c;
 }
 
-static void free_secret(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 const config_t *config_ref(const config_t *c)
 {
     if (c != NULL)
@@ -553,7 +545,7 @@ void config_free(const config_t *cc)
             continue;
         free(*cfg_field_str(c, config_options[i].offset));
         if (config_options[i].type == OPT_SECRET_FILE)
-            free_secret(*cfg_field_str(c, config_options[i].secret));
+            str_free_secret(*cfg_field_str(c, config_options[i].secret));
     }
     for (size_t i = 0; i < c->n_entries; i++) {
         free(c->entries[i].section);

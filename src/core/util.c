@@ -491,3 +491,11 @@ bool table_excluded(const char *list, const char *schema, const char *name)
     }
     return false;
 }
+
+void str_free_secret(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}

@@ -79,14 +79,6 @@ static void on_socket(loop_t *loop, int fd, short revents, void *arg);
 
 /* ---- helpers --------------------------------------------------------- */
 
-static void free_secret(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 /* libpq messages are multi-line ("...failed: Connection refused\n\tIs the
  * server running..."): one line, secrets masked (pgconn.c). */
 static void set_error_text(probe_t *p, const char *msg)
@@ -572,12 +564,12 @@ bool probe_configure(probe_t *p, const char *url, const char *password, int64_t 
     char *pw = password ? strdup(password) : NULL;
     if (u == NULL || (password != NULL && pw == NULL)) {
         log_error("probe %s: out of memory", p->name);
-        free_secret(u);
-        free_secret(pw);
+        str_free_secret(u);
+        str_free_secret(pw);
         return false;
     }
-    free_secret(p->url);
-    free_secret(p->password);
+    str_free_secret(p->url);
+    str_free_secret(p->password);
     p->url = u;
     p->password = pw;
     p->timeout_ms = timeout_ms;
@@ -643,7 +635,7 @@ void probe_free(probe_t *p)
     loop_cancel_timer(p->loop, p->deadline_timer);
     loop_cancel_timer(p->loop, p->report_timer);
     free(p->name);
-    free_secret(p->url);
-    free_secret(p->password);
+    str_free_secret(p->url);
+    str_free_secret(p->password);
     free(p);
 }

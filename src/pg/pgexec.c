@@ -96,14 +96,6 @@ static void on_socket(loop_t *loop, int fd, short revents, void *arg);
 
 /* ---- helpers --------------------------------------------------------- */
 
-static void free_secret(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static void set_error_text(pgexec_t *p, const char *msg)
 {
     pgconn_error_text(msg, p->result.error, sizeof(p->result.error));
@@ -555,10 +547,10 @@ void pgexec_free(pgexec_t *p)
     loop_cancel_timer(p->loop, p->deadline_timer);
     loop_cancel_timer(p->loop, p->report_timer);
     PQclear(p->rows);
-    free_secret(p->url);
-    free_secret(p->password);
+    str_free_secret(p->url);
+    str_free_secret(p->password);
     for (size_t i = 0; i < p->n; i++)
-        free_secret(p->stmts[i]);      /* statements may carry passwords */
+        str_free_secret(p->stmts[i]);      /* statements may carry passwords */
     free(p->stmts);
     free(p);
 }

@@ -202,14 +202,6 @@ static char *create_subscription_sql(const rconn *prim, const char *sub, const c
     return q;
 }
 
-static void free_secret_str(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static const char *const HEARTBEAT_ON_BACKUP[] = {
     "CREATE SCHEMA IF NOT EXISTS drd_refresh",
     "CREATE TABLE IF NOT EXISTS drd_refresh.heartbeat (id int PRIMARY KEY CHECK (id = 1),"
@@ -338,7 +330,7 @@ int refresh_logical_subscribe_enter(job_t *j)
     j->sub_created = true;             /* its slot may exist even if this fails */
     int rc = refresh_job_sql(j, j->c_new, j->back.password, stmts, 2, SQL_SHORT_MS, subscribe_done,
                      "backup (creating the subscription)", 0);
-    free_secret_str(create);
+    str_free_secret(create);
     return rc;
 }
 
@@ -481,7 +473,7 @@ static void op_free(helper_op *op)
     loop_cancel_timer(op->r->loop, op->timer);
     for (int i = 0; i < op->n_steps; i++) {
         for (char **p = op->steps[i].stmts; p && *p; p++)
-            free_secret_str(*p);
+            str_free_secret(*p);
         free(op->steps[i].stmts);
     }
     refresh_rconn_free(&op->prim);
@@ -613,12 +605,12 @@ static bool op_add(helper_op *op, bool on_primary, char **stmts, size_t n)
         if (list != NULL)
             list[i + 1] = stmts[i];
         else
-            free_secret_str(stmts[i]);
+            str_free_secret(stmts[i]);
     }
     if (!ok) {
         if (list != NULL)
             for (size_t i = 0; i <= n; i++)
-                free_secret_str(list[i]);
+                str_free_secret(list[i]);
         free(list);
         return false;
     }

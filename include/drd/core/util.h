@@ -38,6 +38,9 @@ void format_duration(int64_t ms, char *buf, size_t n);
  * (>= n: it was cut). A cut is made on a UTF-8 character boundary:
  * str_trunc(dst, n, src, NULL). */
 size_t str_copy(char *dst, const char *src, size_t n);
+/* Zero a malloc'd secret (a password, a conninfo holding one) and free
+ * it; accepts NULL. */
+void str_free_secret(char *s);
 /* THE truncation helper for text that is stored or sent: copy src into dst
  * (size n), cut on a UTF-8 character boundary when it does not fit; with
  * `marker` (e.g. "…"), a cut text ends with it (within n). Returns
