@@ -102,16 +102,7 @@ static bool stage_hashes(sync_ctx *c, sworker *w, const stable *t, bool by_recor
     if (q.oom || !sq_cmd(&w->b, "BEGIN", NULL) || !sq_cmd(&w->b, sb_str(&q), "locking the table"))
         goto out;
     sb_reset(&q);
-    sb_add(&q, "CREATE TEMP TABLE drd_cv (");
-    for (size_t k = 0; k < t->nkey; k++)
-        sb_printf(&q, "k%zu, ", k + 1);
-    sb_add(&q, "h) ON COMMIT DROP AS SELECT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_add(&q, "t.");
-        sb_ident(&q, t->key[k]);
-        sb_add(&q, ", ");
-    }
-    sb_printf(&q, "0::bigint FROM ONLY %s t WITH NO DATA", t->qname);
+    sync_key_table_sql(&q, t, "drd_cv", false);
     if (q.oom || !sq_cmd(&w->p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ WRITE", NULL) ||
         !sq_cmd(&w->p, sb_str(&q), "preparing the comparison"))
         goto out;

@@ -48,6 +48,25 @@ void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record)
         sb_add(b, "hashtextextended((t.*)::text, 0)");
 }
 
+void sync_key_cols_sql(sbuf *b, const stable *t, const char *alias)
+{
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(b, "%s.", alias);
+        sb_ident(b, t->key[k]);
+        sb_add(b, ", ");
+    }
+}
+
+void sync_key_table_sql(sbuf *b, const stable *t, const char *name, bool touched)
+{
+    sb_printf(b, "CREATE TEMP TABLE %s (", name);
+    for (size_t k = 0; k < t->nkey; k++)
+        sb_printf(b, "k%zu, ", k + 1);
+    sb_printf(b, "h%s) ON COMMIT DROP AS SELECT ", touched ? ", touched" : "");
+    sync_key_cols_sql(b, t, "t");
+    sb_printf(b, "0::bigint%s FROM ONLY %s t WITH NO DATA", touched ? ", true" : "", t->qname);
+}
+
 void sync_checksum_sql(sbuf *b, const stable *t, bool by_record)
 {
     /* sum(bigint) is numeric: no overflow */
@@ -272,23 +291,10 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, const verify
     bool ok = true;
     PGresult *r = NULL;
 
-    sb_add(&create, "CREATE TEMP TABLE drd_verify_rows (");
-    for (size_t k = 0; k < t->nkey; k++)
-        sb_printf(&create, "k%zu, ", k + 1);
-    sb_add(&create, "h, touched) ON COMMIT DROP AS SELECT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_add(&create, "t.");
-        sb_ident(&create, t->key[k]);
-        sb_add(&create, ", ");
-    }
-    sb_printf(&create, "0::bigint, true FROM ONLY %s t WITH NO DATA", t->qname);
+    sync_key_table_sql(&create, t, "drd_verify_rows", true);
 
     sb_add(&out, "COPY (SELECT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_add(&out, "t.");
-        sb_ident(&out, t->key[k]);
-        sb_add(&out, ", ");
-    }
+    sync_key_cols_sql(&out, t, "t");
     sync_row_hash_sql(&out, t, by_record);
     sb_add(&out, ", ");
     touched_col(&out, va->ledger);

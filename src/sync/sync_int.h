@@ -213,6 +213,12 @@ void sync_checksum_sql(sbuf *b, const stable *t, bool by_record);
 /* The 64-bit hash of the row of alias t that verify sums (and converge
  * compares): `t.*`, never a bare `t`, which a column named t would shadow. */
 void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record);
+/* "a.k1, a.k2, ": the key columns of alias a, each followed by ", ". */
+void sync_key_cols_sql(sbuf *b, const stable *t, const char *alias);
+/* CREATE TEMP TABLE name (k1.., h[, touched]) ON COMMIT DROP, typed like
+ * t's key columns, a bigint row hash h (and a boolean touched): where the
+ * other side's keys and row hashes are streamed by COPY, then joined. */
+void sync_key_table_sql(sbuf *b, const stable *t, const char *name, bool touched);
 /* Both servers have hash_record_extended (>= 14). */
 bool sync_record_hash_ok(const sconn *b, const sconn *p);
 
@@ -232,8 +238,6 @@ bool sync_pass_begin(sync_ctx *c, sconn *b, char **now);
 bool sync_pass_record(sync_ctx *c, sconn *b, const char *snapshot, int64_t entries, int64_t ms);
 /* The typed value of key column k from the ledger's jsonb key p.k, AS its name. */
 void sync_key_from_json(sbuf *q, const stable *t, size_t k);
-/* The 64-bit hash of the row of alias t that verify sums. */
-void sync_row_hash_sql(sbuf *b, const stable *t, bool by_record);
 
 /* Try SET session_replication_role = replica (superuser, or a role granted
  * SET on it); false leaves the session as it was. */

@@ -363,24 +363,11 @@ static bool verify_keys(sync_ctx *c, sconn *b, sconn *p, const stable *t, bool b
     /* the keys are few next to the table: looked up by index, so the time
      * is the outage's, not the table's (no hash or merge join reading the
      * table whole) */
-    sb_add(&create, "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
-                    " CREATE TEMP TABLE drd_vk (");
-    for (size_t k = 0; k < t->nkey; k++)
-        sb_printf(&create, "k%zu, ", k + 1);
-    sb_add(&create, "h) ON COMMIT DROP AS SELECT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_add(&create, "t.");
-        sb_ident(&create, t->key[k]);
-        sb_add(&create, ", ");
-    }
-    sb_printf(&create, "0::bigint FROM ONLY %s t WITH NO DATA", t->qname);
+    sb_add(&create, "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; ");
+    sync_key_table_sql(&create, t, "drd_vk", false);
 
     sb_add(&copy, "COPY (SELECT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_add(&copy, "k.");
-        sb_ident(&copy, t->key[k]);
-        sb_add(&copy, ", ");
-    }
+    sync_key_cols_sql(&copy, t, "k");
     sb_add(&copy, "CASE WHEN t.");
     sb_ident(&copy, t->key[0]);
     sb_add(&copy, " IS NULL THEN NULL ELSE ");
