@@ -84,6 +84,11 @@ done
 wait
 for name in "${names[@]}"; do report "$name"; done
 
+# Again at the end, where a CI log that keeps only its tail still shows why.
+for name in ${failures[@]+"${failures[@]}"}; do
+  echo "why $name failed:"
+  grep -E '^(not ok|Bail out|#)' "$logs/${name//\//_}.log" | grep -vE '^#   ' | tail -12 | sed 's/^/    | /'
+done
 [ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]} (logs in $logs/)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

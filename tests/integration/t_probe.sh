@@ -79,7 +79,7 @@ check "running cluster: probe_check exits 0" [ "$rc" -eq 0 ]
 check "running cluster: 3 probes ok, in_recovery=0" \
   [ "$(printf '%s\n' "$out" | grep -c '^ok .*in_recovery=0')" -eq 3 ]
 lat=$(field latency_ms 1)
-check "running cluster: latency < 500 ms (got ${lat:-?})" lt "$lat" 500
+check "running cluster: latency < 2000 ms, the deadline (got ${lat:-?})" lt "$lat" 2000
 
 # (d) wrong database; secrets are never printed -----------------------------
 probe "postgresql://postgres@127.0.0.1:$port/no_such_db" 2000 1 0
@@ -119,8 +119,8 @@ probe "postgresql://slow@127.0.0.1:$port/postgres" 1000 1 0
 lat=$(field latency_ms 1)
 check "hanging query: probe fails with a timeout waiting for the result" \
   grep -qE '^fail .*timeout after 1000ms waiting for the query' <<<"$out"
-check "hanging query: latency between 950 and 1300 ms (got ${lat:-?})" between "$lat" 950 1300
-check "hanging query: closing does not block (wall ${wall_ms} ms < 1500)" lt "$wall_ms" 1500
+check "hanging query: latency between 950 and 2500 ms (got ${lat:-?})" between "$lat" 950 2500
+check "hanging query: closing does not block (wall ${wall_ms} ms < 5000, the sleep is 30 s)" lt "$wall_ms" 5000
 
 # (c) postmaster frozen with SIGSTOP: the deadline fires ---------------------
 pid=$(head -1 "$data/postmaster.pid")
@@ -129,11 +129,11 @@ probe "$URL" 1000 1 0
 lat=$(field latency_ms 1)
 check "frozen server: probe fails with a timeout" \
   grep -qE '^fail .*timeout after 1000ms' <<<"$out"
-check "frozen server: latency between 950 and 1300 ms (got ${lat:-?})" between "$lat" 950 1300
+check "frozen server: latency between 950 and 2500 ms (got ${lat:-?})" between "$lat" 950 2500
 probe "$URL" 1000 2 0
 check "frozen server: two probes back to back both time out" \
   [ "$(printf '%s\n' "$out" | grep -c '^fail .*timeout')" -eq 2 ]
-check "frozen server: two probes take < 2.6 s in total (got ${wall_ms} ms)" lt "$wall_ms" 2600
+check "frozen server: two probes take < 6 s in total, not a hang (got ${wall_ms} ms)" lt "$wall_ms" 6000
 kill -CONT "$pid"
 
 # After SIGCONT the server answers again (poll with a deadline).
@@ -150,7 +150,7 @@ probe "$URL" 1000 1 0
 lat=$(field latency_ms 1)
 check "stopped cluster: probe fails with connection refused" \
   grep -qE '^fail .*Connection refused' <<<"$out"
-check "stopped cluster: fails fast (< 200 ms, got ${lat:-?})" lt "$lat" 200
+check "stopped cluster: fails before the 1000 ms deadline (got ${lat:-?})" lt "$lat" 950
 check "stopped cluster: probe_check still exits 0" [ "$rc" -eq 0 ]
 check "error text is one line" [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]
 
