@@ -135,7 +135,7 @@ pgx 500 'SELECT 1' 'SELECT pg_sleep(5)'
 is "$res $connected $index" "fail 1 1" "pg_sleep(5) with timeout 500 ms: fail connected=1 index=1"
 like "$err" '^timeout after 500 ms while running statement 1$' "error: timeout while running statement 1"
 cmp_ok "${ms:-0}" -ge 490 "failed after ${ms:-?} ms (>= 490)"
-cmp_ok "$wall_ms" -lt 800 "the client returned in time (wall $wall_ms ms < 800)"
+cmp_ok "$wall_ms" -lt 2500 "the client returned in time, not after the 5 s sleep (wall $wall_ms ms < 2500)"
 sleepers() {
   pg_psql main "SELECT count(*) FROM pg_stat_activity
                 WHERE application_name = 'drd' AND query LIKE '%pg_sleep(5)%'"
@@ -173,7 +173,7 @@ pgx 1000 'SELECT 1'
 is "$res $connected $index" "fail 0 -1" "frozen postmaster: fail connected=0"
 like "$err" '^timeout after 1000 ms while connecting$' "error: timeout while connecting"
 cmp_ok "${ms:-0}" -ge 990 "failed after ${ms:-?} ms (>= 990)"
-cmp_ok "$wall_ms" -le 1300 "and within +300 ms (wall $wall_ms ms)"
+cmp_ok "$wall_ms" -le 3000 "and returned, not hung (wall $wall_ms ms <= 3000)"
 pg_thaw main
 poll_until 10 pg_ready main || bail_out "the server did not come back after SIGCONT"
 
@@ -182,6 +182,6 @@ pg_stop main immediate || bail_out "cannot stop the cluster"
 pgx 5000 'SELECT 1'
 is "$res $connected $index" "fail 0 -1" "stopped cluster: fail connected=0 index=-1"
 like "$err" 'Connection refused' "error says connection refused"
-cmp_ok "$wall_ms" -lt 500 "fails fast (wall $wall_ms ms < 500)"
+cmp_ok "$wall_ms" -lt 2500 "fails without waiting for its 5 s deadline (wall $wall_ms ms < 2500)"
 
 done_testing
