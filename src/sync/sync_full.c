@@ -781,6 +781,127 @@ out:
     return ok;
 }
 
+/* Open a read-only transaction on the backup and export its snapshot for
+ * the workers; block: the backup's page size. */
+static bool export_snapshot(sconn *b, full_arg *fa, int64_t *block)
+{
+    if (!sq_cmd(b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL))
+        return false;
+    PGresult *r = sq_exec(b, "SELECT pg_export_snapshot(), current_setting('block_size')::bigint",
+                          "exporting a snapshot");
+    if (r == NULL)
+        return false;
+    str_copy(fa->snapshot, PQgetvalue(r, 0, 0), sizeof(fa->snapshot));
+    *block = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    if (*block <= 0)
+        *block = 8192;
+    PQclear(r);
+    return true;
+}
+
+/* Without replica, tables are loaded parents first: a cycle cannot be. */
+static bool refuse_cycles(sync_ctx *c, const scatalog *cat, bool replica)
+{
+    for (size_t i = 0; !replica && i < cat->n; i++)
+        if (cat->t[i].cyclic) {
+            sync_fail(c, "full copy: %s is part of a foreign-key cycle and the primary's role"
+                      " may not set session_replication_role = replica (superuser, or GRANT"
+                      " SET ON PARAMETER session_replication_role): refusing", cat->t[i].label);
+            return false;
+        }
+    return true;
+}
+
+/* The tasks: big tables in page ranges (TID range scans: servers >= 14);
+ * fa->pieces counts each table's. */
+static bool plan_tasks(sync_ctx *c, full_arg *fa, int64_t block, bool tid_ranges,
+                       ftask **tasks, size_t *ntasks)
+{
+    const scatalog *cat = fa->cat;
+    int64_t total = 0;
+    for (size_t i = 0; i < cat->n; i++)
+        total += cat->t[i].bytes;
+    int64_t chunk = total / (c->parallel * 2);
+    if (chunk < CHUNK_MIN_BYTES)
+        chunk = CHUNK_MIN_BYTES;
+    for (size_t i = 0; i < cat->n; i++) {
+        int64_t bytes = cat->t[i].bytes;
+        int64_t pieces = tid_ranges ? (bytes + chunk - 1) / chunk : 1;
+        if (pieces < 1)
+            pieces = 1;
+        int64_t pages = bytes / block;
+        ftask *nt = realloc(*tasks, (*ntasks + (size_t)pieces) * sizeof(*nt));
+        if (nt == NULL) {
+            sync_fail(c, "out of memory");
+            return false;
+        }
+        *tasks = nt;
+        for (int64_t k = 0; k < pieces; k++) {
+            ftask *ft = &(*tasks)[(*ntasks)++];
+            ft->table = i;
+            ft->page_from = pieces == 1 ? 0 : pages * k / pieces;
+            ft->page_to = k == pieces - 1 ? -1 : pages * (k + 1) / pieces;
+            ft->bytes = bytes / pieces;
+        }
+    }
+    fa->rows = calloc(cat->n + 1, sizeof(*fa->rows));
+    fa->ms = calloc(cat->n + 1, sizeof(*fa->ms));
+    fa->pieces = calloc(cat->n + 1, sizeof(*fa->pieces));
+    if (fa->rows == NULL || fa->ms == NULL || fa->pieces == NULL) {
+        sync_fail(c, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < *ntasks; i++)
+        fa->pieces[(*tasks)[i].table]++;
+    return true;
+}
+
+/* Run the tasks: with replica one run, biggest first; else level by level. */
+static bool run_tasks(sync_ctx *c, full_arg *fa, const ftask *tasks, size_t ntasks)
+{
+    const scatalog *cat = fa->cat;
+    int maxlevel = 0;
+    if (!fa->replica)
+        for (size_t i = 0; i < cat->n; i++)
+            if (cat->t[i].level > maxlevel)
+                maxlevel = cat->t[i].level;
+    ftask *run = calloc(ntasks + 1, sizeof(*run));
+    if (run == NULL) {
+        sync_fail(c, "out of memory");
+        return false;
+    }
+    fa->tasks = run;
+    bool ok = true;
+    for (int lvl = 0; ok && lvl <= maxlevel; lvl++) {
+        size_t n = 0;
+        for (size_t i = 0; i < ntasks; i++)
+            if (fa->replica || cat->t[tasks[i].table].level == lvl)
+                run[n++] = tasks[i];
+        qsort(run, n, sizeof(*run), cmp_task_size);
+        ok = sync_pool(c, c->parallel, n, full_open, full_run, fa);
+    }
+    free(run);
+    fa->tasks = NULL;
+    return ok;
+}
+
+/* One line per table; returns the rows copied in all. */
+static int64_t report_tables(sync_ctx *c, const full_arg *fa)
+{
+    int64_t rows = 0;
+    for (size_t i = 0; i < fa->cat->n; i++) {
+        char d[32];
+        format_duration(fa->ms[i], d, sizeof(d));
+        if (fa->pieces[i] > 1)
+            sync_report(c, "%s: %" PRId64 " rows copied (%d pieces in parallel), %s",
+                        fa->cat->t[i].label, fa->rows[i], fa->pieces[i], d);
+        else
+            sync_report(c, "%s: %" PRId64 " rows copied, %s", fa->cat->t[i].label, fa->rows[i], d);
+        rows += fa->rows[i];
+    }
+    return rows;
+}
+
 bool sync_op_full(sync_ctx *c)
 {
     sconn b = { .slot = -1 }, p = { .slot = -1 };
@@ -790,113 +911,23 @@ bool sync_op_full(sync_ctx *c)
     size_t ntasks = 0;
     bool ok = false;
     int64_t t0 = mono_ms();
-    PGresult *r = NULL;
+    int64_t block = 8192;
 
-    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
+    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true) || !export_snapshot(&b, &fa, &block))
         goto cleanup;
-    if (!sq_cmd(&b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL))
-        goto cleanup;
-    if ((r = sq_exec(&b, "SELECT pg_export_snapshot(), current_setting('block_size')::bigint",
-                     "exporting a snapshot")) == NULL)
-        goto cleanup;
-    str_copy(fa.snapshot, PQgetvalue(r, 0, 0), sizeof(fa.snapshot));
-    int64_t block = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    if (block <= 0)
-        block = 8192;
-    PQclear(r);
-    r = NULL;
     if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
         goto cleanup;
     fa.cat = &bcat;
     fa.replica = sync_try_replica(&p);
-    if (!fa.replica) {
-        for (size_t i = 0; i < bcat.n; i++)
-            if (bcat.t[i].cyclic) {
-                sync_fail(c, "full copy: %s is part of a foreign-key cycle and the primary's role"
-                          " may not set session_replication_role = replica (superuser, or GRANT"
-                          " SET ON PARAMETER session_replication_role): refusing", bcat.t[i].label);
-                goto cleanup;
-            }
-    }
+    if (!refuse_cycles(c, &bcat, fa.replica))
+        goto cleanup;
     sync_report(c, "full copy of %zu tables from one snapshot of the backup, %d at a time;"
                 " foreign keys: %s", bcat.n, c->parallel,
                 fa.replica ? "session_replication_role = replica" : "tables loaded parents first");
-
-    /* tasks: big tables in page ranges (TID range scans: servers >= 14) */
-    int64_t total = 0;
-    for (size_t i = 0; i < bcat.n; i++)
-        total += bcat.t[i].bytes;
-    int64_t chunk = total / (c->parallel * 2);
-    if (chunk < CHUNK_MIN_BYTES)
-        chunk = CHUNK_MIN_BYTES;
-    bool tid_ranges = b.server_version >= 140000;
-    for (size_t i = 0; i < bcat.n; i++) {
-        int64_t bytes = bcat.t[i].bytes;
-        int64_t pieces = tid_ranges ? (bytes + chunk - 1) / chunk : 1;
-        if (pieces < 1)
-            pieces = 1;
-        int64_t pages = bytes / block;
-        ftask *nt = realloc(tasks, (ntasks + (size_t)pieces) * sizeof(*nt));
-        if (nt == NULL) {
-            sync_fail(c, "out of memory");
-            goto cleanup;
-        }
-        tasks = nt;
-        for (int64_t k = 0; k < pieces; k++) {
-            ftask *ft = &tasks[ntasks++];
-            ft->table = i;
-            ft->page_from = pieces == 1 ? 0 : pages * k / pieces;
-            ft->page_to = k == pieces - 1 ? -1 : pages * (k + 1) / pieces;
-            ft->bytes = bytes / pieces;
-        }
-    }
-    fa.rows = calloc(bcat.n + 1, sizeof(*fa.rows));
-    fa.ms = calloc(bcat.n + 1, sizeof(*fa.ms));
-    fa.pieces = calloc(bcat.n + 1, sizeof(*fa.pieces));
-    if (fa.rows == NULL || fa.ms == NULL || fa.pieces == NULL) {
-        sync_fail(c, "out of memory");
+    if (!plan_tasks(c, &fa, block, b.server_version >= 140000, &tasks, &ntasks) ||
+        !empty_primary(c, &p, &bcat, fa.replica) || !run_tasks(c, &fa, tasks, ntasks))
         goto cleanup;
-    }
-    for (size_t i = 0; i < ntasks; i++)
-        fa.pieces[tasks[i].table]++;
-    if (!empty_primary(c, &p, &bcat, fa.replica))
-        goto cleanup;
-
-    /* with replica one run, biggest first; else level by level */
-    int maxlevel = 0;
-    if (!fa.replica)
-        for (size_t i = 0; i < bcat.n; i++)
-            if (bcat.t[i].level > maxlevel)
-                maxlevel = bcat.t[i].level;
-    ftask *run = calloc(ntasks + 1, sizeof(*run));
-    if (run == NULL) {
-        sync_fail(c, "out of memory");
-        goto cleanup;
-    }
-    fa.tasks = run;
-    for (int lvl = 0; lvl <= maxlevel; lvl++) {
-        size_t n = 0;
-        for (size_t i = 0; i < ntasks; i++)
-            if (fa.replica || bcat.t[tasks[i].table].level == lvl)
-                run[n++] = tasks[i];
-        qsort(run, n, sizeof(*run), cmp_task_size);
-        if (!sync_pool(c, c->parallel, n, full_open, full_run, &fa)) {
-            free(run);
-            goto cleanup;
-        }
-    }
-    free(run);
-    int64_t rows = 0;
-    for (size_t i = 0; i < bcat.n; i++) {
-        char d[32];
-        format_duration(fa.ms[i], d, sizeof(d));
-        if (fa.pieces[i] > 1)
-            sync_report(c, "%s: %" PRId64 " rows copied (%d pieces in parallel), %s", bcat.t[i].label,
-                        fa.rows[i], fa.pieces[i], d);
-        else
-            sync_report(c, "%s: %" PRId64 " rows copied, %s", bcat.t[i].label, fa.rows[i], d);
-        rows += fa.rows[i];
-    }
+    int64_t rows = report_tables(c, &fa);
     if (!sync_sequences(c, &b, &p, &bcat))
         goto cleanup;
     sq_try(&b, "COMMIT", NULL, 0);
@@ -906,7 +937,6 @@ bool sync_op_full(sync_ctx *c)
     sync_report(c, "full copy done: %" PRId64 " rows in %zu tables in %s", rows, bcat.n, d);
     ok = true;
 cleanup:
-    PQclear(r);
     sconn_close(&b);
     sconn_close(&p);
     catalog_free(&bcat);
