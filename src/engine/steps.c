@@ -80,7 +80,7 @@ void step_cancel(step_run *r)
 static void record_fence(step_run *r)
 {
     char pending[16] = "";
-    if (r->env.store == NULL || r->step.target == NULL || str_eq(r->step.mode, "none"))
+    if (r->env.store == NULL || r->step.target == NULL || r->step.fence == FENCE_NONE)
         return;
     store_fence_pending_get(r->env.store, pending, sizeof pending);
     if (r->step.lift)
@@ -376,7 +376,7 @@ static void begin_fence(step_run *r)
     const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
                              "SELECT current_setting('drd.fence_ended')" };
 
-    if (strcmp(r->step.mode, "none") == 0) {
+    if (r->step.fence == FENCE_NONE) {
         r->out.ok = true;
         str_copy(r->out.note, "fence = none: nothing to do", sizeof r->out.note);
         finish_later(r);
@@ -395,7 +395,7 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
-    if (strcmp(r->step.mode, "command") == 0) {
+    if (r->step.fence == FENCE_COMMAND) {
         /* An operator's command, with DRD_FENCE=on|off. */
         char *cmd = NULL;
         size_t n = strlen(r->step.command) + 64;
@@ -424,7 +424,7 @@ static void begin_fence(step_run *r)
         finish_later(r);
         return;
     }
-    if (strcmp(r->step.mode, "nologin") == 0) {
+    if (r->step.fence == FENCE_NOLOGIN) {
         snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
     } else {
         if (r->step.lift)
@@ -557,8 +557,8 @@ static void begin_sync(step_run *r)
             req.resolution = resolution;
         break;
     default:
-        req.online = str_eq(r->step.mode, "online");
-        req.op = config_sync_mode(r->env.cfg) == SYNC_MODE_FULL && !req.online ? SYNC_FULL : SYNC_BACK;
+        req.online = r->step.online;
+        req.op = r->env.cfg->sync_mode == SYNC_MODE_FULL && !req.online ? SYNC_FULL : SYNC_BACK;
         if (store_sync_resolution_get(r->env.store, resolution, sizeof resolution) && resolution[0])
             req.resolution = resolution;
         break;
@@ -620,15 +620,16 @@ static void begin_converge(step_run *r)
 
 static void begin_refresh(step_run *r)
 {
-    const char *mode = r->env.cfg->refresh_mode;
+    refresh_mode mode = r->env.cfg->refresh_mode;
     /* bump-sequences helps in every mode: without logical replication the
      * backup is further behind (a dump's age, or never copied), and a
      * second outage after a failback would otherwise hand out ids the
      * primary took since (sync-back would stop on them as conflicts). */
     bool bump = r->env.refresh != NULL && strcmp(r->step.op, "bump-sequences") == 0;
-    if (!bump && (r->env.refresh == NULL || mode == NULL || strcmp(mode, "logical") != 0)) {
+    if (!bump && (r->env.refresh == NULL || mode != REFRESH_LOGICAL)) {
         r->out.ok = true;
-        snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do", mode ? mode : "off");
+        snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do",
+                 refresh_mode_name(mode));
         finish_later(r);
         return;
     }
@@ -657,7 +658,8 @@ step_run *step_begin_fence(const step_env *env, const char *name, const char *ta
     s.timeout_ms = timeout_ms;
     s.target = (char *)target;
     s.lift = lift;
-    s.mode = env->cfg->failover_fence;
+    s.mode = (char *)fence_mode_name(env->cfg->failover_fence);
+    s.fence = env->cfg->failover_fence;
     s.command = env->cfg->failover_fence_command;
     s.required = true;                   /* it answers: failing now is a failure */
     return step_begin(env, &s, cb, arg);

@@ -637,7 +637,7 @@ static bool op_launch(refresh_t *r, helper_op *op)
 
 static bool logical_mode(const config_t *c)
 {
-    return c->refresh_mode != NULL && strcmp(c->refresh_mode, "logical") == 0;
+    return c->refresh_mode == REFRESH_LOGICAL;
 }
 
 bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_cb cb, void *arg)
@@ -747,8 +747,7 @@ bool refresh_bump_sequences(refresh_t *r, const config_t *c, refresh_step_cb cb,
     helper_op *op = op_new(r, c, "bump sequences on the backup", cb, arg);
     if (op == NULL)
         return false;
-    const char *mode = c->refresh_mode;
-    int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
+    int margin = c->refresh_mode == REFRESH_LOGICAL ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
     /* the sequences the app uses: op_new connects in the app's database */
     /* For every sequence owned by a column (serial, identity): at least the
      * largest value in the column and the sequence's own position, plus a

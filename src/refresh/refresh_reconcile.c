@@ -84,7 +84,6 @@ void refresh_reconcile_pass_free(rec_pass *p)
     free(p->t);
     refresh_rconn_free(&p->src);
     free(p->c_src);
-    free(p->deletes);
     free(p->tables);
     free(p->change_columns);
     free(p->schemas);
@@ -281,8 +280,8 @@ static bool catalog_apply(rec_pass *p, const char *text)
     order_tables(p);
     bool install = need_install(p, cat);
     json_decref(cat);
-    p->ledger = !install && strcmp(p->deletes, "compare") != 0;
-    p->want_install = install && strcmp(p->deletes, "compare") != 0;
+    p->ledger = !install && p->deletes != DELETES_COMPARE;
+    p->want_install = install && p->deletes != DELETES_COMPARE;
     return true;
 }
 
@@ -335,7 +334,7 @@ static const rec_table *table_named(const rec_pass *p, const char *name)
 
 static void install_failed(rec_pass *p, const char *error)
 {
-    if (strcmp(p->deletes, "ledger") == 0) {
+    if (p->deletes == DELETES_LEDGER) {
         fail(p, "cannot install the delete ledger on the primary: %s", error);
         return;
     }
@@ -793,12 +792,12 @@ int refresh_reconcile_pass_enter(job_t *j)
     p->lookback_ms = c->refresh_lookback_ms;
     p->full_every_ms = c->refresh_full_every_ms > 0 ? c->refresh_full_every_ms : 24 * 3600 * 1000LL;
     p->compare_every_ms = c->refresh_compare_every_ms;
-    p->deletes = strdup(c->refresh_deletes != NULL ? c->refresh_deletes : "auto");
+    p->deletes = c->refresh_deletes;
     p->tables = dup_or_null(c->refresh_tables);
     p->change_columns = strdup(c->refresh_change_columns != NULL ? c->refresh_change_columns : "updated_at, created_at");
     p->schemas = strdup(c->sync_schemas != NULL ? c->sync_schemas : "public");
     p->exclude = dup_or_null(c->sync_exclude);
-    if (p->deletes == NULL || p->change_columns == NULL || p->schemas == NULL ||
+    if (p->change_columns == NULL || p->schemas == NULL ||
         (c->refresh_tables && !p->tables) || (c->sync_exclude && !p->exclude)) {
         refresh_job_fail(j, "out of memory");
         return PHASE_FAILED;

@@ -213,7 +213,7 @@ static void on_back(void *arg, const pgexec_result *res)
         w->auto_setup_done = true;
         char err[256];
         log_info("refresh: no subscription %s on the backup yet: setting up logical replication", sub);
-        if (refresh_request(r, "schedule", err, sizeof err) == 0)
+        if (refresh_request(r, REFRESH_BY_SCHEDULE, err, sizeof err) == 0)
             log_warn("refresh: cannot set up logical replication now: %s", err);
     }
     bool setting_up = r->job != NULL;

@@ -203,7 +203,6 @@ static void ctx_free(sync_ctx *c)
     free(c->backup_password);
     free(c->schemas);
     free(c->exclude);
-    free(c->resolution);
     free(c->fds);
     free(c->since);
     sb_free(&c->report);
@@ -213,12 +212,10 @@ static void ctx_free(sync_ctx *c)
 sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
                      sync_done_cb cb, void *arg, char *err, size_t errlen)
 {
-    const char *res = req->resolution != NULL ? req->resolution : cfg->sync_conflicts;
-    if (res == NULL)
-        res = "ask";
-    if (strcmp(res, "ask") != 0 && strcmp(res, "backup-wins") != 0 &&
-        strcmp(res, "primary-wins") != 0) {
-        snprintf(err, errlen, "unknown conflict resolution '%s' (ask, backup-wins, primary-wins)", res);
+    conflicts_mode res = cfg->sync_conflicts;
+    if (req->resolution != NULL && !conflicts_mode_parse(req->resolution, &res)) {
+        snprintf(err, errlen, "unknown conflict resolution '%s' (ask, backup-wins, primary-wins)",
+                 req->resolution);
         return NULL;
     }
     sync_job *j = calloc(1, sizeof(*j));
@@ -256,9 +253,9 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     c->backup_password = dup_or_null(cfg->backup.password, &oom);
     c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
     c->exclude = dup_or_null(cfg->sync_exclude, &oom);
-    c->resolution = dup_or_null(res, &oom);
-    c->no_pk_copy = str_eq(cfg->sync_no_pk, "copy");
-    c->full = str_eq(cfg->sync_mode, "full");
+    c->resolution = res;
+    c->no_pk_copy = cfg->sync_no_pk == NO_PK_COPY;
+    c->full = cfg->sync_mode == SYNC_MODE_FULL;
     c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
     c->op = req->op;
     c->resync = req->resync;

@@ -739,8 +739,8 @@ bool sync_op_back(sync_ctx *c)
     sb_init(&x.q2);
     bool ok = false;
     int64_t t0 = mono_ms();
-    x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
-    x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
+    x.backup_wins = c->resolution == CONFLICTS_BACKUP_WINS;
+    x.primary_wins = c->resolution == CONFLICTS_PRIMARY_WINS;
 
     if (!sync_open_both(c, &x.b, &x.bcat, &x.p, &x.pcat) || !back_check_ledger(&x))
         goto cleanup;

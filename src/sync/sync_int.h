@@ -52,7 +52,7 @@ typedef struct sync_ctx {
     char *schemas;           /* comma list */
     char *exclude;           /* comma list of schema.table patterns, or NULL */
     bool no_pk_copy;         /* [sync] no_pk = copy */
-    char *resolution;        /* ask | backup-wins | primary-wins */
+    conflicts_mode resolution;
     bool full;               /* [sync] mode = full (sync-back copies whole tables) */
     int parallel;
     sync_op op;
