@@ -601,7 +601,9 @@ json_t *refresh_status_json(const refresh_t *r)
     /* additions: what is running, and logical mode's details */
     json_object_set_new(o, "refresh_id", r->job ? json_integer(r->job->rec.id) : json_null());
     json_object_set_new(o, "phase", r->job ? json_string(refresh_job_phase_name(r->job)) : json_null());
-    json_object_set_new(o, "subscription", logical && r->w.sub_state[0] ? json_string(r->w.sub_state) : json_null());
+    json_object_set_new(o, "subscription", logical && r->w.sub_state != SUB_UNKNOWN
+                                                ? json_string(refresh_sub_state_name(r->w.sub_state))
+                                                : json_null());
     json_object_set_new(o, "schema_drift", logical ? json_boolean(r->w.drift) : json_null());
     json_object_set_new(o, "difference", logical && r->has_diff
         ? json_pack("{s:I,s:I,s:I,s:s}", "rows", (json_int_t)r->diff.rows, "found", (json_int_t)r->diff.found,

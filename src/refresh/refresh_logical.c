@@ -240,10 +240,10 @@ int refresh_logical_publish_enter(job_t *j)
 
 int refresh_logical_unsubscribe_enter(job_t *j)
 {
-    if (strcmp(j->sub_state, "missing") == 0)
+    if (j->sub_state == SUB_MISSING)
         return PHASE_OK;
     log_info("refresh %" PRId64 ": the subscription %s is %s: dropping it for a full copy",
-             j->rec.id, j->sub, j->sub_state);
+             j->rec.id, j->sub, refresh_sub_state_name(j->sub_state));
     char *q = refresh_sql_drop_subscriptions(j->sub);
     if (q == NULL) {
         refresh_job_fail(j, "out of memory");
