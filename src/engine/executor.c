@@ -19,7 +19,6 @@
 #include "drd/engine/preflight.h"
 #include "drd/conf/runbook.h"
 #include "drd/engine/steps.h"
-#include "drd/engine/views.h"
 #include "drd/core/util.h"
 
 #include <stdio.h>
@@ -162,6 +161,7 @@ static void on_unfence_done(void *arg, const step_outcome *o)
 {
     executor_t *ex = arg;
     ex->unfence = NULL;
+    step_outcome_persist(ex->store, o);
     if (o->ok)
         event(ex, "the failback ended with the app still on the backup: its fence is lifted again (%s)",
               o->note);
@@ -514,6 +514,7 @@ static void on_step_done(void *arg, const step_outcome *o)
     char why[600];
 
     progress_stop(ex);
+    step_outcome_persist(ex->store, o);
     ex->work = NULL;                  /* steps.c frees it after this callback */
     ex->fake_work = NULL;
     ex->phase = PH_IDLE;
@@ -903,18 +904,4 @@ bool executor_busy(const executor_t *ex)
 int64_t executor_run_id(const executor_t *ex)
 {
     return ex->run.id;
-}
-
-/* ----------------------------------------------------------------- JSON */
-
-json_t *executor_run_json(executor_t *ex)
-{
-    if (ex->run.id == 0)
-        return json_null();
-    return views_run(ex->store, ex->run.id, false);
-}
-
-json_t *executor_approvals_json(executor_t *ex)
-{
-    return views_approvals_pending(ex->store);
 }
