@@ -388,6 +388,7 @@ static void on_fence_done(void *arg, const step_outcome *o)
 {
     policy_t *p = arg;
     p->fence = NULL;
+    step_outcome_persist(p->store, o);
     char pending[16] = "";
     int64_t took = loop_now(p->loop) - p->fence_started;
     /* Recorded as the fence steps of runs are: its duration in

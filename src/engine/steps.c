@@ -74,26 +74,34 @@ void step_cancel(step_run *r)
     run_free(r);
 }
 
-/* Report and free. */
-/* A fence step that ended well: which target is fenced now (for the
- * status). A pending fence is not one yet; fence = none fences nothing. */
-static void record_fence(step_run *r)
+void step_outcome_persist(store_t *st, const step_outcome *o)
 {
     char pending[16] = "";
-    if (r->env.store == NULL || r->step.target == NULL || r->step.fence == FENCE_NONE)
+    const char *target = target_name(o->fence_target);
+    if (st == NULL)
         return;
-    store_fence_pending_get(r->env.store, pending, sizeof pending);
-    if (r->step.lift)
-        store_fenced_set(r->env.store, "");
-    else if (strcmp(pending, r->step.target) != 0)
-        store_fenced_set(r->env.store, r->step.target);
+    if (o->resolution_spent)
+        store_sync_resolution_set(st, "");
+    switch (o->fence) {
+    case FENCE_LEFT_ALONE:
+        break;
+    case FENCE_PENDING:                /* not fenced yet: the status says pending */
+        store_fence_pending_set(st, target);
+        break;
+    case FENCE_APPLIED:
+    case FENCE_LIFTED:
+        /* a fence still pending elsewhere (the primary's) stays pending */
+        if (store_fence_pending_get(st, pending, sizeof pending) && strcmp(pending, target) == 0)
+            store_fence_pending_set(st, "");
+        store_fenced_set(st, o->fence == FENCE_LIFTED ? "" : target);
+        break;
+    }
 }
 
+/* Report and free. */
 static void finish(step_run *r)
 {
     step_done_cb cb = r->cb;
-    if (r->step.action == ACT_FENCE && r->out.ok)
-        record_fence(r);
     void *arg = r->arg;
     step_outcome o = r->out;
     o.output = r->output;
@@ -115,6 +123,16 @@ static void finish_later(step_run *r)
     if (r->timer)
         loop_cancel_timer(r->env.loop, r->timer);
     r->timer = loop_add_timer(r->env.loop, 0, on_finish_timer, r);
+}
+
+/* A fence step's effect, for step_outcome_persist (fence = none and a
+ * step without a target leave it alone). */
+static void fence_outcome(step_run *r, int effect)
+{
+    if (r->step.target == NULL || r->step.fence == FENCE_NONE)
+        return;
+    r->out.fence = effect;
+    r->out.fence_target = target_or_primary(r->step.target);
 }
 
 static void fail(step_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -345,18 +363,14 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%s %s (%s)%s%s", what, r->step.target, r->step.mode,
                  r->step.lift ? "" : "; app sessions terminated: ", r->step.lift ? "" : pr->last_value);
-        /* a fence still pending elsewhere (the primary's) stays pending */
-        char pending[32];
-        if (store_fence_pending_get(r->env.store, pending, sizeof pending) &&
-            strcmp(pending, r->step.target) == 0)
-            store_fence_pending_set(r->env.store, "");
+        fence_outcome(r, r->step.lift ? FENCE_LIFTED : FENCE_APPLIED);
         log_info("fence: %s", r->out.note);
     } else if (!pr->connected && !r->step.lift && !r->step.required) {
         /* Unreachable now: not fatal, but fenced the moment it answers. */
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note,
                  "%s unreachable (%.150s): fence pending, applied as soon as it answers", r->step.target, pr->error);
-        store_fence_pending_set(r->env.store, r->step.target);
+        fence_outcome(r, FENCE_PENDING);
         log_warn("fence: %s", r->out.note);
     } else {
         fail(r, "%s %s failed: %s", r->step.lift ? "lifting the fence on" : "fencing", r->step.target, pr->error);
@@ -390,7 +404,7 @@ static void begin_fence(step_run *r)
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note,
                  "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
-        store_fence_pending_set(r->env.store, r->step.target);
+        fence_outcome(r, FENCE_PENDING);
         log_warn("fence: %s", r->out.note);
         finish_later(r);
         return;
@@ -524,8 +538,7 @@ static void on_sync_done(void *arg, const sync_result *sr)
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%lld rows, %lld tables in %lldms", (long long)sr->rows,
                  (long long)sr->tables, (long long)sr->duration_ms);
-        if (r->step.action == ACT_SYNC_BACK)
-            store_sync_resolution_set(r->env.store, "");
+        r->out.resolution_spent = r->step.action == ACT_SYNC_BACK;
         /* the rows the backup was behind in (the primary's stand): known
          * to differ until converge (resume-replication) copies them */
         if (r->step.action == ACT_VERIFY && r->env.refresh != NULL)
