@@ -1,6 +1,6 @@
 /* check.c - `drctl check`: every check a failover and a failback need,
  * run concurrently (one short-lived thread per check, each bounded by its
- * own 2 s deadline: the connect's and the statements' (kept by the
+ * own 2 s deadline: the connect's and each statement's (kept by the
  * client: no session SET, which a transaction-mode pooler would leave
  * behind for its next client), libcurl timeouts). Nothing is changed: writes are tried in rolled-back
  * transactions, files are only stat'ed and read. */
@@ -86,7 +86,7 @@ static PGconn *db_connect(check_job *j, const config_target *t, const char *dbna
     return privs_connect(t, dbname, budget_ms(j), "drd-check", err, errlen);
 }
 
-/* Run sql (one optional text parameter) within the connection's deadline
+/* Run sql (one optional text parameter) within the connection's timeout
  * (privs_connect); the first value of the first row into out (may be
  * NULL). false with err set on error. */
 static bool db_value(PGconn *c, const char *sql, const char *param, char *out, size_t n,
@@ -122,7 +122,6 @@ static int behind_pooler(check_job *j, const config_target *t, char *how, size_t
     pgconn_opts o = { .password = t->password, .app_name = "drd-check", .connect_ms = budget_ms(j),
                       .options = "-c drd.check_direct=on" };
     char err[512], v[16] = "";
-    int64_t deadline = mono_ms() + budget_ms(j);
     PGconn *c = pgconn_connect(t->url, &o, err, sizeof err);
     if (c == NULL) {
         if (strstr(err, "unsupported startup parameter") == NULL)
@@ -130,7 +129,7 @@ static int behind_pooler(check_job *j, const config_target *t, char *how, size_t
         str_copy(how, "it refused the startup parameter \"options\"", n);
         return 1;
     }
-    bool got = pgconn_set_deadline(c, deadline) &&
+    bool got = pgconn_set_timeout(c, budget_ms(j)) &&
                db_value(c, "SELECT current_setting('drd.check_direct', true)", NULL, v, sizeof v, err, sizeof err);
     PQfinish(c);
     if (!got)

@@ -37,10 +37,9 @@ static PGconn *source_connect(const config_t *cfg, int64_t timeout_ms, char *err
              ? pgconn_dbname(cfg->primary.app_url) : NULL;
     pgconn_opts o = { .dbname = db != NULL && db[0] != '\0' ? db : NULL, .password = cfg->primary.password,
                       .app_name = "drd-check", .connect_ms = timeout_ms };
-    int64_t deadline = mono_ms() + timeout_ms;
     PGconn *c = pgconn_connect(url, &o, err, n);
     free(db);
-    if (c != NULL && !pgconn_set_deadline(c, deadline)) {
+    if (c != NULL && !pgconn_set_timeout(c, timeout_ms)) {
         str_copy(err, "out of memory", n);
         PQfinish(c);
         c = NULL;

@@ -284,16 +284,15 @@ PGconn *privs_connect(const config_target *t, const char *dbname, int64_t timeou
 {
     pgconn_opts o = { .dbname = dbname, .password = t->password, .app_name = app_name,
                       .connect_ms = timeout_ms };
-    int64_t deadline = mono_ms() + timeout_ms;
     PGconn *c = pgconn_connect(t->url, &o, err, errlen);
 
     if (c == NULL)
         return NULL;
-    /* Every statement of this connection within the same budget, kept by
+    /* Every statement of this connection within the same time, kept by
      * the client (pgconn_exec): a session SET statement_timeout would stay
      * on a transaction-mode pooler's server connection for its next client
      * (the app: every query of it cut at 2 s). */
-    if (!pgconn_set_deadline(c, deadline)) {
+    if (!pgconn_set_timeout(c, timeout_ms)) {
         str_copy(err, "out of memory", errlen);
         PQfinish(c);
         return NULL;

@@ -315,7 +315,7 @@ fail:
 
 /* ---- statements with a client-side deadline -------------------------- */
 
-/* The deadline lives with the connection (libpq's instance data), freed
+/* The timeout lives with the connection (libpq's instance data), freed
  * when the connection is. */
 static int deadline_event(PGEventId id, void *info, void *pass)
 {
@@ -327,7 +327,7 @@ static int deadline_event(PGEventId id, void *info, void *pass)
     return 1;
 }
 
-bool pgconn_set_deadline(PGconn *c, int64_t deadline_ms)
+bool pgconn_set_timeout(PGconn *c, int64_t timeout_ms)
 {
     int64_t *d = PQinstanceData(c, deadline_event);
     if (d == NULL) {
@@ -339,7 +339,7 @@ bool pgconn_set_deadline(PGconn *c, int64_t deadline_ms)
             return false;
         }
     }
-    *d = deadline_ms;
+    *d = timeout_ms;
     return true;
 }
 
@@ -351,7 +351,7 @@ static bool wait_result(PGconn *c, int64_t deadline, char *err, size_t errlen)
         if (left <= 0) {
             /* not a cancel request: that can itself hang on a frozen server */
             shutdown(PQsocket(c), SHUT_RDWR);
-            str_copy(err, "no answer before the deadline (the statement was abandoned)", errlen);
+            str_copy(err, "no answer in time (the statement was abandoned)", errlen);
             return false;
         }
         struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
@@ -372,7 +372,7 @@ PGresult *pgconn_exec(PGconn *c, const char *sql, int nparams, const char *const
                       char *err, size_t errlen)
 {
     const int64_t *d = PQinstanceData(c, deadline_event);
-    int64_t deadline = d != NULL ? *d : 0;
+    int64_t deadline = d != NULL && *d > 0 ? mono_ms() + *d : 0;
     PGresult *last = NULL, *r;
     bool failed = false;
 

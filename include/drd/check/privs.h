@@ -54,7 +54,7 @@ bool privs_side_used(const privs_list *l, privs_side side, bool *required);
 
 /* Blocking connection to side's app database (the database of its
  * app_url) with drd's url and password; the connect and every
- * pgconn_exec on it within timeout_ms (a deadline the client keeps: no
+ * pgconn_exec on it within timeout_ms each (a timeout the client keeps: no
  * session state, so a transaction-mode pooler will do). NULL with err
  * (masked). */
 PGconn *privs_connect(const config_target *t, const char *dbname, int64_t timeout_ms,
