@@ -159,7 +159,7 @@ static void check_reachable(check_job *j, const char *side)
          * session: the sync's session settings and temporary tables would
          * land on whichever server connection the pooler picks, and stay
          * there for its next client (the app). */
-        bool logical = str_eq(j->cfg->refresh_mode, "logical");
+        bool logical = j->cfg->refresh_mode == REFRESH_LOGICAL;
         char fix[512];
         snprintf(fix, sizeof fix, "point [%s] url at the server itself or at a session-mode pooler"
                  "%s", side, logical ? "" : "; keep the transaction-mode pooler for reconcile in [refresh] source_url");
