@@ -496,7 +496,7 @@ void refresh_job_record(refresh_t *r, job_t *j)
                              ? "the batches committed before stay, the watermarks with them"
                              : "the backup is unchanged", rec->error);
     }
-    refresh_egress_watch(r);
+    refresh_egress_watch(r, wall_ms());
     refresh_changed(r);
 }
 

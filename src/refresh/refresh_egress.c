@@ -145,10 +145,10 @@ json_t *refresh_egress_json(const refresh_egress *e)
                      "over_budget", e->over);
 }
 
-void refresh_egress_watch(refresh_t *r)
+void refresh_egress_watch(refresh_t *r, int64_t now_ms)
 {
     refresh_egress e;
-    if (!refresh_egress_get(r, wall_ms(), &e) || e.budget <= 0)
+    if (!refresh_egress_get(r, now_ms, &e) || e.budget <= 0)
         return;
     char used[32], proj[32], budget[32];
     format_bytes(e.month_bytes, used, sizeof used);

@@ -384,8 +384,9 @@ char *refresh_sql_drop_subscriptions(const char *name);
 char *refresh_sql_drop_slot(const char *slot);
 
 /* egress (refresh_egress.c): after a refresh is recorded, warn (event and
- * notification) once when the month's projection crosses the budget. */
-void refresh_egress_watch(refresh_t *r);
+ * notification) once when the month's projection crosses the budget.
+ * now_ms: the wall clock (injected: tests script a month). */
+void refresh_egress_watch(refresh_t *r, int64_t now_ms);
 
 /* The last key comparison for the status: {started_at, ...}, null if none. */
 json_t *refresh_compare_json(const rec_compare_stats *s);

@@ -708,75 +708,83 @@ static bool write_back(backctx *x)
     return true;
 }
 
-bool sync_op_back(sync_ctx *c)
+/* sync_op_back, step 1: both sides open, the backup's REPEATABLE READ
+ * transaction (in the verify pass's exported snapshot when asked), the
+ * pass's start, the ledger's checks and changes, the primary's
+ * transaction. *now = the backup transaction's snapshot. */
+static bool back_begin(backctx *x, char **now, int64_t *entries)
 {
-    backctx x = { .c = c };
-    char *now = NULL;            /* the backup transaction's snapshot */
-    sb_init(&x.q);
-    sb_init(&x.q2);
-    bool ok = false;
-    int64_t t0 = mono_ms();
-    x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
-    x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
-
-    if (!sync_open_both(c, &x.b, &x.bcat, &x.p, &x.pcat) || !back_check_ledger(&x))
-        goto cleanup;
-    x.replica = sync_try_replica(&x.p);
+    sync_ctx *c = x->c;
+    if (!sync_open_both(c, &x->b, &x->bcat, &x->p, &x->pcat) || !back_check_ledger(x))
+        return false;
+    x->replica = sync_try_replica(&x->p);
     /* on the backup only for the primary-wins write-back: no capture of it */
-    sync_try_replica(&x.b);
-    sync_report(c, "sync-back: %zu tables synced; foreign keys: %s", x.bcat.n,
-                x.replica ? "session_replication_role = replica"
-                          : "replica role not allowed, tables ordered by their foreign keys");
-    if (!sq_cmd(&x.b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL))
-        goto cleanup;
+    sync_try_replica(&x->b);
+    sync_report(c, "sync-back: %zu tables synced; foreign keys: %s", x->bcat.n,
+                x->replica ? "session_replication_role = replica"
+                           : "replica role not allowed, tables ordered by their foreign keys");
+    if (!sq_cmd(&x->b, "BEGIN ISOLATION LEVEL REPEATABLE READ", NULL))
+        return false;
     if (c->import_snapshot != NULL) {
-        sb_reset(&x.q);
-        sb_add(&x.q, "SET TRANSACTION SNAPSHOT ");
-        sb_literal(&x.q, c->import_snapshot);
-        if (x.q.oom || !sq_cmd(&x.b, sb_str(&x.q), "reading the backup in the verify's snapshot"))
-            goto cleanup;
+        sb_reset(&x->q);
+        sb_add(&x->q, "SET TRANSACTION SNAPSHOT ");
+        sb_literal(&x->q, c->import_snapshot);
+        if (x->q.oom || !sq_cmd(&x->b, sb_str(&x->q), "reading the backup in the verify's snapshot"))
+            return false;
     }
-    if (!sync_pass_begin(c, &x.b, &now) ||
-        !back_check_triggers(&x) || !list_changes(&x))
-        goto cleanup;
-    int64_t entries = 0;
-    for (size_t i = 0; i < x.nch; i++)
-        entries += x.ch[i].entries;
+    if (!sync_pass_begin(c, &x->b, now) || !back_check_triggers(x) || !list_changes(x))
+        return false;
+    *entries = 0;
+    for (size_t i = 0; i < x->nch; i++)
+        *entries += x->ch[i].entries;
     /* A big ledger: statistics for the planner (it was only appended to;
      * autovacuum may not have looked yet), and an index when many tables
      * each read their part. Both on the backup, inside its transaction. */
-    if (entries > 50000 && !sq_cmd(&x.b, "ANALYZE drd.ledger", NULL))
-        goto cleanup;
-    if (entries > 50000 && x.nch > 4 &&
-        !sq_cmd(&x.b, "CREATE INDEX IF NOT EXISTS ledger_table ON drd.ledger (schema_name, table_name)", NULL))
-        goto cleanup;
-    if (!back_check_privileges(&x))
-        goto cleanup;
-    if (!sq_cmd(&x.p, "BEGIN", NULL) || !sq_cmd(&x.p, "SET CONSTRAINTS ALL DEFERRED", NULL))
-        goto cleanup;
+    if (*entries > 50000 && !sq_cmd(&x->b, "ANALYZE drd.ledger", NULL))
+        return false;
+    if (*entries > 50000 && x->nch > 4 &&
+        !sq_cmd(&x->b, "CREATE INDEX IF NOT EXISTS ledger_table ON drd.ledger (schema_name, table_name)", NULL))
+        return false;
+    return back_check_privileges(x) && sq_cmd(&x->p, "BEGIN", NULL) &&
+           sq_cmd(&x->p, "SET CONSTRAINTS ALL DEFERRED", NULL);
+}
 
-    int64_t conflicts = 0;
-    for (size_t i = 0; i < x.nch; i++) {
+static int64_t back_conflicts(const backctx *x)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < x->nch; i++)
+        n += x->ch[i].n_conflict + (x->ch[i].whole_conflict ? 1 : 0);
+    return n;
+}
+
+/* Step 2: every changed table classified (same, apply, conflict), then
+ * the foreign keys; *conflicts = what is left to decide. */
+static bool back_classify(backctx *x, int64_t entries, int64_t *conflicts, int64_t *fk_conflicts)
+{
+    for (size_t i = 0; i < x->nch; i++) {
         int64_t t1 = mono_ms();
-        if (!prepare_table(&x, &x.ch[i]))
-            goto cleanup;
-        x.ch[i].ms = mono_ms() - t1;
-        conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
+        if (!prepare_table(x, &x->ch[i]))
+            return false;
+        x->ch[i].ms = mono_ms() - t1;
     }
-    sync_report(c, "ledger: %" PRId64 " entries on %zu tables", entries, x.nch);
-    int64_t fk_conflicts = 0;
+    sync_report(x->c, "ledger: %" PRId64 " entries on %zu tables", entries, x->nch);
+    *fk_conflicts = 0;
     /* nothing changed (an empty tail): no key to check or apply */
-    if (x.nch > 0 && !foreign_keys(&x, &fk_conflicts))
-        goto cleanup;
-    if (fk_conflicts > 0) {
-        conflicts = 0;
-        for (size_t i = 0; i < x.nch; i++)
-            conflicts += x.ch[i].n_conflict + (x.ch[i].whole_conflict ? 1 : 0);
-    }
+    if (x->nch > 0 && !foreign_keys(x, fk_conflicts))
+        return false;
+    *conflicts = back_conflicts(x);
+    return true;
+}
+
+/* Step 3: conflicts reported; with ask the job fails (nothing written),
+ * backup-wins turns them into applies. */
+static bool back_resolve(backctx *x, int64_t conflicts, int64_t fk_conflicts)
+{
+    sync_ctx *c = x->c;
     if (conflicts > 0) {
-        if (!back_report_conflicts(&x, conflicts))
-            goto cleanup;
-        if (!x.backup_wins && !x.primary_wins) {
+        if (!back_report_conflicts(x, conflicts))
+            return false;
+        if (!x->backup_wins && !x->primary_wins) {
             pthread_mutex_lock(&c->mu);
             c->conflicts = true;
             pthread_mutex_unlock(&c->mu);
@@ -785,34 +793,40 @@ bool sync_op_back(sync_ctx *c)
                       " (take the backup's rows) or primary-wins (keep the primary's)", conflicts,
                       fk_conflicts > 0 ? ", or deleted on the backup while rows only the primary"
                                          " has still reference them" : "");
-            goto cleanup;
+            return false;
         }
-        if (x.backup_wins) {
-            for (size_t i = 0; i < x.nch; i++) {
-                if (x.ch[i].n_conflict == 0)
+        if (x->backup_wins) {
+            for (size_t i = 0; i < x->nch; i++) {
+                if (x->ch[i].n_conflict == 0)
                     continue;
-                sb_reset(&x.q);
-                sb_printf(&x.q, "UPDATE pg_temp.drd_k%zu SET drd_action = 'apply'"
-                          " WHERE drd_action = 'conflict'", x.ch[i].idx);
-                if (!sq_cmd(&x.p, sb_str(&x.q), NULL))
-                    goto cleanup;
-                x.ch[i].n_apply += x.ch[i].n_conflict;
+                sb_reset(&x->q);
+                sb_printf(&x->q, "UPDATE pg_temp.drd_k%zu SET drd_action = 'apply'"
+                          " WHERE drd_action = 'conflict'", x->ch[i].idx);
+                if (!sq_cmd(&x->p, sb_str(&x->q), NULL))
+                    return false;
+                x->ch[i].n_apply += x->ch[i].n_conflict;
             }
             sync_report(c, "backup-wins: the backup's rows replace the primary's for all"
                         " %" PRId64 " conflicting keys", conflicts);
-            if (fk_conflicts > 0 && !fk_apply_actions(&x.p, x.replica))
-                goto cleanup;
+            if (fk_conflicts > 0 && !fk_apply_actions(&x->p, x->replica))
+                return false;
         }
     }
-    if (x.primary_wins)
-        for (size_t i = 0; i < x.nch; i++)
-            if (x.ch[i].whole_conflict)
-                x.ch[i].skip = true;       /* kept: written back to the backup below */
-    if (x.nch > 0 && (!apply_all(&x) || !fk_validate(&x.p)))
-        goto cleanup;
-    int64_t rows = 0, tables = 0;
-    for (size_t i = 0; i < x.nch; i++) {
-        changed *ch = &x.ch[i];
+    if (x->primary_wins)
+        for (size_t i = 0; i < x->nch; i++)
+            if (x->ch[i].whole_conflict)
+                x->ch[i].skip = true;       /* kept: written back to the backup below */
+    return true;
+}
+
+/* Step 4's report: one line per changed table; the rows and tables
+ * written. */
+static void back_report_tables(backctx *x, int64_t *rows, int64_t *tables)
+{
+    sync_ctx *c = x->c;
+    *rows = *tables = 0;
+    for (size_t i = 0; i < x->nch; i++) {
+        changed *ch = &x->ch[i];
         char d[32];
         format_duration(ch->ms, d, sizeof(d));
         if (ch->skip) {
@@ -829,32 +843,59 @@ bool sync_op_back(sync_ctx *c)
             sync_report(c, "%s: %" PRId64 " keys changed: %" PRId64 " applied (%" PRId64
                         " rows written, %" PRId64 " deleted), %" PRId64 " already in sync, %"
                         PRId64 " conflicts%s, %s", ch->t->label,
-                        ch->n_apply + ch->n_same + (x.backup_wins ? 0 : ch->n_conflict),
+                        ch->n_apply + ch->n_same + (x->backup_wins ? 0 : ch->n_conflict),
                         ch->n_apply, ch->written, ch->deleted, ch->n_same,
-                        x.backup_wins ? 0 : ch->n_conflict,
-                        ch->n_conflict > 0 ? (x.backup_wins ? "" : " kept") : "", d);
-        rows += ch->written + ch->deleted;
+                        x->backup_wins ? 0 : ch->n_conflict,
+                        ch->n_conflict > 0 ? (x->backup_wins ? "" : " kept") : "", d);
+        *rows += ch->written + ch->deleted;
         if (ch->written + ch->deleted > 0)
-            tables++;
+            (*tables)++;
     }
-    if (!sync_sequences(c, &x.b, &x.p, &x.bcat))
+}
+
+/* Step 5: sequences, the primary-wins write-back, the keyless tables'
+ * fingerprints, then both COMMITs (the primary first: a crash between
+ * the two leaves the pass unrecorded, and the next one replays it again;
+ * its keys are found in sync, or changed since: a conflict to decide,
+ * never a loss). */
+static bool back_commit(backctx *x, int64_t conflicts, const char *now, int64_t entries, int64_t t0)
+{
+    sync_ctx *c = x->c;
+    if (!sync_sequences(c, &x->b, &x->p, &x->bcat))
+        return false;
+    if (x->primary_wins && conflicts > 0 && !write_back(x))
+        return false;
+    for (size_t i = 0; x->primary_wins && i < x->nch; i++)
+        if (x->ch[i].whole_conflict && !write_back_whole(x, &x->ch[i]))
+            return false;
+    if (c->window && !back_keyless_fingerprints(x))
+        return false;
+    c->pass_wrote_back = x->primary_wins && conflicts > 0;
+    if (!sq_cmd(&x->p, "COMMIT", "committing on the primary"))
+        return false;
+    if (c->window && !sync_pass_record(c, &x->b, now, entries, mono_ms() - t0))
+        return false;
+    return sq_cmd(&x->b, "COMMIT", "committing on the backup");
+}
+
+bool sync_op_back(sync_ctx *c)
+{
+    backctx x = { .c = c };
+    char *now = NULL;            /* the backup transaction's snapshot */
+    sb_init(&x.q);
+    sb_init(&x.q2);
+    bool ok = false;
+    int64_t t0 = mono_ms(), entries = 0, conflicts = 0, fk_conflicts = 0, rows = 0, tables = 0;
+    x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
+    x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
+
+    if (!back_begin(&x, &now, &entries) || !back_classify(&x, entries, &conflicts, &fk_conflicts) ||
+        !back_resolve(&x, conflicts, fk_conflicts))
         goto cleanup;
-    if (x.primary_wins && conflicts > 0 && !write_back(&x))
+    if (x.nch > 0 && (!apply_all(&x) || !fk_validate(&x.p)))
         goto cleanup;
-    for (size_t i = 0; x.primary_wins && i < x.nch; i++)
-        if (x.ch[i].whole_conflict && !write_back_whole(&x, &x.ch[i]))
-            goto cleanup;
-    if (c->window && !back_keyless_fingerprints(&x))
-        goto cleanup;
-    c->pass_wrote_back = x.primary_wins && conflicts > 0;
-    /* the primary first: a crash between the two COMMITs leaves the pass
-     * unrecorded, and the next one replays it again (its keys are found
-     * in sync, or changed since: a conflict to decide, never a loss) */
-    if (!sq_cmd(&x.p, "COMMIT", "committing on the primary"))
-        goto cleanup;
-    if (c->window && !sync_pass_record(c, &x.b, now, entries, mono_ms() - t0))
-        goto cleanup;
-    if (!sq_cmd(&x.b, "COMMIT", "committing on the backup"))
+    back_report_tables(&x, &rows, &tables);
+    if (!back_commit(&x, conflicts, now, entries, t0))
         goto cleanup;
     sync_add_counts(c, rows, tables);
     char d[32];

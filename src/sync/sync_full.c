@@ -458,29 +458,160 @@ static void verify_detail(sbuf *b, const vtable *v, const stable *t)
     }
 }
 
-bool sync_op_verify(sync_ctx *c)
+/* The online verify's result of one table (not a difference), for
+ * drd.verified: rows only the primary has and stale rows, as counted in
+ * verify_report_table. */
+static void verify_record_table(sync_ctx *c, const stable *t, const vtable *v, int64_t nb, int64_t np)
+{
+    int64_t dif = v->state == V_SUBSET ? np - nb + 2 * v->stale_missing + v->stale_changed : 0;
+    sb_printf(c->verify_record, "%s(", c->verify_record->len ? ", " : "");
+    sb_literal(c->verify_record, t->schema);
+    sb_add(c->verify_record, ", ");
+    sb_literal(c->verify_record, t->name);
+    sb_printf(c->verify_record, ", '%s', %" PRId64 ", %" PRId64 ", %" PRId64 ")",
+              v->state == V_EQUAL ? "equal" : "subset", nb, np, dif);
+}
+
+/* What verify found, summed over the tables. */
+typedef struct {
+    int nbad, nsubset;
+    const char *why;         /* the first reason a lookup could not run */
+    int64_t rows, extra, differing;
+    bool writable;           /* the backup was not fenced when capture was installed */
+    char installed[64];
+    sbuf bad, line;
+} vsum;
+
+static void verify_report_subset(sync_ctx *c, const stable *t, const vtable *v, int64_t nb, int64_t np,
+                                 vsum *s)
+{
+    /* rows only the primary has: its count minus the backup rows it has */
+    int64_t more = np - (nb - v->stale_missing);
+    int64_t stale = v->stale_missing + v->stale_changed;
+    s->nsubset++;
+    s->extra += more;
+    s->differing += more + stale;
+    const char *w1 = s->writable ? "; but the backup was not fenced when capture was installed (" : "";
+    const char *w2 = s->writable ? s->installed : "";
+    if (stale > 0)
+        sync_report(c, "verify %s: the backup was behind the primary: %" PRId64 " backup %s"
+                    " older than the primary's (%" PRId64 " changed, %" PRId64 " deleted there"
+                    " before the outage; the outage never touched them: the primary's version"
+                    " stands), %" PRId64 " %s only on the primary; every row the outage changed"
+                    " is on the primary, identical%s%s%s", t->label, stale, plural(stale, "row", "rows"),
+                    v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"), w1, w2,
+                    s->writable ? "): some may be changes made there before it, which the"
+                                  " ledger does not have" : "");
+    else
+        sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
+                    " before the outage, never copied to the backup); every backup row is on the"
+                    " primary, identical%s%s%s", t->label, more, plural(more, "row", "rows"), w1, w2,
+                    s->writable ? "): some may be rows deleted there before it, which the ledger"
+                                  " does not have" : "");
+}
+
+/* One table's line of the report; a difference is added to s->bad. */
+static void verify_report_table(sync_ctx *c, const stable *t, const vtable *v, vsum *s)
+{
+    if (v->state == V_SKIPPED)
+        return;
+    int64_t nb = strtoll(v->b[0], NULL, 10), np = strtoll(v->p[0], NULL, 10);
+    s->rows += nb;
+    if (c->verify_record != NULL && v->state != V_DIFFERENT)
+        verify_record_table(c, t, v, nb, np);
+    switch (v->state) {
+    case V_SKIPPED:          /* not reached */
+        break;
+    case V_EQUAL:
+        sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
+        break;
+    case V_SUBSET:
+        verify_report_subset(c, t, v, nb, np, s);
+        break;
+    case V_DIFFERENT:
+        sb_reset(&s->line);
+        verify_detail(&s->line, v, t);
+        sync_report(c, "verify %s: DIFFERENT: backup %s rows (checksum %s), primary %s rows"
+                    " (checksum %s)%s%s", t->label, v->b[0], v->b[1], v->p[0], v->p[1],
+                    s->line.len ? "; " : "", sb_str(&s->line));
+        sb_printf(&s->bad, "%s%s (backup %s rows, primary %s rows%s)", s->nbad++ ? "; " : "",
+                  t->label, v->b[0], v->p[0],
+                  strcmp(v->b[0], v->p[0]) == 0 ? ", same count, different rows" : "");
+        if (t->nkey > 0 && v->checked)
+            sb_printf(&s->bad, ": %s", sb_str(&s->line));
+        else if (t->nkey > 0 && v->why[0] != '\0' && s->why == NULL)
+            s->why = v->why;
+        break;
+    }
+}
+
+/* The last line: the verdict over all tables (differences and violated
+ * foreign keys fail the job). */
+static bool verify_verdict(sync_ctx *c, const vsum *s, size_t nverify, size_t ntables, int nfk,
+                           const sbuf *fkbad, int64_t t0)
+{
+    char d[32];
+    format_duration(mono_ms() - t0, d, sizeof(d));
+    if (s->nbad > 0) {
+        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s%s%s", s->nbad, nverify, sb_str(&s->bad),
+                  s->why ? " (the backup's rows could not be looked up on the primary: " : "",
+                  s->why ? s->why : "", s->why ? ")" : "", nfk ? "; " : "", sb_str(fkbad));
+        return false;
+    }
+    if (nfk > 0) {
+        sync_fail(c, "verify: %d foreign %s violated on the primary: %s", nfk,
+                  plural(nfk, "key", "keys"), sb_str(fkbad));
+        return false;
+    }
+    if (nverify < ntables)
+        sync_report(c, "verify: %zu of %zu tables read whole, %" PRId64 " rows, all backup rows on the"
+                    " primary (%s)", nverify, ntables, s->rows, d);
+    else if (s->nsubset > 0 && s->differing > s->extra)
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, every row the outage changed is on the"
+                    " primary; the backup was behind in %d %s (%" PRId64 " %s differ, the primary's"
+                    " kept) (%s)", ntables, s->rows, s->nsubset, plural(s->nsubset, "table", "tables"),
+                    s->differing, plural(s->differing, "row", "rows"), d);
+    else if (s->nsubset > 0)
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all backup rows on the primary (%d %s with"
+                    " %" PRId64 " extra primary %s, kept) (%s)", ntables, s->rows, s->nsubset,
+                    plural(s->nsubset, "table", "tables"), s->extra, plural(s->extra, "row", "rows"), d);
+    else
+        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", ntables, s->rows, d);
+    return true;
+}
+
+/* Both catalogs, whether the ledger tells the outage's rows apart, and
+ * whether capture found the backup writable; the connections are closed
+ * again (the pool opens its own). */
+static bool verify_prepare(sync_ctx *c, scatalog *bcat, scatalog *pcat, verify_arg *va, vsum *s)
 {
     sconn b = { .slot = -1 }, p = { .slot = -1 };
+    bool known = false;
+    bool ok = sync_open_both(c, &b, bcat, &p, pcat);
+    if (ok) {
+        va->by_record = sync_record_hash_ok(&b, &p);
+        ok = (c->full || verify_has_ledger(&b, &va->ledger)) &&
+             /* extra primary rows may also be deletes the ledger could not see */
+             capture_was_writable(&b, &known, &s->writable, s->installed, sizeof s->installed);
+    }
+    sconn_close(&b);
+    sconn_close(&p);
+    return ok;
+}
+
+bool sync_op_verify(sync_ctx *c)
+{
     scatalog bcat = { 0 }, pcat = { 0 };
     verify_arg va = { 0 };
-    sbuf bad, line, fkbad;
-    sb_init(&bad);
-    sb_init(&line);
+    vsum s = { 0 };
+    sbuf fkbad;
+    sb_init(&s.bad);
+    sb_init(&s.line);
     sb_init(&fkbad);
     bool ok = false;
     int64_t t0 = mono_ms();
-    if (!sync_open_both(c, &b, &bcat, &p, &pcat))
+    if (!verify_prepare(c, &bcat, &pcat, &va, &s))
         goto cleanup;
-    va.by_record = sync_record_hash_ok(&b, &p);
-    if (!c->full && !verify_has_ledger(&b, &va.ledger))
-        goto cleanup;
-    /* extra primary rows may also be deletes the ledger could not see */
-    bool known = false, writable = false;
-    char installed[64];
-    if (!capture_was_writable(&b, &known, &writable, installed, sizeof installed))
-        goto cleanup;
-    sconn_close(&b);
-    sconn_close(&p);
     va.cat = &bcat;
     va.v = calloc(bcat.n + 1, sizeof(*va.v));
     if (va.v == NULL) {
@@ -496,125 +627,30 @@ bool sync_op_verify(sync_ctx *c)
     }
     if (nverify > 0 && !sync_pool(c, c->parallel, bcat.n, verify_open, verify_run, &va))
         goto cleanup;
-    int nbad = 0, nsubset = 0;
-    const char *why = NULL;  /* the first reason a lookup could not run */
-    int64_t rows = 0, extra = 0, differing = 0;
-    for (size_t i = 0; i < bcat.n; i++) {
-        const vtable *v = &va.v[i];
-        const stable *t = &bcat.t[i];
-        if (v->state == V_SKIPPED)
-            continue;
-        int64_t nb = strtoll(v->b[0], NULL, 10), np = strtoll(v->p[0], NULL, 10);
-        rows += nb;
-        if (c->verify_record != NULL && v->state != V_DIFFERENT) {
-            /* as differing below: rows only the primary has, stale rows */
-            int64_t dif = v->state == V_SUBSET ? np - nb + 2 * v->stale_missing + v->stale_changed : 0;
-            sb_printf(c->verify_record, "%s(", c->verify_record->len ? ", " : "");
-            sb_literal(c->verify_record, t->schema);
-            sb_add(c->verify_record, ", ");
-            sb_literal(c->verify_record, t->name);
-            sb_printf(c->verify_record, ", '%s', %" PRId64 ", %" PRId64 ", %" PRId64 ")",
-                      v->state == V_EQUAL ? "equal" : "subset", nb, np, dif);
-        }
-        switch (v->state) {
-        case V_SKIPPED:
-            break;
-        case V_EQUAL:
-            sync_report(c, "verify %s: %s rows, equal", t->label, v->b[0]);
-            break;
-        case V_SUBSET: {
-            /* rows only the primary has: its count minus the backup rows it has */
-            int64_t more = np - (nb - v->stale_missing);
-            int64_t stale = v->stale_missing + v->stale_changed;
-            nsubset++;
-            extra += more;
-            differing += more + stale;
-            if (stale > 0)
-                sync_report(c, "verify %s: the backup was behind the primary: %" PRId64 " backup %s"
-                            " older than the primary's (%" PRId64 " changed, %" PRId64 " deleted there"
-                            " before the outage; the outage never touched them: the primary's version"
-                            " stands), %" PRId64 " %s only on the primary; every row the outage changed"
-                            " is on the primary, identical%s%s%s", t->label, stale, plural(stale, "row", "rows"),
-                            v->stale_changed, v->stale_missing, more, plural(more, "row", "rows"),
-                            writable ? "; but the backup was not fenced when capture was installed ("
-                                     : "", writable ? installed : "",
-                            writable ? "): some may be changes made there before it, which the"
-                                       " ledger does not have" : "");
-            else
-                sync_report(c, "verify %s: primary has %" PRId64 " more %s than the backup (written there"
-                            " before the outage, never copied to the backup); every backup row is on the"
-                            " primary, identical%s%s%s", t->label, more, plural(more, "row", "rows"),
-                            writable ? "; but the backup was not fenced when capture was installed ("
-                                     : "", writable ? installed : "",
-                            writable ? "): some may be rows deleted there before it, which the ledger"
-                                       " does not have" : "");
-            break;
-        }
-        case V_DIFFERENT:
-            sb_reset(&line);
-            verify_detail(&line, v, t);
-            sync_report(c, "verify %s: DIFFERENT: backup %s rows (checksum %s), primary %s rows"
-                        " (checksum %s)%s%s", t->label, v->b[0], v->b[1], v->p[0], v->p[1],
-                        line.len ? "; " : "", sb_str(&line));
-            sb_printf(&bad, "%s%s (backup %s rows, primary %s rows%s)", nbad++ ? "; " : "",
-                      t->label, v->b[0], v->p[0],
-                      strcmp(v->b[0], v->p[0]) == 0 ? ", same count, different rows" : "");
-            if (t->nkey > 0 && v->checked)
-                sb_printf(&bad, ": %s", sb_str(&line));
-            else if (t->nkey > 0 && v->why[0] != '\0' && why == NULL)
-                why = v->why;
-            break;
-        }
-    }
+    for (size_t i = 0; i < bcat.n; i++)
+        verify_report_table(c, &bcat.t[i], &va.v[i], &s);
     int nfk = 0;
     /* verify_skip (the stop window after pre-sync): the foreign keys were
      * verified whole online, and sync-back checked the tail's rows */
     if (c->verify_skip == NULL && !fk_verify(c, &pcat, &nfk, &fkbad))
         goto cleanup;
-    if (bad.oom || line.oom || fkbad.oom) {
+    if (s.bad.oom || s.line.oom || fkbad.oom) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
-    char d[32];
-    format_duration(mono_ms() - t0, d, sizeof(d));
-    if (nbad > 0) {
-        sync_fail(c, "verify: %d of %zu tables differ: %s%s%s%s%s%s", nbad, nverify, sb_str(&bad),
-                  why ? " (the backup's rows could not be looked up on the primary: " : "",
-                  why ? why : "", why ? ")" : "", nfk ? "; " : "", sb_str(&fkbad));
+    if (!verify_verdict(c, &s, nverify, bcat.n, nfk, &fkbad, t0))
         goto cleanup;
-    }
-    if (nfk > 0) {
-        sync_fail(c, "verify: %d foreign %s violated on the primary: %s", nfk,
-                  plural(nfk, "key", "keys"), sb_str(&fkbad));
-        goto cleanup;
-    }
-    if (nverify < bcat.n)
-        sync_report(c, "verify: %zu of %zu tables read whole, %" PRId64 " rows, all backup rows on the"
-                    " primary (%s)", nverify, bcat.n, rows, d);
-    else if (nsubset > 0 && differing > extra)
-        sync_report(c, "verify: %zu tables, %" PRId64 " rows, every row the outage changed is on the"
-                    " primary; the backup was behind in %d %s (%" PRId64 " %s differ, the primary's"
-                    " kept) (%s)", bcat.n, rows, nsubset, plural(nsubset, "table", "tables"), differing,
-                    plural(differing, "row", "rows"), d);
-    else if (nsubset > 0)
-        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all backup rows on the primary (%d %s with"
-                    " %" PRId64 " extra primary %s, kept) (%s)", bcat.n, rows, nsubset,
-                    plural(nsubset, "table", "tables"), extra, plural(extra, "row", "rows"), d);
-    else
-        sync_report(c, "verify: %zu tables, %" PRId64 " rows, all equal (%s)", bcat.n, rows, d);
-    sync_add_counts(c, rows, (int64_t)nverify);
+    sync_add_counts(c, s.rows, (int64_t)nverify);
     pthread_mutex_lock(&c->mu);
-    c->differing = differing;
+    c->differing = s.differing;
     pthread_mutex_unlock(&c->mu);
     ok = true;
 cleanup:
-    sconn_close(&b);
-    sconn_close(&p);
     catalog_free(&bcat);
     catalog_free(&pcat);
     free(va.v);
-    sb_free(&bad);
-    sb_free(&line);
+    sb_free(&s.bad);
+    sb_free(&s.line);
     sb_free(&fkbad);
     return ok;
 }

@@ -296,6 +296,111 @@ static void egress_scripted_month(void **st)
     assert_true(refresh_egress_project(budget, 4400000001LL, 50000000LL, runs, &p));
 }
 
+/* ---- the warning over a scripted month (refresh_egress_watch, injected clock) ---- */
+
+typedef struct {
+    int notified;                /* egress_budget notifications */
+    char text[512];              /* the last one */
+} egress_fx;
+
+static bool gate_no(void *ctx) { (void)ctx; return false; }
+static breaker_state gate_closed(void *ctx) { (void)ctx; return BREAKER_CLOSED; }
+static void gate_notify(void *ctx, const char *event, const char *text)
+{
+    egress_fx *f = ctx;
+    assert_string_equal(event, "egress_budget");
+    f->notified++;
+    str_copy(f->text, text, sizeof f->text);
+}
+
+static bool count_over_events(const store_event *e, void *arg)
+{
+    if (strstr(e->message, "over [refresh] egress_budget") != NULL)
+        (*(int *)arg)++;
+    return true;
+}
+
+/* December 2026, one dump a day at 12:00 UTC ([refresh] every = 24h), the
+ * database growing: day d's dump reads d x 10 MB; budget 3 GB. After day
+ * d's dump the month has read 10 MB x d(d+1)/2; the typical refresh is the
+ * median of the last (up to 21) dumps, day 1 + d/2's up to day 21, day
+ * d - 10's after; 31 - d dumps are left. So the projection is
+ *   day 17: 1530 + 90 x 14 = 2790 MB    (under)
+ *   day 18: 1710 + 100 x 13 = 3010 MB   (over: the first day)
+ *   day 19: 1900 + 100 x 12 = 3100 MB, and more every day after.
+ * The warning (event + notification) fires on the 18th, not before, and
+ * once for the month, though the projection stays over. */
+static void egress_warning_scripted_month(void **st)
+{
+    (void)st;
+    const int64_t MB = 1000000;
+    char dir[] = "/tmp/test_refresh.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], conf[1024], err[256];
+    snprintf(conf, sizeof conf,
+             "[primary]\nurl = postgresql://app@127.0.0.1:1/app\n"
+             "[backup]\nurl = postgresql://app@127.0.0.1:2/app\n"
+             "[refresh]\nmode = dump\nevery = 24h\ndir = %s/dumps\negress_budget = 3GB\n"
+             "[state]\ndb = %s/drd.db\n", dir, dir);
+    snprintf(path, sizeof path, "%s/drd.conf", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(conf, fp);
+    fclose(fp);
+    chmod(path, 0600);
+    config_errors errs = { 0 };
+    config_t *cfg = config_load(path, &errs);
+    if (cfg == NULL)
+        fail_msg("config: %s", errs.n ? errs.msgs[0] : "?");
+    snprintf(path, sizeof path, "%s/drd.db", dir);
+    store_t *store = store_open(path, err, sizeof err);
+    assert_non_null(store);
+    loop_t *loop = loop_new();
+    egress_fx f = { 0 };
+    refresh_gate gate = { .ctx = &f, .app_on_backup = gate_no, .run_active = gate_no,
+                          .primary_breaker = gate_closed, .notify = gate_notify };
+    refresh_t *r = refresh_new(loop, store, &gate, cfg);
+    assert_non_null(r);
+
+    int64_t start, end;
+    refresh_month_bounds(T_DEC3, &start, &end);
+    int warned_on = 0;
+    for (int d = 1; d <= 31; d++) {
+        int64_t now = start + (d - 1) * DAY_MS + DAY_MS / 2;     /* the dth, 12:00 UTC */
+        store_refresh rec = { .started_at = now - 60000, .finished_at = now, .bytes = d * 10 * MB };
+        str_copy(rec.mode, "dump", sizeof rec.mode);
+        str_copy(rec.trigger, "schedule", sizeof rec.trigger);
+        str_copy(rec.state, "succeeded", sizeof rec.state);
+        assert_true(store_refresh_add(store, &rec) > 0);
+        assert_true(store_egress_add(store, now, rec.bytes));
+        refresh_egress_watch(r, now);
+
+        refresh_egress e;
+        assert_true(refresh_egress_get(r, now, &e));
+        assert_int_equal(e.month_bytes, 10 * MB * d * (d + 1) / 2);
+        assert_int_equal(e.runs_left, 31 - d);
+        if (d == 17)
+            assert_int_equal(e.projected, 2790 * MB);
+        if (d == 18)
+            assert_int_equal(e.projected, 3010 * MB);
+        assert_int_equal(e.over, d >= 18);
+        if (f.notified > 0 && warned_on == 0)
+            warned_on = d;
+    }
+    assert_int_equal(warned_on, 18);
+    assert_int_equal(f.notified, 1);
+    assert_non_null(strstr(f.text, "3.01 GB projected"));
+    int events = 0;
+    store_events_recent(store, 100, count_over_events, &events);
+    assert_int_equal(events, 1);
+
+    refresh_free(r);
+    loop_free(loop);
+    store_close(store);
+    config_free(cfg);
+    assert_true(refresh_rm_tree(dir));
+}
+
 static void change_column_choice(void **st)
 {
     (void)st;
@@ -322,6 +427,7 @@ int main(void)
         cmocka_unit_test(directories),
         cmocka_unit_test(egress_month_and_runs),
         cmocka_unit_test(egress_scripted_month),
+        cmocka_unit_test(egress_warning_scripted_month),
         cmocka_unit_test(change_column_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
