@@ -79,7 +79,7 @@ else
   fail "drctl check exit $st"; diag "$out"
 fi
 like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'pooler' "check says a pooler sits in front of the primary"
-like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'logical.*sync-back' \
+like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'fence.*sync-back.*logical' \
   "check says what needs a direct connection"
 like "$(grep -E '^ok +privileges-primary ' <<<"$out")" 'every privilege' "the privileges are tested through the pooler"
 
