@@ -18,6 +18,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
             -Wno-unused-parameter -Wno-format-truncation $(WERROR) -Iinclude $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+TSAN     := -fsanitize=thread -fno-omit-frame-pointer
 
 # One folder per subsystem (src/<room>/, public headers in include/drd/<room>/);
 # tests/layering.sh keeps the dependencies between rooms pointing one way.
@@ -29,6 +30,7 @@ LIB_SRC  := $(filter-out $(MAINS) $(CLI_SRC),$(wildcard src/*/*.c))
 HDRS     := $(wildcard include/drd/*/*.h src/*/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=build/obj/%.o)
 SAN_OBJ  := $(LIB_SRC:src/%.c=build/san/%.o)
+TSAN_OBJ := $(LIB_SRC:src/%.c=build/tsan/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 UNIT_SAN := $(UNIT_SRC:tests/unit/%.c=build/tests-san/%)
@@ -46,14 +48,21 @@ bin/drctl: build/obj/cli/drctl.o $(CLI_OBJ) $(LIB_OBJ) | bin
 # drd with ASan+UBSan, for the integration tests that look for memory errors
 bin/drd-san: build/san/daemon/drd.o $(SAN_OBJ) | bin
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+# drd with ThreadSanitizer: data races between the loop and the worker
+# threads (sync job, pool, preflight, readiness); tests/integration/t_tsan.sh
+bin/drd-tsan: build/tsan/daemon/drd.o $(TSAN_OBJ) | bin
+	$(CC) $(CFLAGS) $(TSAN) -o $@ $^ $(LDLIBS)
 # Where the installed page is looked for (see web_root in README).
-build/obj/conf/config.o build/san/conf/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
+build/obj/conf/config.o build/san/conf/config.o build/tsan/conf/config.o: CFLAGS += -DDRD_SHAREDIR='"$(PREFIX)/share/drd"'
 build/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -c -o $@ $<
 build/san/%.o: src/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -c -o $@ $<
+build/tsan/%.o: src/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TSAN) -c -o $@ $<
 build/tests/%: tests/unit/%.c $(LIB_OBJ) | build/tests
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 build/tests-san/%: tests/unit/%.c $(SAN_OBJ) | build/tests-san
@@ -98,7 +107,7 @@ unit: $(UNIT_BIN) $(UNIT_SAN)
 # Everything: unit tests (plain and ASan+UBSan), then integration tests
 # against real PostgreSQL clusters. Ends with "N passed, N failed".
 check: deps
-	@$(MAKE) --no-print-directory all unit bin/drd-san $(if $(HAVE_FUZZ_CC),fuzz-build)
+	@$(MAKE) --no-print-directory all unit bin/drd-san bin/drd-tsan $(if $(HAVE_FUZZ_CC),fuzz-build)
 	@tests/run.sh
 
 demo: deps

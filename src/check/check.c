@@ -1,7 +1,8 @@
 /* check.c - `drctl check`: every check a failover and a failback need,
  * run concurrently (one short-lived thread per check, each bounded by its
- * own 2 s deadline: libpq connect_timeout + statement_timeout, libcurl
- * timeouts). Nothing is changed: writes are tried in rolled-back
+ * own 2 s deadline: the connect's and each statement's (kept by the
+ * client: no session SET, which a transaction-mode pooler would leave
+ * behind for its next client), libcurl timeouts). Nothing is changed: writes are tried in rolled-back
  * transactions, files are only stat'ed and read. */
 #include <errno.h>
 #include <stdarg.h>
@@ -78,30 +79,27 @@ static long budget_ms(const check_job *j)
 /* PostgreSQL                                                         */
 
 /* Blocking connection with the configured url/password, to dbname (NULL:
- * the URL's). connect_timeout 2 s, statement_timeout = the budget. */
+ * the URL's). The connect and every statement within the budget. */
 static PGconn *db_connect(check_job *j, const config_target *t, const char *dbname,
                           char *err, size_t errlen)
 {
     return privs_connect(t, dbname, budget_ms(j), "drd-check", err, errlen);
 }
 
-/* Run sql (one optional text parameter); the first value of the first
- * row into out (may be NULL). false with err set on error. */
+/* Run sql (one optional text parameter) within the connection's timeout
+ * (privs_connect); the first value of the first row into out (may be
+ * NULL). false with err set on error. */
 static bool db_value(PGconn *c, const char *sql, const char *param, char *out, size_t n,
                      char *err, size_t errlen)
 {
     const char *params[1] = { param };
-    PGresult *r = PQexecParams(c, sql, param != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    bool ok = s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
+    PGresult *r = pgconn_exec(c, sql, param != NULL ? 1 : 0, params, err, errlen);
 
-    if (!ok)
-        pgconn_error_text(PQresultErrorMessage(r), err, errlen);
-    else if (out != NULL)
-        str_copy(out, (s == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+    if (r != NULL && out != NULL)
+        str_copy(out, (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
                       ? PQgetvalue(r, 0, 0) : "", n);
     PQclear(r);
-    return ok;
+    return r != NULL;
 }
 
 static const config_target *target_of(const config_t *cfg, const char *side)
@@ -115,19 +113,63 @@ static const char *app_url_of(const config_target *t)
     return t->app_url != NULL ? t->app_url : t->url;
 }
 
+/* Whether a connection pooler sits between drd and the server: PostgreSQL
+ * takes the startup parameter "options" (here a custom setting) and shows
+ * it; pgbouncer refuses it ("unsupported startup parameter") or, told to
+ * ignore it, drops it. 1 yes (how says which), 0 no, -1 unknown. */
+static int behind_pooler(check_job *j, const config_target *t, char *how, size_t n)
+{
+    pgconn_opts o = { .password = t->password, .app_name = "drd-check", .connect_ms = budget_ms(j),
+                      .options = "-c drd.check_direct=on" };
+    char err[512], v[16] = "";
+    PGconn *c = pgconn_connect(t->url, &o, err, sizeof err);
+    if (c == NULL) {
+        if (strstr(err, "unsupported startup parameter") == NULL)
+            return -1;
+        str_copy(how, "it refused the startup parameter \"options\"", n);
+        return 1;
+    }
+    bool got = pgconn_set_timeout(c, budget_ms(j)) &&
+               db_value(c, "SELECT current_setting('drd.check_direct', true)", NULL, v, sizeof v, err, sizeof err);
+    PQfinish(c);
+    if (!got)
+        return -1;
+    if (strcmp(v, "on") == 0)
+        return 0;
+    str_copy(how, "it dropped the startup parameter \"options\"", n);
+    return 1;
+}
+
 static void check_reachable(check_job *j, const char *side)
 {
-    char err[1024], ver[64];
-    PGconn *c = db_connect(j, target_of(j->cfg, side), NULL, err, sizeof err);
+    char err[1024], ver[64], how[128];
+    const config_target *t = target_of(j->cfg, side);
+    PGconn *c = db_connect(j, t, NULL, err, sizeof err);
     if (c == NULL) {
         set(j, ST_FAIL, "start the server, or fix the URL, role or password in the config",
             "cannot connect with [%s] url: %s", side, err);
         return;
     }
-    if (!db_value(c, "SHOW server_version", NULL, ver, sizeof ver, err, sizeof err))
+    if (!db_value(c, "SHOW server_version", NULL, ver, sizeof ver, err, sizeof err)) {
         set(j, ST_FAIL, "check the server", "connected but a query failed: %s", err);
-    else
+    } else if (behind_pooler(j, t, how, sizeof how) != 1) {
         set(j, ST_OK, NULL, "connected (PostgreSQL %s)", ver);
+    } else {
+        /* What works through a (transaction-mode) pooler and what needs a
+         * session: the sync's session settings and temporary tables would
+         * land on whichever server connection the pooler picks, and stay
+         * there for its next client (the app). */
+        bool logical = str_eq(j->cfg->refresh_mode, "logical");
+        char fix[512];
+        snprintf(fix, sizeof fix, "point [%s] url at the server itself or at a session-mode pooler"
+                 "%s", side, logical ? "" : "; keep the transaction-mode pooler for reconcile in [refresh] source_url");
+        set(j, logical ? ST_FAIL : ST_WARN, fix,
+            "connected (PostgreSQL %s) through a connection pooler (%s): the probes, check, the fence and "
+            "[refresh] mode = reconcile work through any pooler; %s[refresh] mode = logical (the replication "
+            "protocol) and the runbooks' capture, sync-back and verify (session settings, temporary tables) "
+            "need a session: a direct connection or a session-mode pooler", ver, how,
+            logical ? "configured here: " : "");
+    }
     PQfinish(c);
 }
 
@@ -161,13 +203,10 @@ static void check_backup_writable(check_job *j)
     }
     /* On after a failback: the backup is fenced for the app (fence-backup),
      * and the next failover lifts it before the app starts there
-     * (unfence-backup). Test the rest in a session with it off. */
+     * (unfence-backup). Test the rest in a read-write transaction (no
+     * session SET: it would outlive this check on a pooler's connection). */
     bool fenced = strcmp(v, "on") == 0;
-    if (fenced && !db_value(c, "SET default_transaction_read_only = off", NULL, NULL, 0, err, sizeof err)) {
-        set(j, ST_FAIL, NULL, "SET default_transaction_read_only = off failed: %s", err);
-        goto cleanup;
-    }
-    if (!db_value(c, "BEGIN", NULL, NULL, 0, err, sizeof err) ||
+    if (!db_value(c, "BEGIN READ WRITE", NULL, NULL, 0, err, sizeof err) ||
         !db_value(c, "CREATE TEMP TABLE drd_check_probe (x int)", NULL, NULL, 0, err, sizeof err)) {
         db_value(c, "ROLLBACK", NULL, NULL, 0, v, sizeof v);
         char fix[300], role[128];
@@ -592,17 +631,17 @@ static char *app_tables(check_job *j, const config_target *t, char *err, size_t 
         return NULL;
     const char *schemas = j->cfg->sync_schemas != NULL ? j->cfg->sync_schemas : "public";
     const char *params[1] = { schemas };
-    PGresult *r = PQexecParams(c,
+    PGresult *r = pgconn_exec(c,
         "SELECT coalesce(string_agg(n.nspname || '.' || c.relname, ',' ORDER BY n.nspname, c.relname), '')"
         "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
         "   AND n.nspname IN (SELECT btrim(x) FROM unnest(string_to_array($1, ',')) x)",
-        1, NULL, params, NULL, NULL, 0);
+        1, params, err, errlen);
     char *out = NULL;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    if (r != NULL && PQntuples(r) == 1)
         out = strdup(PQgetvalue(r, 0, 0));
-    else
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    else if (r != NULL)
+        str_copy(err, "no result", errlen);
     PQclear(r);
     PQfinish(c);
     return out;

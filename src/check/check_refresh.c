@@ -27,32 +27,22 @@
 #define MONTH_MS (30LL * 86400 * 1000)
 
 /* A connection to the reconcile source (or the primary's app database):
- * no "options" startup parameter, which a pooler refuses. */
+ * no "options" startup parameter, which a pooler refuses, and no session
+ * state: its statements (pgconn_exec) end within timeout_ms by the
+ * client's clock. */
 static PGconn *source_connect(const config_t *cfg, int64_t timeout_ms, char *err, size_t n)
 {
-    const char *keys[6], *vals[6];
-    char ct[16];
-    int k = 0;
-    snprintf(ct, sizeof ct, "%lld", (long long)(timeout_ms < 2000 ? 2 : (timeout_ms + 999) / 1000));
     const char *url = cfg->refresh_source_url != NULL ? cfg->refresh_source_url : cfg->primary.url;
     char *db = cfg->refresh_source_url == NULL && cfg->primary.app_url != NULL
              ? pgconn_dbname(cfg->primary.app_url) : NULL;
-    keys[k] = "dbname"; vals[k++] = url;
-    if (db != NULL && db[0] != '\0') {
-        keys[k] = "dbname"; vals[k++] = db;
-    }
-    if (cfg->primary.password != NULL) {
-        keys[k] = "password"; vals[k++] = cfg->primary.password;
-    }
-    keys[k] = "connect_timeout"; vals[k++] = ct;
-    keys[k] = "application_name"; vals[k++] = "drd-check";
-    keys[k] = NULL; vals[k] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    pgconn_opts o = { .dbname = db != NULL && db[0] != '\0' ? db : NULL, .password = cfg->primary.password,
+                      .app_name = "drd-check", .connect_ms = timeout_ms };
+    PGconn *c = pgconn_connect(url, &o, err, n);
     free(db);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        pgconn_error_text(c ? PQerrorMessage(c) : "out of memory", err, n);
+    if (c != NULL && !pgconn_set_timeout(c, timeout_ms)) {
+        str_copy(err, "out of memory", n);
         PQfinish(c);
-        return NULL;
+        c = NULL;
     }
     return c;
 }
@@ -64,14 +54,12 @@ static void add(char *buf, size_t n, const char *sep, const char *text)
     str_append(buf, n, text);
 }
 
-/* The tables of [sync] schemas: "name\x1fhas_key\x1fcol,col,..." per row. */
-static PGresult *tables_of(PGconn *c, const config_t *cfg, int64_t timeout_ms)
+/* The tables of [sync] schemas: "name\x1fhas_key\x1fcol,col,..." per row;
+ * NULL with err. */
+static PGresult *tables_of(PGconn *c, const config_t *cfg, char *err, size_t errlen)
 {
-    char set[96];
-    snprintf(set, sizeof set, "BEGIN READ ONLY; SET LOCAL statement_timeout = %lld", (long long)timeout_ms);
-    PQclear(PQexec(c, set));
     const char *params[1] = { cfg->sync_schemas != NULL ? cfg->sync_schemas : "public" };
-    PGresult *r = PQexecParams(c,
+    return pgconn_exec(c,
         "SELECT n.nspname || '.' || c.relname, n.nspname, c.relname,"
         "  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
         "  (SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a"
@@ -79,9 +67,7 @@ static PGresult *tables_of(PGconn *c, const config_t *cfg, int64_t timeout_ms)
         "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
         "   AND n.nspname IN (SELECT btrim(x) FROM unnest(string_to_array($1, ',')) x)"
-        " ORDER BY 1", 1, NULL, params, NULL, NULL, 0);
-    PQclear(PQexec(c, "COMMIT"));
-    return r;
+        " ORDER BY 1", 1, params, err, errlen);
 }
 
 static bool listed(const char *list, const char *name)
@@ -108,9 +94,10 @@ static bool reconcile_tables(const config_t *cfg, int64_t timeout_ms, char *reas
     PGconn *c = source_connect(cfg, timeout_ms, err, errlen);
     if (c == NULL)
         return false;
-    PGresult *r = tables_of(c, cfg, timeout_ms);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pgconn_error_text(PQresultErrorMessage(r), err, errlen);
+    PGresult *r = tables_of(c, cfg, err, errlen);
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        if (r != NULL)
+            str_copy(err, "no rows", errlen);
         PQclear(r);
         PQfinish(c);
         return false;
@@ -172,8 +159,8 @@ static int64_t typical_bytes(const config_t *cfg, const char *mode, int64_t time
     PGconn *c = source_connect(cfg, timeout_ms, err, sizeof err);
     if (c == NULL)
         return -1;
-    PGresult *r = PQexec(c, "SELECT pg_database_size(current_database())");
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    PGresult *r = pgconn_exec(c, "SELECT pg_database_size(current_database())", 0, NULL, err, sizeof err);
+    if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         b = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     PQfinish(c);

@@ -284,18 +284,16 @@ PGconn *privs_connect(const config_target *t, const char *dbname, int64_t timeou
 {
     pgconn_opts o = { .dbname = dbname, .password = t->password, .app_name = app_name,
                       .connect_ms = timeout_ms };
-    char sql[64];
     PGconn *c = pgconn_connect(t->url, &o, err, errlen);
 
     if (c == NULL)
         return NULL;
-    /* every statement of this session within the same budget */
-    snprintf(sql, sizeof sql, "SET statement_timeout = %lld", (long long)timeout_ms);
-    PGresult *r = PQexec(c, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
-        pgconn_error_text(PQerrorMessage(c), err, errlen);
+    /* Every statement of this connection within the same time, kept by
+     * the client (pgconn_exec): a session SET statement_timeout would stay
+     * on a transaction-mode pooler's server connection for its next client
+     * (the app: every query of it cut at 2 s). */
+    if (!pgconn_set_timeout(c, timeout_ms)) {
+        str_copy(err, "out of memory", errlen);
         PQfinish(c);
         return NULL;
     }

@@ -142,9 +142,9 @@ static bool tv(PGresult *r, int row, int col)
 
 static PGresult *query(PGconn *c, const char *sql, int n, const char *const *params, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pgconn_error_text(PQresultErrorMessage(r), err, errlen);
+    PGresult *r = pgconn_exec(c, sql, n, params, err, errlen);   /* within privs_connect's deadline */
+    if (r != NULL && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        str_copy(err, "the query returned no rows", errlen);
         PQclear(r);
         return NULL;
     }
@@ -186,10 +186,11 @@ static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const 
 
     /* SET ON PARAMETER exists from PostgreSQL 15 */
     cat->srr = false;
-    r = PQexecParams(c, "SELECT coalesce(has_parameter_privilege((SELECT oid FROM pg_roles WHERE rolname ="
-                        " coalesce(nullif($1::text, ''), current_user)), 'session_replication_role', 'SET'), false)",
-                     1, NULL, p2, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    char ignored[256];
+    r = pgconn_exec(c, "SELECT coalesce(has_parameter_privilege((SELECT oid FROM pg_roles WHERE rolname ="
+                       " coalesce(nullif($1::text, ''), current_user)), 'session_replication_role', 'SET'), false)",
+                    1, p2, ignored, sizeof ignored);
+    if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         cat->srr = tv(r, 0, 0);
     PQclear(r);
 

@@ -5,32 +5,77 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "drd/core/crash.h"
 #include "drd/core/log.h"
+
+typedef struct {
+    void *(*fn)(void *);
+    void *arg;
+    bool detached;
+} start;
+
+/* Detached workers still running (worker_detached_running). */
+static atomic_int g_detached;
+
+/* Named before it runs anything: a crash's trace says "drd-worker". */
+static void *trampoline(void *p)
+{
+    start s = *(start *)p;
+    free(p);
+    pthread_setname_np(pthread_self(), "drd-worker");
+    void *ret = s.fn(s.arg);
+    if (s.detached)
+        atomic_fetch_sub(&g_detached, 1);
+    return ret;
+}
+
+int worker_detached_running(void)
+{
+    return atomic_load(&g_detached);
+}
 
 bool worker_spawn(pthread_t *t, bool detached, void *(*fn)(void *), void *arg)
 {
     pthread_attr_t at;
     sigset_t all, old;
     int rc;
+    start *s = malloc(sizeof *s);
 
+    if (s == NULL) {
+        errno = ENOMEM;
+        return false;
+    }
+    *s = (start){ .fn = fn, .arg = arg, .detached = detached };
     if ((rc = pthread_attr_init(&at)) != 0) {
+        free(s);
         errno = rc;
         return false;
     }
     if (detached)
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     sigfillset(&all);
+    /* a fault in the thread must reach crash.c's handler (a blocked
+     * SIGSEGV kills the process without it: no backtrace) */
+    crash_sigdel(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);    /* inherited by the thread */
-    rc = pthread_create(t, &at, fn, arg);
+    if (detached)
+        atomic_fetch_add(&g_detached, 1);
+    rc = pthread_create(t, &at, trampoline, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&at);
-    if (rc != 0)
+    if (rc != 0) {
+        if (detached)
+            atomic_fetch_sub(&g_detached, 1);
+        free(s);
         errno = rc;
+    }
     return rc == 0;
 }
 

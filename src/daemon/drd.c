@@ -9,6 +9,7 @@
 #include "drd/conf/config.h"
 #include "drd/conf/envfile.h"
 #include "drd/engine/executor.h"
+#include "drd/core/crash.h"
 #include "drd/core/fetch.h"
 #include "drd/core/log.h"
 #include "drd/core/loop.h"
@@ -22,6 +23,7 @@
 #include "drd/conf/runbook.h"
 #include "drd/store/store.h"
 #include "drd/core/util.h"
+#include "drd/core/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -821,6 +823,7 @@ int main(int argc, char **argv)
         return rc;
     if (getenv("JOURNAL_STREAM") != NULL)
         log_set_journal(true);
+    crash_install(getenv("JOURNAL_STREAM") != NULL);   /* a fatal signal prints a backtrace */
     if ((rc = load_checked_config(&d, check_only, verbose)) >= 0)
         return rc;
     apply_log_settings(d.cfg);
@@ -830,5 +833,12 @@ int main(int argc, char **argv)
         rc = EXIT_OK;
     }
     daemon_free(&d);
+    /* A detached worker the loop gave up on (a readiness check, a
+     * preflight) may still be inside libpq: exit() would run the
+     * libraries' destructors under it (libkrb5 aborted so at a stop). */
+    if (worker_detached_running() > 0) {
+        fflush(NULL);
+        _exit(rc);
+    }
     return rc;
 }

@@ -234,6 +234,12 @@ static void on_done(loop_t *loop, int fd, short revents, void *arg)
     if (read(fd, &v, sizeof v) < 0 && errno == EAGAIN)
         return;
     loop_del_fd(loop, fd);
+    /* The worker wrote the eventfd holding p->mu and unlocks it after:
+     * until it has, freeing p lets its unlock write into freed (maybe
+     * reused) memory, a heap corruption that crashed drd later (issue 13,
+     * a SIGSEGV during pre-sync under load). Taking the mutex waits for it. */
+    pthread_mutex_lock(&p->mu);
+    pthread_mutex_unlock(&p->mu);
     log_debug("preflight (%s): %s in %lldms", p->kind, p->ok ? "ok" : "failed", (long long)(mono_ms() - p->started));
     p->cb(p->arg, p->ok, p->ok ? "" : p->error, p->report != NULL ? p->report : "");
     job_free(p);

@@ -9,9 +9,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <libpq-events.h>
 
 #include "drd/core/util.h"
 
@@ -105,8 +110,17 @@ char *pgconn_dbname(const char *url)
     return out;
 }
 
+static PGconn *start_params(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                            const char *app_name, const char *options, char *err, size_t errlen);
+
 PGconn *pgconn_start_db(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
                         const char *app_name, char *err, size_t errlen)
+{
+    return start_params(url, dbname, password, timeout_ms, app_name, NULL, err, errlen);
+}
+
+static PGconn *start_params(const char *url, const char *dbname, const char *password, int64_t timeout_ms,
+                            const char *app_name, const char *options, char *err, size_t errlen)
 {
     char connect_timeout[24], user_timeout[24];
     /* connect_timeout is only a backstop: PQconnectPoll ignores it (the
@@ -121,7 +135,7 @@ PGconn *pgconn_start_db(const char *url, const char *dbname, const char *passwor
      * tcp_user_timeout bounds how long sent data may stay unacknowledged
      * (e.g. a half-open connection after a network partition), so the
      * kernel drops the connection even if no deadline of ours is armed. */
-    const char *keys[12], *vals[12];
+    const char *keys[13], *vals[13];
     int k = 0;
     keys[k] = "dbname";              vals[k++] = url;
     keys[k] = "connect_timeout";     vals[k++] = connect_timeout;
@@ -137,6 +151,9 @@ PGconn *pgconn_start_db(const char *url, const char *dbname, const char *passwor
     /* A later dbname is a plain database name and wins over the URL's. */
     if (dbname != NULL) {
         keys[k] = "dbname";          vals[k++] = dbname;
+    }
+    if (options != NULL) {
+        keys[k] = "options";         vals[k++] = options;
     }
     keys[k] = NULL;                  vals[k] = NULL;
 
@@ -278,7 +295,7 @@ PGconn *pgconn_connect(const char *url, const pgconn_opts *o, char *err, size_t 
         str_copy(err, "cancelled", errlen);
         return NULL;
     }
-    c = pgconn_start_db(url, o->dbname, o->password, tcp, o->app_name, err, errlen);
+    c = start_params(url, o->dbname, o->password, tcp, o->app_name, o->options, err, errlen);
     if (c == NULL)
         return NULL;
     while (st != PGRES_POLLING_OK) {
@@ -293,5 +310,94 @@ PGconn *pgconn_connect(const char *url, const pgconn_opts *o, char *err, size_t 
     return c;
 fail:
     PQfinish(c);
+    return NULL;
+}
+
+/* ---- statements with a client-side deadline -------------------------- */
+
+/* The timeout lives with the connection (libpq's instance data), freed
+ * when the connection is. */
+static int deadline_event(PGEventId id, void *info, void *pass)
+{
+    (void)pass;
+    if (id == PGEVT_CONNDESTROY) {
+        PGEventConnDestroy *d = info;
+        free(PQinstanceData(d->conn, deadline_event));
+    }
+    return 1;
+}
+
+bool pgconn_set_timeout(PGconn *c, int64_t timeout_ms)
+{
+    int64_t *d = PQinstanceData(c, deadline_event);
+    if (d == NULL) {
+        if ((d = malloc(sizeof *d)) == NULL)
+            return false;
+        if (!PQregisterEventProc(c, deadline_event, "drd-deadline", NULL) ||
+            !PQsetInstanceData(c, deadline_event, d)) {
+            free(d);
+            return false;
+        }
+    }
+    *d = timeout_ms;
+    return true;
+}
+
+/* Wait until libpq has a whole result (or the deadline passes). */
+static bool wait_result(PGconn *c, int64_t deadline, char *err, size_t errlen)
+{
+    while (PQisBusy(c)) {
+        int64_t left = deadline > 0 ? deadline - mono_ms() : INT_MAX;
+        if (left <= 0) {
+            /* not a cancel request: that can itself hang on a frozen server */
+            shutdown(PQsocket(c), SHUT_RDWR);
+            str_copy(err, "no answer in time (the statement was abandoned)", errlen);
+            return false;
+        }
+        struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+        int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return false;
+        }
+        if (r > 0 && !PQconsumeInput(c)) {
+            pgconn_error_text(PQerrorMessage(c), err, errlen);
+            return false;
+        }
+    }
+    return true;
+}
+
+PGresult *pgconn_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
+                      char *err, size_t errlen)
+{
+    const int64_t *d = PQinstanceData(c, deadline_event);
+    int64_t deadline = d != NULL && *d > 0 ? mono_ms() + *d : 0;
+    PGresult *last = NULL, *r;
+    bool failed = false;
+
+    int sent = nparams > 0 ? PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+                           : PQsendQuery(c, sql);
+    if (!sent) {
+        pgconn_error_text(PQerrorMessage(c), err, errlen);
+        return NULL;
+    }
+    for (;;) {
+        if (!wait_result(c, deadline, err, errlen))
+            goto fail;
+        if ((r = PQgetResult(c)) == NULL)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !failed) {
+            failed = true;
+            pgconn_error_text(PQresultErrorMessage(r), err, errlen);
+        }
+        PQclear(last);
+        last = r;
+    }
+    if (!failed)
+        return last;
+fail:
+    PQclear(last);
     return NULL;
 }

@@ -31,6 +31,7 @@ void sync_fail(sync_ctx *c, const char *fmt, ...)
     va_end(ap);
     bool first = false;
     pthread_mutex_lock(&c->mu);
+    bool cancelled = c->cancelled;       /* set by the loop's thread: read under mu */
     if (!c->failed) {
         c->failed = true;
         first = true;
@@ -38,7 +39,7 @@ void sync_fail(sync_ctx *c, const char *fmt, ...)
     }
     pthread_mutex_unlock(&c->mu);
     atomic_store(&c->stop, true);
-    if (first && !c->cancelled)
+    if (first && !cancelled)
         log_error("sync: %s", masked);
     else if (first)
         log_info("sync: %s", masked);

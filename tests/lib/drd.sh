@@ -119,8 +119,10 @@ drd_start() {
   DRD_CONF=$conf
   if [ "$_drd_cleanup_registered" = 0 ]; then
     cleanup_add '_drd_cleanup'
+    cleanup_report '_drd_crash_report'
     _drd_cleanup_registered=1
   fi
+  [[ " ${_drd_logs[*]} " == *" $DRD_LOG "* ]] || _drd_logs+=("$DRD_LOG")
   echo "----- $(date -u +%FT%T.%3NZ) drd_start -c $conf" >>"$DRD_LOG"
   "$DRD" -c "$conf" -f >>"$DRD_LOG" 2>&1 &
   DRD_PID=$!
@@ -150,6 +152,47 @@ _drd_answers_or_died() {
 _drd_cleanup() {
   local p
   for p in "${_drd_pids[@]}"; do proc_kill "$p" 3; done
+}
+
+# At exit: a drd that died of a fatal signal wrote a backtrace into its log
+# (src/core/crash.c). Each is shown as TAP comments, drd's own frames
+# symbolised (function at file:line, addr2line), and counted as a failure:
+# a crash never goes unseen, even in a test whose checks all passed.
+_drd_logs=()
+_drd_crash_report() {
+  local log n rc=0
+  for log in "${_drd_logs[@]}"; do
+    [ -f "$log" ] || continue
+    n=$(grep -c '^\(<2>\)\?drd: FATAL: signal' "$log")
+    [ "$n" -gt 0 ] || continue
+    fail "drd died of a fatal signal ($n in $log): backtrace below"
+    drd_backtrace <"$log" | sed 's/^/# /'
+    rc=1
+  done
+  return $rc
+}
+
+# drd_backtrace: the crash blocks of a drd log (stdin), each frame of an
+# executable (not a shared library) followed by its symbolised lines.
+drd_backtrace() {
+  local line in=0 bin off sym
+  while IFS= read -r line; do
+    line=${line#<2>}
+    case $line in
+      'drd: FATAL: signal'*) in=1; echo "$line"; continue ;;
+      'drd: end of backtrace'*) [ $in = 1 ] && echo "$line"; in=0; continue ;;
+    esac
+    [ $in = 1 ] || continue
+    echo "  $line"
+    # /path/bin/drd(+0x1f6e6)[0x...]: an offset in the executable; the
+    # return address - 1 is the call's line
+    if [[ "$line" =~ ^([^\(]+)\(\+0x([0-9a-f]+)\) ]] && [[ "${BASH_REMATCH[1]}" != *.so* ]]; then
+      bin=${BASH_REMATCH[1]}; off=$(( 16#${BASH_REMATCH[2]} - 1 ))
+      command -v addr2line >/dev/null && [ -f "$bin" ] || continue
+      sym=$(addr2line -f -i -p -C -e "$bin" "$(printf '0x%x' "$off")" 2>/dev/null)
+      [ -n "$sym" ] && sed 's/^/      -> /' <<<"$sym"
+    fi
+  done
 }
 
 # drd_running: the current drd process is alive.

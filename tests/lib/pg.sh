@@ -22,7 +22,8 @@
 # it identically.
 #
 # At exit (normal, failure, INT/TERM): the commands registered with
-# cleanup_add run (newest first), tracked processes are killed, every
+# cleanup_add run (newest first), then those of cleanup_report (their
+# output kept: e.g. drd's crash backtraces), tracked processes are killed, every
 # cluster under $TEST_TMP is thawed and stopped (-m immediate, or
 # $PG_CLEANUP_MODE), and $TEST_TMP is removed if this file created it.
 
@@ -195,6 +196,11 @@ _TRACKED_PIDS=()
 # Call it from the test's own shell, not from a $(...) or a pipeline.
 cleanup_add() { _CLEANUP_CMDS+=("$1"); }
 
+# cleanup_report CMD: run CMD at exit after the cleanup_add commands, its
+# output kept (TAP lines and comments); a non-zero status fails the test.
+_REPORT_CMDS=()
+cleanup_report() { _REPORT_CMDS+=("$1"); }
+
 # proc_track PID: kill PID (TERM, then KILL after 3 s) at exit if still alive.
 proc_track() { _TRACKED_PIDS+=("$1"); }
 
@@ -230,6 +236,9 @@ _test_cleanup() {
   trap - EXIT INT TERM HUP
   for (( i = ${#_CLEANUP_CMDS[@]} - 1; i >= 0; i-- )); do
     eval "${_CLEANUP_CMDS[$i]}" >/dev/null 2>&1 || true
+  done
+  for i in "${_REPORT_CMDS[@]}"; do
+    eval "$i" || { [ "$rc" = 0 ] && rc=1; }
   done
   for i in "${_TRACKED_PIDS[@]}"; do proc_kill "$i" 3 >/dev/null 2>&1; done
   # Every cluster under TEST_TMP (state is kept in files: pg_start may have

@@ -53,8 +53,10 @@ void privs_list_free(privs_list *l);                 /* accepts a zeroed list */
 bool privs_side_used(const privs_list *l, privs_side side, bool *required);
 
 /* Blocking connection to side's app database (the database of its
- * app_url) with drd's url and password; connect_timeout and
- * statement_timeout from timeout_ms. NULL with err (masked). */
+ * app_url) with drd's url and password; the connect and every
+ * pgconn_exec on it within timeout_ms each (a timeout the client keeps: no
+ * session state, so a transaction-mode pooler will do). NULL with err
+ * (masked). */
 PGconn *privs_connect(const config_target *t, const char *dbname, int64_t timeout_ms,
                       const char *app_name, char *err, size_t errlen);
 /* The role a side's url connects as ("" when the URL names none: then

@@ -44,9 +44,28 @@ typedef struct {
     int64_t connect_ms;          /* the whole connect */
     int64_t tcp_user_timeout_ms; /* 0: connect_ms */
     const atomic_bool *stop;     /* looked at every 100 ms: err "cancelled"; NULL: none */
+    const char *options;         /* the "options" startup parameter (a pooler refuses or
+                                  * drops it: check's pooler test only); NULL: none */
 } pgconn_opts;
 /* The connection, or NULL with err set (one line, secrets masked). */
 PGconn *pgconn_connect(const char *url, const pgconn_opts *o, char *err, size_t errlen);
+
+/* Statements on a blocking connection with a timeout the client keeps,
+ * so that no session state is left on the server: a session SET
+ * statement_timeout through a transaction-mode pooler (pgbouncer) stays
+ * on the server connection it ran on, for the pooler's next client (the
+ * app), and a frozen server cannot enforce it anyway.
+ * pgconn_set_timeout: the time every later pgconn_exec on c may wait for
+ * its results (0: no limit). pgconn_exec: sql (several statements only
+ * without params) with nparams text params; past the timeout it shuts the
+ * socket down (the server aborts the statement when it next checks its
+ * client; c is unusable after) and fails "no answer in time". The last
+ * result (PQclear it) when every result was PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK; else NULL with err set (the first error, one line,
+ * masked). */
+bool pgconn_set_timeout(PGconn *c, int64_t timeout_ms);
+PGresult *pgconn_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
+                      char *err, size_t errlen);
 
 /* One step of a non-blocking connect driven by the loop: PQconnectPoll,
  * then the socket watched (cb) for what libpq waits for. */
