@@ -378,73 +378,71 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
     finish(r);
 }
 
-static void begin_fence(step_run *r)
+/* fence = none, or a target known to be down: the step ends without
+ * reaching it (true). Known to be down: trying to reach it would only cost
+ * the timeout (a frozen server answers nothing); the fence is applied the
+ * moment it answers again (policy.c), which is the same guarantee. */
+static bool fence_without_server(step_run *r)
 {
-    const config_t *c = r->env.cfg;
-    const config_target *t = target_of(c, r->step.target);
-    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300];
-    char s1[1024], filter[800], s2[4096];
-    /* The read-only fence applies to drd's own new sessions too when its
-     * url names the fenced database (one database, as on many hosted
-     * services): turn it off for this session first, on its own. */
-    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
-                             "SELECT current_setting('drd.fence_ended')" };
-
     if (r->step.fence == FENCE_NONE) {
         r->out.ok = true;
         str_copy(r->out.note, "fence = none: nothing to do", sizeof r->out.note);
         finish_later(r);
-        return;
+        return true;
     }
-    /* Known to be down: trying to reach it would only cost the timeout (a
-     * frozen server answers nothing). The fence is applied the moment it
-     * answers again (policy.c), which is the same guarantee. */
     target_id tid = target_or_primary(r->step.target);
-    if (!r->step.lift && !r->step.required && monitor_breaker(r->env.monitor, tid) == BREAKER_OPEN) {
-        r->out.ok = true;
-        snprintf(r->out.note, sizeof r->out.note,
-                 "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
-        fence_outcome(r, FENCE_PENDING);
-        log_warn("fence: %s", r->out.note);
+    if (r->step.lift || r->step.required || monitor_breaker(r->env.monitor, tid) != BREAKER_OPEN)
+        return false;
+    r->out.ok = true;
+    snprintf(r->out.note, sizeof r->out.note,
+             "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
+    fence_outcome(r, FENCE_PENDING);
+    log_warn("fence: %s", r->out.note);
+    finish_later(r);
+    return true;
+}
+
+/* fence = command: an operator's command, with DRD_FENCE=on|off. */
+static void begin_fence_command(step_run *r)
+{
+    size_t n = strlen(r->step.command) + 64;
+    char *cmd = malloc(n);
+    if (cmd == NULL) {
+        fail(r, "out of memory");
         finish_later(r);
         return;
     }
-    if (r->step.fence == FENCE_COMMAND) {
-        /* An operator's command, with DRD_FENCE=on|off. */
-        char *cmd = NULL;
-        size_t n = strlen(r->step.command) + 64;
-        cmd = malloc(n);
-        if (cmd == NULL) {
-            fail(r, "out of memory");
-            finish_later(r);
-            return;
-        }
-        snprintf(cmd, n, "DRD_FENCE=%s DRD_TARGET=%s; export DRD_FENCE DRD_TARGET; %s",
-                 r->step.lift ? "off" : "on", r->step.target, r->step.command);
-        free(r->step.command);
-        r->step.command = cmd;
-        begin_exec(r);
-        return;
-    }
+    snprintf(cmd, n, "DRD_FENCE=%s DRD_TARGET=%s; export DRD_FENCE DRD_TARGET; %s",
+             r->step.lift ? "off" : "on", r->step.target, r->step.command);
+    free(r->step.command);
+    r->step.command = cmd;
+    begin_exec(r);
+}
+
+/* The fence's statements: s1 fences (or lifts) the app's role or
+ * database, s2 ends the app's sessions and waits for them to go. false
+ * (after fail) when the names do not fit. */
+static bool fence_statements(step_run *r, const config_target *t, char *s1, size_t n1, char *s2,
+                             size_t n2)
+{
+    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300], filter[800];
     if (!app_identity(t, user, sizeof user, db, sizeof db)) {
         fail(r, "cannot tell the app's role from [%s] app_url (it needs a user)", r->step.target);
-        finish_later(r);
-        return;
+        return false;
     }
     /* Quoted whole or not at all (never a cut name). */
     if (!pg_ident_buf(qu, sizeof qu, user) || !pg_ident_buf(qd, sizeof qd, db) ||
         !pg_literal_buf(ql, sizeof ql, user) || !pg_literal_buf(qdl, sizeof qdl, db)) {
         fail(r, "role or database name too long");
-        finish_later(r);
-        return;
+        return false;
     }
     if (r->step.fence == FENCE_NOLOGIN) {
-        snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
+        snprintf(s1, n1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
     } else {
         if (r->step.lift)
-            snprintf(s1, sizeof s1, "ALTER DATABASE %s RESET default_transaction_read_only", qd);
+            snprintf(s1, n1, "ALTER DATABASE %s RESET default_transaction_read_only", qd);
         else
-            snprintf(s1, sizeof s1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
+            snprintf(s1, n1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
     }
     /* Sessions opened before the fence keep their settings: end them. */
     /* End them, then wait (3 s at most) until none is left, so that when
@@ -453,10 +451,10 @@ static void begin_fence(step_run *r)
      * goes to the last statement through a session setting; any version
      * (pg_terminate_backend's own timeout needs PostgreSQL 14), and the
      * activity snapshot is cleared before each look. */
-    int n1 = snprintf(filter, sizeof filter,
+    int f = snprintf(filter, sizeof filter,
              "usename = %s AND datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
              " AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')", ql, qdl);
-    int n2 = n1 < 0 || (size_t)n1 >= sizeof filter ? -1 : snprintf(s2, sizeof s2,
+    int w = f < 0 || (size_t)f >= sizeof filter ? -1 : snprintf(s2, n2,
              "DO $drd$ DECLARE n int; i int := 0; left_ int; BEGIN\n"
              "  SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity WHERE %s;\n"
              "  LOOP\n"
@@ -469,8 +467,30 @@ static void begin_fence(step_run *r)
              "  PERFORM set_config('drd.fence_ended', n::text ||\n"
              "    CASE WHEN left_ > 0 THEN ' (' || left_ || ' still open after 3 s)' ELSE '' END, false);\n"
              "END $drd$", filter, filter);
-    if (n2 < 0 || (size_t)n2 >= sizeof s2) {
+    if (w < 0 || (size_t)w >= n2) {
         fail(r, "role or database name too long");
+        return false;
+    }
+    return true;
+}
+
+static void begin_fence(step_run *r)
+{
+    const config_target *t = target_of(r->env.cfg, r->step.target);
+    char s1[1024], s2[4096];
+    /* The read-only fence applies to drd's own new sessions too when its
+     * url names the fenced database (one database, as on many hosted
+     * services): turn it off for this session first, on its own. */
+    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
+                             "SELECT current_setting('drd.fence_ended')" };
+
+    if (fence_without_server(r))
+        return;
+    if (r->step.fence == FENCE_COMMAND) {
+        begin_fence_command(r);
+        return;
+    }
+    if (!fence_statements(r, t, s1, sizeof s1, s2, sizeof s2)) {
         finish_later(r);
         return;
     }

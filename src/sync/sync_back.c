@@ -501,6 +501,55 @@ static bool prepare_table(backctx *x, changed *ch)
     return classify_keys(x, t, kt, st, it) && count_actions(x, ch);
 }
 
+/* Run q on dst and add the rows it touched to *n. */
+static bool exec_count(sconn *dst, sbuf *q, const char *what, int64_t *n)
+{
+    PGresult *r = q->oom ? NULL : sq_exec(dst, sb_str(q), what);
+    if (r == NULL)
+        return false;
+    *n += strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
+/* The upsert of the staged rows (all of them when whole, else those of
+ * kt matching filter): every column but the key, generated and identity
+ * ALWAYS columns is updated on a key conflict. */
+static void upsert_sql(sbuf *q, const stable *t, bool whole, const char *kt, const char *st,
+                       const char *filter)
+{
+    sb_printf(q, "INSERT INTO %s AS t (", t->qname);
+    catalog_collist(q, t, NULL, false);
+    sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
+    catalog_collist(q, t, "s.", false);
+    if (whole) {
+        sb_printf(q, " FROM %s s", st);
+    } else {
+        sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
+        catalog_keyjoin(q, t, "s", "k");
+        sb_printf(q, " WHERE %s", filter);
+    }
+    sb_add(q, " ON CONFLICT (");
+    keylist(q, t, NULL);
+    sb_add(q, ") DO ");
+    bool any = false;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const scol *col = &t->cols[i];
+        bool iskey = false;
+        for (size_t k = 0; k < t->nkey; k++)
+            iskey = iskey || strcmp(t->key[k], col->name) == 0;
+        if (iskey || col->generated || col->identity_always)
+            continue;
+        sb_add(q, any ? ", " : "UPDATE SET ");
+        sb_ident(q, col->name);
+        sb_add(q, " = EXCLUDED.");
+        sb_ident(q, col->name);
+        any = true;
+    }
+    if (!any)
+        sb_add(q, "NOTHING");
+}
+
 /* The apply statements for one table on dst: keys table kt (rows matching
  * `filter`), staging st. phase 0 = all (replica: delete + insert),
  * 1 = upsert, 2 = delete of keys the source no longer has. */
@@ -509,36 +558,27 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
                         int64_t *written, int64_t *deleted)
 {
     sbuf *q = &x->q;
-    PGresult *r;
     if (t->nkey == 0 || (whole && replica)) {
         if (phase == 2)
             return true;
         sb_reset(q);
         sb_printf(q, "DELETE FROM ONLY %s", t->qname);
-        if ((r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+        if (!exec_count(dst, q, "deleting rows", deleted))
             return false;
-        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
         sb_reset(q);
         sb_printf(q, "INSERT INTO %s (", t->qname);
         catalog_collist(q, t, NULL, false);
         sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
         catalog_collist(q, t, NULL, false);
         sb_printf(q, " FROM %s", st);
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        return exec_count(dst, q, "inserting rows", written);
     }
     if (replica) {
         sb_reset(q);
         sb_printf(q, "DELETE FROM ONLY %s t USING %s k WHERE %s AND ", t->qname, kt, filter);
         catalog_keyjoin(q, t, "t", "k");
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+        if (!exec_count(dst, q, "deleting rows", deleted))
             return false;
-        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
         sb_reset(q);
         sb_printf(q, "INSERT INTO %s (", t->qname);
         catalog_collist(q, t, NULL, false);
@@ -547,49 +587,12 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
         sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
         catalog_keyjoin(q, t, "s", "k");
         sb_printf(q, " WHERE %s", filter);
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        return exec_count(dst, q, "inserting rows", written);
     }
     sb_reset(q);
     if (phase == 1) {
-        sb_printf(q, "INSERT INTO %s AS t (", t->qname);
-        catalog_collist(q, t, NULL, false);
-        sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
-        catalog_collist(q, t, "s.", false);
-        if (whole) {
-            sb_printf(q, " FROM %s s", st);
-        } else {
-            sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
-            catalog_keyjoin(q, t, "s", "k");
-            sb_printf(q, " WHERE %s", filter);
-        }
-        sb_add(q, " ON CONFLICT (");
-        keylist(q, t, NULL);
-        sb_add(q, ") DO ");
-        bool any = false;
-        for (size_t i = 0; i < t->ncols; i++) {
-            const scol *col = &t->cols[i];
-            bool iskey = false;
-            for (size_t k = 0; k < t->nkey; k++)
-                iskey = iskey || strcmp(t->key[k], col->name) == 0;
-            if (iskey || col->generated || col->identity_always)
-                continue;
-            sb_add(q, any ? ", " : "UPDATE SET ");
-            sb_ident(q, col->name);
-            sb_add(q, " = EXCLUDED.");
-            sb_ident(q, col->name);
-            any = true;
-        }
-        if (!any)
-            sb_add(q, "NOTHING");
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "writing rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        upsert_sql(q, t, whole, kt, st, filter);
+        return exec_count(dst, q, "writing rows", written);
     }
     if (whole) {
         sb_printf(q, "DELETE FROM ONLY %s t WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE ", t->qname, st);
@@ -602,11 +605,7 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
         catalog_keyjoin(q, t, "s", "k");
         sb_add(q, ")");
     }
-    if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
-        return false;
-    *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return true;
+    return exec_count(dst, q, "deleting rows", deleted);
 }
 
 static int cmp_level_up(const void *a, const void *b)

@@ -267,6 +267,29 @@ static void touched_join(sbuf *b, const stable *t, bool ledger)
     sb_free(&which);
 }
 
+/* On the primary: the backup's rows (drd_verify_rows) missing there and
+ * different there, touched by the outage, then not. Key columns are NOT
+ * NULL (primary key, replica identity index): a NULL one is a missing row. */
+static void missing_changed_sql(sbuf *q, const stable *t, bool by_record)
+{
+    for (int touched = 1; touched >= 0; touched--) {
+        sb_printf(q, "%scount(*) FILTER (WHERE %sk.touched AND t.", touched ? "SELECT " : ", ",
+                  touched ? "" : "NOT ");
+        sb_ident(q, t->key[0]);
+        sb_printf(q, " IS NULL), count(*) FILTER (WHERE %sk.touched AND t.", touched ? "" : "NOT ");
+        sb_ident(q, t->key[0]);
+        sb_add(q, " IS NOT NULL AND ");
+        sync_row_hash_sql(q, t, by_record);
+        sb_add(q, " <> k.h)");
+    }
+    sb_printf(q, " FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(q, "%st.", k ? " AND " : "");
+        sb_ident(q, t->key[k]);
+        sb_printf(q, " = k.k%zu", k + 1);
+    }
+}
+
 /* Is every row of the backup's table t on the primary, identical? The
  * backup's key columns and row hashes (the checksum's, one per row), with
  * whether the outage changed the row (touched_col), are streamed by COPY
@@ -302,24 +325,7 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, const verify
     touched_join(&out, t, va->ledger);
     sb_add(&out, ") TO STDOUT");
 
-    /* key columns are NOT NULL (primary key, replica identity index): a
-     * NULL one is a missing row */
-    for (int touched = 1; touched >= 0; touched--) {
-        sb_printf(&q, "%scount(*) FILTER (WHERE %sk.touched AND t.", touched ? "SELECT " : ", ",
-                  touched ? "" : "NOT ");
-        sb_ident(&q, t->key[0]);
-        sb_printf(&q, " IS NULL), count(*) FILTER (WHERE %sk.touched AND t.", touched ? "" : "NOT ");
-        sb_ident(&q, t->key[0]);
-        sb_add(&q, " IS NOT NULL AND ");
-        sync_row_hash_sql(&q, t, by_record);
-        sb_add(&q, " <> k.h)");
-    }
-    sb_printf(&q, " FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_printf(&q, "%st.", k ? " AND " : "");
-        sb_ident(&q, t->key[k]);
-        sb_printf(&q, " = k.k%zu", k + 1);
-    }
+    missing_changed_sql(&q, t, by_record);
     if (create.oom || out.oom || q.oom) {
         sync_fail(c, "out of memory");
         ok = false;
