@@ -156,19 +156,21 @@ static void check_reachable(check_job *j, const char *side)
         set(j, ST_OK, NULL, "connected (PostgreSQL %s)", ver);
     } else {
         /* What works through a (transaction-mode) pooler and what needs a
-         * session: the sync's session settings and temporary tables would
-         * land on whichever server connection the pooler picks, and stay
-         * there for its next client (the app). */
+         * session: the fence's and the sync's session settings and
+         * temporary tables would land on whichever server connection the
+         * pooler picks, and stay there for its next client (the app). A
+         * session-mode pooler refuses "options" too: this cannot tell the
+         * two apart, hence warn, not fail. */
         bool logical = str_eq(j->cfg->refresh_mode, "logical");
         char fix[512];
         snprintf(fix, sizeof fix, "point [%s] url at the server itself or at a session-mode pooler"
                  "%s", side, logical ? "" : "; keep the transaction-mode pooler for reconcile in [refresh] source_url");
         set(j, logical ? ST_FAIL : ST_WARN, fix,
-            "connected (PostgreSQL %s) through a connection pooler (%s): the probes, check, the fence and "
-            "[refresh] mode = reconcile work through any pooler; %s[refresh] mode = logical (the replication "
-            "protocol) and the runbooks' capture, sync-back and verify (session settings, temporary tables) "
-            "need a session: a direct connection or a session-mode pooler", ver, how,
-            logical ? "configured here: " : "");
+            "connected (PostgreSQL %s) through a connection pooler (%s): the probes, check and "
+            "[refresh] mode = reconcile work through any pooler; the runbooks' fence, capture, sync-back "
+            "and verify (session settings, temporary tables) and %s[refresh] mode = logical (the "
+            "replication protocol) need a session: a direct connection or a session-mode pooler", ver, how,
+            logical ? "(configured here) " : "");
     }
     PQfinish(c);
 }

@@ -28,10 +28,11 @@
  *   dump           pg_dump (SELECT on everything) on the primary;
  *                  CREATE DATABASE and the rename (CREATEDB, owner of the
  *                  app's database) on the backup;
- *   reconcile      SELECT on the tables of the primary, and (optional:
- *                  without them deletes do not reach the backup) CREATE
- *                  on its database (schema drd, the ledger) and TRIGGER on
- *                  the tables; SELECT/INSERT/UPDATE/DELETE on the backup's
+ *   reconcile      SELECT on the tables of the primary, and CREATE on its
+ *                  database (schema drd, the ledger) and TRIGGER on the
+ *                  tables (deletes = ledger; optional with auto: without
+ *                  them deletes are found by comparing key ranges; none
+ *                  with compare); SELECT/INSERT/UPDATE/DELETE on the backup's
  *                  tables, SET session_replication_role (optional: without
  *                  it parents are copied before children).
  * Every table or sequence named implies USAGE on its schema.
@@ -87,11 +88,13 @@ static const struct {
     { ACT_COUNT,     "dump",                  S_PRIMARY, PO_ALL,         P_SELECT, NULL, false },
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_ATTR,        0, "CREATEDB", false },
     { ACT_COUNT,     "dump",                  S_BACKUP,  PO_DB_OWNER,    0, NULL, false },
-    /* reconcile: the ledger and its triggers are optional (deletes = auto
-     * goes on without them, deletes then do not reach the backup) */
+    /* reconcile: the ledger and its triggers ([refresh] deletes: the tag);
+     * optional with auto (without them the key comparison finds deletes) */
     { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_SELECT, NULL, false },
-    { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_DATABASE,    P_CREATE, NULL, true },
-    { ACT_COUNT,     "reconcile",             S_PRIMARY, PO_TABLES,      P_TRIGGER, NULL, true },
+    { ACT_COUNT,     "reconcile+ledger",      S_PRIMARY, PO_DATABASE,    P_CREATE, NULL, false },
+    { ACT_COUNT,     "reconcile+ledger",      S_PRIMARY, PO_TABLES,      P_TRIGGER, NULL, false },
+    { ACT_COUNT,     "reconcile+auto",        S_PRIMARY, PO_DATABASE,    P_CREATE, NULL, true },
+    { ACT_COUNT,     "reconcile+auto",        S_PRIMARY, PO_TABLES,      P_TRIGGER, NULL, true },
     { ACT_COUNT,     "reconcile",             S_BACKUP,  PO_TABLES,      P_SELECT | P_INSERT | P_UPDATE | P_DELETE, NULL, false },
     { ACT_COUNT,     "reconcile",             S_BACKUP,  PO_PARAMETER,   0, "session_replication_role", true },
 };
@@ -189,7 +192,7 @@ static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const
         snprintf(tags, sizeof tags, "%s+%s", dflt(s->op, ""), refresh);
         break;
     case ACT_COUNT:
-        str_copy(tags, refresh, sizeof tags);
+        snprintf(tags, sizeof tags, "%s+%s", refresh, dflt(cfg->refresh_deletes, "auto"));
         break;
     default:
         break;

@@ -134,7 +134,7 @@ const config_option config_options[] = {
     { "refresh", "batch", OPT_INT, F(refresh_batch), "500", .min = 1, .max = 100000 },
     { "refresh", "full_every", OPT_DURATION, F(refresh_full_every_ms), "24h", .min = 1000, .max = 365 * 24 * MS_H },
     { "refresh", "deletes", OPT_ENUM, F(refresh_deletes), "auto", .words = deletes_words },
-    { "refresh", "compare_every", OPT_DURATION, F(refresh_compare_every_ms), "1h", .min = 1000, .max = 365 * 24 * MS_H },
+    { "refresh", "compare_every", OPT_DURATION, F(refresh_compare_every_ms), "10m", .min = 1000, .max = 365 * 24 * MS_H },
     { "refresh", "egress_budget", OPT_STRING, F(refresh_egress_budget), NULL,
       .check = check_size, .hint = "use a size, e.g. 5GB or 500MB" },
 

@@ -359,6 +359,7 @@ void refresh_reconfigure(refresh_t *r, const config_t *cfg)
     bool was_logical = mode_is(r, "logical");
     r->cfg = cfg;
     r->rec_catalog_at = 0;             /* tables, URLs may have changed */
+    r->rec_no_ledger_at = 0;           /* privileges too: try the ledger again */
     load_cron(r);
     load_history(r);
     if (!r->started)
@@ -594,9 +595,12 @@ json_t *refresh_status_json(const refresh_t *r)
     if (refresh_egress_get(r, wall_ms(), &e))
         json_object_set_new(o, "egress", refresh_egress_json(&e));
     if (strcmp(mode, "reconcile") == 0)
-        json_object_set_new(o, "reconcile", json_pack("{s:I, s:I, s:I, s:I}",
+        json_object_set_new(o, "reconcile", json_pack("{s:I, s:I, s:I, s:I, s:s?, s:o}",
                             "tables", (json_int_t)r->rec_tables, "rows_copied", (json_int_t)r->rec_rows,
-                            "rows_deleted", (json_int_t)r->rec_deleted, "tables_whole", (json_int_t)r->rec_whole));
+                            "rows_deleted", (json_int_t)r->rec_deleted, "tables_whole", (json_int_t)r->rec_whole,
+                            "deletes", r->rec_deletes_by == REC_DELETES_COMPARE ? "compare"
+                                       : r->rec_deletes_by == REC_DELETES_LEDGER ? "ledger" : NULL,
+                            "compare", refresh_compare_json(&r->cmp)));
     return o;
 }
 

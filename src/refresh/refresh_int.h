@@ -160,6 +160,19 @@ typedef struct {
     char **refs;             /* tables it references (foreign keys), schema.table */
 } rec_table;
 
+typedef enum { REC_DELETES_UNKNOWN, REC_DELETES_LEDGER, REC_DELETES_COMPARE } rec_deletes;
+
+/* What a key comparison did (refresh_compare.c). */
+typedef struct {
+    int64_t started_at, finished_at;   /* wall ms */
+    size_t tables;
+    int64_t ranges;          /* ranges whose digests were compared */
+    int64_t differ;          /* of them, differing */
+    int64_t keys_checked;    /* backup keys looked up on the source */
+    int64_t deleted;         /* keys deleted on the backup */
+    int64_t bytes;           /* read from the source */
+} rec_compare_stats;
+
 typedef struct {
     bool enabled;            /* logical mode and started */
     uint64_t timer;
@@ -227,6 +240,10 @@ struct refresh {
     int64_t rec_catalog_at;        /* loop ms it was read and checked on the backup, 0 = stale */
     bool rec_back_super;           /* the backup's role is a superuser */
     int64_t rec_lb_at;             /* loop ms of the last look-back */
+    int64_t rec_no_ledger_at;      /* loop ms the ledger was refused (deletes = auto), 0 = not */
+    rec_deletes rec_deletes_by;    /* how the last pass found deletes */
+    int64_t rec_cmp_at;            /* loop ms the last key comparison started, 0 never */
+    rec_compare_stats cmp;         /* the last finished one (started_at 0: none) */
     /* egress (refresh_egress.c) */
     bool egress_over;              /* the projection exceeds the budget (warned) */
 };
@@ -370,6 +387,9 @@ char *refresh_sql_drop_slot(const char *slot);
  * notification) once when the month's projection crosses the budget.
  * now_ms: the wall clock (injected: tests script a month). */
 void refresh_egress_watch(refresh_t *r, int64_t now_ms);
+
+/* The last key comparison for the status: {started_at, ...}, null if none. */
+json_t *refresh_compare_json(const rec_compare_stats *s);
 
 /* reconcile (refresh_reconcile.c) */
 int refresh_reconcile_pass_enter(job_t *j);

@@ -17,6 +17,7 @@
  *   install   source: the drd.deleted ledger and its AFTER DELETE /
  *             TRUNCATE triggers, idempotent (only when one is missing);
  *             refused (privileges) with deletes = auto: key comparison
+ *             (and not tried again for LEDGER_RETRY_MS)
  *   drain     source: the ledger's oldest entries -> backup: the deletes,
  *             one transaction -> source: those entries pruned
  *   per table (parents first):
@@ -32,7 +33,8 @@
  *     compare (deletes without triggers, every compare_every) key ranges
  *             hashed on both sides, descending only into ranges that
  *             differ; keys missing on the source are deleted on the backup
- *             (refresh_keycmp.c).
+ *             (refresh_compare.c), children first, after every table's
+ *             copy.
  *
  * The watermark advances only after the batch committed on the backup: a
  * drd killed at any moment copies some rows again (an idempotent upsert),
@@ -79,6 +81,7 @@ void refresh_reconcile_pass_free(rec_pass *p)
     if (p == NULL)
         return;
     pgexec_free(p->sql);
+    refresh_compare_free(p->cmp);
     for (size_t i = 0; i < p->nt; i++)
         rt_free(&p->t[i]);
     free(p->t);
@@ -281,8 +284,13 @@ static bool catalog_apply(rec_pass *p, const char *text)
     order_tables(p);
     bool install = need_install(p, cat);
     json_decref(cat);
-    p->ledger = !install && strcmp(p->deletes, "compare") != 0;
-    p->want_install = install && strcmp(p->deletes, "compare") != 0;
+    /* deletes = auto where the ledger was refused: compare until it is tried again */
+    refresh_t *r = p->j->r;
+    bool compare = strcmp(p->deletes, "compare") == 0;
+    bool refused = strcmp(p->deletes, "auto") == 0 && r->rec_no_ledger_at != 0 &&
+                   loop_now(r->loop) - r->rec_no_ledger_at < LEDGER_RETRY_MS;
+    p->ledger = !install && !compare;
+    p->want_install = install && !compare && !refused;
     return true;
 }
 
@@ -340,11 +348,13 @@ static void install_failed(rec_pass *p, const char *error)
         return;
     }
     refresh_t *r = p->j->r;
+    r->rec_no_ledger_at = loop_now(r->loop);
     if (!r->rec_warned_ledger) {
         r->rec_warned_ledger = true;
         refresh_record_event(r, true, "reconcile: cannot install the delete triggers on the primary (%s): "
-                             "rows deleted on the primary stay on the backup (the key-range comparison of deletes = compare "
-                             "is not built yet): grant TRIGGER and CREATE, see drctl grants primary", error);
+                             "rows deleted there are found by comparing key ranges every %" PRId64 " s instead "
+                             "(deletes = compare); for the ledger grant TRIGGER and CREATE, see drctl grants primary",
+                             error, p->compare_every_ms / 1000);
     }
     p->ledger = false;
     after_setup(p);
@@ -595,6 +605,7 @@ static void lb_back_done(rec_pass *p, const pgexec_result *res)
 static void finish_pass(rec_pass *p)
 {
     refresh_t *r = p->j->r;
+    r->rec_deletes_by = p->ledger ? REC_DELETES_LEDGER : REC_DELETES_COMPARE;
     r->rec_rows = p->rows_copied;
     r->rec_deleted = p->rows_deleted;
     r->rec_whole = p->tables_whole;
@@ -626,7 +637,11 @@ static void next_table(rec_pass *p)
             return;
         }
     }
-    finish_pass(p);
+    /* every table copied: without the ledger, the key comparison when due */
+    if (!p->ledger && refresh_compare_due(p))
+        refresh_compare_start(p);
+    else
+        finish_pass(p);
 }
 
 /* A part of the table is done (a short batch): what comes next. */
@@ -675,6 +690,7 @@ static void step(rec_pass *p)
         return;
     case RS_INSTALL:
         p->ledger = true;
+        p->j->r->rec_no_ledger_at = 0;
         after_setup(p);
         return;
     case RS_DRAIN_PRUNE:
@@ -708,6 +724,11 @@ static const char *state_what(rstate st)
     case RS_APPLY: return "backup (applying changed rows)";
     case RS_LB_SRC: return "primary (look-back)";
     case RS_LB_BACK: return "backup (look-back)";
+    case RS_CMP_SPLIT: return "backup (key ranges)";
+    case RS_CMP_HASH: return "primary (key ranges)";
+    case RS_CMP_KEYS: return "backup (keys of differing ranges)";
+    case RS_CMP_MISSING: return "primary (keys of differing ranges)";
+    case RS_CMP_DELETE: return "backup (deleting keys the primary no longer has)";
     default: return "reconcile";
     }
 }
@@ -750,9 +771,27 @@ static void on_sql(void *arg, const pgexec_result *res)
         run_sql(p, RS_LB_BACK, false, rsql_lookback(p, &p->t[p->ti]));
         break;
     case RS_LB_BACK: lb_back_done(p, res); break;
+    case RS_CMP_SPLIT: case RS_CMP_HASH: case RS_CMP_KEYS: case RS_CMP_MISSING: case RS_CMP_DELETE:
+        refresh_compare_result(p, res);
+        break;
     default: fail(p, "internal error: result in state %d", (int)p->st); break;
     }
     pgexec_free(done);
+}
+
+bool rec_run_sql(rec_pass *p, rstate st, bool source, char *sql)
+{
+    return run_sql(p, st, source, sql);
+}
+
+void rec_fail(rec_pass *p, const char *msg)
+{
+    fail(p, "%s", msg);
+}
+
+void rec_pass_finish(rec_pass *p)
+{
+    finish_pass(p);
 }
 
 static char *dup_or_null(const char *s)

@@ -17,6 +17,10 @@
 #define MAX_BAD_BUCKETS   64
 #define LB_EVERY_MS       10000     /* the look-back at most this often */
 #define CATALOG_KEEP_MS   60000     /* the catalogs are read again after this */
+#define LEDGER_RETRY_MS   3600000   /* deletes = auto: a refused ledger is tried again after this */
+#define CMP_FANOUT        64        /* the key comparison: tiles a range is cut into, at most */
+#define CMP_LEAF          256       /* a differing range this small is checked key by key */
+#define CMP_LEAF_BATCH    4096      /* keys checked on the source in one statement, about */
 
 /* Every source transaction starts with these: output that does not depend
  * on what another client of a pooler left in the server's session. */
@@ -30,8 +34,11 @@ typedef enum { B_INCR, B_FULL, B_BUCKET } batch_kind;
 
 typedef enum {
     RS_CATALOG, RS_BACKUP, RS_INSTALL, RS_DRAIN, RS_DRAIN_APPLY, RS_DRAIN_PRUNE,
-    RS_FETCH, RS_APPLY, RS_LB_SRC, RS_LB_BACK, RS_KEYCMP,
+    RS_FETCH, RS_APPLY, RS_LB_SRC, RS_LB_BACK,
+    RS_CMP_SPLIT, RS_CMP_HASH, RS_CMP_KEYS, RS_CMP_MISSING, RS_CMP_DELETE,   /* refresh_compare.c */
 } rstate;
+
+typedef struct rec_cmp rec_cmp;
 
 struct rec_pass {
     job_t *j;
@@ -63,6 +70,7 @@ struct rec_pass {
     size_t nbad, bi;
     char *bucket_key;        /* keyset position inside the bucket being copied again */
     char *lb_cond;           /* the look-back window of the table, a WHERE fragment */
+    rec_cmp *cmp;            /* the key comparison under way (refresh_compare.c) */
     /* what the pass did */
     int64_t bytes, rows_copied, rows_deleted, buckets_again;
     size_t tables_whole;
@@ -96,5 +104,27 @@ void rsql_delete(rsql *m, const rec_table *t, json_t *keys);   /* backup: one ta
 char *rsql_fetch(rec_pass *p, const rec_table *t, const char *pos);   /* source: the next batch */
 char *rsql_apply(const rec_pass *p, const rec_table *t);   /* backup: upsert the batch */
 char *rsql_lookback(const rec_pass *p, const rec_table *t);   /* either side: the buckets */
+
+/* For refresh_compare.c: run one statement (takes sql; false: the pass
+ * failed and was reported), fail the pass, end it successfully. */
+bool rec_run_sql(rec_pass *p, rstate st, bool source, char *sql);
+void rec_fail(rec_pass *p, const char *msg);
+void rec_pass_finish(rec_pass *p);
+
+/* The key comparison (refresh_compare.c): deletes without the ledger.
+ * due: this pass compares (every compare_every); start: after the tables'
+ * copies, ends the pass; result: a statement of the comparison answered. */
+bool refresh_compare_due(const rec_pass *p);
+void refresh_compare_start(rec_pass *p);
+void refresh_compare_result(rec_pass *p, const pgexec_result *res);
+void refresh_compare_free(rec_cmp *c);                  /* accepts NULL */
+
+/* Its statements (refresh_compare_sql.c; malloc'd, NULL on OOM or a bad
+ * range). A range: JSON [lo, hi], key tuples (arrays of text) or null. */
+char *csql_split(const rec_table *t, json_t *range);   /* backup: tiles [[last key, n, hash]...] */
+char *csql_hash(const rec_table *t, json_t *ranges);   /* source: [[n, hash]...] per range */
+char *csql_keys(const rec_table *t, json_t *ranges);   /* backup: the ranges' keys */
+char *csql_missing(const rec_table *t, json_t *keys);  /* source: those of keys it lacks */
+char *csql_delete(const rec_pass *p, const rec_table *t, json_t *keys);   /* backup */
 
 #endif

@@ -258,8 +258,9 @@ char *rsql_drain(void)
 }
 
 
-/* One DELETE per entry group: "DELETE FROM t WHERE (k) IN (SELECT (a->>0)::type ... FROM
- * json_array_elements('[[...],...]') a)"; a truncate entry deletes every row. */
+/* One DELETE per entry group: "DELETE FROM t WHERE (k) IN (SELECT (drd_a.value->>0)::type ...
+ * FROM json_array_elements('[[...],...]') drd_a)" (qualified: a bare name would be the
+ * table's column of that name first); a truncate entry deletes every row. */
 void rsql_delete(rsql *m, const rec_table *t, json_t *keys)
 {
     if (keys == NULL) {
@@ -271,10 +272,10 @@ void rsql_delete(rsql *m, const rec_table *t, json_t *keys)
     rsql_cols(m, t, t->key, t->nkey, "", "");
     fputs(") IN (SELECT ", m->f);
     for (size_t k = 0; k < t->nkey; k++)
-        fprintf(m->f, "%s(a->>%zu)::%s", k ? ", " : "", k, t->types[t->key[k]]);
+        fprintf(m->f, "%s(drd_a.value->>%zu)::%s", k ? ", " : "", k, t->types[t->key[k]]);
     fputs(" FROM json_array_elements(", m->f);
     rsql_lit(m, js ? js : "[]");
-    fputs("::json) a);", m->f);
+    fputs("::json) drd_a);", m->f);
     free(js);
 }
 

@@ -8,7 +8,8 @@
 # apply to the app's next queries); `check` says that a pooler sits in
 # front and what needs a direct connection; a frozen primary behind the
 # pooler does not hang `check` (its statements have a client-side
-# deadline). TAP output.
+# deadline); the primary down behind the pooler opens the breaker (an
+# outage, not a misconfiguration) and closes it when it is back. TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/drd.sh"
@@ -60,7 +61,7 @@ drd_config "$TEST_TMP/drd.conf" primary.url="$POOLED" primary.app_url="$POOLED" 
   app.env_file="$TEST_TMP/app.env" log.level=debug || bail_out "config"
 echo "DATABASE_URL=$POOLED" >"$TEST_TMP/app.env"
 
-plan 8
+plan 10
 
 drd_start || bail_out "drd did not start"
 if drd_wait_field 15 .targets.primary.breaker closed && drd_wait_field 5 .targets.primary.healthy true; then
@@ -79,7 +80,7 @@ else
   fail "drctl check exit $st"; diag "$out"
 fi
 like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'pooler' "check says a pooler sits in front of the primary"
-like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'logical.*sync-back' \
+like "$(grep -E '^(ok|warn) +primary ' <<<"$out")" 'fence.*sync-back.*logical' \
   "check says what needs a direct connection"
 like "$(grep -E '^ok +privileges-primary ' <<<"$out")" 'every privilege' "the privileges are tested through the pooler"
 
@@ -87,6 +88,19 @@ like "$(grep -E '^ok +privileges-primary ' <<<"$out")" 'every privilege' "the pr
 # no setting of drd's check left on it
 is "$(via_pooler "SELECT current_setting('statement_timeout') || ' ' || current_setting('default_transaction_read_only')")" \
   "0 off" "check leaves no session setting on the pooler's server connection"
+
+# ------------------------------------------ the primary down behind it ----
+# pgbouncer still accepts drd's connections; its error for the query must
+# count as an outage (breaker), not as a misconfiguration
+pg_crash primary
+if drd_wait_field 20 .targets.primary.breaker open; then
+  pass "the primary down behind the pooler opens the breaker ($(drd_json .targets.primary.error_class))"
+else
+  fail "primary down: $(drd_status_json | jq -c '.targets.primary | {breaker, error_class, last_error}')"
+fi
+pg_start primary || bail_out "primary did not restart"
+# pgbouncer retries a failed server login after server_login_retry (15 s)
+drd_wait_field 60 .targets.primary.breaker closed; ok $? "and closes it again when the primary is back"
 
 # -------------------------------------------- a frozen primary behind it ----
 # every process of the cluster (the pooler's server connection is an
