@@ -12,6 +12,7 @@
  *                   conflict report (sync_back_int.h: their shared state)
  *   sync_window.c   passes while the app runs (pre-sync) and the stop
  *                   window's verify of the keys the outage touched
+ *   sync_keys.c     that check for one table: both sides at once
  *   sync_full.c     full copy in one snapshot, the worker pool, verify
  *
  * Threads: one job thread runs the operation; full mode and verify start
@@ -134,6 +135,11 @@ bool sq_try(sconn *s, const char *sql, char *err, size_t errlen);
 bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
                   PGresult **ra, PGresult **rb, const char *what);
 
+/* One statement with text parameters on two connections at once (the
+ * same text and values on both); both results or NULLs with the job failed. */
+bool sq_params_both(sconn *a, sconn *b, const char *sql, int n, const char *const *values,
+                    PGresult **ra, PGresult **rb, const char *what);
+
 /* Stream `out_sql` (a COPY ... TO STDOUT) from src into `in_sql` (a COPY
  * ... FROM STDIN) on dst; *rows = rows written. On failure the job is NOT
  * failed: err gets the text, both connections are back to idle (within
@@ -238,6 +244,18 @@ bool sync_pass_begin(sync_ctx *c, sconn *b, char **now);
 bool sync_pass_record(sync_ctx *c, sconn *b, const char *snapshot, int64_t entries, int64_t ms);
 /* The typed value of key column k from the ledger's jsonb key p.k, AS its name. */
 void sync_key_from_json(sbuf *q, const stable *t, size_t k);
+
+/* The stop window's check of the keys the outage touched (sync_keys.c):
+ * every key of t's ledger entries looked up on both sides at once (b in
+ * its transaction; hash and merge joins off on both), row hashes compared. */
+typedef struct {
+    int64_t keys;            /* distinct keys the ledger has for the table */
+    int64_t missing;         /* a backup row, none on the primary */
+    int64_t different;       /* rows on both sides, different */
+    int64_t primary_only;    /* no backup row, a primary one */
+    char sample[200];        /* the first key that differs, "id=42" ("" = none) */
+} key_diff;
+bool sync_keys_compare(sync_ctx *c, sconn *b, sconn *p, const stable *t, bool by_record, key_diff *out);
 
 /* Try SET session_replication_role = replica (superuser, or a role granted
  * SET on it); false leaves the session as it was. */

@@ -278,6 +278,41 @@ bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
     return true;
 }
 
+bool sq_params_both(sconn *a, sconn *b, const char *sql, int n, const char *const *values,
+                    PGresult **ra, PGresult **rb, const char *what)
+{
+    *ra = *rb = NULL;
+    if (atomic_load(&a->ctx->stop)) {
+        sync_fail(a->ctx, "cancelled");
+        return false;
+    }
+    log_debug("sync: both: %.300s", sql);
+    /* both servers work at once: the second result is read while the
+     * first server is done already (or the other way round) */
+    bool sa = PQsendQueryParams(a->pg, sql, n, NULL, values, NULL, NULL, 0) == 1;
+    bool sb = PQsendQueryParams(b->pg, sql, n, NULL, values, NULL, NULL, 0) == 1;
+    PGresult *r, *la = NULL, *lb = NULL;
+    if (sa)
+        while ((r = PQgetResult(a->pg)) != NULL) {
+            PQclear(la);
+            la = r;
+        }
+    if (sb)
+        while ((r = PQgetResult(b->pg)) != NULL) {
+            PQclear(lb);
+            lb = r;
+        }
+    *ra = check_result(a, la, what);
+    *rb = check_result(b, lb, what);
+    if (*ra == NULL || *rb == NULL) {
+        PQclear(*ra);
+        PQclear(*rb);
+        *ra = *rb = NULL;
+        return false;
+    }
+    return true;
+}
+
 bool sq_cmd(sconn *s, const char *sql, const char *what)
 {
     PGresult *r = sq_exec(s, sql, what);

@@ -348,91 +348,6 @@ static bool skip_unlisted(const sync_ctx *c, const char *schema, const char *nam
     return true;
 }
 
-/* One table's keys the outage touched: the backup's row hash per key
- * (NULL: no row) streamed to the primary and compared there. */
-static bool verify_keys(sync_ctx *c, sconn *b, sconn *p, const stable *t, bool by_record,
-                        int64_t out[4])
-{
-    sbuf create, copy, cmp;
-    sb_init(&create);
-    sb_init(&copy);
-    sb_init(&cmp);
-    char err[512];
-    bool ok = false;
-    PGresult *r = NULL;
-    /* the keys are few next to the table: looked up by index, so the time
-     * is the outage's, not the table's (no hash or merge join reading the
-     * table whole) */
-    sb_add(&create, "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; ");
-    sync_key_table_sql(&create, t, "drd_vk", false);
-
-    sb_add(&copy, "COPY (SELECT ");
-    sync_key_cols_sql(&copy, t, "k");
-    sb_add(&copy, "CASE WHEN t.");
-    sb_ident(&copy, t->key[0]);
-    sb_add(&copy, " IS NULL THEN NULL ELSE ");
-    sync_row_hash_sql(&copy, t, by_record);
-    sb_add(&copy, " END FROM (SELECT DISTINCT ");
-    for (size_t k = 0; k < t->nkey; k++) {
-        if (k > 0)
-            sb_add(&copy, ", ");
-        sync_key_from_json(&copy, t, k);
-    }
-    sb_add(&copy, " FROM drd.ledger l, LATERAL (VALUES (l.key_new), (l.key_old)) p(k)"
-                  " WHERE p.k IS NOT NULL AND ");
-    sync_tail_filter(&copy, c, "l");
-    sb_add(&copy, " AND l.schema_name = ");
-    sb_literal(&copy, t->schema);
-    sb_add(&copy, " AND l.table_name = ");
-    sb_literal(&copy, t->name);
-    sb_printf(&copy, ") k LEFT JOIN ONLY %s t ON ", t->qname);
-    catalog_keyjoin(&copy, t, "t", "k");
-    sb_add(&copy, ") TO STDOUT");
-
-    sb_add(&cmp, "SELECT count(*) FILTER (WHERE k.h IS NOT NULL AND t.");
-    sb_ident(&cmp, t->key[0]);
-    sb_add(&cmp, " IS NULL), count(*) FILTER (WHERE k.h IS NOT NULL AND t.");
-    sb_ident(&cmp, t->key[0]);
-    sb_add(&cmp, " IS NOT NULL AND ");
-    sync_row_hash_sql(&cmp, t, by_record);
-    sb_add(&cmp, " <> k.h), count(*) FILTER (WHERE k.h IS NULL AND t.");
-    sb_ident(&cmp, t->key[0]);
-    sb_printf(&cmp, " IS NOT NULL), count(*) FROM pg_temp.drd_vk k LEFT JOIN ONLY %s t ON ", t->qname);
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_printf(&cmp, "%st.", k ? " AND " : "");
-        sb_ident(&cmp, t->key[k]);
-        sb_printf(&cmp, " = k.k%zu", k + 1);
-    }
-    if (create.oom || copy.oom || cmp.oom) {
-        sync_fail(c, "out of memory");
-        goto cleanup;
-    }
-    int64_t rows = 0;
-    if (!sq_cmd(p, sb_str(&create), "preparing the key check") ||
-        !sq_cmd(b, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off", NULL))
-        goto cleanup;
-    if (!sq_copy(b, sb_str(&copy), p, "COPY pg_temp.drd_vk FROM STDIN", &rows, err, sizeof err)) {
-        sync_fail(c, "verify %s: %s", t->label, err);
-        goto cleanup;
-    }
-    if (!sq_cmd(b, "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on", NULL))
-        goto cleanup;
-    /* statistics: 13,000 keys are looked up by index, not by a scan of
-     * the whole table (what the planner does for a table it knows nothing of) */
-    if (!sq_cmd(p, "ANALYZE pg_temp.drd_vk", NULL) ||
-        (r = sq_exec(p, sb_str(&cmp), "comparing the touched keys")) == NULL)
-        goto cleanup;
-    for (int i = 0; i < 4; i++)
-        out[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
-    ok = sq_cmd(p, "ROLLBACK", NULL);
-cleanup:
-    PQclear(r);
-    sb_free(&create);
-    sb_free(&copy);
-    sb_free(&cmp);
-    return ok;
-}
-
 /* What the ledger says of one table: whether it changed, and whether it
  * must be read whole (truncated, or keyless and changed). */
 typedef struct {
@@ -443,26 +358,33 @@ typedef struct {
     int64_t differing;       /* rows the backup was behind in (the primary's stand) */
 } tinfo;
 
-static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, bool *any_verified)
+/* *pending: ledger entries the last pass did not see (late writes). */
+static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, bool *any_verified,
+                      int64_t *pending)
 {
     char run[32];
     snprintf(run, sizeof run, "%" PRId64, c->run_id);
     const char *v[1] = { run };
-    sbuf q;
-    sb_init(&q);
-    sb_add(&q, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows,"
-               " differing FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
-               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text, 0, 0, 0"
-               " FROM drd.ledger l WHERE ");
-    sync_tail_filter(&q, c, "l");
-    sb_add(&q, " GROUP BY 2, 3 UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0, 0"
-               " FROM drd.no_pk_tables WHERE changed");
-    PGresult *r = q.oom ? NULL : sq_params(b, sb_str(&q), 1, v, "reading the online verify's result");
-    sb_free(&q);
+    /* every ledger entry: the keys the whole outage touched */
+    PGresult *r = sq_params(b, "SELECT 'v', schema_name, table_name, state, backup_rows, primary_rows,"
+                               " differing FROM drd.verified WHERE run_id = $1::bigint AND run_id <> 0"
+                               " UNION ALL SELECT 'l', schema_name, table_name, bool_or(op = 'T')::text,"
+                               " 0, 0, 0 FROM drd.ledger GROUP BY 2, 3"
+                               " UNION ALL SELECT 'l', schema_name, table_name, 'true', 0, 0, 0"
+                               " FROM drd.no_pk_tables WHERE changed"
+                               " UNION ALL SELECT 'p', '', '', count(*)::text, 0, 0, 0 FROM drd.ledger l,"
+                               " (SELECT snapshot FROM drd.passes ORDER BY n DESC LIMIT 1) p"
+                               " WHERE NOT txid_visible_in_snapshot(l.txid, p.snapshot)",
+                            1, v, "reading the online verify's result");
     if (r == NULL)
         return false;
     *any_verified = false;
+    *pending = 0;
     for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 0)[0] == 'p') {
+            *pending = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+            continue;
+        }
         stable *t = catalog_find(cat, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
         if (t == NULL)
             continue;
@@ -484,22 +406,14 @@ static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, b
 
 /* Nothing may be left after the last pass (a late write): its keys would
  * not be on the primary. Not when reading in a pass's snapshot. */
-static bool nothing_pending(sync_ctx *c, sconn *b)
+static bool nothing_pending(sync_ctx *c, int64_t n)
 {
-    if (c->verify_snapshot != NULL)
+    if (c->verify_snapshot != NULL || n == 0)
         return true;
-    PGresult *r = sq_exec(b, "SELECT count(*) FROM drd.ledger l, (SELECT snapshot FROM drd.passes"
-                             " ORDER BY n DESC LIMIT 1) p WHERE NOT txid_visible_in_snapshot(l.txid, p.snapshot)",
-                          "looking for ledger entries after the last pass");
-    if (r == NULL)
-        return false;
-    int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    if (n > 0)
-        sync_fail(c, "verify: %" PRId64 " ledger entries were written on the backup after the last"
-                  " sync-back pass (late writes): their rows are missing on the primary; a retry"
-                  " replays them first", n);
-    return n == 0;
+    sync_fail(c, "verify: %" PRId64 " ledger entries were written on the backup after the last"
+              " sync-back pass (late writes): their rows are missing on the primary; a retry"
+              " replays them first", n);
+    return false;
 }
 
 /* A keyless table that changed: both sides' count and checksum must be
@@ -546,26 +460,27 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
         if (!ti->verified || ti->whole)
             continue;
         if (!ti->changed) {
-            sync_report(c, "verify %s: unchanged since the online verify (%" PRId64
-                        " backup rows, %s)", t->label, ti->brows, ti->state);
+            sync_report(c, "verify %s: untouched by the outage (%" PRId64
+                        " backup rows, %s online)", t->label, ti->brows, ti->state);
             continue;
         }
-        int64_t n[4] = { 0 };
-        if (!verify_keys(c, b, p, t, by_record, n))
+        key_diff kd;
+        if (!sync_keys_compare(c, b, p, t, by_record, &kd))
             return false;
-        sync_add_counts(c, n[3], 1);
-        if (n[0] + n[1] + n[2] == 0) {
-            sync_report(c, "verify %s: the %" PRId64 " keys changed since the online verify are"
-                        " identical on both sides; the rest was verified online (%s)", t->label, n[3],
-                        ti->state);
+        sync_add_counts(c, kd.keys, 1);
+        if (kd.missing + kd.different + kd.primary_only == 0) {
+            sync_report(c, "verify %s: the %" PRId64 " keys the outage touched are identical on both"
+                        " sides; the rest was verified online (%s)", t->label, kd.keys, ti->state);
             continue;
         }
-        sync_report(c, "verify %s: DIFFERENT: of the %" PRId64 " keys changed since the online verify, %" PRId64
+        sync_report(c, "verify %s: DIFFERENT: of the %" PRId64 " keys the outage touched, %" PRId64
                     " backup rows missing on the primary, %" PRId64 " different there, %" PRId64
-                    " on the primary only", t->label, n[3], n[0], n[1], n[2]);
+                    " on the primary only (first: %s)", t->label, kd.keys, kd.missing, kd.different,
+                    kd.primary_only, kd.sample);
         sb_printf(bad, "%s%s (%" PRId64 " missing, %" PRId64 " different, %" PRId64
-                  " only on the primary, of the keys changed since the online verify)", (*nbad)++ ? "; " : "",
-                  t->label, n[0], n[1], n[2]);
+                  " only on the primary, of the %" PRId64 " keys the outage touched; first: %s)",
+                  (*nbad)++ ? "; " : "", t->label, kd.missing, kd.different, kd.primary_only, kd.keys,
+                  kd.sample);
     }
     return true;
 }
@@ -593,26 +508,6 @@ static bool whole_tables(sync_ctx *c, const scatalog *cat, const tinfo *info)
     }
     free(w.labels);
     return ok;
-}
-
-/* The keys to check are those of the ledger entries the online verify's
- * snapshot did not see (the passes after it, the stop window's tail):
- * c->since = that snapshot, for sync_tail_filter. */
-static bool since_verified(sync_ctx *c, sconn *b)
-{
-    char run[32];
-    snprintf(run, sizeof run, "%" PRId64, c->run_id);
-    const char *v[1] = { run };
-    PGresult *r = sq_params(b, "SELECT p.snapshot::text FROM drd.passes p WHERE p.n = (SELECT max(pass)"
-                               " FROM drd.verified WHERE run_id = $1::bigint)", 1, v,
-                            "reading the online verify's snapshot");
-    if (r == NULL)
-        return false;
-    free(c->since);
-    c->since = PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
-    c->window = c->since != NULL;
-    PQclear(r);
-    return true;
 }
 
 /* *fallback: there is no online result of this run (verify every table). */
@@ -643,14 +538,19 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
         sb_add(&q, "; SET TRANSACTION SNAPSHOT ");
         sb_literal(&q, c->verify_snapshot);
     }
-    if (q.oom || !sq_cmd(&b, sb_str(&q), NULL))
+    /* the touched keys are few next to the tables: looked up by index
+     * (sync_keys.c), never by a hash or merge join reading a table whole */
+    sb_add(&q, "; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+    if (q.oom || !sq_cmd(&b, sb_str(&q), NULL) ||
+        !sq_cmd(&p, "SET enable_hashjoin = off; SET enable_mergejoin = off", NULL))
         goto cleanup;
     info = calloc(bcat.n + 1, sizeof(*info));
     if (info == NULL) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
-    if (!since_verified(c, &b) || !load_info(c, &b, &bcat, info, &any))
+    int64_t pending = 0;
+    if (!load_info(c, &b, &bcat, info, &any, &pending))
         goto cleanup;
     if (!any) {
         *fallback = true;
@@ -658,7 +558,7 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
         goto cleanup;
     }
     int nbad = 0;
-    if (!nothing_pending(c, &b) || !check_keys(c, &b, &p, &bcat, info, &nbad, &bad))
+    if (!nothing_pending(c, pending) || !check_keys(c, &b, &p, &bcat, info, &nbad, &bad))
         goto cleanup;
     if (nbad > 0) {
         sync_fail(c, "verify: %d tables differ: %s", nbad, sb_str(&bad));
@@ -679,8 +579,8 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
     pthread_mutex_unlock(&c->mu);
     char d[32];
     format_duration(mono_ms() - t0, d, sizeof d);
-    sync_report(c, "verify: %zu tables: every key changed since the online verify is identical on"
-                " both sides, the rest verified online (%s)", bcat.n, d);
+    sync_report(c, "verify: %zu tables: every key the outage touched is identical on both sides,"
+                " the rest verified online (%s)", bcat.n, d);
     ok = true;
 cleanup:
     sconn_close(&b);

@@ -6,8 +6,11 @@
 #     the backup, keeps the result per table, reports the passes, the tail
 #     and the expected stop window;
 #   - the stop window's sync-back replays only the entries after the last
-#     pass; verify checks only the keys changed since the online verify
-#     (plus changed keyless tables) and says so;
+#     pass; verify checks every key the outage touched (plus changed
+#     keyless tables) and says so: a touched row changed on the primary
+#     behind the fence after the online verify fails it (table, count,
+#     key; never a value), so does a key the outage deleted found again
+#     on the primary;
 #   - a row the outage did not touch that the primary changed is reported
 #     by the online verify (the backup was behind: verify's rule); a
 #     touched row changed on the primary after a pass fails pre-sync's
@@ -63,17 +66,39 @@ same_data "every write is on the primary"
 sc "$CONF" verify
 is "$res" ok "the stop window's verify: ok"
 [ "$res" = ok ] || diag "$out"
-like "$out" "verify public\.parent: the 1 keys changed since the online verify are identical" \
-  "... it checks the keys changed since the online verify"
-like "$out" "verify public\.docs: unchanged since the online verify" "... not the tables the tail left alone"
+like "$out" "verify public\.parent: the 6 keys the outage touched are identical" \
+  "... it checks every key the outage touched (not only the tail's)"
+like "$out" "verify public\.docs: the 6 keys the outage touched are identical" \
+  "... also in a table the tail left alone"
 like "$out" "verify public\.nokey: [0-9]+ rows, equal" "... reads a keyless table whole"
 unlike "$out" "verify public\.child: [0-9]+ rows, equal" "... and does not read a keyed table whole"
+
+# a row the outage touched before the online verify (not in the tail),
+# changed on the primary behind the fence after it: the stop window's verify
+sq primary "SET default_transaction_read_only = off; UPDATE parent SET name = 'behind the fence' WHERE id = 1" >/dev/null
+sc "$CONF" verify
+is "$res" fail "a touched row (not in the tail) changed on the primary after the online verify: verify fails"
+like "$err" "public\.parent \(0 missing, 1 different, 0 only on the primary, of the 6 keys the outage touched; first: id=1\)" \
+  "... naming the table, the count and the key"
+unlike "$err" "behind the fence" "... never a value of the row"
+sq primary "SET default_transaction_read_only = off; UPDATE parent SET name = 'renamed one' WHERE id = 1" >/dev/null
+# a key the outage deleted, back on the primary
+sq primary "SET default_transaction_read_only = off;
+            INSERT INTO composite VALUES ('eu', 2, 'resurrected')" >/dev/null
+sc "$CONF" verify
+is "$res" fail "a key the outage deleted, inserted again on the primary: verify fails"
+like "$err" "public\.composite \(0 missing, 0 different, 1 only on the primary, of the 5 keys the outage touched; first: region=eu, num=2\)" \
+  "... a composite key named column by column"
+sq primary "SET default_transaction_read_only = off; DELETE FROM composite WHERE region = 'eu' AND num = 2" >/dev/null
+sc "$CONF" verify
+is "$res" ok "put back: verify passes"
 
 # a row of the tail corrupted on the primary after sync-back: the stop window's verify
 sq primary "SET default_transaction_read_only = off; UPDATE parent SET name = 'corrupt' WHERE id = 3" >/dev/null
 sc "$CONF" verify
 is "$res" fail "a touched row changed on the primary behind drd's back: verify fails"
-like "$err" "public\.parent \(0 missing, 1 different" "... naming the table and the difference"
+like "$err" "public\.parent \(0 missing, 1 different, 0 only on the primary, of the 6 keys the outage touched; first: id=3\)" \
+  "... naming the table, the difference and the key"
 sq primary "UPDATE parent SET name = 'late rename' WHERE id = 3" >/dev/null
 
 # a write after the last pass: not on the primary, verify says so
