@@ -724,6 +724,8 @@ static const char *state_what(rstate st)
     case RS_APPLY: return "backup (applying changed rows)";
     case RS_LB_SRC: return "primary (look-back)";
     case RS_LB_BACK: return "backup (look-back)";
+    case RS_CMP_WHOLE_BACK: return "backup (the keys' digest)";
+    case RS_CMP_WHOLE_SRC: return "primary (the keys' digest)";
     case RS_CMP_SPLIT: return "backup (key ranges)";
     case RS_CMP_HASH: return "primary (key ranges)";
     case RS_CMP_KEYS: return "backup (keys of differing ranges)";
@@ -771,6 +773,7 @@ static void on_sql(void *arg, const pgexec_result *res)
         run_sql(p, RS_LB_BACK, false, rsql_lookback(p, &p->t[p->ti]));
         break;
     case RS_LB_BACK: lb_back_done(p, res); break;
+    case RS_CMP_WHOLE_BACK: case RS_CMP_WHOLE_SRC:
     case RS_CMP_SPLIT: case RS_CMP_HASH: case RS_CMP_KEYS: case RS_CMP_MISSING: case RS_CMP_DELETE:
         refresh_compare_result(p, res);
         break;

@@ -35,7 +35,8 @@ typedef enum { B_INCR, B_FULL, B_BUCKET } batch_kind;
 typedef enum {
     RS_CATALOG, RS_BACKUP, RS_INSTALL, RS_DRAIN, RS_DRAIN_APPLY, RS_DRAIN_PRUNE,
     RS_FETCH, RS_APPLY, RS_LB_SRC, RS_LB_BACK,
-    RS_CMP_SPLIT, RS_CMP_HASH, RS_CMP_KEYS, RS_CMP_MISSING, RS_CMP_DELETE,   /* refresh_compare.c */
+    RS_CMP_WHOLE_BACK, RS_CMP_WHOLE_SRC,            /* refresh_compare.c */
+    RS_CMP_SPLIT, RS_CMP_HASH, RS_CMP_KEYS, RS_CMP_MISSING, RS_CMP_DELETE,
 } rstate;
 
 typedef struct rec_cmp rec_cmp;
