@@ -549,6 +549,27 @@ char *step_progress(const step_run *r)
     return r != NULL && r->sync != NULL ? sync_job_progress(r->sync) : NULL;
 }
 
+/* Rows the outage never touched that differ (the backup was behind):
+ * the primary's version stands (issue 12), but the step's note says so
+ * (drctl failback's progress, the run in status), and pre-sync, which
+ * finds them before the app is stopped, records an event. */
+static void note_differing(step_run *r, const sync_result *sr)
+{
+    if (sr->differing <= 0 || (r->step.action != ACT_VERIFY && !str_eq(r->step.mode, "online")))
+        return;
+    char line[200];
+    snprintf(line, sizeof line, "%lld %s that the outage never touched: the primary's version stands",
+             (long long)sr->differing, sr->differing == 1 ? "row differs" : "rows differ");
+    size_t n = strlen(r->out.note);
+    snprintf(r->out.note + n, sizeof r->out.note - n, "; %s", line);
+    if (r->step.action != ACT_VERIFY) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "run %lld, %s: %s (the step's output names them)", (long long)r->env.run_id,
+                 r->step.name, line);
+        store_event_add(r->env.store, wall_ms(), "run", "", msg);
+    }
+}
+
 static void on_sync_done(void *arg, const sync_result *sr)
 {
     step_run *r = arg;
@@ -558,6 +579,7 @@ static void on_sync_done(void *arg, const sync_result *sr)
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%lld rows, %lld tables in %lldms", (long long)sr->rows,
                  (long long)sr->tables, (long long)sr->duration_ms);
+        note_differing(r, sr);
         r->out.resolution_spent = r->step.action == ACT_SYNC_BACK;
         /* the rows the backup was behind in (the primary's stand): known
          * to differ until converge (resume-replication) copies them */
