@@ -7,6 +7,7 @@
 # switch."). TAP output (run by tests/run.sh and make lint): a "# file:line:
 # name N lines" line for each long function, "NO REASON" on those without
 # one, then one ok / not ok; exit 1 if there is one without a reason.
+# A second check: no source file (src/*/*.c, *.h) over 1000 lines.
 # -a: list every function with its length instead (longest first).
 # Assumes the codebase's style: a function's opening brace alone in column 0.
 set -u
@@ -48,10 +49,18 @@ rc=$?
 if [ "$all" = 1 ]; then
     sort -rn "${TMPDIR:-/tmp}/funclen.$$"
 else
-    echo "1..1"
+    echo "1..2"
     cat "${TMPDIR:-/tmp}/funclen.$$"
     [ "$rc" = 0 ] && echo "ok 1 - no function over $max lines without a reason above it" ||
         echo "not ok 1 - functions over $max lines without a reason (split them, or say why above them: kept as one ...)"
+    big=$(wc -l src/*/*.c src/*/*.h include/drd/*/*.h | awk '$2 != "total" && $1 > 1000 { print $2 " " $1 }')
+    if [ -z "$big" ]; then
+        echo "ok 2 - no source file over 1000 lines"
+    else
+        echo "$big" | sed 's/^/# /'
+        echo "not ok 2 - source files over 1000 lines (split them by concern)"
+        rc=1
+    fi
 fi
 rm -f "${TMPDIR:-/tmp}/funclen.$$"
 exit "$rc"

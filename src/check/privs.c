@@ -2,7 +2,7 @@
  * one implementation that tests them and writes the GRANTs. See privs.h.
  *
  * The rule table below is the list: read from what each step does
- * (steps.c, sync_capture.c, sync_back.c, sync_full.c, sync_catalog.c,
+ * (steps.c, sync_capture.c, sync_back.c, sync_full.c, sync_copy.c, sync_catalog.c,
  * refresh_logical.c, refresh_job.c):
  *   capture        CREATE SCHEMA drd (CREATE on the database), CREATE
  *                  TRIGGER on every synced table (TRIGGER), and SELECT on

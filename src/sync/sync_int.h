@@ -13,7 +13,8 @@
  *   sync_window.c   passes while the app runs (pre-sync) and the stop
  *                   window's verify of the keys the outage touched
  *   sync_keys.c     that check for one table: both sides at once
- *   sync_full.c     full copy in one snapshot, the worker pool, verify
+ *   sync_full.c     the worker pool, verify
+ *   sync_copy.c     full copy in one snapshot (full mode)
  *
  * Threads: one job thread runs the operation; full mode and verify start
  * [sync] parallel pool threads. Every connection is registered with its
