@@ -6,6 +6,7 @@
 #include "drd/core/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,8 @@
 #include <strings.h>
 #include <time.h>
 
-static log_level g_level = LOG_LVL_INFO;
+/* set by the loop (a reload), read by every thread that logs */
+static _Atomic log_level g_level = LOG_LVL_INFO;
 static bool g_journal = false;
 
 static const char *const level_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };

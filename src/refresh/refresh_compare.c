@@ -8,10 +8,11 @@
  * done when they agree (an idle table costs one short row). Else a stack
  * of key ranges, starting with the whole key space:
  *
- *   split    backup: the range cut into at most CMP_FANOUT tiles of equal
+ *   split    backup: each range cut into at most CMP_FANOUT tiles of equal
  *            size by key order (row_number over the key: the boundaries
  *            come from the backup, which is local), each with its count
- *            and an order-independent hash of its keys
+ *            and an order-independent hash of its keys; the ranges of a
+ *            level together, up to about CMP_BATCH_TILES tiles
  *   hash     source: the same digest of the same tiles, one row each
  *   ...      a tile whose digests differ is split again, or, at most
  *            CMP_LEAF keys on the backup, becomes a leaf
@@ -45,8 +46,8 @@
 
 struct rec_cmp {
     size_t ti;               /* tables left: p->t[0..ti) (walked down) */
-    json_t *todo;            /* ranges to split, a stack */
-    json_t *range;           /* the one being split */
+    json_t *todo;            /* ranges to split [lo, hi, backup keys], a stack */
+    json_t *batch;           /* those being split */
     json_t *tiles;           /* the range split now: the backup's [[last key, n, hash]...] */
     json_t *tile_ranges;     /* and the ranges they cover */
     json_t *leaves;          /* differing ranges small enough to check key by key */
@@ -64,7 +65,7 @@ void refresh_compare_free(rec_cmp *c)
     if (c == NULL)
         return;
     json_decref(c->todo);
-    json_decref(c->range);
+    json_decref(c->batch);
     json_decref(c->tiles);
     json_decref(c->tile_ranges);
     json_decref(c->leaves);
@@ -123,9 +124,33 @@ void refresh_compare_start(rec_pass *p)
     cmp_next(p);
 }
 
-static bool push_range(json_t *list, json_t *lo, json_t *hi)
+static bool push_range(json_t *list, json_t *lo, json_t *hi, json_int_t n)
 {
-    return json_array_append_new(list, json_pack("[OO]", lo ? lo : json_null(), hi ? hi : json_null())) == 0;
+    return json_array_append_new(list, json_pack("[OOI]", lo ? lo : json_null(), hi ? hi : json_null(), n)) == 0;
+}
+
+/* The tiles csql_split cuts a range of n keys into. */
+static int64_t tiles_of(json_int_t n)
+{
+    int64_t k = (n + CMP_LEAF - 1) / CMP_LEAF;
+    return k < 1 ? 1 : k > CMP_FANOUT ? CMP_FANOUT : k;
+}
+
+/* Ranges off the stack, up to about CMP_BATCH_TILES tiles. */
+static json_t *take_batch(rec_cmp *c)
+{
+    json_t *batch = json_array();
+    int64_t tiles = 0;
+    for (size_t n = json_array_size(c->todo); batch != NULL && n > 0 && tiles < CMP_BATCH_TILES; n--) {
+        json_t *r = json_array_get(c->todo, n - 1);
+        tiles += tiles_of(json_integer_value(json_array_get(r, 2)));
+        if (json_array_append(batch, r) != 0) {
+            json_decref(batch);
+            return NULL;
+        }
+        json_array_remove(c->todo, n - 1);
+    }
+    return batch;
 }
 
 /* What to do next: check the leaves, split a range, the next table, done. */
@@ -138,10 +163,9 @@ static void cmp_next(rec_pass *p)
         return;
     }
     if (ntodo > 0) {
-        json_decref(c->range);
-        c->range = json_incref(json_array_get(c->todo, ntodo - 1));
-        json_array_remove(c->todo, ntodo - 1);
-        rec_run_sql(p, RS_CMP_SPLIT, false, csql_split(&p->t[c->ti], c->range));
+        json_decref(c->batch);
+        c->batch = take_batch(c);
+        rec_run_sql(p, RS_CMP_SPLIT, false, c->batch ? csql_split(&p->t[c->ti], c->batch) : NULL);
         return;
     }
     if (c->ti == 0) {
@@ -150,7 +174,7 @@ static void cmp_next(rec_pass *p)
     }
     c->ti--;
     json_t *all = json_array();
-    if (all == NULL || !push_range(all, NULL, NULL)) {
+    if (all == NULL || !push_range(all, NULL, NULL, 0)) {
         json_decref(all);
         rec_fail(p, "out of memory");
         return;
@@ -175,7 +199,7 @@ static void whole_done(rec_pass *p, const char *text)
         json_decref(c->whole);
         c->whole = d;
         json_t *all = json_array();
-        char *sql = all != NULL && push_range(all, NULL, NULL) ? csql_hash(&p->t[c->ti], all) : NULL;
+        char *sql = all != NULL && push_range(all, NULL, NULL, 0) ? csql_hash(&p->t[c->ti], all) : NULL;
         json_decref(all);
         rec_run_sql(p, RS_CMP_WHOLE_SRC, true, sql);
         return;
@@ -183,32 +207,42 @@ static void whole_done(rec_pass *p, const char *text)
     json_t *b = json_array_get(c->whole, 0), *s = json_array_get(d, 0);
     bool same = json_integer_value(json_array_get(s, 0)) == json_integer_value(json_array_get(b, 0)) &&
                 str_eq(json_string_value(json_array_get(s, 1)), json_string_value(json_array_get(b, 1)));
-    bool empty = json_integer_value(json_array_get(b, 0)) == 0;
+    json_int_t n = json_integer_value(json_array_get(b, 0));
     json_decref(d);
     c->st.ranges++;
     if (!same)
         c->st.differ++;
-    if (!same && !empty && !push_range(c->todo, NULL, NULL)) {
+    if (!same && n > 0 && !push_range(c->todo, NULL, NULL, n)) {
         rec_fail(p, "out of memory");
         return;
     }
     cmp_next(p);               /* an empty backup table has nothing to delete */
 }
 
-/* The backup's tiles of the range: [lo, b1], (b1, b2], ..., (bn-1, hi]. */
+/* The backup's tiles of each range of the batch, [[r, last key, n, hash]...]
+ * in range and key order: the range (lo, hi] becomes (lo, b1], (b1, b2],
+ * ..., (bn-1, hi] (a range without keys on the backup has no tile: there
+ * is nothing to delete in it). */
 static void split_done(rec_pass *p, const char *text)
 {
     rec_cmp *c = p->cmp;
-    json_t *range = c->range, *tiles = json_loads(text, 0, NULL), *ranges = json_array();
-    c->range = NULL;
+    json_t *batch = c->batch, *tiles = json_loads(text, 0, NULL), *ranges = json_array();
+    c->batch = NULL;
     bool ok = json_is_array(tiles) && ranges != NULL;
     size_t n = json_array_size(tiles);
     for (size_t i = 0; ok && i < n; i++) {
-        json_t *lo = i == 0 ? json_array_get(range, 0) : json_array_get(json_array_get(tiles, i - 1), 0);
-        json_t *hi = i + 1 == n ? json_array_get(range, 1) : json_array_get(json_array_get(tiles, i), 0);
-        ok = lo != NULL && hi != NULL && push_range(ranges, lo, hi);
+        json_t *tile = json_array_get(tiles, i), *prev = i > 0 ? json_array_get(tiles, i - 1) : NULL,
+               *next = json_array_get(tiles, i + 1);
+        json_int_t r = json_integer_value(json_array_get(tile, 0));
+        json_t *range = json_array_get(batch, (size_t)r);
+        bool first = prev == NULL || json_integer_value(json_array_get(prev, 0)) != r;
+        bool last = next == NULL || json_integer_value(json_array_get(next, 0)) != r;
+        json_t *lo = first ? json_array_get(range, 0) : json_array_get(prev, 1);
+        json_t *hi = last ? json_array_get(range, 1) : json_array_get(tile, 1);
+        ok = range != NULL && r >= 0 && lo != NULL && hi != NULL &&
+             push_range(ranges, lo, hi, json_integer_value(json_array_get(tile, 2)));
     }
-    json_decref(range);
+    json_decref(batch);
     if (!ok) {
         json_decref(tiles);
         json_decref(ranges);
@@ -236,10 +270,10 @@ static void hash_done(rec_pass *p, const char *text)
     bool ok = json_is_array(src) && json_array_size(src) == n;
     for (size_t i = 0; ok && i < n; i++) {
         json_t *b = json_array_get(c->tiles, i), *s = json_array_get(src, i);
-        json_int_t bn = json_integer_value(json_array_get(b, 1));
+        json_int_t bn = json_integer_value(json_array_get(b, 2));
         c->st.ranges++;
         if (json_integer_value(json_array_get(s, 0)) == bn &&
-            str_eq(json_string_value(json_array_get(s, 1)), json_string_value(json_array_get(b, 2))))
+            str_eq(json_string_value(json_array_get(s, 1)), json_string_value(json_array_get(b, 3))))
             continue;
         c->st.differ++;
         json_t *range = json_array_get(c->tile_ranges, i);

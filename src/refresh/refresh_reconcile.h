@@ -21,6 +21,7 @@
 #define CMP_FANOUT        64        /* the key comparison: tiles a range is cut into, at most */
 #define CMP_LEAF          256       /* a differing range this small is checked key by key */
 #define CMP_LEAF_BATCH    4096      /* keys checked on the source in one statement, about */
+#define CMP_BATCH_TILES   512       /* tiles (of several ranges) digested in one statement, about */
 
 /* Every source transaction starts with these: output that does not depend
  * on what another client of a pooler left in the server's session. */
@@ -121,8 +122,8 @@ void refresh_compare_result(rec_pass *p, const pgexec_result *res);
 void refresh_compare_free(rec_cmp *c);                  /* accepts NULL */
 
 /* Its statements (refresh_compare_sql.c; malloc'd, NULL on OOM or a bad
- * range). A range: JSON [lo, hi], key tuples (arrays of text) or null. */
-char *csql_split(const rec_table *t, json_t *range);   /* backup: tiles [[last key, n, hash]...] */
+ * range). A range: JSON [lo, hi, ...], key tuples (arrays of text) or null. */
+char *csql_split(const rec_table *t, json_t *ranges);  /* backup: tiles [[range, last key, n, hash]...] */
 char *csql_hash(const rec_table *t, json_t *ranges);   /* source: [[n, hash]...] per range */
 char *csql_keys(const rec_table *t, json_t *ranges);   /* backup: the ranges' keys */
 char *csql_missing(const rec_table *t, json_t *keys);  /* source: those of keys it lacks */
