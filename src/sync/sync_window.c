@@ -17,24 +17,26 @@
  *      every synced table in the same snapshot while the primary (fenced,
  *      only drd writes there) holds what that snapshot held. The result
  *      per table (equal, or subset: the primary has more rows) goes to
- *      drd.verified, stamped with the run;
+ *      drd.verified, stamped with the run. The stop window's check of the
+ *      touched keys then runs in that snapshot too: its time is the
+ *      estimate;
  *   3. a last catch-up pass, then the tail (entries not replayed yet) and
  *      the expected stop window are reported.
  * An `ask` conflict or a verify difference fails the step: the app was
  * never stopped.
  *
  * verify after pre-sync (the stop window, same run): no ledger entry may
- * be left after the last pass; every key changed since the snapshot the
- * online verify read (the ledger entries that snapshot did not see: the
- * passes after it and the tail) must be identical on both sides, or
- * absent from both; changed tables without a key, keyed tables truncated
- * (an older ledger) and tables without an online result are read whole.
+ * be left after the last pass; every key the outage touched (every entry
+ * of the ledger, sync_keys.c) must be identical on both sides, or absent
+ * from both; changed tables without a key, keyed tables truncated (an
+ * older ledger) and tables without an online result are read whole.
  * Other rows are not read again: they were as verify wants them in the
- * online verify's snapshot, the ledger shows the backup has not changed
- * them since, and on the fenced primary only drd wrote after that, and
- * only keys it then checks here. So the work follows the tail, not the
- * table nor the outage. Without an online result of this run, verify
- * reads every table (as before passes existed). */
+ * online verify's snapshot, and the ledger shows the backup has not
+ * changed them since. A touched row changed on the primary behind the
+ * fence at any time is caught; an untouched one changed there after the
+ * online verify is not (the fence rules that out). The work follows the
+ * outage's keys, not the table. Without an online result of this run,
+ * verify reads every table (as before passes existed). */
 #include "sync_int.h"
 
 #include <inttypes.h>
