@@ -48,8 +48,8 @@ struct rec_cmp {
     size_t ti;               /* tables left: p->t[0..ti) (walked down) */
     json_t *todo;            /* ranges to split [lo, hi, backup keys], a stack */
     json_t *batch;           /* those being split */
-    json_t *tiles;           /* the range split now: the backup's [[last key, n, hash]...] */
-    json_t *tile_ranges;     /* and the ranges they cover */
+    json_t *tiles;           /* the batch's tiles on the backup, [[range, last key, n, hash]...] */
+    json_t *tile_ranges;     /* and the ranges [lo, hi, n] they cover */
     json_t *leaves;          /* differing ranges small enough to check key by key */
     int64_t leaf_keys;       /* the backup's keys in them */
     json_t *missing;         /* keys the source lacks, being deleted */

@@ -75,6 +75,7 @@ typedef struct sync_ctx {
     int64_t pass_entries;    /* ledger entries it replayed */
     int64_t pass_ms;
     bool pass_wrote_back;    /* primary-wins wrote to the backup in it */
+    int64_t touched_ms;      /* pre-sync: the touched keys' check, measured */
 
     atomic_bool stop;        /* cancelled, timed out or failed: stop working */
 

@@ -17,24 +17,26 @@
  *      every synced table in the same snapshot while the primary (fenced,
  *      only drd writes there) holds what that snapshot held. The result
  *      per table (equal, or subset: the primary has more rows) goes to
- *      drd.verified, stamped with the run;
+ *      drd.verified, stamped with the run. The stop window's check of the
+ *      touched keys then runs in that snapshot too: its time is the
+ *      estimate;
  *   3. a last catch-up pass, then the tail (entries not replayed yet) and
  *      the expected stop window are reported.
  * An `ask` conflict or a verify difference fails the step: the app was
  * never stopped.
  *
  * verify after pre-sync (the stop window, same run): no ledger entry may
- * be left after the last pass; every key changed since the snapshot the
- * online verify read (the ledger entries that snapshot did not see: the
- * passes after it and the tail) must be identical on both sides, or
- * absent from both; changed tables without a key, keyed tables truncated
- * (an older ledger) and tables without an online result are read whole.
+ * be left after the last pass; every key the outage touched (every entry
+ * of the ledger, sync_keys.c) must be identical on both sides, or absent
+ * from both; changed tables without a key, keyed tables truncated (an
+ * older ledger) and tables without an online result are read whole.
  * Other rows are not read again: they were as verify wants them in the
- * online verify's snapshot, the ledger shows the backup has not changed
- * them since, and on the fenced primary only drd wrote after that, and
- * only keys it then checks here. So the work follows the tail, not the
- * table nor the outage. Without an online result of this run, verify
- * reads every table (as before passes existed). */
+ * online verify's snapshot, and the ledger shows the backup has not
+ * changed them since. A touched row changed on the primary behind the
+ * fence at any time is caught; an untouched one changed there after the
+ * online verify is not (the fence rules that out). The work follows the
+ * outage's keys, not the table. Without an online result of this run,
+ * verify reads every table (as before passes existed). */
 #include "sync_int.h"
 
 #include <inttypes.h>
@@ -220,8 +222,10 @@ cleanup:
 }
 
 
-/* Step 2: the verify pass and the full verify, in one snapshot of the
- * backup. */
+static bool verify_touched(sync_ctx *c, bool *fallback);
+
+/* Step 2: the verify pass, the full verify and the touched keys' check,
+ * in one snapshot of the backup. */
 static bool verified_pass(sync_ctx *c)
 {
     sconn coord = { .slot = -1 };
@@ -261,6 +265,11 @@ static bool verified_pass(sync_ctx *c)
     }
     c->pass_n = verified_pass_n;
     if (!record_verified(c, &rec))
+        goto cleanup;
+    /* the stop window's check of the touched keys, in the same snapshot
+     * (the primary still holds what it held): its time is the estimate */
+    bool fallback = false;
+    if (!verify_touched(c, &fallback))
         goto cleanup;
     ok = true;
 cleanup:
@@ -318,13 +327,14 @@ bool sync_op_presync(sync_ctx *c)
     int64_t last_ms = mono_ms() - before_last;
     char d[32], e[32];
     format_duration(mono_ms() - t0, d, sizeof d);
-    /* the stop window: the tail's pass and the check of its keys, each
-     * about what the last (small) pass took; stop-app, the fences,
-     * switch-env and start-app come on top */
-    format_duration(2 * last_ms, e, sizeof e);
+    /* the stop window: the tail's pass (about what the last, small, pass
+     * took) and the check of the keys the outage touched (measured in the
+     * verify's snapshot); stop-app, the fences, switch-env and start-app
+     * come on top */
+    format_duration(last_ms + c->touched_ms, e, sizeof e);
     sync_report(c, "pre-sync done: passes %d to %d in %s; tail now: %" PRId64 " ledger entries not"
                 " replayed yet (of %" PRId64 "); expected stop window: about %s (the tail's pass and"
-                " the check of its keys) plus stop-app, the fences, switch-env"
+                " the check of the keys the outage touched) plus stop-app, the fences, switch-env"
                 " and start-app", first, c->pass_n, d, tail, total, e);
     return true;
 }
@@ -401,6 +411,12 @@ static bool load_info(sync_ctx *c, sconn *b, const scatalog *cat, tinfo *info, b
         }
     }
     PQclear(r);
+    /* measuring in the online verify's own snapshot (pre-sync): its
+     * result, just recorded, is not visible there; every table passed */
+    for (size_t i = 0; c->verify_snapshot != NULL && i < cat->n; i++) {
+        info[i].verified = *any_verified = true;
+        str_copy(info[i].state, "online", sizeof info[i].state);
+    }
     return true;
 }
 
@@ -446,9 +462,10 @@ static bool check_keyless(sync_ctx *c, sconn *b, sconn *p, const stable *t, int 
 /* The keyed, changed tables: their touched keys. Differences counted in
  * *nbad and listed in bad. */
 static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, const tinfo *info,
-                       int *nbad, sbuf *bad)
+                       int *nbad, sbuf *bad, int64_t *nkeys)
 {
     bool by_record = sync_record_hash_ok(b, p);
+    bool quiet = c->verify_snapshot != NULL;   /* measuring: differences only */
     for (size_t i = 0; i < cat->n; i++) {
         const stable *t = &cat->t[i];
         const tinfo *ti = &info[i];
@@ -459,6 +476,8 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
         }
         if (!ti->verified || ti->whole)
             continue;
+        if (!ti->changed && quiet)
+            continue;
         if (!ti->changed) {
             sync_report(c, "verify %s: untouched by the outage (%" PRId64
                         " backup rows, %s online)", t->label, ti->brows, ti->state);
@@ -467,10 +486,13 @@ static bool check_keys(sync_ctx *c, sconn *b, sconn *p, const scatalog *cat, con
         key_diff kd;
         if (!sync_keys_compare(c, b, p, t, by_record, &kd))
             return false;
-        sync_add_counts(c, kd.keys, 1);
+        *nkeys += kd.keys;
+        if (!quiet)
+            sync_add_counts(c, kd.keys, 1);
         if (kd.missing + kd.different + kd.primary_only == 0) {
-            sync_report(c, "verify %s: the %" PRId64 " keys the outage touched are identical on both"
-                        " sides; the rest was verified online (%s)", t->label, kd.keys, ti->state);
+            if (!quiet)
+                sync_report(c, "verify %s: the %" PRId64 " keys the outage touched are identical on both"
+                            " sides; the rest was verified online (%s)", t->label, kd.keys, ti->state);
             continue;
         }
         sync_report(c, "verify %s: DIFFERENT: of the %" PRId64 " keys the outage touched, %" PRId64
@@ -510,17 +532,69 @@ static bool whole_tables(sync_ctx *c, const scatalog *cat, const tinfo *info)
     return ok;
 }
 
-/* *fallback: there is no online result of this run (verify every table). */
+/* The backup's REPEATABLE READ transaction (in c->verify_snapshot when
+ * measuring); hash and merge joins off on both sides: the touched keys
+ * are few next to the tables, looked up by index (sync_keys.c), never by a
+ * join reading a table whole. */
+static bool begin_read(sync_ctx *c, sconn *b, sconn *p)
+{
+    sbuf q;
+    sb_init(&q);
+    sb_add(&q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (c->verify_snapshot != NULL) {
+        sb_add(&q, "; SET TRANSACTION SNAPSHOT ");
+        sb_literal(&q, c->verify_snapshot);
+    }
+    sb_add(&q, "; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+    bool ok = !q.oom && sq_cmd(b, sb_str(&q), NULL) &&
+              sq_cmd(p, "SET enable_hashjoin = off; SET enable_mergejoin = off", NULL);
+    if (q.oom)
+        sync_fail(c, "out of memory");
+    sb_free(&q);
+    return ok;
+}
+
+/* After the keys: the tables read whole, the rows the backup was behind
+ * in (as the online verify found them; tables read whole now: as found
+ * now), the summary. */
+static bool finish_touched(sync_ctx *c, const scatalog *cat, const tinfo *info, int64_t nkeys, int64_t t0)
+{
+    char d[32];
+    if (c->verify_snapshot != NULL) {
+        format_duration(mono_ms() - t0, d, sizeof d);
+        sync_report(c, "the stop window's verify, measured now in this snapshot: the %" PRId64 " keys the"
+                    " outage touched are identical on both sides (%s)", nkeys, d);
+        c->touched_ms = mono_ms() - t0;
+        return true;
+    }
+    if (!whole_tables(c, cat, info))
+        return false;
+    int64_t differing = 0;
+    for (size_t i = 0; i < cat->n; i++)
+        if (info[i].verified && (!info[i].whole || cat->t[i].nkey == 0))
+            differing += info[i].differing;
+    pthread_mutex_lock(&c->mu);
+    c->differing += differing;
+    pthread_mutex_unlock(&c->mu);
+    format_duration(mono_ms() - t0, d, sizeof d);
+    sync_report(c, "verify: %zu tables: every key the outage touched (%" PRId64 ") is identical on both"
+                " sides, the rest verified online (%s)", cat->n, nkeys, d);
+    return true;
+}
+
+/* *fallback: there is no online result of this run (verify every table).
+ * With c->verify_snapshot (pre-sync, right after the online verify): the
+ * same check in that snapshot, to measure the stop window's. */
 static bool verify_touched(sync_ctx *c, bool *fallback)
 {
     sconn b = { .slot = -1 }, p = { .slot = -1 };
     scatalog bcat = { 0 }, pcat = { 0 };
     tinfo *info = NULL;
-    sbuf bad, q;
+    sbuf bad;
     sb_init(&bad);
-    sb_init(&q);
     bool ok = false, any = false;
-    int64_t t0 = mono_ms();
+    int64_t t0 = mono_ms(), pending = 0, nkeys = 0;
+    int nbad = 0;
     *fallback = false;
     if (!sync_open_both(c, &b, &bcat, &p, &pcat))
         goto cleanup;
@@ -533,23 +607,13 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
         ok = true;
         goto cleanup;
     }
-    sb_add(&q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    if (c->verify_snapshot != NULL) {
-        sb_add(&q, "; SET TRANSACTION SNAPSHOT ");
-        sb_literal(&q, c->verify_snapshot);
-    }
-    /* the touched keys are few next to the tables: looked up by index
-     * (sync_keys.c), never by a hash or merge join reading a table whole */
-    sb_add(&q, "; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
-    if (q.oom || !sq_cmd(&b, sb_str(&q), NULL) ||
-        !sq_cmd(&p, "SET enable_hashjoin = off; SET enable_mergejoin = off", NULL))
+    if (!begin_read(c, &b, &p))
         goto cleanup;
     info = calloc(bcat.n + 1, sizeof(*info));
     if (info == NULL) {
         sync_fail(c, "out of memory");
         goto cleanup;
     }
-    int64_t pending = 0;
     if (!load_info(c, &b, &bcat, info, &any, &pending))
         goto cleanup;
     if (!any) {
@@ -557,8 +621,7 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
         ok = true;
         goto cleanup;
     }
-    int nbad = 0;
-    if (!nothing_pending(c, pending) || !check_keys(c, &b, &p, &bcat, info, &nbad, &bad))
+    if (!nothing_pending(c, pending) || !check_keys(c, &b, &p, &bcat, info, &nbad, &bad, &nkeys))
         goto cleanup;
     if (nbad > 0) {
         sync_fail(c, "verify: %d tables differ: %s", nbad, sb_str(&bad));
@@ -566,22 +629,7 @@ static bool verify_touched(sync_ctx *c, bool *fallback)
     }
     sconn_close(&b);
     sconn_close(&p);
-    if (!whole_tables(c, &bcat, info))
-        goto cleanup;
-    /* the rows the backup was behind in, as the online verify found them
-     * (tables read whole now: as found now) */
-    int64_t differing = 0;
-    for (size_t i = 0; i < bcat.n; i++)
-        if (info[i].verified && (!info[i].whole || bcat.t[i].nkey == 0))
-            differing += info[i].differing;
-    pthread_mutex_lock(&c->mu);
-    c->differing += differing;
-    pthread_mutex_unlock(&c->mu);
-    char d[32];
-    format_duration(mono_ms() - t0, d, sizeof d);
-    sync_report(c, "verify: %zu tables: every key the outage touched is identical on both sides,"
-                " the rest verified online (%s)", bcat.n, d);
-    ok = true;
+    ok = finish_touched(c, &bcat, info, nkeys, t0);
 cleanup:
     sconn_close(&b);
     sconn_close(&p);
@@ -589,7 +637,6 @@ cleanup:
     catalog_free(&pcat);
     free(info);
     sb_free(&bad);
-    sb_free(&q);
     return ok;
 }
 

@@ -7,7 +7,8 @@
 # all over it: after one comparison the deleted keys are gone from the
 # backup, the comparison read < 10 % of the table's bytes from the
 # primary, and no live row was ever deleted on the backup (an ALWAYS
-# trigger there logs every delete). TAP output.
+# trigger there logs every delete). Then deletes = compare with a role
+# that could install the ledger: none is installed. TAP output.
 set -u
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/drd.sh"
@@ -100,7 +101,7 @@ cmp_field() { drd_json ".refresh.reconcile.compare.$1 // empty"; }
 # compare_after MS: a comparison that started at or after MS has finished
 compare_after() { local s; s=$(cmp_field started_at); [ -n "$s" ] && [ "$s" -ge "$1" ]; }
 
-plan 9
+plan 11
 
 # ---------------------------------------------------------- initial copy ----
 t0=$(now_ms)
@@ -151,15 +152,16 @@ poll_until 10 eval '[ "$(pg_psql primary "SELECT count(*) FROM items WHERE id % 
 ITEMS="2, 20000, 40000, 60000, 80000, 100000, 120000, 140000, 160000, 199998"
 PAIRS="(1, 'k1'), (21, 'k11'), (41, 'k21'), (61, 'k31'), (81, 'k41'), (101, 'k51'), (121, 'k61'),
        (141, 'k71'), (161, 'k81'), (200, 'k100')"
-t_del=$(now_ms)
 pg_psql primary "DELETE FROM items WHERE id IN ($ITEMS); DELETE FROM pairs WHERE (a, b) IN ($PAIRS)" app >/dev/null \
   || bail_out "deletes on the primary"
+t_del=$(now_ms)     # committed: a comparison that starts now sees them
 left() {
   pg_psql backup "SELECT (SELECT count(*) FROM items WHERE id IN ($ITEMS)) || '/' ||
                          (SELECT count(*) FROM pairs WHERE (a, b) IN ($PAIRS))" app
 }
 if poll_until 30 compare_after "$t_del"; then
-  is "$(left)" "0/0" "after one comparison the 10 deleted items and 10 deleted pairs (composite key) are gone from the backup ($(cmp_field deleted) deleted)"
+  is "$(left) $(pg_psql backup "SELECT count(*) FROM audit.gone" app)" "0/0 20" \
+    "after one comparison the 10 deleted items and 10 deleted pairs (composite key) are gone from the backup, and nothing else"
 else
   fail "no comparison after the deletes within 30 s: $(drd_json .refresh.reconcile -c)"; diag_file "$DRD_LOG" 30
 fi
@@ -190,5 +192,22 @@ want=$(for i in ${ITEMS//,/ }; do echo "items $i"; done
 got=$(pg_psql backup "SELECT tbl || ' ' || key FROM audit.gone ORDER BY 1" app)
 is "$(sort <<<"$got")" "$(sort <<<"$want")" "only the 20 deleted keys were ever deleted on the backup: no live row"
 like "$(grep -E 'key comparison' "$DRD_LOG" | tail -n 1)" "bytes" "each comparison is logged with the bytes it read"
+
+# ------------------------- deletes = compare where triggers are allowed ----
+# the primary's superuser, directly: compare is chosen, so no ledger
+drd_config "$TEST_TMP/drd.conf" primary.app_url="$(pg_url primary postgres app)" \
+  backup.app_url="$(pg_url backup postgres app)" \
+  refresh.mode=reconcile refresh.every=2s refresh.deletes=compare refresh.compare_every=1s \
+  refresh.lookback=0 refresh.dir="$TEST_TMP/dumps" \
+  app.env_file="$TEST_TMP/app.env" log.level=debug || bail_out "config"
+drd_signal HUP
+pg_psql primary "DELETE FROM items WHERE id = 50000; DELETE FROM pairs WHERE (a, b) = (100, 'k50')" app >/dev/null
+t_del=$(now_ms)
+poll_until 30 compare_after "$t_del"
+is "$(pg_psql backup "SELECT (SELECT count(*) FROM items WHERE id = 50000) + (SELECT count(*) FROM pairs
+                      WHERE (a, b) = (100, 'k50'))" app)" 0 "deletes = compare: the next comparison finds the deletes"
+is "$(pg_psql primary "SELECT to_regclass('drd.deleted') IS NULL AND NOT EXISTS (SELECT 1 FROM pg_trigger
+                       WHERE tgname = 'drd_deleted')" app)/$(drd_json .refresh.reconcile.deletes)" "t/compare" \
+  "deletes = compare with a role that could install the ledger: none installed"
 
 done_testing

@@ -2,8 +2,9 @@
 # t_tsan.sh - drd's threads under ThreadSanitizer (bin/drd-tsan, `make
 # bin/drd-tsan`): a failover and a failback with pre-sync (the sync job,
 # its watchdog and verify pool, the preflight and its side thread), the
-# readiness checks (5 s after the start), a reload (SIGHUP) and a clean
-# stop while the checks it started still run. Any ThreadSanitizer report fails the test and is shown. Issue 13:
+# readiness checks (5 s after the start), reloads (SIGHUP) during the
+# failback and after it, and a clean stop while the checks the last reload
+# started still run. Any ThreadSanitizer report fails the test and is shown. Issue 13:
 # the loop freed a finished preflight job while the job's thread still
 # held its mutex, so the thread's unlock wrote into freed (maybe reused)
 # memory - a heap corruption that crashed drd once during pre-sync, under
@@ -32,8 +33,14 @@ drd_wait_healthy 30; ok $? "drd-tsan: both targets healthy" || fo_diag
 fo_drctl failover --yes >/dev/null 2>&1
 is "$(fo_run_state "$(fo_last_run)")" succeeded "a failover (preflight, fence, switch)"
 for k in 1 2 3; do fo_app_insert backup >/dev/null; done
+# reloads while the failback runs: the loop swaps the configuration and
+# the log level while the sync job's threads log
+( while :; do kill -HUP "$DRD_PID" 2>/dev/null || exit 0; sleep 0.5; done ) &
+hup=$!
+proc_track "$hup"
 out=$(fo_drctl failback --yes 2>&1)
 fb=$(fo_last_run)
+kill "$hup" 2>/dev/null; wait "$hup" 2>/dev/null
 is "$(fo_run_state "$fb")" succeeded "a failback (pre-sync passes and online verify, sync-back, verify)" ||
   diag "$(tail -n 8 <<<"$out")"
 is "$(fo_step "$fb" pre-sync state)" done "... pre-sync ran"

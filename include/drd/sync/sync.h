@@ -18,11 +18,10 @@
  *              computed by each server; any mismatch fails (extra primary
  *              rows excepted), and so does any foreign key touching a
  *              synced table that the primary's rows violate. After an
- *              online pre-sync of the same run: only the keys changed
- *              since its online verify (and changed keyless tables), see
- *              sync_window.c; the
- *              foreign keys were checked whole online, the tail's rows by
- *              sync-back.
+ *              online pre-sync of the same run: every key the outage
+ *              touched (and changed keyless tables), see sync_window.c;
+ *              the foreign keys were checked whole online, the tail's rows
+ *              by sync-back.
  *   pre-sync   (sync-back with online = true) while the app still runs on
  *              the backup: the ledger replayed in passes, each recorded on
  *              the backup (drd.passes) with its snapshot, so that the next
