@@ -112,7 +112,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uctx)
     put(&l, ")");
     emit(&l);
     start_line(&l);
-    put(&l, "drd: backtrace (addr2line -f -i -p -e <drd> <+0x offsets>):");
+    put(&l, "drd: backtrace (drd's frames: addr2line -f -i -p -e <drd> 0xOFFSET for each (+0xOFFSET)):");
     emit(&l);
 
     void *frames[MAX_FRAMES];

@@ -7,7 +7,7 @@
  * (tests/lib/drd.sh symbolises the frames with addr2line).
  *
  *   drd: FATAL: signal 11 (SIGSEGV), address 0x10, thread 4242 (drd-worker)
- *   drd: backtrace (addr2line -f -i -p -e <drd> <+0x offsets>):
+ *   drd: backtrace (drd's frames: addr2line -f -i -p -e <drd> 0xOFFSET ...):
  *   /usr/local/bin/drd(+0x2a1f3)[0x55d0c0e2a1f3]
  *   ...
  *   drd: end of backtrace
