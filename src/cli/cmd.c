@@ -320,7 +320,7 @@ static int wait_not_running(const drctl *x)
             return ex;
         const char *state = str_or(json_object_get(json_array_get(json_object_get(doc, "refreshes"), 0),
                                                    "state"), "");
-        bool running = strcmp(state, "running") == 0;
+        bool running = refresh_state_of(state) == REFRESH_RUNNING;
         json_decref(doc);
         if (!running)
             return -1;
@@ -353,9 +353,9 @@ int cmd_refresh(const drctl *x)
             return ex;
         json_t *r = json_array_get(json_object_get(doc, "refreshes"), 0);
         const char *state = str_or(json_object_get(r, "state"), "");
-        if (json_integer_value(json_object_get(r, "id")) > newest && strcmp(state, "running") != 0) {
+        if (json_integer_value(json_object_get(r, "id")) > newest && refresh_state_of(state) != REFRESH_RUNNING) {
             print_refresh(r);
-            int rc = strcmp(state, "succeeded") == 0 ? EXIT_OK : EXIT_FAILURE_;
+            int rc = refresh_state_of(state) == REFRESH_SUCCEEDED ? EXIT_OK : EXIT_FAILURE_;
             json_decref(doc);
             return rc;
         }

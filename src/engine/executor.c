@@ -177,7 +177,7 @@ static void on_unfence_done(void *arg, const step_outcome *o)
  * it, is not coming). Called before the run's steps are cleared. */
 static void unfence_backup_after(executor_t *ex, const char *kind, run_state state)
 {
-    if (strcmp(kind, "failback") != 0 || state == RUN_SUCCEEDED || ex->unfence != NULL ||
+    if (run_kind_of(kind) != RUN_FAILBACK || state == RUN_SUCCEEDED || ex->unfence != NULL ||
         monitor_active(ex->monitor) != TARGET_BACKUP)
         return;
     bool fenced = false;
@@ -209,7 +209,7 @@ static void finish_run(executor_t *ex, run_state to, const char *error)
     event(ex, "run %lld (%s) %s after %lld.%03llds%s%s", (long long)id, kind, state,
           (long long)(took / 1000), (long long)(took % 1000), error && *error ? ": " : "", S(error));
     if (ex->counters != NULL) {
-        int k = strcmp(kind, "failback") == 0 ? 1 : 0;
+        int k = run_kind_of(kind) == RUN_FAILBACK ? 1 : 0;
         int res = to == RUN_SUCCEEDED ? 0 : to == RUN_FAILED ? 1 : 2;
         ex->counters->runs_total[k][res]++;
     }
@@ -737,7 +737,7 @@ cleanup:
 int64_t executor_start(executor_t *ex, const char *kind, const char *reason, const char *started_by,
                        int64_t request_id, int64_t incident_id, char *err, size_t errlen)
 {
-    bool failover = strcmp(kind, "failover") == 0;
+    bool failover = run_kind_of(kind) == RUN_FAILOVER;
     const char *path = failover ? ex->cfg->failover_runbook : ex->cfg->failback_runbook;
     config_errors errs = { 0 };
     runbook_t *rb = NULL;

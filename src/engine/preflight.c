@@ -1,6 +1,7 @@
 /* preflight.c - the run's prerequisites before it changes anything. See
  * preflight.h. */
 #include "drd/engine/preflight.h"
+#include "drd/store/states.h"
 #include "drd/check/check.h"
 #include "drd/core/log.h"
 #include "drd/pg/pgconn.h"
@@ -303,7 +304,7 @@ preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind
         if (p->t[i].url == NULL || (t[i]->password != NULL && p->t[i].password == NULL))
             goto fail;
     }
-    p->target[strcmp(kind, "failback") == 0 ? 0 : 1] = true;
+    p->target[run_kind_of(kind) == RUN_FAILBACK ? 0 : 1] = true;
 
     p->efd = worker_eventfd(loop, on_done, p);
     if (p->efd < 0)

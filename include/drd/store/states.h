@@ -40,6 +40,11 @@ const char *approval_kind_name(approval_kind k);
 bool approval_kind_parse(const char *s, approval_kind *out);
 approval_kind approval_kind_of(const char *s);    /* APPROVAL_KIND_COUNT when unknown */
 
+/* What a run does (store_run.kind). */
+typedef enum { RUN_FAILOVER = 0, RUN_FAILBACK, RUN_KIND_COUNT } run_kind;
+const char *run_kind_name(run_kind k);                /* "failover" | "failback" */
+run_kind run_kind_of(const char *s);                  /* RUN_KIND_COUNT when unknown */
+
 /* A backup refresh's state (store_refresh.state). */
 typedef enum { REFRESH_RUNNING = 0, REFRESH_SUCCEEDED, REFRESH_FAILED, REFRESH_REFUSED,
                REFRESH_STATE_COUNT } refresh_state;
