@@ -555,7 +555,7 @@ char *step_progress(const step_run *r)
  * finds them before the app is stopped, records an event. */
 static void note_differing(step_run *r, const sync_result *sr)
 {
-    if (sr->differing <= 0 || (r->step.action != ACT_VERIFY && !str_eq(r->step.mode, "online")))
+    if (sr->differing <= 0 || (r->step.action != ACT_VERIFY && !r->step.online))
         return;
     char line[200];
     snprintf(line, sizeof line, "%lld %s that the outage never touched: the primary's version stands",
