@@ -122,6 +122,7 @@ bench: deps
 lint:
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|atoi)\s*\(' src/*/*.c | grep -v snprintf
 	@tests/layering.sh
+	@tests/funclen.sh
 
 # The unit file names PREFIX's paths: conf/drd.service is written for
 # /usr/local and rewritten here for PREFIX (into share/drd/conf and

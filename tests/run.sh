@@ -59,6 +59,8 @@ done
 
 # The rooms of src/: no include cycle between them (tests/layering.sh).
 selected "lint/layering" && { run_one "lint/layering" tests/layering.sh; report "lint/layering"; }
+# No function over 80 lines without a reason in a comment (tests/funclen.sh).
+selected "lint/funclen" && { run_one "lint/funclen" tests/funclen.sh; report "lint/funclen"; }
 
 # Fuzzers (tests/fuzz, built by make check when clang is there): each
 # harness briefly from its seed corpus, one TAP line each.

@@ -161,7 +161,7 @@ static void check_reachable(check_job *j, const char *side)
          * pooler picks, and stay there for its next client (the app). A
          * session-mode pooler refuses "options" too: this cannot tell the
          * two apart, hence warn, not fail. */
-        bool logical = str_eq(j->cfg->refresh_mode, "logical");
+        bool logical = j->cfg->refresh_mode == REFRESH_LOGICAL;
         char fix[512];
         snprintf(fix, sizeof fix, "point [%s] url at the server itself or at a session-mode pooler"
                  "%s", side, logical ? "" : "; keep the transaction-mode pooler for reconcile in [refresh] source_url");
@@ -504,11 +504,12 @@ static void check_commands(check_job *j)
 
 static void check_disk(check_job *j)
 {
-    const char *mode = j->cfg->refresh_mode != NULL ? j->cfg->refresh_mode : "off";
+    refresh_mode rm = j->cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
     char dir[PATH_MAX];
     struct statvfs vs;
 
-    if (strcmp(mode, "dump") != 0) {
+    if (rm != REFRESH_DUMP) {
         set(j, ST_OK, NULL, "no dumps ([refresh] mode = %s)", mode);
         return;
     }
@@ -743,11 +744,12 @@ static bool known_difference(const check_job *j, long long *rows, long long *fou
  * verify at a failback finds them, converge copies them (see sync.h). */
 static void check_converged(check_job *j)
 {
-    const char *mode = j->cfg->refresh_mode != NULL ? j->cfg->refresh_mode : "off";
+    refresh_mode rm = j->cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
     long long rows, found;
     const char *by;
     char when[32];
-    if (strcmp(mode, "logical") != 0) {
+    if (rm != REFRESH_LOGICAL) {
         set(j, ST_OK, NULL, "[refresh] mode = %s: the backup is as fresh as its last copy (see backup-lag)", mode);
     } else if (j->status == NULL) {
         set(j, ST_WARN, "start drd", "unknown: drd is not running");
@@ -766,7 +768,7 @@ static void check_converged(check_job *j)
 static void check_lag(check_job *j)
 {
     const config_t *cfg = j->cfg;
-    const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
+    refresh_mode rm = cfg->refresh_mode;
     double max_s = (double)cfg->refresh_max_lag_ms / 1000.0;
     json_t *lag = json_object_get(json_object_get(json_object_get(j->status, "targets"), "backup"),
                                   "lag_seconds");
@@ -781,7 +783,7 @@ static void check_lag(check_job *j)
         if (s > max_s)
             set(j, ST_FAIL, "refresh the backup (drctl refresh) or repair [refresh]",
                 "the backup is %s behind, over [refresh] max_lag", lagtxt);
-        else if (strcmp(mode, "logical") == 0 && known_difference(j, &rows, &found, when, sizeof when, &by) &&
+        else if (rm == REFRESH_LOGICAL && known_difference(j, &rows, &found, when, sizeof when, &by) &&
                  rows > 0)
             set(j, ST_FAIL, "drctl refresh (see backup-converged)",
                 "replication is %s behind, but the backup lacks or has stale %lld rows (found by %s %s ago)",
@@ -790,7 +792,7 @@ static void check_lag(check_job *j)
             set(j, ST_OK, NULL, "the backup is %s behind (max_lag %.0f s)", lagtxt, max_s);
         return;
     }
-    if (strcmp(mode, "logical") == 0) {
+    if (rm == REFRESH_LOGICAL) {
         /* no figure from the daemon: is there a subscription at all? */
         const char *sub = cfg->refresh_subscription != NULL ? cfg->refresh_subscription : "drd_sub";
         char *db = pgconn_dbname(app_url_of(&cfg->backup));
@@ -813,9 +815,9 @@ static void check_lag(check_job *j)
         return;
     }
     set(j, ST_WARN,
-        strcmp(mode, "off") == 0 ? "set [refresh] mode = dump or logical, or watch the backup's freshness yourself"
+        rm == REFRESH_OFF ? "set [refresh] mode = dump or logical, or watch the backup's freshness yourself"
                                  : "start drd, or run drctl refresh",
-        "unknown: %s", strcmp(mode, "off") == 0 ? "[refresh] mode = off, drd does not track the backup's lag"
+        "unknown: %s", rm == REFRESH_OFF ? "[refresh] mode = off, drd does not track the backup's lag"
                                                 : "drd reports no lag yet");
 }
 

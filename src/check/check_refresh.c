@@ -144,7 +144,7 @@ static bool reconcile_tables(const config_t *cfg, int64_t timeout_ms, char *reas
 
 /* A typical refresh's bytes: the state file's median, else (dump) the
  * primary's database size; -1 unknown. */
-static int64_t typical_bytes(const config_t *cfg, const char *mode, int64_t timeout_ms)
+static int64_t typical_bytes(const config_t *cfg, refresh_mode mode, int64_t timeout_ms)
 {
     int64_t b = -1;
     char err[256];
@@ -154,7 +154,7 @@ static int64_t typical_bytes(const config_t *cfg, const char *mode, int64_t time
             b = refresh_typical_bytes(s, mode);
         store_close(s);
     }
-    if (b >= 0 || strcmp(mode, "dump") != 0)
+    if (b >= 0 || mode != REFRESH_DUMP)
         return b;
     PGconn *c = source_connect(cfg, timeout_ms, err, sizeof err);
     if (c == NULL)
@@ -169,11 +169,12 @@ static int64_t typical_bytes(const config_t *cfg, const char *mode, int64_t time
 
 int check_refresh_eval(const config_t *cfg, int64_t timeout_ms, char *reason, size_t n, char *fix, size_t fn)
 {
-    const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
+    refresh_mode rm = cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
     int64_t budget = refresh_budget_bytes(cfg);
     bool warn = false;
     reason[0] = fix[0] = '\0';
-    if (strcmp(mode, "reconcile") == 0) {
+    if (rm == REFRESH_RECONCILE) {
         char err[512];
         if (!reconcile_tables(cfg, timeout_ms, reason, n, &warn, err, sizeof err)) {
             snprintf(reason, n, "reconcile: the source does not answer: %s", err);
@@ -183,14 +184,14 @@ int check_refresh_eval(const config_t *cfg, int64_t timeout_ms, char *reason, si
         if (warn)
             str_copy(fix, "add a primary key to the tables listed, or exclude them ([sync] exclude)", fn);
     }
-    if (budget > 0 && strcmp(mode, "off") != 0 && strcmp(mode, "logical") != 0) {
+    if (budget > 0 && rm != REFRESH_OFF && rm != REFRESH_LOGICAL) {
         cron_expr cron;
         char cerr[64], a[32], b[32], line[256];
         bool has_cron = cfg->refresh_schedule != NULL && cron_parse(cfg->refresh_schedule, &cron, cerr, sizeof cerr);
         int64_t now = wall_ms();
         int64_t runs = refresh_runs_between(refresh_every_effective(cfg), has_cron ? &cron : NULL, now,
                                             now + MONTH_MS);
-        int64_t per = typical_bytes(cfg, mode, timeout_ms), month;
+        int64_t per = typical_bytes(cfg, rm, timeout_ms), month;
         format_bytes(budget, b, sizeof b);
         if (per < 0) {
             snprintf(line, sizeof line, "egress: %lld refreshes a month, their size unknown yet (budget %s)",

@@ -388,11 +388,11 @@ static void describe_fence(const plan_ctx *x, const runbook_step *s, strbuf *c)
     const char *tg = s->target;
 
     dur(s->timeout_ms, t, sizeof t);
-    if (strcmp(s->mode, "none") == 0) {
+    if (s->fence == FENCE_NONE) {
         sb_printf(c, "nothing (fence mode none)");
         return;
     }
-    if (strcmp(s->mode, "command") == 0) {
+    if (s->fence == FENCE_COMMAND) {
         sb_printf(c, "%s the %s: runs `", s->lift ? "lifts the fence on" : "fences", tg);
         sb_masked(c, s->command);
         sb_printf(c, "` with DRD_FENCE=%s DRD_TARGET=%s (timeout %s)", s->lift ? "off" : "on", tg, t);
@@ -400,7 +400,7 @@ static void describe_fence(const plan_ctx *x, const runbook_step *s, strbuf *c)
         sb_printf(c, "nothing: it cannot tell the app's role from [%s] app_url (it needs a user), "
                      "so the step fails", tg);
         return;
-    } else if (strcmp(s->mode, "nologin") == 0) {
+    } else if (s->fence == FENCE_NOLOGIN) {
         if (s->lift)
             sb_printf(c, "lifts the fence on the %s: ALTER ROLE \"%s\" LOGIN", tg, user);
         else
@@ -446,18 +446,18 @@ static void describe_sync(const plan_ctx *x, const runbook_step *s, strbuf *c)
             if (cfg->sync_exclude != NULL && *cfg->sync_exclude != '\0')
                 sb_printf(c, " minus %s", cfg->sync_exclude);
             sb_printf(c, "; tables without a primary key: %s",
-                      cfg->sync_no_pk != NULL ? cfg->sync_no_pk : "copy");
+                      no_pk_mode_name(cfg->sync_no_pk));
         }
         break;
     case ACT_SYNC_BACK: {
         const char *conflicts = x->sync_resolution[0] != '\0' ? x->sync_resolution
-                              : cfg->sync_conflicts != NULL ? cfg->sync_conflicts : "ask";
-        if (str_eq(s->mode, "online"))
+                              : conflicts_mode_name(cfg->sync_conflicts);
+        if (s->online)
             sb_printf(c, "while the app still runs on the backup, replays the ledger to the primary "
                          "(database %s) in passes and verifies every table against one snapshot of the "
                          "backup, so that the app is stopped only for the tail (conflicts: %s)",
                       db != NULL ? db : "(the URL's)", conflicts);
-        else if (config_sync_mode(cfg) == SYNC_MODE_FULL)
+        else if (cfg->sync_mode == SYNC_MODE_FULL)
             sb_printf(c, "copies every table of schemas %s whole from the backup to the primary "
                          "(database %s), replacing the primary's rows, %lld tables at a time",
                       schemas, db != NULL ? db : "(the URL's)", (long long)cfg->sync_parallel);
@@ -504,17 +504,18 @@ static void describe_notify(const plan_ctx *x, const runbook_step *s, strbuf *c)
 static void describe_refresh(const plan_ctx *x, const runbook_step *s, strbuf *c)
 {
     const config_t *cfg = x->cfg;
-    const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
+    refresh_mode rm = cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
     const char *sub = cfg->refresh_subscription != NULL ? cfg->refresh_subscription : "drd_sub";
     const char *pub = cfg->refresh_publication != NULL ? cfg->refresh_publication : "drd_pub";
 
     bool bump = strcmp(s->op, "bump-sequences") == 0;
     if (bump) {
         sb_printf(c, "moves every sequence of the app's database on the backup past the largest id in use "
-                     "+%s (setval)", strcmp(mode, "logical") == 0 ? "1000" : "1000000");
+                     "+%s (setval)", rm == REFRESH_LOGICAL ? "1000" : "1000000");
         return;
     }
-    if (strcmp(mode, "logical") != 0) {
+    if (rm != REFRESH_LOGICAL) {
         sb_printf(c, "nothing: %s only acts with [refresh] mode = logical (mode is %s)", s->op, mode);
         return;
     }
@@ -571,9 +572,9 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
         return from_check(x, "primary");
     case ACT_FENCE: {
         char user[128], db[128];
-        if (strcmp(s->mode, "none") == 0)
+        if (s->fence == FENCE_NONE)
             return prereq("ok", NULL, "nothing to check (fence mode none)");
-        if (strcmp(s->mode, "command") == 0)
+        if (s->fence == FENCE_COMMAND)
             return exec_prereq(x, s->command, s->name);
         if (!app_identity(target_of(x->cfg, s->target), user, sizeof user, db, sizeof db))
             return prereq("fail", NULL, "the target's app_url names no user: the fence cannot tell the app's role");
@@ -601,10 +602,10 @@ static json_t *step_prereq(const plan_ctx *x, const runbook_step *s)
     case ACT_NOTIFY:
         return from_check(x, "webhook");
     case ACT_REFRESH: {
-        const char *mode = x->cfg->refresh_mode != NULL ? x->cfg->refresh_mode : "off";
+        refresh_mode rm = x->cfg->refresh_mode;
         if (strcmp(s->op, "bump-sequences") == 0)
             return from_check(x, "backup-writable");
-        if (strcmp(mode, "logical") != 0)
+        if (rm != REFRESH_LOGICAL)
             return prereq("ok", NULL, "nothing to check: the step does nothing in this mode");
         if (strcmp(s->op, "recreate-subscription") == 0) {
             static const char *const b[] = { "backup", "primary" };
@@ -622,7 +623,7 @@ static json_t *step_json(const plan_ctx *x, const runbook_step *s, size_t n)
     strbuf c = { 0 };
     json_t *o = NULL, *cmd = NULL, *pre = NULL, *desc = NULL, *changes = NULL;
     const char *command = s->action == ACT_EXEC ||
-                          (s->action == ACT_FENCE && str_eq(s->mode, "command")) ? s->command : NULL;
+                          (s->action == ACT_FENCE && s->fence == FENCE_COMMAND) ? s->command : NULL;
 
     switch (s->action) {
     case ACT_EXEC:         describe_exec(x, s, &c); break;

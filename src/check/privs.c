@@ -2,7 +2,7 @@
  * one implementation that tests them and writes the GRANTs. See privs.h.
  *
  * The rule table below is the list: read from what each step does
- * (steps.c, sync_capture.c, sync_back.c, sync_full.c, sync_catalog.c,
+ * (steps.c, sync_capture.c, sync_back.c, sync_full.c, sync_copy.c, sync_catalog.c,
  * refresh_logical.c, refresh_job.c):
  *   capture        CREATE SCHEMA drd (CREATE on the database), CREATE
  *                  TRIGGER on every synced table (TRIGGER), and SELECT on
@@ -171,7 +171,7 @@ static bool list_init(privs_list *l, const config_t *cfg)
 static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const runbook_step *s)
 {
     char tags[160] = "", label[96];
-    const char *refresh = dflt(cfg->refresh_mode, "off");
+    const char *refresh = refresh_mode_name(cfg->refresh_mode);
     bool required = true;
     int target = S_PRIMARY;
 
@@ -180,11 +180,11 @@ static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const
         str_copy(tags, s->remove ? "remove" : "install", sizeof tags);
         break;
     case ACT_SYNC_BACK:
-        snprintf(tags, sizeof tags, "%s%s", dflt(cfg->sync_mode, "incremental"),
-                 config_conflicts(cfg) == CONFLICTS_BACKUP_WINS ? "" : "+primary-wins");
+        snprintf(tags, sizeof tags, "%s%s", sync_mode_name(cfg->sync_mode),
+                 cfg->sync_conflicts == CONFLICTS_BACKUP_WINS ? "" : "+primary-wins");
         break;
     case ACT_FENCE:
-        snprintf(tags, sizeof tags, "%s%s", dflt(s->mode, "read-only"), s->lift ? "+off" : "+on");
+        snprintf(tags, sizeof tags, "%s%s", fence_mode_name(s->fence), s->lift ? "+off" : "+on");
         target = target_or_primary(s->target) == TARGET_BACKUP ? S_BACKUP : S_PRIMARY;
         required = s->lift || s->required;
         break;
@@ -192,7 +192,7 @@ static bool add_step(privs_list *l, const config_t *cfg, const char *kind, const
         snprintf(tags, sizeof tags, "%s+%s", dflt(s->op, ""), refresh);
         break;
     case ACT_COUNT:
-        snprintf(tags, sizeof tags, "%s+%s", refresh, dflt(cfg->refresh_deletes, "auto"));
+        snprintf(tags, sizeof tags, "%s+%s", refresh, deletes_mode_name(cfg->refresh_deletes));
         break;
     default:
         break;

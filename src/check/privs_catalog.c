@@ -151,19 +151,18 @@ static PGresult *query(PGconn *c, const char *sql, int n, const char *const *par
     return r;
 }
 
-static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const char *role,
-                         catalog_t *cat, char *err, size_t errlen)
+/* The role's attributes and its rights on the database (role_sql's row),
+ * and whether it may SET session_replication_role (a right from
+ * PostgreSQL 15). */
+static bool load_role(PGconn *c, const char *const *p2, catalog_t *cat, char *err, size_t errlen)
 {
-    const char *app = l->app_user[side] != NULL ? l->app_user[side] : "";
-    const char *p2[2] = { role != NULL ? role : "", app };
     PGresult *r = query(c, role_sql, 2, p2, err, errlen);
-    bool ok = false;
-
     if (r == NULL)
         return false;
     if (PQntuples(r) != 1) {
         snprintf(err, errlen, "the current database is not in pg_database");
-        goto out;
+        PQclear(r);
+        return false;
     }
     cat->role = dupv(r, 0, 0);
     cat->qrole = dupv(r, 0, 1);
@@ -193,12 +192,21 @@ static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const 
     if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         cat->srr = tv(r, 0, 0);
     PQclear(r);
+    return true;
+}
 
-    if ((r = query(c, schemas_sql, 1, p2, err, errlen)) == NULL)
+static bool load_schemas(const privs_list *l, PGconn *c, const char *const *p2, catalog_t *cat,
+                         char *err, size_t errlen)
+{
+    PGresult *r = query(c, schemas_sql, 1, p2, err, errlen);
+    if (r == NULL)
         return false;
     cat->sch = calloc((size_t)PQntuples(r) + 1, sizeof *cat->sch);
-    if (cat->sch == NULL)
-        goto oom;
+    if (cat->sch == NULL) {
+        snprintf(err, errlen, "out of memory");
+        PQclear(r);
+        return false;
+    }
     for (int i = 0; i < PQntuples(r); i++) {
         schema_t *s = &cat->sch[cat->nsch++];
         s->name = dupv(r, i, 0);
@@ -208,8 +216,15 @@ static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const 
         s->synced = in_schemas(l->schemas, s->name) && strcmp(s->name, "drd") != 0;
     }
     PQclear(r);
+    return true;
+}
 
-    if ((r = query(c, rels_sql, 1, p2, err, errlen)) == NULL)
+static bool load_rels(const privs_list *l, PGconn *c, const char *const *p2, catalog_t *cat,
+                      char *err, size_t errlen)
+{
+    bool ok = false;
+    PGresult *r = query(c, rels_sql, 1, p2, err, errlen);
+    if (r == NULL)
         return false;
     cat->rel = calloc((size_t)PQntuples(r) + 1, sizeof *cat->rel);
     if (cat->rel == NULL)
@@ -239,6 +254,15 @@ oom:
 out:
     PQclear(r);
     return ok;
+}
+
+static bool catalog_load(const privs_list *l, privs_side side, PGconn *c, const char *role,
+                         catalog_t *cat, char *err, size_t errlen)
+{
+    const char *app = l->app_user[side] != NULL ? l->app_user[side] : "";
+    const char *p2[2] = { role != NULL ? role : "", app };
+    return load_role(c, p2, cat, err, errlen) && load_schemas(l, c, p2, cat, err, errlen) &&
+           load_rels(l, c, p2, cat, err, errlen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -581,6 +605,70 @@ static bool signal_implied(const privs_list *l, privs_side side, const entries *
     return false;
 }
 
+/* The grants drd cannot work without: roles and attributes, the
+ * database, schemas, tables, sequences, in that order. */
+static void print_required(FILE *f, const privs_list *l, privs_side side, entries *es, catalog_t *cat)
+{
+    char line[1200];
+    /* roles and attributes, the database, schemas, tables, sequences */
+    for (int k = E_ROLE_MEMBER; k <= E_SEQUENCE; k++)
+        for (size_t i = 0; i < es->n; i++) {
+            entry_t *e = &es->v[i];
+            if ((int)e->kind != k)
+                continue;
+            if (e->kind <= E_PARAMETER) {
+                if (e->opt)
+                    continue;
+                if (e->kind == E_ROLE_MEMBER && e->owner != NULL && strcmp(e->owner, cat->role) == 0)
+                    continue;        /* it owns it already */
+                if (e->kind == E_ROLE_MEMBER && e->owner == NULL && signal_implied(l, side, es, cat))
+                    continue;        /* a member of the app's role: it may end its sessions */
+                statement(e, 0, cat->qrole, line, sizeof line);
+                fprintf(f, "%s\n", line);
+                if (e->kind == E_ROLE_MEMBER && e->why != NULL && strcmp(e->why, "owner of the database") == 0)
+                    fprintf(f, "-- (the fence: ALTER DATABASE %s needs its owner's rights; or make %s its owner:\n"
+                               "--  ALTER DATABASE %s OWNER TO %s;)\n", cat->db, cat->role, cat->qdb, cat->qrole);
+                continue;
+            }
+            if (implied(es, cat, e))
+                continue;
+            unsigned pub = e->kind == E_DATABASE ? cat->db_public : 0;
+            if (e->kind == E_SCHEMA) {
+                const schema_t *s = NULL;
+                for (size_t j = 0; j < cat->nsch; j++)
+                    if (strcmp(cat->sch[j].qname, e->q) == 0)
+                        s = &cat->sch[j];
+                if (s != NULL && s->public_usage)
+                    pub = P_USAGE;
+            }
+            unsigned m = e->need & ~e->optional & ~pub;
+            if (m != 0) {
+                statement(e, m, cat->qrole, line, sizeof line);
+                fprintf(f, "%s\n", line);
+            }
+        }
+}
+
+/* The grants that make drd faster or gentler: commented out. */
+static void print_optional(FILE *f, entries *es, catalog_t *cat)
+{
+    char line[1200];
+    /* optional: commented out */
+    for (size_t i = 0; i < es->n; i++) {
+        entry_t *e = &es->v[i];
+        unsigned m = e->kind > E_PARAMETER ? e->need & e->optional : 0;
+        if ((e->kind <= E_PARAMETER && !e->opt) || (e->kind > E_PARAMETER && (m == 0 || implied(es, cat, e))))
+            continue;
+        statement(e, m, cat->qrole, line, sizeof line);
+        if (e->kind == E_PARAMETER)
+            fprintf(f, "-- optional (PostgreSQL 15+, a superuser grants it): sync-back then sets\n"
+                       "-- session_replication_role = replica (the primary's triggers and foreign keys are\n"
+                       "-- not fired; without it tables are written in foreign-key order):\n-- %s\n", line);
+        else
+            fprintf(f, "-- optional (faster; without it drd deletes instead): %s\n", line);
+    }
+}
+
 char *privs_grants(const privs_list *l, privs_side side, PGconn *c, const char *role,
                    char *err, size_t errlen)
 {
@@ -590,7 +678,6 @@ char *privs_grants(const privs_list *l, privs_side side, PGconn *c, const char *
     size_t len = 0;
     FILE *f = NULL;
     const char *sides[2] = { "primary", "backup" };
-    char line[1200];
 
     if (!load_entries(l, side, c, role, &cat, &es, err, errlen))
         goto cleanup;
@@ -610,57 +697,8 @@ char *privs_grants(const privs_list *l, privs_side side, PGconn *c, const char *
         fprintf(f, "-- %s is a superuser: it needs no grant.\n", cat.role);
         goto done;
     }
-    /* roles and attributes, the database, schemas, tables, sequences */
-    for (int k = E_ROLE_MEMBER; k <= E_SEQUENCE; k++)
-        for (size_t i = 0; i < es.n; i++) {
-            entry_t *e = &es.v[i];
-            if ((int)e->kind != k)
-                continue;
-            if (e->kind <= E_PARAMETER) {
-                if (e->opt)
-                    continue;
-                if (e->kind == E_ROLE_MEMBER && e->owner != NULL && strcmp(e->owner, cat.role) == 0)
-                    continue;        /* it owns it already */
-                if (e->kind == E_ROLE_MEMBER && e->owner == NULL && signal_implied(l, side, &es, &cat))
-                    continue;        /* a member of the app's role: it may end its sessions */
-                statement(e, 0, cat.qrole, line, sizeof line);
-                fprintf(f, "%s\n", line);
-                if (e->kind == E_ROLE_MEMBER && e->why != NULL && strcmp(e->why, "owner of the database") == 0)
-                    fprintf(f, "-- (the fence: ALTER DATABASE %s needs its owner's rights; or make %s its owner:\n"
-                               "--  ALTER DATABASE %s OWNER TO %s;)\n", cat.db, cat.role, cat.qdb, cat.qrole);
-                continue;
-            }
-            if (implied(&es, &cat, e))
-                continue;
-            unsigned pub = e->kind == E_DATABASE ? cat.db_public : 0;
-            if (e->kind == E_SCHEMA) {
-                const schema_t *s = NULL;
-                for (size_t j = 0; j < cat.nsch; j++)
-                    if (strcmp(cat.sch[j].qname, e->q) == 0)
-                        s = &cat.sch[j];
-                if (s != NULL && s->public_usage)
-                    pub = P_USAGE;
-            }
-            unsigned m = e->need & ~e->optional & ~pub;
-            if (m != 0) {
-                statement(e, m, cat.qrole, line, sizeof line);
-                fprintf(f, "%s\n", line);
-            }
-        }
-    /* optional: commented out */
-    for (size_t i = 0; i < es.n; i++) {
-        entry_t *e = &es.v[i];
-        unsigned m = e->kind > E_PARAMETER ? e->need & e->optional : 0;
-        if ((e->kind <= E_PARAMETER && !e->opt) || (e->kind > E_PARAMETER && (m == 0 || implied(&es, &cat, e))))
-            continue;
-        statement(e, m, cat.qrole, line, sizeof line);
-        if (e->kind == E_PARAMETER)
-            fprintf(f, "-- optional (PostgreSQL 15+, a superuser grants it): sync-back then sets\n"
-                       "-- session_replication_role = replica (the primary's triggers and foreign keys are\n"
-                       "-- not fired; without it tables are written in foreign-key order):\n-- %s\n", line);
-        else
-            fprintf(f, "-- optional (faster; without it drd deletes instead): %s\n", line);
-    }
+    print_required(f, l, side, &es, &cat);
+    print_optional(f, &es, &cat);
 done:
     if (fclose(f) != 0) {
         f = NULL;

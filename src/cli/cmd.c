@@ -148,6 +148,24 @@ int await_request(const drctl *x, int64_t id, int64_t *run_id)
     return EXIT_FAILURE_;
 }
 
+/* A running step's progress: the complete lines of output added after
+ * its first `shown` bytes, masked. Returns the bytes shown now. */
+static size_t print_progress(const char *output, size_t shown)
+{
+    const char *from = output + shown, *end = strrchr(from, '\n');
+    if (end == NULL)
+        return shown;
+    for (const char *l = from; l < end;) {
+        const char *nl = memchr(l, '\n', (size_t)(end - l) + 1);
+        char line[600], masked[600];
+        snprintf(line, sizeof line, "%.*s", (int)(nl - l), l);
+        mask_secrets(line, masked, sizeof masked);
+        printf("        %s\n", masked);
+        l = nl + 1;
+    }
+    return (size_t)(end - output) + 1;
+}
+
 /* Print each step as it changes, until the run ends or waits for a human. */
 static int follow_run(const drctl *x, int64_t run_id)
 {
@@ -179,21 +197,8 @@ static int follow_run(const drctl *x, int64_t run_id)
             bool ended_now = ss != STEP_RUNNING && ss != STEP_PENDING && strcmp(seen[i], state) != 0;
             if ((ss == STEP_RUNNING || ended_now) && strlen(output) > shown[i] &&
                 (strcmp(action, "sync-back") == 0 || strcmp(action, "verify") == 0 ||
-                 strcmp(action, "capture") == 0)) {
-                /* progress: the complete lines added since the last poll */
-                const char *from = output + shown[i], *end = strrchr(from, '\n');
-                if (end != NULL) {
-                    for (const char *l = from; l < end;) {
-                        const char *nl = memchr(l, '\n', (size_t)(end - l) + 1);
-                        char line[600], masked[600];
-                        snprintf(line, sizeof line, "%.*s", (int)(nl - l), l);
-                        mask_secrets(line, masked, sizeof masked);
-                        printf("        %s\n", masked);
-                        l = nl + 1;
-                    }
-                    shown[i] = (size_t)(end - output) + 1;
-                }
-            }
+                 strcmp(action, "capture") == 0))
+                shown[i] = print_progress(output, shown[i]);
             if (strcmp(seen[i], state) == 0 || ss == STEP_PENDING)
                 continue;
             str_copy(seen[i], state, sizeof(seen[i]));

@@ -94,6 +94,25 @@ static int opt_value(int argc, char **argv, int *i, const char *shortname,
     return 0;
 }
 
+/* The options without a value: a is one of them (then set). */
+static bool set_flag(drctl *x, const char *a)
+{
+    static const struct { const char *name, *alias; size_t field; } flags[] = {
+        { "--json", NULL, offsetof(drctl, json) },
+        { "--yes", "-y", offsetof(drctl, yes) },
+        { "--skip", NULL, offsetof(drctl, skip) },
+        { "--once", NULL, offsetof(drctl, once) },
+        { "--dry-run", NULL, offsetof(drctl, dry_run) },
+        { "--drill", NULL, offsetof(drctl, drill) },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(flags); i++)
+        if (strcmp(a, flags[i].name) == 0 || str_eq(a, flags[i].alias)) {
+            *(bool *)((char *)x + flags[i].field) = true;
+            return true;
+        }
+    return false;
+}
+
 /* Options may come before or after the command. Returns -1 to go on,
  * or an exit code. */
 static int parse_args(drctl *x, int argc, char **argv)
@@ -115,30 +134,8 @@ static int parse_args(drctl *x, int argc, char **argv)
                 usage(stdout);
                 return EXIT_OK;
             }
-            if (strcmp(a, "--json") == 0) {
-                x->json = true;
+            if (set_flag(x, a))
                 continue;
-            }
-            if (strcmp(a, "--yes") == 0 || strcmp(a, "-y") == 0) {
-                x->yes = true;
-                continue;
-            }
-            if (strcmp(a, "--skip") == 0) {
-                x->skip = true;
-                continue;
-            }
-            if (strcmp(a, "--once") == 0) {
-                x->once = true;
-                continue;
-            }
-            if (strcmp(a, "--dry-run") == 0) {
-                x->dry_run = true;
-                continue;
-            }
-            if (strcmp(a, "--drill") == 0) {
-                x->drill = true;
-                continue;
-            }
             if ((m = opt_value(argc, argv, &i, "-c", "--config", &v)) != 0) {
                 if (m < 0)
                     return usage_error("%s needs a file", a);

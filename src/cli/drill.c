@@ -496,7 +496,7 @@ static bool dr_failover(drill_t *d)
     while ((id = dr_find_run(d, "failover", d->t_fault)) == 0) {
         if (!dr_time_left(d, "failover", "no failover run started"))
             return false;
-        if (asked == 0 && strcmp(d->dc->failover_policy, "manual") == 0) {
+        if (asked == 0 && d->dc->failover_policy == FAILOVER_MANUAL) {
             int64_t req;
             if (post_action(&d->dx, "/api/failover", "failover (policy manual)", &req) != EXIT_OK)
                 return dr_fail(d, "failover", "the failover could not be requested");

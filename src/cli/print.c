@@ -102,6 +102,37 @@ static void print_attention(json_t *att)
     printf("\n");
 }
 
+/* The pending approvals, each with the commands that decide it. */
+static void print_approvals(json_t *approvals)
+{
+    if (json_array_size(approvals) == 0) {
+        printf("approvals: none pending\n");
+    } else {
+        size_t i;
+        json_t *ap;
+
+        printf("approvals pending:\n");
+        json_array_foreach(approvals, i, ap) {
+            json_int_t id = json_integer_value(json_object_get(ap, "id"));
+            json_t *rid = json_object_get(ap, "run_id");
+            const char *step = json_string_value(json_object_get(ap, "step"));
+            if (json_is_integer(rid) && step != NULL)
+                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT ", step %s): %s\n", id,
+                       json_integer_value(rid), step, str_or(json_object_get(ap, "prompt"), ""));
+            else if (json_is_integer(rid))
+                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT "): %s\n", id,
+                       json_integer_value(rid), str_or(json_object_get(ap, "prompt"), ""));
+            else
+                printf("  #%" JSON_INTEGER_FORMAT " (%s: start a failover?): %s\n", id,
+                       approval_kind_of(json_string_value(json_object_get(ap, "kind"))) == APPROVAL_POLICY
+                           ? "policy" : "no run yet",
+                       str_or(json_object_get(ap, "prompt"), ""));
+            printf("      drctl approve %" JSON_INTEGER_FORMAT
+                   "   |   drctl reject %" JSON_INTEGER_FORMAT "\n", id, id);
+        }
+    }
+}
+
 static void print_status(json_t *doc, bool from_db)
 {
     json_t *targets = json_object_get(doc, "targets");
@@ -158,32 +189,7 @@ static void print_status(json_t *doc, bool from_db)
     }
     if (json_is_object(run))
         print_run(run);
-    if (json_array_size(approvals) == 0) {
-        printf("approvals: none pending\n");
-    } else {
-        size_t i;
-        json_t *ap;
-
-        printf("approvals pending:\n");
-        json_array_foreach(approvals, i, ap) {
-            json_int_t id = json_integer_value(json_object_get(ap, "id"));
-            json_t *rid = json_object_get(ap, "run_id");
-            const char *step = json_string_value(json_object_get(ap, "step"));
-            if (json_is_integer(rid) && step != NULL)
-                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT ", step %s): %s\n", id,
-                       json_integer_value(rid), step, str_or(json_object_get(ap, "prompt"), ""));
-            else if (json_is_integer(rid))
-                printf("  #%" JSON_INTEGER_FORMAT " (run %" JSON_INTEGER_FORMAT "): %s\n", id,
-                       json_integer_value(rid), str_or(json_object_get(ap, "prompt"), ""));
-            else
-                printf("  #%" JSON_INTEGER_FORMAT " (%s: start a failover?): %s\n", id,
-                       approval_kind_of(json_string_value(json_object_get(ap, "kind"))) == APPROVAL_POLICY
-                           ? "policy" : "no run yet",
-                       str_or(json_object_get(ap, "prompt"), ""));
-            printf("      drctl approve %" JSON_INTEGER_FORMAT
-                   "   |   drctl reject %" JSON_INTEGER_FORMAT "\n", id, id);
-        }
-    }
+    print_approvals(approvals);
 }
 
 /* The daemon is down: the last known state from the database. */

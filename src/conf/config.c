@@ -371,12 +371,13 @@ static void cross_checks(load_ctx *x)
                        "listen is set, so token_file is required in [http] "
                        "(the HTTP API needs a token)");
     token_check(x);
-    if (str_eq(c->failover_fence, "command") && c->failover_fence_command == NULL)
+    if (c->failover_fence == FENCE_COMMAND && c->failover_fence_command == NULL)
         cfg_load_error(x, entry_line(c, "failover", "fence"),
                        "fence = command needs fence_command in [failover]");
-    if (c->refresh_every_ms > 0 && c->refresh_every_ms < (str_eq(c->refresh_mode, "reconcile") ? 1000 : 60000))
+    bool reconcile = c->refresh_mode == REFRESH_RECONCILE;
+    if (c->refresh_every_ms > 0 && c->refresh_every_ms < (reconcile ? 1000 : 60000))
         cfg_load_error(x, entry_line(c, "refresh", "every"), "every in [refresh] must be at least %s",
-                       str_eq(c->refresh_mode, "reconcile") ? "1s" : "1m (1s with mode = reconcile)");
+                       reconcile ? "1s" : "1m (1s with mode = reconcile)");
     if (c->primary.url != NULL && str_eq(c->primary.url, c->backup.url))
         cfg_load_error(x, entry_line(c, "backup", "url"),
                        "url in [backup] is the same as url in [primary]");

@@ -6,9 +6,14 @@
 /* ------------------------------------------------------------------ */
 /* The option table                                                    */
 
-/* The choices' words are their enums' name tables (choices.h). */
-static const char *const level_words[] = { "debug", "info", "warn", "error", NULL };
-static const char *const deletes_words[] = { "auto", "ledger", "compare", NULL };
+/* The choices' words are their enums' name tables (choices.h, log.h);
+ * an OPT_ENUM field is its enum, stored through an int. */
+_Static_assert(sizeof(failover_mode) == sizeof(int) && sizeof(fence_mode) == sizeof(int) &&
+               sizeof(metrics_access) == sizeof(int) && sizeof(notify_format) == sizeof(int) &&
+               sizeof(no_pk_mode) == sizeof(int) && sizeof(conflicts_mode) == sizeof(int) &&
+               sizeof(sync_mode) == sizeof(int) && sizeof(refresh_mode) == sizeof(int) &&
+               sizeof(deletes_mode) == sizeof(int) && sizeof(log_level) == sizeof(int),
+               "OPT_ENUM fields are stored as int");
 
 static bool check_size(const char *v)
 {
@@ -133,12 +138,12 @@ const config_option config_options[] = {
     { "refresh", "lookback", OPT_DURATION, F(refresh_lookback_ms), "5m", .min = 0, .max = 7 * 24 * MS_H },
     { "refresh", "batch", OPT_INT, F(refresh_batch), "500", .min = 1, .max = 100000 },
     { "refresh", "full_every", OPT_DURATION, F(refresh_full_every_ms), "24h", .min = 1000, .max = 365 * 24 * MS_H },
-    { "refresh", "deletes", OPT_ENUM, F(refresh_deletes), "auto", .words = deletes_words },
+    { "refresh", "deletes", OPT_ENUM, F(refresh_deletes), "auto", .words = deletes_mode_names },
     { "refresh", "compare_every", OPT_DURATION, F(refresh_compare_every_ms), "10m", .min = 1000, .max = 365 * 24 * MS_H },
     { "refresh", "egress_budget", OPT_STRING, F(refresh_egress_budget), NULL,
       .check = check_size, .hint = "use a size, e.g. 5GB or 500MB" },
 
-    { "log", "level", OPT_ENUM, F(log_level), "info", .words = level_words },
+    { "log", "level", OPT_ENUM, F(log_level), "info", .words = log_level_names },
 
     { "check", "every", OPT_DURATION, F(check_every_ms), "1h", .min = 0, .max = 30 * 24 * MS_H },
 
@@ -179,9 +184,15 @@ static bool *field_bool(const config_t *c, size_t offset)
     return (bool *)((char *)(uintptr_t)c + offset);
 }
 
+static int *field_enum(const config_t *c, size_t offset)
+{
+    return (int *)((char *)(uintptr_t)c + offset);
+}
+
 bool cfg_opt_is_string(const config_option *o)
 {
-    return o->type != OPT_DURATION && o->type != OPT_INT && o->type != OPT_BOOL;
+    return o->type != OPT_DURATION && o->type != OPT_INT && o->type != OPT_BOOL &&
+           o->type != OPT_ENUM;
 }
 
 const config_option *cfg_option_find(const char *section, const char *key)
@@ -229,6 +240,25 @@ static bool url_ok(load_ctx *x, const config_option *o, const char *v, int line)
     return true;
 }
 
+/* One of o->words (any case) into its enum; else an error naming them. */
+static void enum_set(load_ctx *x, const config_option *o, const char *v, int line)
+{
+    for (int i = 0; o->words[i] != NULL; i++)
+        if (strcasecmp(o->words[i], v) == 0) {
+            *field_enum(x->c, o->offset) = i;
+            return;
+        }
+    strbuf words = { 0 };
+    for (size_t i = 0; o->words[i] != NULL; i++) {
+        if (i > 0)
+            sb_add(&words, o->words[i + 1] == NULL ? " or " : ", ");
+        sb_add(&words, o->words[i]);
+    }
+    cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (use %s)",
+                   v, o->key, o->section, words.s ? words.s : "?");
+    free(words.s);
+}
+
 /* Parse one value (from the file, or a default with line 0) into c.
  * One case per option type, as a table would read: kept as one switch. */
 void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line)
@@ -253,30 +283,10 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
 
     switch (o->type) {
     case OPT_STRING:
-    case OPT_URL:
-    case OPT_ENUM: {
-        const char *store = v;
+    case OPT_URL: {
         if (o->type == OPT_URL && !url_ok(x, o, v, line))
             return;
-        if (o->type == OPT_ENUM) {
-            store = NULL;
-            for (size_t i = 0; o->words[i] != NULL && store == NULL; i++)
-                if (strcasecmp(o->words[i], v) == 0)
-                    store = o->words[i];
-            if (store == NULL) {
-                strbuf words = { 0 };
-                for (size_t i = 0; o->words[i] != NULL; i++) {
-                    if (i > 0)
-                        sb_add(&words, o->words[i + 1] == NULL ? " or " : ", ");
-                    sb_add(&words, o->words[i]);
-                }
-                cfg_load_error(x, line, "bad value \"%s\" for %s in [%s] (use %s)",
-                               v, o->key, o->section, words.s ? words.s : "?");
-                free(words.s);
-                return;
-            }
-        }
-        char *copy = strdup(store);
+        char *copy = strdup(v);
         if (copy == NULL) {
             cfg_load_error(x, line, "out of memory");
             return;
@@ -285,6 +295,9 @@ void cfg_option_set(load_ctx *x, const config_option *o, const char *v, int line
         *cfg_field_str(c, o->offset) = copy;
         return;
     }
+    case OPT_ENUM:
+        enum_set(x, o, v, line);
+        return;
     case OPT_PATH:
     case OPT_SECRET_FILE: {
         char *resolved = config_path(c, v);
@@ -357,6 +370,8 @@ static bool option_equal(const config_option *o, const config_t *a, const config
         return *field_i64(a, o->offset) == *field_i64(b, o->offset);
     case OPT_BOOL:
         return *field_bool(a, o->offset) == *field_bool(b, o->offset);
+    case OPT_ENUM:
+        return *field_enum(a, o->offset) == *field_enum(b, o->offset);
     default:
         return str_eq(*cfg_field_str(a, o->offset), *cfg_field_str(b, o->offset));
     }
@@ -415,6 +430,10 @@ void config_dump(const config_t *c, FILE *out)
             break;
         case OPT_BOOL:
             snprintf(small, sizeof small, "%s", *field_bool(c, o->offset) ? "true" : "false");
+            break;
+        case OPT_ENUM:
+            /* the index is one of o->words': enum_set stored it */
+            snprintf(small, sizeof small, "%s", o->words[*field_enum(c, o->offset)]);
             break;
         default: {
             const char *v = *cfg_field_str(c, o->offset);

@@ -281,7 +281,7 @@ static bool parse_values(load_ctx *x, runbook_step *s)
                  " stop-app; without mode: the outage's changes, or the tail after an online one)", kv->value);
         ok = false;
     } else if ((kv = kv_find(x, "mode")) != NULL && s->action == ACT_FENCE &&
-               !one_of(kv->value, "read-only|nologin|command|none")) {
+               !choice_parse(fence_mode_names, kv->value, &(int){ 0 })) {
         rb_error(x, kv->line, "bad fence mode \"%s\" (%s)", kv->value, "read-only, nologin, command or none");
         ok = false;
     }
@@ -316,19 +316,29 @@ static bool expand_strings(load_ctx *x, runbook_step *s)
     return ok;
 }
 
+/* A step's mode (checked at load) into its enum or flag. */
+static void step_parse_mode(runbook_step *s)
+{
+    int v;
+    s->fence = s->action == ACT_FENCE && choice_parse(fence_mode_names, s->mode, &v)
+                   ? (fence_mode)v : FENCE_READ_ONLY;
+    s->online = s->action == ACT_SYNC_BACK && str_eq(s->mode, "online");
+}
+
 /* What a fence takes from the config; an exec needs a command. */
 static bool apply_defaults(load_ctx *x, runbook_step *s)
 {
     bool ok = true;
 
+    if (s->action == ACT_FENCE && s->mode == NULL)
+        s->mode = strdup(fence_mode_name(x->cfg->failover_fence));
+    step_parse_mode(s);
     if (s->action == ACT_FENCE) {
         if (s->target == NULL)
             s->target = strdup("primary");
-        if (s->mode == NULL)
-            s->mode = strdup(x->cfg->failover_fence ? x->cfg->failover_fence : "read-only");
         if (s->command == NULL && x->cfg->failover_fence_command != NULL)
             s->command = strdup(x->cfg->failover_fence_command);
-        if (s->mode != NULL && strcmp(s->mode, "command") == 0 && (s->command == NULL || *s->command == '\0')) {
+        if (s->fence == FENCE_COMMAND && (s->command == NULL || *s->command == '\0')) {
             rb_error(x, s->line, "step %s: fence mode command needs a command (or [failover] fence_command)", s->name);
             ok = false;
         }
@@ -514,6 +524,7 @@ bool runbook_step_from_json(json_t *j, runbook_step *out)
     out->expires_ms = json_integer_value(json_object_get(j, "expires_ms"));
     out->message = dup_str(j, "message");
     out->mode = dup_str(j, "mode");
+    step_parse_mode(out);
     out->lift = json_is_true(json_object_get(j, "lift"));
     out->required = json_is_true(json_object_get(j, "required"));
     out->remove = json_is_true(json_object_get(j, "remove"));

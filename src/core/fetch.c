@@ -431,52 +431,69 @@ static bool url_allowed(const char *url)
         }                                                                  \
     } while (0)
 
-uint64_t fetch_start(fetch_t *f, const char *method, const char *url,
-                     const char *body, const char *content_type, int64_t timeout_ms,
-                     fetch_cb cb, void *arg, char *err, size_t errlen)
+/* The request's arguments: a GET or POST (post) of an http(s) URL with a
+ * deadline and a one-line content type. false with err. */
+static bool request_valid(const char *method, const char *url, const char *content_type,
+                          int64_t timeout_ms, bool *post, char *err, size_t errlen)
 {
-    request *r = NULL;
-    bool post;
-
-    if (f == NULL || method == NULL || url == NULL || cb == NULL) {
-        snprintf(err, errlen, "invalid arguments");
-        return 0;
-    }
     if (strcmp(method, "GET") == 0) {
-        post = false;
+        *post = false;
     } else if (strcmp(method, "POST") == 0) {
-        post = true;
+        *post = true;
     } else {
         snprintf(err, errlen, "unsupported method \"%s\" (GET or POST)", method);
-        return 0;
+        return false;
     }
     if (!url_allowed(url)) {
         snprintf(err, errlen, "only http and https URLs are allowed");
-        return 0;
+        return false;
     }
     if (timeout_ms <= 0) {
         snprintf(err, errlen, "a positive timeout is required");
-        return 0;
+        return false;
     }
     if (content_type != NULL && strpbrk(content_type, "\r\n") != NULL) {
         snprintf(err, errlen, "invalid content type");
-        return 0;
+        return false;
     }
+    return true;
+}
 
-    r = calloc(1, sizeof(*r));
-    if (r == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return 0;
+/* A POST's body and headers (Content-Type, and no Expect). */
+static bool set_post(request *r, const char *body, const char *content_type, char *err, size_t errlen)
+{
+    const char *data = body != NULL ? body : "";
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(data));
+    SETOPT(CURLOPT_COPYPOSTFIELDS, data);
+    if (content_type != NULL) {
+        char hdr[256];
+        if ((size_t)snprintf(hdr, sizeof(hdr), "Content-Type: %s", content_type) >= sizeof(hdr)) {
+            snprintf(err, errlen, "content type too long");
+            goto fail;
+        }
+        struct curl_slist *h = curl_slist_append(r->headers, hdr);
+        if (h == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        r->headers = h;
     }
-    r->f = f;
-    r->cb = cb;
-    r->arg = arg;
-    r->easy = curl_easy_init();
-    if (r->easy == NULL) {
-        snprintf(err, errlen, "curl_easy_init failed");
+    /* No "Expect: 100-continue" round trip: bodies are small. */
+    struct curl_slist *h = curl_slist_append(r->headers, "Expect:");
+    if (h == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    r->headers = h;
+    SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    return true;
+fail:
+    return false;
+}
 
+/* The easy handle's options: http(s) only, no redirects, the deadlines. */
+static bool set_options(request *r, const char *url, int64_t timeout_ms, char *err, size_t errlen)
+{
     long connect_ms = timeout_ms < FETCH_CONNECT_MAX_MS ? (long)timeout_ms : FETCH_CONNECT_MAX_MS;
     long total_ms = timeout_ms > LONG_MAX ? LONG_MAX : (long)timeout_ms;
     SETOPT(CURLOPT_URL, url);
@@ -491,32 +508,40 @@ uint64_t fetch_start(fetch_t *f, const char *method, const char *url,
     SETOPT(CURLOPT_WRITEDATA, r);
     SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
     SETOPT(CURLOPT_PRIVATE, r);
-    if (post) {
-        const char *data = body != NULL ? body : "";
-        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(data));
-        SETOPT(CURLOPT_COPYPOSTFIELDS, data);
-        if (content_type != NULL) {
-            char hdr[256];
-            if ((size_t)snprintf(hdr, sizeof(hdr), "Content-Type: %s", content_type) >= sizeof(hdr)) {
-                snprintf(err, errlen, "content type too long");
-                goto fail;
-            }
-            struct curl_slist *h = curl_slist_append(r->headers, hdr);
-            if (h == NULL) {
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            r->headers = h;
-        }
-        /* No "Expect: 100-continue" round trip: bodies are small. */
-        struct curl_slist *h = curl_slist_append(r->headers, "Expect:");
-        if (h == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        r->headers = h;
-        SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    return true;
+fail:
+    return false;
+}
+
+uint64_t fetch_start(fetch_t *f, const char *method, const char *url,
+                     const char *body, const char *content_type, int64_t timeout_ms,
+                     fetch_cb cb, void *arg, char *err, size_t errlen)
+{
+    request *r = NULL;
+    bool post;
+
+    if (f == NULL || method == NULL || url == NULL || cb == NULL) {
+        snprintf(err, errlen, "invalid arguments");
+        return 0;
     }
+    if (!request_valid(method, url, content_type, timeout_ms, &post, err, errlen))
+        return 0;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return 0;
+    }
+    r->f = f;
+    r->cb = cb;
+    r->arg = arg;
+    r->easy = curl_easy_init();
+    if (r->easy == NULL) {
+        snprintf(err, errlen, "curl_easy_init failed");
+        goto fail;
+    }
+    if (!set_options(r, url, timeout_ms, err, errlen) ||
+        (post && !set_post(r, body, content_type, err, errlen)))
+        goto fail;
 
     r->id = ++f->next_id;
     r->started_ms = mono_ms();

@@ -18,6 +18,7 @@
 static _Atomic log_level g_level = LOG_LVL_INFO;
 static bool g_journal = false;
 
+const char *const log_level_names[] = { "debug", "info", "warn", "error", NULL };
 static const char *const level_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
 static const int level_prio[] = { 7, 6, 4, 3 };
 
@@ -26,9 +27,8 @@ void log_set_journal(bool journal) { g_journal = journal; }
 
 bool log_parse_level(const char *s, log_level *out)
 {
-    static const char *const names[] = { "debug", "info", "warn", "error" };
-    for (size_t i = 0; i < ARRAY_LEN(names); i++)
-        if (strcasecmp(s, names[i]) == 0) {
+    for (size_t i = 0; log_level_names[i] != NULL; i++)
+        if (strcasecmp(s, log_level_names[i]) == 0) {
             *out = (log_level)i;
             return true;
         }

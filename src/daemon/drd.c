@@ -92,9 +92,7 @@ static void print_errors(const config_errors *errs)
 
 static void apply_log_settings(const config_t *cfg)
 {
-    log_level lvl;
-    if (cfg->log_level != NULL && log_parse_level(cfg->log_level, &lvl))
-        log_set_level(lvl);
+    log_set_level(cfg->log_level);
 }
 
 /* Both runbooks must load: a daemon that cannot fail over is misconfigured. */
@@ -471,7 +469,7 @@ static bool op_decide(void *arg, int64_t approval_id, bool approve, const char *
 
 static bool op_refresh(void *arg, char *err, size_t errlen)
 {
-    return refresh_request(((daemon_t *)arg)->refresh, "manual", err, errlen) != 0;
+    return refresh_request(((daemon_t *)arg)->refresh, REFRESH_BY_HAND, err, errlen) != 0;
 }
 
 static bool op_check(void *arg, char *err, size_t errlen)
@@ -737,7 +735,7 @@ static bool components_new(daemon_t *d)
         .db_path = d->cfg->state_db,
         .web_root = d->cfg->http_web_root,
         .session_ttl_ms = d->cfg->http_session_ttl_ms,
-        .metrics_need_token = config_metrics_access(d->cfg) == METRICS_TOKEN,
+        .metrics_need_token = d->cfg->http_metrics == METRICS_TOKEN,
         .secure_cookie = d->cfg->http_secure_cookie,
     };
     d->api = api_start(&ao, err, sizeof err);

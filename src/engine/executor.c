@@ -19,7 +19,6 @@
 #include "drd/engine/preflight.h"
 #include "drd/conf/runbook.h"
 #include "drd/engine/steps.h"
-#include "drd/engine/views.h"
 #include "drd/core/util.h"
 
 #include <stdio.h>
@@ -162,6 +161,7 @@ static void on_unfence_done(void *arg, const step_outcome *o)
 {
     executor_t *ex = arg;
     ex->unfence = NULL;
+    step_outcome_persist(ex->store, o);
     if (o->ok)
         event(ex, "the failback ended with the app still on the backup: its fence is lifted again (%s)",
               o->note);
@@ -514,6 +514,7 @@ static void on_step_done(void *arg, const step_outcome *o)
     char why[600];
 
     progress_stop(ex);
+    step_outcome_persist(ex->store, o);
     ex->work = NULL;                  /* steps.c frees it after this callback */
     ex->fake_work = NULL;
     ex->phase = PH_IDLE;
@@ -648,28 +649,22 @@ static bool load_run(executor_t *ex, int64_t run_id)
     return true;
 }
 
-int64_t executor_start(executor_t *ex, const char *kind, const char *reason, const char *started_by,
-                       int64_t request_id, int64_t incident_id, char *err, size_t errlen)
+/* Why a run of this kind cannot start now (false with err): one is in
+ * progress, the app is already there, or the target is known to be down. */
+static bool start_allowed(executor_t *ex, bool failover, char *err, size_t errlen)
 {
-    bool failover = strcmp(kind, "failover") == 0;
-    const char *path = failover ? ex->cfg->failover_runbook : ex->cfg->failback_runbook;
-    config_errors errs = { 0 };
-    runbook_t *rb = NULL;
-    int64_t id = 0;
-    char **names = NULL, **actions = NULL, **params = NULL;
-
     if (ex->run.id != 0) {
         snprintf(err, errlen, "run %lld (%s) is in progress", (long long)ex->run.id, ex->run.kind);
-        return 0;
+        return false;
     }
     target_id active = monitor_active(ex->monitor);
     if (failover && active == TARGET_BACKUP) {
         snprintf(err, errlen, "the app is already on the backup");
-        return 0;
+        return false;
     }
     if (!failover && active == TARGET_PRIMARY) {
         snprintf(err, errlen, "the app is already on the primary");
-        return 0;
+        return false;
     }
     /* Never towards a target known to be down. */
     target_id to = failover ? TARGET_BACKUP : TARGET_PRIMARY;
@@ -677,20 +672,18 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
         snprintf(err, errlen, "the %s is not healthy (breaker open%s%s)", target_name(to),
                  monitor_target(ex->monitor, to)->last_error[0] ? ": " : "",
                  monitor_target(ex->monitor, to)->last_error);
-        return 0;
+        return false;
     }
-    rb = runbook_load(path, ex->cfg, &errs);
-    if (rb == NULL) {
-        snprintf(err, errlen, "runbook %s is invalid: %s", path, errs.n > 0 ? errs.msgs[0] : "unreadable");
-        goto cleanup;
-    }
-    /* Nothing irreversible before the prerequisites hold: every run
-     * starts with a preflight step (recorded like the others). */
+    return true;
+}
+
+/* Nothing irreversible before the prerequisites hold: every run starts
+ * with a preflight step (recorded like the others). */
+static bool add_preflight(runbook_t *rb)
+{
     runbook_step *grown = realloc(rb->steps, (rb->n_steps + 1) * sizeof *grown);
-    if (grown == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto cleanup;
-    }
+    if (grown == NULL)
+        return false;
     rb->steps = grown;
     memmove(&rb->steps[1], &rb->steps[0], rb->n_steps * sizeof *grown);
     memset(&rb->steps[0], 0, sizeof *grown);
@@ -701,9 +694,17 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
     rb->steps[0].on_failure = ON_FAILURE_ASK;
     rb->steps[0].description = strdup("drd's own first step: the prerequisites of every step (privileges, "
                                       "env file, commands, the target reachable) before anything changes.");
-    names = calloc(rb->n_steps, sizeof *names);
-    actions = calloc(rb->n_steps, sizeof *actions);
-    params = calloc(rb->n_steps, sizeof *params);
+    return true;
+}
+
+/* Record run r with rb's steps (each as JSON); its id, 0 with err. */
+static int64_t record_run(executor_t *ex, const store_run *r, const runbook_t *rb, char *err,
+                          size_t errlen)
+{
+    int64_t id = 0;
+    char **names = calloc(rb->n_steps, sizeof *names);
+    char **actions = calloc(rb->n_steps, sizeof *actions);
+    char **params = calloc(rb->n_steps, sizeof *params);
     if (names == NULL || actions == NULL || params == NULL) {
         snprintf(err, errlen, "out of memory");
         goto cleanup;
@@ -716,8 +717,42 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
             snprintf(err, errlen, "out of memory");
             goto cleanup;
         }
-        names[i] = rb->steps[i].name;
+        names[i] = (char *)rb->steps[i].name;
         actions[i] = (char *)step_action_name(rb->steps[i].action);
+    }
+    id = store_run_create(ex->store, r, (const char *const *)names, (const char *const *)actions,
+                          (const char *const *)params, (int)rb->n_steps);
+    if (id == 0)
+        snprintf(err, errlen, "could not record the run (see the log)");
+cleanup:
+    if (params != NULL)
+        for (size_t i = 0; i < rb->n_steps; i++)
+            free(params[i]);
+    free(params);
+    free(names);
+    free(actions);
+    return id;
+}
+
+int64_t executor_start(executor_t *ex, const char *kind, const char *reason, const char *started_by,
+                       int64_t request_id, int64_t incident_id, char *err, size_t errlen)
+{
+    bool failover = strcmp(kind, "failover") == 0;
+    const char *path = failover ? ex->cfg->failover_runbook : ex->cfg->failback_runbook;
+    config_errors errs = { 0 };
+    runbook_t *rb = NULL;
+    int64_t id = 0;
+
+    if (!start_allowed(ex, failover, err, errlen))
+        return 0;
+    rb = runbook_load(path, ex->cfg, &errs);
+    if (rb == NULL) {
+        snprintf(err, errlen, "runbook %s is invalid: %s", path, errs.n > 0 ? errs.msgs[0] : "unreadable");
+        goto cleanup;
+    }
+    if (!add_preflight(rb)) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
     }
     store_run r;
     memset(&r, 0, sizeof r);
@@ -730,12 +765,8 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
     r.created_at = wall_ms();
     r.current_step = -1;
     str_copy(r.runbook, path, sizeof r.runbook);
-    id = store_run_create(ex->store, &r, (const char *const *)names, (const char *const *)actions,
-                          (const char *const *)params, (int)rb->n_steps);
-    if (id == 0) {
-        snprintf(err, errlen, "could not record the run (see the log)");
+    if ((id = record_run(ex, &r, rb, err, errlen)) == 0)
         goto cleanup;
-    }
     if (!load_run(ex, id)) {
         snprintf(err, errlen, "could not load run %lld back", (long long)id);
         id = 0;
@@ -743,21 +774,13 @@ int64_t executor_start(executor_t *ex, const char *kind, const char *reason, con
     }
     event(ex, "run %lld (%s, %d steps) started by %s%s%s", (long long)id, kind, ex->n_steps, started_by,
           r.reason[0] ? ": " : "", r.reason);
-    {
-        char text[700];
-        snprintf(text, sizeof text, "drd: %s run %lld started by %s%s%s", kind, (long long)id, started_by,
-                 r.reason[0] ? ": " : "", r.reason);
-        tell(ex, "run_started", text, 0);
-    }
+    char text[700];
+    snprintf(text, sizeof text, "drd: %s run %lld started by %s%s%s", kind, (long long)id, started_by,
+             r.reason[0] ? ": " : "", r.reason);
+    tell(ex, "run_started", text, 0);
     advance(ex);
 
 cleanup:
-    if (params != NULL)
-        for (size_t i = 0; rb != NULL && i < rb->n_steps; i++)
-            free(params[i]);
-    free(params);
-    free(names);
-    free(actions);
     runbook_free(rb);
     config_errors_free(&errs);
     return id;
@@ -903,18 +926,4 @@ bool executor_busy(const executor_t *ex)
 int64_t executor_run_id(const executor_t *ex)
 {
     return ex->run.id;
-}
-
-/* ----------------------------------------------------------------- JSON */
-
-json_t *executor_run_json(executor_t *ex)
-{
-    if (ex->run.id == 0)
-        return json_null();
-    return views_run(ex->store, ex->run.id, false);
-}
-
-json_t *executor_approvals_json(executor_t *ex)
-{
-    return views_approvals_pending(ex->store);
 }

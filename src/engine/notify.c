@@ -479,7 +479,7 @@ static bool apply_config(notify_t *n, const config_t *cfg)
         url_host(copy, n->host, sizeof n->host);
     else
         str_copy(n->host, "(none)", sizeof n->host);
-    n->json = config_notify_format(cfg) == NOTIFY_JSON;
+    n->json = cfg->notify_format == NOTIFY_JSON;
     n->retries = cfg->notify_retries > 0 ? cfg->notify_retries : 0;
     n->timeout_ms = cfg->notify_timeout_ms > 0 ? cfg->notify_timeout_ms : 5000;
     n->queue_max = cfg->notify_queue > 0 ? (size_t)cfg->notify_queue : 1;

@@ -227,7 +227,7 @@ static void gather(policy_t *p, int64_t incident, policy_input *in)
     const store_target *pt = monitor_target(p->monitor, TARGET_PRIMARY);
     memset(in, 0, sizeof *in);
     in->now = wall_ms();
-    in->mode = config_failover_mode(p->cfg);
+    in->mode = p->cfg->failover_policy;
     in->min_outage_ms = p->cfg->failover_min_outage_ms;
     in->require_seen_healthy = p->cfg->failover_require_seen_healthy;
     in->incident = incident;
@@ -388,6 +388,7 @@ static void on_fence_done(void *arg, const step_outcome *o)
 {
     policy_t *p = arg;
     p->fence = NULL;
+    step_outcome_persist(p->store, o);
     char pending[16] = "";
     int64_t took = loop_now(p->loop) - p->fence_started;
     /* Recorded as the fence steps of runs are: its duration in
@@ -448,7 +449,7 @@ void policy_on_transition(policy_t *p, target_id t, const breaker_transition *tr
         policy_withdraw(p, "the primary recovered");
         return;
     }
-    if (t == TARGET_PRIMARY && policy_says_manual(config_failover_mode(p->cfg), tr->from, tr->to,
+    if (t == TARGET_PRIMARY && policy_says_manual(p->cfg->failover_policy, tr->from, tr->to,
                                                   monitor_active(p->monitor) == TARGET_PRIMARY))
         event(p, "primary down; policy is manual: `drctl failover` moves the app to the backup");
     evaluate(p);

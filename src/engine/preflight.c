@@ -278,7 +278,7 @@ preflight_t *preflight_start(loop_t *loop, const config_t *cfg, const char *kind
     bool env_checked = false;
     for (size_t i = 0; i < n; i++) {
         const runbook_step *s = &steps[i];
-        if (s->action == ACT_EXEC || (s->action == ACT_FENCE && str_eq(s->mode, "command"))) {
+        if (s->action == ACT_EXEC || (s->action == ACT_FENCE && s->fence == FENCE_COMMAND)) {
             bool ok = check_command_resolves(cfg, s->command, why, sizeof why);
             if (ok)
                 item(&p->out[0], true, "step %s: %s", s->name, why);

@@ -2,6 +2,7 @@
 #include "drd/engine/snapshot.h"
 #include "drd/engine/attention.h"
 #include "drd/engine/status.h"
+#include "drd/engine/views.h"
 #include "drd/core/log.h"
 
 #include <stdlib.h>
@@ -27,8 +28,10 @@ static void read_engine(snapshot_t *s)
     json_decref(s->attention);
     json_decref(s->readiness);
     json_decref(s->drill);
-    s->run = executor_run_json(s->p.executor);
-    s->approvals = executor_approvals_json(s->p.executor);
+    /* the run and approvals as views.c shows them (as GET /api/runs/N) */
+    int64_t run_id = executor_run_id(s->p.executor);
+    s->run = run_id != 0 ? views_run(s->p.store, run_id, false) : json_null();
+    s->approvals = views_approvals_pending(s->p.store);
     s->attention = attention_from_store(s->p.store, *s->p.cfg);
     s->block_until = policy_block_until(s->p.policy);
     s->readiness = s->p.readiness != NULL ? readiness_json(s->p.readiness) : NULL;

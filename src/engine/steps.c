@@ -74,26 +74,34 @@ void step_cancel(step_run *r)
     run_free(r);
 }
 
-/* Report and free. */
-/* A fence step that ended well: which target is fenced now (for the
- * status). A pending fence is not one yet; fence = none fences nothing. */
-static void record_fence(step_run *r)
+void step_outcome_persist(store_t *st, const step_outcome *o)
 {
     char pending[16] = "";
-    if (r->env.store == NULL || r->step.target == NULL || str_eq(r->step.mode, "none"))
+    const char *target = target_name(o->fence_target);
+    if (st == NULL)
         return;
-    store_fence_pending_get(r->env.store, pending, sizeof pending);
-    if (r->step.lift)
-        store_fenced_set(r->env.store, "");
-    else if (strcmp(pending, r->step.target) != 0)
-        store_fenced_set(r->env.store, r->step.target);
+    if (o->resolution_spent)
+        store_sync_resolution_set(st, "");
+    switch (o->fence) {
+    case FENCE_LEFT_ALONE:
+        break;
+    case FENCE_PENDING:                /* not fenced yet: the status says pending */
+        store_fence_pending_set(st, target);
+        break;
+    case FENCE_APPLIED:
+    case FENCE_LIFTED:
+        /* a fence still pending elsewhere (the primary's) stays pending */
+        if (store_fence_pending_get(st, pending, sizeof pending) && strcmp(pending, target) == 0)
+            store_fence_pending_set(st, "");
+        store_fenced_set(st, o->fence == FENCE_LIFTED ? "" : target);
+        break;
+    }
 }
 
+/* Report and free. */
 static void finish(step_run *r)
 {
     step_done_cb cb = r->cb;
-    if (r->step.action == ACT_FENCE && r->out.ok)
-        record_fence(r);
     void *arg = r->arg;
     step_outcome o = r->out;
     o.output = r->output;
@@ -115,6 +123,16 @@ static void finish_later(step_run *r)
     if (r->timer)
         loop_cancel_timer(r->env.loop, r->timer);
     r->timer = loop_add_timer(r->env.loop, 0, on_finish_timer, r);
+}
+
+/* A fence step's effect, for step_outcome_persist (fence = none and a
+ * step without a target leave it alone). */
+static void fence_outcome(step_run *r, int effect)
+{
+    if (r->step.target == NULL || r->step.fence == FENCE_NONE)
+        return;
+    r->out.fence = effect;
+    r->out.fence_target = target_or_primary(r->step.target);
 }
 
 static void fail(step_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -345,18 +363,14 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note, "%s %s (%s)%s%s", what, r->step.target, r->step.mode,
                  r->step.lift ? "" : "; app sessions terminated: ", r->step.lift ? "" : pr->last_value);
-        /* a fence still pending elsewhere (the primary's) stays pending */
-        char pending[32];
-        if (store_fence_pending_get(r->env.store, pending, sizeof pending) &&
-            strcmp(pending, r->step.target) == 0)
-            store_fence_pending_set(r->env.store, "");
+        fence_outcome(r, r->step.lift ? FENCE_LIFTED : FENCE_APPLIED);
         log_info("fence: %s", r->out.note);
     } else if (!pr->connected && !r->step.lift && !r->step.required) {
         /* Unreachable now: not fatal, but fenced the moment it answers. */
         r->out.ok = true;
         snprintf(r->out.note, sizeof r->out.note,
                  "%s unreachable (%.150s): fence pending, applied as soon as it answers", r->step.target, pr->error);
-        store_fence_pending_set(r->env.store, r->step.target);
+        fence_outcome(r, FENCE_PENDING);
         log_warn("fence: %s", r->out.note);
     } else {
         fail(r, "%s %s failed: %s", r->step.lift ? "lifting the fence on" : "fencing", r->step.target, pr->error);
@@ -364,73 +378,71 @@ static void on_fence_sql(void *arg, const pgexec_result *pr)
     finish(r);
 }
 
-static void begin_fence(step_run *r)
+/* fence = none, or a target known to be down: the step ends without
+ * reaching it (true). Known to be down: trying to reach it would only cost
+ * the timeout (a frozen server answers nothing); the fence is applied the
+ * moment it answers again (policy.c), which is the same guarantee. */
+static bool fence_without_server(step_run *r)
 {
-    const config_t *c = r->env.cfg;
-    const config_target *t = target_of(c, r->step.target);
-    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300];
-    char s1[1024], filter[800], s2[4096];
-    /* The read-only fence applies to drd's own new sessions too when its
-     * url names the fenced database (one database, as on many hosted
-     * services): turn it off for this session first, on its own. */
-    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
-                             "SELECT current_setting('drd.fence_ended')" };
-
-    if (strcmp(r->step.mode, "none") == 0) {
+    if (r->step.fence == FENCE_NONE) {
         r->out.ok = true;
         str_copy(r->out.note, "fence = none: nothing to do", sizeof r->out.note);
         finish_later(r);
-        return;
+        return true;
     }
-    /* Known to be down: trying to reach it would only cost the timeout (a
-     * frozen server answers nothing). The fence is applied the moment it
-     * answers again (policy.c), which is the same guarantee. */
     target_id tid = target_or_primary(r->step.target);
-    if (!r->step.lift && !r->step.required && monitor_breaker(r->env.monitor, tid) == BREAKER_OPEN) {
-        r->out.ok = true;
-        snprintf(r->out.note, sizeof r->out.note,
-                 "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
-        store_fence_pending_set(r->env.store, r->step.target);
-        log_warn("fence: %s", r->out.note);
+    if (r->step.lift || r->step.required || monitor_breaker(r->env.monitor, tid) != BREAKER_OPEN)
+        return false;
+    r->out.ok = true;
+    snprintf(r->out.note, sizeof r->out.note,
+             "%s is down (breaker open): fence pending, applied as soon as it answers", r->step.target);
+    fence_outcome(r, FENCE_PENDING);
+    log_warn("fence: %s", r->out.note);
+    finish_later(r);
+    return true;
+}
+
+/* fence = command: an operator's command, with DRD_FENCE=on|off. */
+static void begin_fence_command(step_run *r)
+{
+    size_t n = strlen(r->step.command) + 64;
+    char *cmd = malloc(n);
+    if (cmd == NULL) {
+        fail(r, "out of memory");
         finish_later(r);
         return;
     }
-    if (strcmp(r->step.mode, "command") == 0) {
-        /* An operator's command, with DRD_FENCE=on|off. */
-        char *cmd = NULL;
-        size_t n = strlen(r->step.command) + 64;
-        cmd = malloc(n);
-        if (cmd == NULL) {
-            fail(r, "out of memory");
-            finish_later(r);
-            return;
-        }
-        snprintf(cmd, n, "DRD_FENCE=%s DRD_TARGET=%s; export DRD_FENCE DRD_TARGET; %s",
-                 r->step.lift ? "off" : "on", r->step.target, r->step.command);
-        free(r->step.command);
-        r->step.command = cmd;
-        begin_exec(r);
-        return;
-    }
+    snprintf(cmd, n, "DRD_FENCE=%s DRD_TARGET=%s; export DRD_FENCE DRD_TARGET; %s",
+             r->step.lift ? "off" : "on", r->step.target, r->step.command);
+    free(r->step.command);
+    r->step.command = cmd;
+    begin_exec(r);
+}
+
+/* The fence's statements: s1 fences (or lifts) the app's role or
+ * database, s2 ends the app's sessions and waits for them to go. false
+ * (after fail) when the names do not fit. */
+static bool fence_statements(step_run *r, const config_target *t, char *s1, size_t n1, char *s2,
+                             size_t n2)
+{
+    char user[128], db[128], qu[300], qd[300], ql[300], qdl[300], filter[800];
     if (!app_identity(t, user, sizeof user, db, sizeof db)) {
         fail(r, "cannot tell the app's role from [%s] app_url (it needs a user)", r->step.target);
-        finish_later(r);
-        return;
+        return false;
     }
     /* Quoted whole or not at all (never a cut name). */
     if (!pg_ident_buf(qu, sizeof qu, user) || !pg_ident_buf(qd, sizeof qd, db) ||
         !pg_literal_buf(ql, sizeof ql, user) || !pg_literal_buf(qdl, sizeof qdl, db)) {
         fail(r, "role or database name too long");
-        finish_later(r);
-        return;
+        return false;
     }
-    if (strcmp(r->step.mode, "nologin") == 0) {
-        snprintf(s1, sizeof s1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
+    if (r->step.fence == FENCE_NOLOGIN) {
+        snprintf(s1, n1, "ALTER ROLE %s %s", qu, r->step.lift ? "LOGIN" : "NOLOGIN");
     } else {
         if (r->step.lift)
-            snprintf(s1, sizeof s1, "ALTER DATABASE %s RESET default_transaction_read_only", qd);
+            snprintf(s1, n1, "ALTER DATABASE %s RESET default_transaction_read_only", qd);
         else
-            snprintf(s1, sizeof s1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
+            snprintf(s1, n1, "ALTER DATABASE %s SET default_transaction_read_only = on", qd);
     }
     /* Sessions opened before the fence keep their settings: end them. */
     /* End them, then wait (3 s at most) until none is left, so that when
@@ -439,10 +451,10 @@ static void begin_fence(step_run *r)
      * goes to the last statement through a session setting; any version
      * (pg_terminate_backend's own timeout needs PostgreSQL 14), and the
      * activity snapshot is cleared before each look. */
-    int n1 = snprintf(filter, sizeof filter,
+    int f = snprintf(filter, sizeof filter,
              "usename = %s AND datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
              " AND application_name NOT IN ('drd', 'drd-probe', 'drd-watch')", ql, qdl);
-    int n2 = n1 < 0 || (size_t)n1 >= sizeof filter ? -1 : snprintf(s2, sizeof s2,
+    int w = f < 0 || (size_t)f >= sizeof filter ? -1 : snprintf(s2, n2,
              "DO $drd$ DECLARE n int; i int := 0; left_ int; BEGIN\n"
              "  SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity WHERE %s;\n"
              "  LOOP\n"
@@ -455,8 +467,30 @@ static void begin_fence(step_run *r)
              "  PERFORM set_config('drd.fence_ended', n::text ||\n"
              "    CASE WHEN left_ > 0 THEN ' (' || left_ || ' still open after 3 s)' ELSE '' END, false);\n"
              "END $drd$", filter, filter);
-    if (n2 < 0 || (size_t)n2 >= sizeof s2) {
+    if (w < 0 || (size_t)w >= n2) {
         fail(r, "role or database name too long");
+        return false;
+    }
+    return true;
+}
+
+static void begin_fence(step_run *r)
+{
+    const config_target *t = target_of(r->env.cfg, r->step.target);
+    char s1[1024], s2[4096];
+    /* The read-only fence applies to drd's own new sessions too when its
+     * url names the fenced database (one database, as on many hosted
+     * services): turn it off for this session first, on its own. */
+    const char *stmts[4] = { "SET default_transaction_read_only = off", s1, s2,
+                             "SELECT current_setting('drd.fence_ended')" };
+
+    if (fence_without_server(r))
+        return;
+    if (r->step.fence == FENCE_COMMAND) {
+        begin_fence_command(r);
+        return;
+    }
+    if (!fence_statements(r, t, s1, sizeof s1, s2, sizeof s2)) {
         finish_later(r);
         return;
     }
@@ -546,8 +580,7 @@ static void on_sync_done(void *arg, const sync_result *sr)
         snprintf(r->out.note, sizeof r->out.note, "%lld rows, %lld tables in %lldms", (long long)sr->rows,
                  (long long)sr->tables, (long long)sr->duration_ms);
         note_differing(r, sr);
-        if (r->step.action == ACT_SYNC_BACK)
-            store_sync_resolution_set(r->env.store, "");
+        r->out.resolution_spent = r->step.action == ACT_SYNC_BACK;
         /* the rows the backup was behind in (the primary's stand): known
          * to differ until converge (resume-replication) copies them */
         if (r->step.action == ACT_VERIFY && r->env.refresh != NULL)
@@ -579,8 +612,8 @@ static void begin_sync(step_run *r)
             req.resolution = resolution;
         break;
     default:
-        req.online = str_eq(r->step.mode, "online");
-        req.op = config_sync_mode(r->env.cfg) == SYNC_MODE_FULL && !req.online ? SYNC_FULL : SYNC_BACK;
+        req.online = r->step.online;
+        req.op = r->env.cfg->sync_mode == SYNC_MODE_FULL && !req.online ? SYNC_FULL : SYNC_BACK;
         if (store_sync_resolution_get(r->env.store, resolution, sizeof resolution) && resolution[0])
             req.resolution = resolution;
         break;
@@ -642,15 +675,16 @@ static void begin_converge(step_run *r)
 
 static void begin_refresh(step_run *r)
 {
-    const char *mode = r->env.cfg->refresh_mode;
+    refresh_mode mode = r->env.cfg->refresh_mode;
     /* bump-sequences helps in every mode: without logical replication the
      * backup is further behind (a dump's age, or never copied), and a
      * second outage after a failback would otherwise hand out ids the
      * primary took since (sync-back would stop on them as conflicts). */
     bool bump = r->env.refresh != NULL && strcmp(r->step.op, "bump-sequences") == 0;
-    if (!bump && (r->env.refresh == NULL || mode == NULL || strcmp(mode, "logical") != 0)) {
+    if (!bump && (r->env.refresh == NULL || mode != REFRESH_LOGICAL)) {
         r->out.ok = true;
-        snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do", mode ? mode : "off");
+        snprintf(r->out.note, sizeof r->out.note, "[refresh] mode is %s: nothing to do",
+                 refresh_mode_name(mode));
         finish_later(r);
         return;
     }
@@ -679,7 +713,8 @@ step_run *step_begin_fence(const step_env *env, const char *name, const char *ta
     s.timeout_ms = timeout_ms;
     s.target = (char *)target;
     s.lift = lift;
-    s.mode = env->cfg->failover_fence;
+    s.mode = (char *)fence_mode_name(env->cfg->failover_fence);
+    s.fence = env->cfg->failover_fence;
     s.command = env->cfg->failover_fence_command;
     s.required = true;                   /* it answers: failing now is a failure */
     return step_begin(env, &s, cb, arg);

@@ -82,6 +82,40 @@ const web_entry api_web_files[WEB_FILES] = {
 /* ------------------------------------------------------------------ */
 /* listening sockets                                                  */
 
+/* A socket left at path by a drd that ended: removed when nobody answers
+ * on it; false with err when it is not a socket or someone answers. */
+static bool remove_stale(const struct sockaddr_un *sun, const struct stat *st, const char *path,
+                         char *err, size_t errlen)
+{
+    if (!S_ISSOCK(st->st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket", path);
+        return false;
+    }
+    /* Only a socket nobody answers on is stale. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return false;
+    }
+    if (connect(probe, (const struct sockaddr *)sun, sizeof(*sun)) == 0) {
+        close(probe);
+        snprintf(err, errlen, "another process is listening on %s (is drd already running?)", path);
+        return false;
+    }
+    if (errno != ECONNREFUSED && errno != ENOENT) {
+        snprintf(err, errlen, "cannot check %s: %s", path, strerror(errno));
+        close(probe);
+        return false;
+    }
+    close(probe);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+        return false;
+    }
+    log_info("removed stale socket %s", path);
+    return true;
+}
+
 static int unix_listen(api_t *a, const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
@@ -100,38 +134,8 @@ static int unix_listen(api_t *a, const char *path, char *err, size_t errlen)
     if (!mkdir_parents(path, 0755, err, errlen))
         return -1;
 
-    if (lstat(path, &st) == 0) {
-        int probe;
-
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "%s exists and is not a socket", path);
-            return -1;
-        }
-        /* Only a socket nobody answers on is stale. */
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe < 0) {
-            snprintf(err, errlen, "socket: %s", strerror(errno));
-            return -1;
-        }
-        rc = connect(probe, (struct sockaddr *)&sun, sizeof(sun));
-        if (rc == 0) {
-            close(probe);
-            snprintf(err, errlen, "another process is listening on %s (is drd already running?)",
-                     path);
-            return -1;
-        }
-        if (errno != ECONNREFUSED && errno != ENOENT) {
-            snprintf(err, errlen, "cannot check %s: %s", path, strerror(errno));
-            close(probe);
-            return -1;
-        }
-        close(probe);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
-            return -1;
-        }
-        log_info("removed stale socket %s", path);
-    }
+    if (lstat(path, &st) == 0 && !remove_stale(&sun, &st, path, err, errlen))
+        return -1;
 
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {

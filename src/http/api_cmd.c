@@ -2,6 +2,7 @@
  * here and queued for the main loop (woken by an eventfd), answered 202
  * with the request id. */
 #include "api_int.h"
+#include "drd/engine/approvals.h"
 
 /* ------------------------------------------------------------------ */
 /* the command queue                                                  */
@@ -70,8 +71,8 @@ static bool parse_body(const request *rq, char *reason, size_t n, char *choice, 
     r = json_object_get(doc, "choice");
     if (r != NULL && !json_is_null(r)) {
         const char *v = json_string_value(r);
-        if (v == NULL || (strcmp(v, "retry") != 0 && strcmp(v, "skip") != 0 && strcmp(v, "abort") != 0 &&
-                          strcmp(v, "backup-wins") != 0 && strcmp(v, "primary-wins") != 0)) {
+        approval_choice ch;
+        if (v == NULL || *v == '\0' || !approval_choice_parse(v, &ch)) {
             snprintf(msg, msglen, "choice must be \"retry\", \"skip\", \"abort\", \"backup-wins\" or \"primary-wins\"");
             goto done;
         }

@@ -26,9 +26,21 @@
 
 #define SCHED_MAX_SLEEP_MS  (3600LL * 1000)   /* re-check the wall clock at least hourly */
 
-static bool mode_is(const refresh_t *r, const char *m)
+static bool mode_is(const refresh_t *r, refresh_mode m)
 {
-    return r->cfg->refresh_mode != NULL && strcmp(r->cfg->refresh_mode, m) == 0;
+    return r->cfg->refresh_mode == m;
+}
+
+const char *refresh_trigger_name(refresh_trigger t)
+{
+    return t == REFRESH_BY_SCHEDULE ? "schedule" : "manual";
+}
+
+refresh_mode refresh_mode_of(const store_refresh *rec)
+{
+    refresh_mode m = REFRESH_OFF;
+    refresh_mode_parse(rec->mode, &m);
+    return m;
 }
 
 void refresh_record_event(refresh_t *r, bool warn, const char *fmt, ...)
@@ -61,14 +73,14 @@ bool refresh_interlock(const refresh_t *r, char *why, size_t n)
 /* ---- schedule ---------------------------------------------------------------- */
 
 typedef struct {
-    const char *mode;
+    refresh_mode mode;
     int64_t started_at;
 } last_start_ctx;
 
 static bool last_start_cb(const store_refresh *rec, void *arg)
 {
     last_start_ctx *c = arg;
-    if (strcmp(rec->mode, c->mode) != 0 || strcmp(rec->state, "refused") == 0)
+    if (refresh_mode_of(rec) != c->mode || refresh_state_of(rec->state) == REFRESH_REFUSED)
         return true;
     c->started_at = rec->started_at;
     return false;
@@ -86,7 +98,7 @@ static void on_schedule(loop_t *loop, void *arg)
     }
     char err[256];
     if (r->job == NULL)
-        refresh_request(r, "schedule", err, sizeof err);
+        refresh_request(r, REFRESH_BY_SCHEDULE, err, sizeof err);
     arm_schedule(r);
 }
 
@@ -95,7 +107,7 @@ static void arm_schedule(refresh_t *r)
     loop_cancel_timer(r->loop, r->sched_timer);
     r->sched_timer = 0;
     r->next_at = 0;
-    if (!r->started || mode_is(r, "off") || r->cfg->refresh_mode == NULL || r->job != NULL)
+    if (!r->started || mode_is(r, REFRESH_OFF) || r->job != NULL)
         return;
     int64_t every = refresh_every_effective(r->cfg);
     if (every <= 0 && !r->has_cron)
@@ -200,13 +212,13 @@ static void kill_leftover(store_t *store)
 static bool stale_cb(const store_refresh *rec, void *arg)
 {
     stale_ctx *c = arg;
-    if (strcmp(rec->state, "running") == 0 && c->n < (int)ARRAY_LEN(c->rows))
+    if (refresh_state_of(rec->state) == REFRESH_RUNNING && c->n < (int)ARRAY_LEN(c->rows))
         c->rows[c->n++] = *rec;
     return true;
 }
 
 typedef struct {
-    const char *mode;
+    refresh_mode mode;
     store_refresh good;
     bool have_good, have_last, have_pass;
     int64_t pass_at;
@@ -216,21 +228,22 @@ typedef struct {
 static bool history_cb(const store_refresh *rec, void *arg)
 {
     history_ctx *h = arg;
-    if (!h->have_pass && strcmp(rec->mode, "reconcile") == 0 && strcmp(rec->state, "succeeded") == 0) {
+    refresh_mode mode = refresh_mode_of(rec);
+    refresh_state state = refresh_state_of(rec->state);
+    if (!h->have_pass && mode == REFRESH_RECONCILE && state == REFRESH_SUCCEEDED) {
         h->have_pass = true;
         h->pass_at = rec->started_at;
     }
-    if (strcmp(rec->mode, "dump") == 0 && strcmp(rec->state, "succeeded") == 0 && !h->have_good) {
+    if (mode == REFRESH_DUMP && state == REFRESH_SUCCEEDED && !h->have_good) {
         h->good = *rec;
         h->have_good = true;
     }
-    if (!h->have_last && strcmp(rec->mode, h->mode) == 0 &&
-        (strcmp(rec->state, "succeeded") == 0 || strcmp(rec->state, "failed") == 0)) {
+    if (!h->have_last && mode == h->mode && (state == REFRESH_SUCCEEDED || state == REFRESH_FAILED)) {
         h->have_last = true;
-        if (strcmp(rec->state, "failed") == 0)
+        if (state == REFRESH_FAILED)
             str_copy(h->last_error, rec->error, sizeof h->last_error);
     }
-    return !(h->have_good && h->have_last && (h->have_pass || strcmp(h->mode, "reconcile") != 0));
+    return !(h->have_good && h->have_last && (h->have_pass || h->mode != REFRESH_RECONCILE));
 }
 
 /* The last good dump (what dump mode's freshness is measured from) and
@@ -240,7 +253,7 @@ static void load_history(refresh_t *r)
 {
     history_ctx h;
     memset(&h, 0, sizeof h);
-    h.mode = r->cfg->refresh_mode != NULL ? r->cfg->refresh_mode : "off";
+    h.mode = r->cfg->refresh_mode;
     store_refreshes_recent(r->store, 500, history_cb, &h);
     if (h.have_good)
         r->last_good = h.good;
@@ -270,7 +283,7 @@ refresh_t *refresh_new(loop_t *loop, store_t *store, const refresh_gate *gate,
     store_refreshes_recent(store, 20, stale_cb, &sc);
     for (int i = 0; i < sc.n; i++) {
         store_refresh *s = &sc.rows[i];
-        str_copy(s->state, "failed", sizeof s->state);
+        str_copy(s->state, refresh_state_name(REFRESH_FAILED), sizeof s->state);
         str_copy(s->error, "drd stopped during this refresh", sizeof s->error);
         s->finished_at = wall_ms();
         s->bytes = 0;
@@ -284,7 +297,7 @@ refresh_t *refresh_new(loop_t *loop, store_t *store, const refresh_gate *gate,
 
 void refresh_note_difference(refresh_t *r, int64_t rows, int64_t found, const char *by)
 {
-    if (!mode_is(r, "logical"))
+    if (!mode_is(r, REFRESH_LOGICAL))
         return;
     bool was = r->has_diff && r->diff.rows > 0;
     r->diff.rows = rows;
@@ -311,7 +324,7 @@ void refresh_free(refresh_t *r)
     }
     if (r->job != NULL) {
         store_refresh rec = r->job->rec;
-        str_copy(rec.state, "failed", sizeof rec.state);
+        str_copy(rec.state, refresh_state_name(REFRESH_FAILED), sizeof rec.state);
         str_copy(rec.error, "drd stopped during this refresh", sizeof rec.error);
         rec.finished_at = wall_ms();
         rec.bytes = 0;
@@ -331,7 +344,7 @@ void refresh_start(refresh_t *r)
 {
     r->started = true;
     r->started_mono = loop_now(r->loop);
-    if (r->cfg->refresh_mode == NULL || mode_is(r, "off"))
+    if (mode_is(r, REFRESH_OFF))
         return;
     if (r->cfg->refresh_dir != NULL) {
         char probe[PATH_MAX], err[256];
@@ -340,7 +353,7 @@ void refresh_start(refresh_t *r)
             log_warn("refresh: %s", err);
         refresh_dir_scrub(r->cfg->refresh_dir);
     }
-    if (mode_is(r, "logical"))
+    if (mode_is(r, REFRESH_LOGICAL))
         refresh_watch_start(r);
     arm_schedule(r);
     char when[64] = "none scheduled";
@@ -350,13 +363,13 @@ void refresh_start(refresh_t *r)
         localtime_r(&t, &tm);
         strftime(when, sizeof when, "next at %Y-%m-%d %H:%M:%S", &tm);
     }
-    log_info("refresh: mode %s, dir %s; %s", r->cfg->refresh_mode,
+    log_info("refresh: mode %s, dir %s; %s", refresh_mode_name(r->cfg->refresh_mode),
              r->cfg->refresh_dir ? r->cfg->refresh_dir : "-", when);
 }
 
 void refresh_reconfigure(refresh_t *r, const config_t *cfg)
 {
-    bool was_logical = mode_is(r, "logical");
+    bool was_logical = mode_is(r, REFRESH_LOGICAL);
     r->cfg = cfg;
     r->rec_catalog_at = 0;             /* tables, URLs may have changed */
     r->rec_no_ledger_at = 0;           /* privileges too: try the ledger again */
@@ -364,7 +377,7 @@ void refresh_reconfigure(refresh_t *r, const config_t *cfg)
     load_history(r);
     if (!r->started)
         return;
-    if (mode_is(r, "logical"))
+    if (mode_is(r, REFRESH_LOGICAL))
         refresh_watch_start(r);          /* URLs or names may have changed */
     else if (was_logical)
         refresh_watch_stop(r);
@@ -389,18 +402,20 @@ void refresh_set_watch_interval(refresh_t *r, int64_t ms)
     r->w.interval_ms = ms > 0 ? ms : 1000;
 }
 
-int64_t refresh_request(refresh_t *r, const char *trigger, char *err, size_t errlen)
+int64_t refresh_request(refresh_t *r, refresh_trigger by, char *err, size_t errlen)
 {
-    const char *mode = r->cfg->refresh_mode != NULL ? r->cfg->refresh_mode : "off";
+    const char *trigger = refresh_trigger_name(by);
+    refresh_mode rm = r->cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
     char why[256] = "";
-    if (strcmp(mode, "off") == 0)
+    if (rm == REFRESH_OFF)
         snprintf(why, sizeof why, "[refresh] mode is off");
     else if (r->job != NULL)
         snprintf(why, sizeof why, "refresh %" PRId64 " is already running (%s)", r->job->rec.id,
                  refresh_job_phase_name(r->job));
     else
         refresh_interlock(r, why, sizeof why);
-    if (strcmp(trigger, "schedule") == 0)
+    if (by == REFRESH_BY_SCHEDULE)
         r->last_attempt_at = wall_ms();
 
     store_refresh rec;
@@ -409,7 +424,7 @@ int64_t refresh_request(refresh_t *r, const char *trigger, char *err, size_t err
     str_copy(rec.trigger, trigger, sizeof rec.trigger);
     rec.started_at = wall_ms();
     if (why[0] != '\0') {
-        str_copy(rec.state, "refused", sizeof rec.state);
+        str_copy(rec.state, refresh_state_name(REFRESH_REFUSED), sizeof rec.state);
         rec.finished_at = rec.started_at;
         str_copy(rec.error, why, sizeof rec.error);
         rec.id = store_refresh_add(r->store, &rec);
@@ -417,18 +432,18 @@ int64_t refresh_request(refresh_t *r, const char *trigger, char *err, size_t err
         snprintf(err, errlen, "%s", why);
         return 0;
     }
-    str_copy(rec.state, "running", sizeof rec.state);
+    str_copy(rec.state, refresh_state_name(REFRESH_RUNNING), sizeof rec.state);
     rec.id = store_refresh_add(r->store, &rec);
     if (rec.id == 0) {
         snprintf(err, errlen, "cannot record the refresh in the state database");
         return 0;
     }
     char jerr[256] = "";
-    job_kind kind = strcmp(mode, "dump") == 0 ? JOB_DUMP
-                  : strcmp(mode, "reconcile") == 0 ? JOB_RECONCILE : JOB_LOGICAL;
+    job_kind kind = rm == REFRESH_DUMP ? JOB_DUMP
+                  : rm == REFRESH_RECONCILE ? JOB_RECONCILE : JOB_LOGICAL;
     job_t *j = refresh_job_start(r, kind, rec.id, trigger, jerr, sizeof jerr);
     if (j == NULL) {
-        str_copy(rec.state, "failed", sizeof rec.state);
+        str_copy(rec.state, refresh_state_name(REFRESH_FAILED), sizeof rec.state);
         rec.finished_at = wall_ms();
         mask_secrets(jerr, rec.error, sizeof rec.error);
         store_refresh_update(r->store, &rec);
@@ -459,7 +474,8 @@ void refresh_job_record(refresh_t *r, job_t *j)
     if (egress > 0)
         store_egress_add(r->store, rec->started_at, egress);
     double secs = (double)(rec->finished_at - rec->started_at) / 1000.0;
-    if (strcmp(rec->state, "succeeded") == 0 && j->kind == JOB_RECONCILE) {
+    bool succeeded = refresh_state_of(rec->state) == REFRESH_SUCCEEDED;
+    if (succeeded && j->kind == JOB_RECONCILE) {
         r->last_error[0] = '\0';
         r->rec_good_at = rec->started_at;
         if (r->rec_whole > 0 || r->rec_rows >= 10000) {
@@ -470,8 +486,8 @@ void refresh_job_record(refresh_t *r, job_t *j)
             log_info("%s", msg);
             store_event_add(r->store, wall_ms(), "refresh", "backup", msg);
         }
-        store_refreshes_prune(r->store, "reconcile", 500);
-    } else if (strcmp(rec->state, "succeeded") == 0) {
+        store_refreshes_prune(r->store, refresh_mode_name(REFRESH_RECONCILE), 500);
+    } else if (succeeded) {
         r->last_error[0] = '\0';
         if (j->kind == JOB_DUMP) {
             r->last_good = *rec;
@@ -505,7 +521,7 @@ void refresh_job_ended(refresh_t *r, job_t *j)
     refresh_job_record(r, j);
     /* a whole copy (dump restored, or logical set-up swapped in) leaves
      * nothing different */
-    if (strcmp(j->rec.state, "succeeded") == 0 && (j->kind == JOB_DUMP || j->swapped))
+    if (refresh_state_of(j->rec.state) == REFRESH_SUCCEEDED && (j->kind == JOB_DUMP || j->swapped))
         refresh_note_difference(r, 0, 0, "refresh");
     r->job = NULL;
     refresh_job_free(j);
@@ -529,17 +545,17 @@ bool refresh_cancel(refresh_t *r, const char *reason)
 
 double refresh_lag_seconds(const refresh_t *r)
 {
-    if (mode_is(r, "logical")) {
+    if (mode_is(r, REFRESH_LOGICAL)) {
         int64_t ms = refresh_watch_lag_ms(r);
         return ms < 0 ? -1.0 : (double)ms / 1000.0;
     }
-    if (mode_is(r, "dump") && r->last_good.id != 0) {
+    if (mode_is(r, REFRESH_DUMP) && r->last_good.id != 0) {
         int64_t age = wall_ms() - r->last_good.started_at;
         return age < 0 ? 0.0 : (double)age / 1000.0;
     }
     /* reconcile: every change older than the last good pass's start is
      * on the backup: the oldest one that may not be is at most that old */
-    if (mode_is(r, "reconcile") && r->rec_good_at > 0) {
+    if (mode_is(r, REFRESH_RECONCILE) && r->rec_good_at > 0) {
         int64_t age = wall_ms() - r->rec_good_at;
         return age < 0 ? 0.0 : (double)age / 1000.0;
     }
@@ -548,9 +564,9 @@ double refresh_lag_seconds(const refresh_t *r)
 
 int64_t refresh_last_good_at(const refresh_t *r)
 {
-    if (mode_is(r, "logical"))
+    if (mode_is(r, REFRESH_LOGICAL))
         return refresh_watch_good_at(r);
-    if (mode_is(r, "reconcile"))
+    if (mode_is(r, REFRESH_RECONCILE))
         return r->rec_good_at;
     /* the copy holds the primary as of the dump's start */
     return r->last_good.id != 0 ? r->last_good.started_at : 0;
@@ -563,8 +579,9 @@ static json_t *num_or_null(double v, bool known)
 
 json_t *refresh_status_json(const refresh_t *r)
 {
-    const char *mode = r->cfg->refresh_mode != NULL ? r->cfg->refresh_mode : "off";
-    bool logical = strcmp(mode, "logical") == 0;
+    refresh_mode rm = r->cfg->refresh_mode;
+    const char *mode = refresh_mode_name(rm);
+    bool logical = rm == REFRESH_LOGICAL;
     double lag = refresh_lag_seconds(r);
     int64_t good = refresh_last_good_at(r);
     const char *error = NULL;
@@ -585,7 +602,9 @@ json_t *refresh_status_json(const refresh_t *r)
     /* additions: what is running, and logical mode's details */
     json_object_set_new(o, "refresh_id", r->job ? json_integer(r->job->rec.id) : json_null());
     json_object_set_new(o, "phase", r->job ? json_string(refresh_job_phase_name(r->job)) : json_null());
-    json_object_set_new(o, "subscription", logical && r->w.sub_state[0] ? json_string(r->w.sub_state) : json_null());
+    json_object_set_new(o, "subscription", logical && r->w.sub_state != SUB_UNKNOWN
+                                                ? json_string(refresh_sub_state_name(r->w.sub_state))
+                                                : json_null());
     json_object_set_new(o, "schema_drift", logical ? json_boolean(r->w.drift) : json_null());
     json_object_set_new(o, "difference", logical && r->has_diff
         ? json_pack("{s:I,s:I,s:I,s:s}", "rows", (json_int_t)r->diff.rows, "found", (json_int_t)r->diff.found,
@@ -594,7 +613,7 @@ json_t *refresh_status_json(const refresh_t *r)
     refresh_egress e;
     if (refresh_egress_get(r, wall_ms(), &e))
         json_object_set_new(o, "egress", refresh_egress_json(&e));
-    if (strcmp(mode, "reconcile") == 0)
+    if (rm == REFRESH_RECONCILE)
         json_object_set_new(o, "reconcile", json_pack("{s:I, s:I, s:I, s:I, s:s?, s:o}",
                             "tables", (json_int_t)r->rec_tables, "rows_copied", (json_int_t)r->rec_rows,
                             "rows_deleted", (json_int_t)r->rec_deleted, "tables_whole", (json_int_t)r->rec_whole,
@@ -608,10 +627,10 @@ void refresh_window_text(const refresh_t *r, char *buf, size_t n)
 {
     char age[32];
     double lag = refresh_lag_seconds(r);
-    if (r->cfg->refresh_mode == NULL || mode_is(r, "off")) {
+    if (mode_is(r, REFRESH_OFF)) {
         snprintf(buf, n, "drd does not refresh the backup ([refresh] mode = off): how far behind "
                  "the primary it is, is unknown");
-    } else if (mode_is(r, "reconcile")) {
+    } else if (mode_is(r, REFRESH_RECONCILE)) {
         if (lag < 0) {
             snprintf(buf, n, "no reconcile pass has completed yet: how far behind the primary the backup "
                      "is, is unknown");
@@ -620,7 +639,7 @@ void refresh_window_text(const refresh_t *r, char *buf, size_t n)
             snprintf(buf, n, "the backup is at most %s behind the primary (its last reconcile pass started "
                      "then)", age);
         }
-    } else if (mode_is(r, "dump")) {
+    } else if (mode_is(r, REFRESH_DUMP)) {
         if (lag < 0) {
             snprintf(buf, n, "the backup has never been refreshed by drd: how far behind the primary "
                      "it is, is unknown");
@@ -649,24 +668,14 @@ void refresh_window_text(const refresh_t *r, char *buf, size_t n)
 
 /* ---- configuration check ------------------------------------------------------------ */
 
-static int entry_line(const config_t *c, const char *section, const char *key)
-{
-    for (size_t i = 0; i < c->n_entries; i++)
-        if (strcmp(c->entries[i].section, section) == 0 && c->entries[i].key != NULL &&
-            strcmp(c->entries[i].key, key) == 0)
-            return c->entries[i].line;
-    return 0;
-}
-
 bool refresh_check_config(const config_t *cfg, config_errors *errs)
 {
-    if (cfg->refresh_mode == NULL || strcmp(cfg->refresh_mode, "off") == 0 ||
-        strcmp(cfg->refresh_mode, "reconcile") == 0)
+    if (cfg->refresh_mode == REFRESH_OFF || cfg->refresh_mode == REFRESH_RECONCILE)
         return true;                   /* reconcile writes no files */
     char err[512];
     if (refresh_dir_usable(cfg->refresh_dir, err, sizeof err))
         return true;
-    int line = entry_line(cfg, "refresh", "dir");
+    int line = config_line(cfg, "refresh", "dir");
     if (line > 0)
         config_error_add(errs, "%s:%d: [refresh] dir: %s", cfg->path, line, err);
     else

@@ -70,7 +70,7 @@ int64_t refresh_every_effective(const config_t *cfg)
         return cfg->refresh_every_ms;
     bool cron = cfg->refresh_schedule != NULL && cfg->refresh_schedule[0] != '\0';
     /* every = 0 written out: no interval (passes from cron, drctl refresh --once) */
-    if (!cron && str_eq(cfg->refresh_mode, "reconcile") && config_get(cfg, "refresh", "every") == NULL)
+    if (!cron && cfg->refresh_mode == REFRESH_RECONCILE && config_get(cfg, "refresh", "every") == NULL)
         return 30000;              /* reconcile's default */
     return 0;
 }
@@ -84,7 +84,7 @@ int64_t refresh_budget_bytes(const config_t *cfg)
 }
 
 typedef struct {
-    const char *mode;
+    refresh_mode mode;
     int64_t v[MEDIAN_OF];
     int n;
 } median_ctx;
@@ -92,7 +92,7 @@ typedef struct {
 static bool median_cb(const store_refresh *rec, void *arg)
 {
     median_ctx *m = arg;
-    if (strcmp(rec->mode, m->mode) == 0 && strcmp(rec->state, "succeeded") == 0)
+    if (refresh_mode_of(rec) == m->mode && refresh_state_of(rec->state) == REFRESH_SUCCEEDED)
         m->v[m->n++] = rec->bytes;
     return m->n < MEDIAN_OF;
 }
@@ -104,7 +104,7 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* The median bytes of the recent succeeded refreshes of mode, -1 none. */
-int64_t refresh_typical_bytes(store_t *store, const char *mode)
+int64_t refresh_typical_bytes(store_t *store, refresh_mode mode)
 {
     median_ctx m = { .mode = mode, .n = 0 };
     store_refreshes_recent(store, 400, median_cb, &m);
@@ -124,9 +124,9 @@ bool refresh_egress_get(const refresh_t *r, int64_t now_ms, refresh_egress *out)
     /* days from the month's first up to and including today */
     if (!store_egress_sum(r->store, start, now_ms + 86400000LL, &out->month_bytes, NULL))
         return false;
-    const char *mode = cfg->refresh_mode != NULL ? cfg->refresh_mode : "off";
-    out->per_run = strcmp(mode, "off") == 0 ? 0 : refresh_typical_bytes(r->store, mode);
-    out->runs_left = strcmp(mode, "off") == 0 || strcmp(mode, "logical") == 0 ? 0
+    refresh_mode rm = cfg->refresh_mode;
+    out->per_run = rm == REFRESH_OFF ? 0 : refresh_typical_bytes(r->store, rm);
+    out->runs_left = rm == REFRESH_OFF || rm == REFRESH_LOGICAL ? 0
                    : refresh_runs_between(refresh_every_effective(cfg), r->has_cron ? &r->cron : NULL,
                                           now_ms, end);
     out->over = refresh_egress_project(out->budget, out->month_bytes, out->per_run, out->runs_left,

@@ -138,6 +138,13 @@ void refresh_format_age(double seconds, char *buf, size_t n);
 /* Split s in place at sep (e.g. '\x1f'); up to max fields. Returns the count. */
 size_t refresh_split_fields(char *s, char sep, char **fields, size_t max);
 
+/* A subscription's state on the backup, as the SQL samples name it
+ * ("enabled", "disabled", "missing"); broken: enabled, but the watcher
+ * saw it fail (a full copy is due). */
+typedef enum { SUB_UNKNOWN = 0, SUB_ENABLED, SUB_DISABLED, SUB_MISSING, SUB_BROKEN } subscription_state;
+const char *refresh_sub_state_name(subscription_state s);   /* "" for SUB_UNKNOWN */
+subscription_state refresh_sub_state_of(const char *s);      /* SUB_UNKNOWN when unknown */
+
 /* ---- the object ----------------------------------------------------------- */
 
 typedef struct job job_t;
@@ -188,7 +195,7 @@ typedef struct {
     int64_t sample_at;       /* wall ms the last successful sample was started */
     int64_t lag_at_sample;   /* the lag then, ms, -1 unknown */
     int64_t lag_bytes;       /* slot lag, -1 unknown */
-    char sub_state[16];      /* enabled | disabled | missing | "" unknown */
+    subscription_state sub_state;
     int64_t no_worker_since; /* mono ms since the worker is missing, 0 = it runs */
     int64_t errors_seen;     /* apply+sync error count at the last sample, -1 unknown */
     int64_t errors_base;     /* the count when the error was raised */
@@ -311,7 +318,7 @@ struct job {
     char *db, *new_db, *old_db, *maint_db;
     bool superuser;
     int prim_version, back_version;
-    char sub_state[16];      /* on the backup's live database: enabled|disabled|missing */
+    subscription_state sub_state;  /* on the backup's live database */
     char bindir[PATH_MAX];   /* "" = PATH */
     char tmpdir[PATH_MAX];   /* private directory for this refresh, "" none */
     char final_name[64];

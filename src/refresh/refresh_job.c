@@ -619,7 +619,7 @@ static bool backup_info_done(job_t *j, const char *value)
         return false;
     }
     j->superuser = truthy(f[1]);
-    str_copy(j->sub_state, f[3], sizeof j->sub_state);
+    j->sub_state = refresh_sub_state_of(f[3]);
     long subs = strtol(f[4], NULL, 10);
     j->db = strdup(db);
     j->new_db = refresh_xasprintf("%s_drd_new", db);
@@ -644,14 +644,14 @@ static bool backup_info_done(job_t *j, const char *value)
         refresh_job_fail(j, "logical replication needs PostgreSQL 10 or later on the backup");
         return false;
     }
-    if (j->kind == JOB_LOGICAL && strcmp(j->sub_state, "enabled") == 0) {
+    if (j->kind == JOB_LOGICAL && j->sub_state == SUB_ENABLED) {
         /* enabled and, as far as the watcher knows, working: nothing to
          * do; enabled but broken (worker down, errors): copy again */
         const rwatch_t *w = &j->r->w;
         if (w->enabled && w->error[0] != '\0') {
             log_warn("refresh %" PRId64 ": the subscription %s is enabled but %s: copying again",
                      j->rec.id, j->sub, w->error);
-            str_copy(j->sub_state, "broken", sizeof j->sub_state);
+            j->sub_state = SUB_BROKEN;
         } else {
             log_info("refresh %" PRId64 ": the subscription %s is in place and enabled: nothing to do",
                      j->rec.id, j->sub);

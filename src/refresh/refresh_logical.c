@@ -240,10 +240,10 @@ int refresh_logical_publish_enter(job_t *j)
 
 int refresh_logical_unsubscribe_enter(job_t *j)
 {
-    if (strcmp(j->sub_state, "missing") == 0)
+    if (j->sub_state == SUB_MISSING)
         return PHASE_OK;
     log_info("refresh %" PRId64 ": the subscription %s is %s: dropping it for a full copy",
-             j->rec.id, j->sub, j->sub_state);
+             j->rec.id, j->sub, refresh_sub_state_name(j->sub_state));
     char *q = refresh_sql_drop_subscriptions(j->sub);
     if (q == NULL) {
         refresh_job_fail(j, "out of memory");
@@ -637,7 +637,7 @@ static bool op_launch(refresh_t *r, helper_op *op)
 
 static bool logical_mode(const config_t *c)
 {
-    return c->refresh_mode != NULL && strcmp(c->refresh_mode, "logical") == 0;
+    return c->refresh_mode == REFRESH_LOGICAL;
 }
 
 bool refresh_subscription_disable(refresh_t *r, const config_t *c, refresh_step_cb cb, void *arg)
@@ -747,8 +747,7 @@ bool refresh_bump_sequences(refresh_t *r, const config_t *c, refresh_step_cb cb,
     helper_op *op = op_new(r, c, "bump sequences on the backup", cb, arg);
     if (op == NULL)
         return false;
-    const char *mode = c->refresh_mode;
-    int margin = mode != NULL && strcmp(mode, "logical") == 0 ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
+    int margin = c->refresh_mode == REFRESH_LOGICAL ? SEQUENCE_MARGIN : SEQUENCE_MARGIN_FAR;
     /* the sequences the app uses: op_new connects in the app's database */
     /* For every sequence owned by a column (serial, identity): at least the
      * largest value in the column and the sequence's own position, plus a

@@ -87,7 +87,6 @@ void refresh_reconcile_pass_free(rec_pass *p)
     free(p->t);
     refresh_rconn_free(&p->src);
     free(p->c_src);
-    free(p->deletes);
     free(p->tables);
     free(p->change_columns);
     free(p->schemas);
@@ -286,8 +285,8 @@ static bool catalog_apply(rec_pass *p, const char *text)
     json_decref(cat);
     /* deletes = auto where the ledger was refused: compare until it is tried again */
     refresh_t *r = p->j->r;
-    bool compare = strcmp(p->deletes, "compare") == 0;
-    bool refused = strcmp(p->deletes, "auto") == 0 && r->rec_no_ledger_at != 0 &&
+    bool compare = p->deletes == DELETES_COMPARE;
+    bool refused = p->deletes == DELETES_AUTO && r->rec_no_ledger_at != 0 &&
                    loop_now(r->loop) - r->rec_no_ledger_at < LEDGER_RETRY_MS;
     p->ledger = !install && !compare;
     p->want_install = install && !compare && !refused;
@@ -343,7 +342,7 @@ static const rec_table *table_named(const rec_pass *p, const char *name)
 
 static void install_failed(rec_pass *p, const char *error)
 {
-    if (strcmp(p->deletes, "ledger") == 0) {
+    if (p->deletes == DELETES_LEDGER) {
         fail(p, "cannot install the delete ledger on the primary: %s", error);
         return;
     }
@@ -835,12 +834,12 @@ int refresh_reconcile_pass_enter(job_t *j)
     p->lookback_ms = c->refresh_lookback_ms;
     p->full_every_ms = c->refresh_full_every_ms > 0 ? c->refresh_full_every_ms : 24 * 3600 * 1000LL;
     p->compare_every_ms = c->refresh_compare_every_ms;
-    p->deletes = strdup(c->refresh_deletes != NULL ? c->refresh_deletes : "auto");
+    p->deletes = c->refresh_deletes;
     p->tables = dup_or_null(c->refresh_tables);
     p->change_columns = strdup(c->refresh_change_columns != NULL ? c->refresh_change_columns : "updated_at, created_at");
     p->schemas = strdup(c->sync_schemas != NULL ? c->sync_schemas : "public");
     p->exclude = dup_or_null(c->sync_exclude);
-    if (p->deletes == NULL || p->change_columns == NULL || p->schemas == NULL ||
+    if (p->change_columns == NULL || p->schemas == NULL ||
         (c->refresh_tables && !p->tables) || (c->sync_exclude && !p->exclude)) {
         refresh_job_fail(j, "out of memory");
         return PHASE_FAILED;

@@ -56,7 +56,7 @@ struct rec_pass {
     bool back_super;
     bool do_lookback;        /* this pass compares the look-back windows */
     int64_t batch, lookback_ms, full_every_ms, compare_every_ms;
-    char *deletes;           /* auto | ledger | compare */
+    deletes_mode deletes;
     char *tables, *change_columns, *schemas, *exclude;
     int64_t started_at;
     /* the table being worked on */

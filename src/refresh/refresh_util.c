@@ -54,6 +54,21 @@ char *refresh_sh_quote(const char *s)
     return sb_take(&b);
 }
 
+static const char *const sub_state_names[] = { "", "enabled", "disabled", "missing", "broken" };
+
+const char *refresh_sub_state_name(subscription_state s)
+{
+    return (unsigned)s < ARRAY_LEN(sub_state_names) ? sub_state_names[s] : "";
+}
+
+subscription_state refresh_sub_state_of(const char *s)
+{
+    for (size_t i = 1; s != NULL && i < ARRAY_LEN(sub_state_names); i++)
+        if (strcmp(s, sub_state_names[i]) == 0)
+            return (subscription_state)i;
+    return SUB_UNKNOWN;
+}
+
 size_t refresh_split_fields(char *s, char sep, char **fields, size_t max)
 {
     size_t n = 0;

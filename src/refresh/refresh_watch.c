@@ -191,7 +191,7 @@ static void on_back(void *arg, const pgexec_result *res)
         w->seen_seq = strtoll(hb[0], NULL, 10);
         w->seen_at_ms = strtoll(hb[1], NULL, 10);
     }
-    str_copy(w->sub_state, f[1], sizeof w->sub_state);
+    w->sub_state = refresh_sub_state_of(f[1]);
     long workers = strtol(f[2], NULL, 10);
     long long errors = strtoll(f[3], NULL, 10);
     w->sampled_mono = loop_now(r->loop);
@@ -209,18 +209,18 @@ static void on_back(void *arg, const pgexec_result *res)
 
     const char *sub = r->cfg->refresh_subscription;
     char msg[512] = "";
-    if (strcmp(w->sub_state, "missing") == 0 && !w->auto_setup_done && r->job == NULL) {
+    if (w->sub_state == SUB_MISSING && !w->auto_setup_done && r->job == NULL) {
         w->auto_setup_done = true;
         char err[256];
         log_info("refresh: no subscription %s on the backup yet: setting up logical replication", sub);
-        if (refresh_request(r, "schedule", err, sizeof err) == 0)
+        if (refresh_request(r, REFRESH_BY_SCHEDULE, err, sizeof err) == 0)
             log_warn("refresh: cannot set up logical replication now: %s", err);
     }
     bool setting_up = r->job != NULL;
-    if (strcmp(w->sub_state, "missing") == 0) {
+    if (w->sub_state == SUB_MISSING) {
         if (!setting_up)
             snprintf(msg, sizeof msg, "there is no subscription %s on the backup: run drctl refresh", sub);
-    } else if (strcmp(w->sub_state, "disabled") == 0) {
+    } else if (w->sub_state == SUB_DISABLED) {
         if (!setting_up)
             snprintf(msg, sizeof msg, "the subscription %s is disabled: the backup is not following the primary",
                      sub);

@@ -9,6 +9,7 @@ static const char *const step_names[] = { "pending", "running", "done", "failed"
                                           "needs_attention", NULL };
 static const char *const approval_names[] = { "pending", "approved", "rejected", "expired", NULL };
 static const char *const kind_names[] = { "policy", "step", "attention", NULL };
+static const char *const refresh_names[] = { "running", "succeeded", "failed", "refused", NULL };
 
 /* The index of s in names, or the table's length when absent. */
 static int lookup(const char *const *names, const char *s)
@@ -30,11 +31,13 @@ const char *run_state_name(run_state s) { return name_of(run_names, RUN_STATE_CO
 const char *step_state_name(step_state s) { return name_of(step_names, STEP_STATE_COUNT, (int)s); }
 const char *approval_state_name(approval_state s) { return name_of(approval_names, APPROVAL_STATE_COUNT, (int)s); }
 const char *approval_kind_name(approval_kind k) { return name_of(kind_names, APPROVAL_KIND_COUNT, (int)k); }
+const char *refresh_state_name(refresh_state s) { return name_of(refresh_names, REFRESH_STATE_COUNT, (int)s); }
 
 run_state run_state_of(const char *s) { return (run_state)lookup(run_names, s); }
 step_state step_state_of(const char *s) { return (step_state)lookup(step_names, s); }
 approval_state approval_state_of(const char *s) { return (approval_state)lookup(approval_names, s); }
 approval_kind approval_kind_of(const char *s) { return (approval_kind)lookup(kind_names, s); }
+refresh_state refresh_state_of(const char *s) { return (refresh_state)lookup(refresh_names, s); }
 
 target_id target_or_primary(const char *s)
 {

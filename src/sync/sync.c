@@ -203,22 +203,64 @@ static void ctx_free(sync_ctx *c)
     free(c->backup_password);
     free(c->schemas);
     free(c->exclude);
-    free(c->resolution);
     free(c->fds);
     free(c->since);
     sb_free(&c->report);
     pthread_mutex_destroy(&c->mu);
 }
 
+/* What the job's thread needs of the configuration and the request,
+ * copied into c (the thread never reads the config). false with err. */
+static bool ctx_fill(sync_ctx *c, const config_t *cfg, const sync_request *req, conflicts_mode res,
+                     char *err, size_t errlen)
+{
+    bool oom = false;
+    c->primary_url = dup_or_null(cfg->primary.url, &oom);
+    c->primary_password = dup_or_null(cfg->primary.password, &oom);
+    c->backup_url = dup_or_null(cfg->backup.url, &oom);
+    /* The app's data lives in the database its app_url names; drd connects
+     * there with its own role (url's user, password, host, TLS). */
+    c->primary_db = cfg->primary.app_url ? pgconn_dbname(cfg->primary.app_url) : NULL;
+    c->backup_db = cfg->backup.app_url ? pgconn_dbname(cfg->backup.app_url) : NULL;
+    char app_db[128];
+    if (cfg->backup.app_url == NULL ||
+        !pgconn_identity(cfg->backup.app_url, c->backup_app_user, sizeof c->backup_app_user,
+                         app_db, sizeof app_db))
+        c->backup_app_user[0] = '\0';
+    c->backup_password = dup_or_null(cfg->backup.password, &oom);
+    c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
+    c->exclude = dup_or_null(cfg->sync_exclude, &oom);
+    c->resolution = res;
+    c->no_pk_copy = cfg->sync_no_pk == NO_PK_COPY;
+    c->full = cfg->sync_mode == SYNC_MODE_FULL;
+    c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
+    c->op = req->op;
+    c->resync = req->resync;
+    c->online = req->online;
+    c->run_id = req->run_id;
+    c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
+    if (oom) {
+        str_copy(err, "out of memory", errlen);
+        return false;
+    }
+    if (c->primary_url == NULL || c->backup_url == NULL) {
+        str_copy(err, "[primary] url and [backup] url are needed", errlen);
+        return false;
+    }
+    if (c->schemas[0] == '\0') {
+        str_copy(err, "[sync] schemas is empty", errlen);
+        return false;
+    }
+    return true;
+}
+
 sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
                      sync_done_cb cb, void *arg, char *err, size_t errlen)
 {
-    const char *res = req->resolution != NULL ? req->resolution : cfg->sync_conflicts;
-    if (res == NULL)
-        res = "ask";
-    if (strcmp(res, "ask") != 0 && strcmp(res, "backup-wins") != 0 &&
-        strcmp(res, "primary-wins") != 0) {
-        snprintf(err, errlen, "unknown conflict resolution '%s' (ask, backup-wins, primary-wins)", res);
+    conflicts_mode res = cfg->sync_conflicts;
+    if (req->resolution != NULL && !conflicts_mode_parse(req->resolution, &res)) {
+        snprintf(err, errlen, "unknown conflict resolution '%s' (ask, backup-wins, primary-wins)",
+                 req->resolution);
         return NULL;
     }
     sync_job *j = calloc(1, sizeof(*j));
@@ -240,43 +282,8 @@ sync_job *sync_start(loop_t *loop, const config_t *cfg, const sync_request *req,
     pthread_condattr_destroy(&ca);
     atomic_init(&c->stop, false);
 
-    bool oom = false;
-    c->primary_url = dup_or_null(cfg->primary.url, &oom);
-    c->primary_password = dup_or_null(cfg->primary.password, &oom);
-    c->backup_url = dup_or_null(cfg->backup.url, &oom);
-    /* The app's data lives in the database its app_url names; drd connects
-     * there with its own role (url's user, password, host, TLS). */
-    c->primary_db = cfg->primary.app_url ? pgconn_dbname(cfg->primary.app_url) : NULL;
-    c->backup_db = cfg->backup.app_url ? pgconn_dbname(cfg->backup.app_url) : NULL;
-    char app_db[128];
-    if (cfg->backup.app_url == NULL ||
-        !pgconn_identity(cfg->backup.app_url, c->backup_app_user, sizeof c->backup_app_user,
-                         app_db, sizeof app_db))
-        c->backup_app_user[0] = '\0';
-    c->backup_password = dup_or_null(cfg->backup.password, &oom);
-    c->schemas = clean_list(cfg->sync_schemas ? cfg->sync_schemas : "public", &oom);
-    c->exclude = dup_or_null(cfg->sync_exclude, &oom);
-    c->resolution = dup_or_null(res, &oom);
-    c->no_pk_copy = str_eq(cfg->sync_no_pk, "copy");
-    c->full = str_eq(cfg->sync_mode, "full");
-    c->parallel = cfg->sync_parallel >= 1 && cfg->sync_parallel <= 64 ? (int)cfg->sync_parallel : 4;
-    c->op = req->op;
-    c->resync = req->resync;
-    c->online = req->online;
-    c->run_id = req->run_id;
-    c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 0;
-    if (oom) {
-        str_copy(err, "out of memory", errlen);
+    if (!ctx_fill(c, cfg, req, res, err, errlen))
         goto fail;
-    }
-    if (c->primary_url == NULL || c->backup_url == NULL) {
-        str_copy(err, "[primary] url and [backup] url are needed", errlen);
-        goto fail;
-    }
-    if (c->schemas[0] == '\0') {
-        str_copy(err, "[sync] schemas is empty", errlen);
-        goto fail;
-    }
     j->efd = worker_eventfd(loop, on_done, j);
     if (j->efd < 0) {
         snprintf(err, errlen, "cannot watch the job's eventfd: %s", strerror(errno));

@@ -342,46 +342,41 @@ static bool keyless_guard(backctx *x, changed *ch)
     return true;
 }
 
-static bool prepare_table(backctx *x, changed *ch)
+/* A keyless table changed during the outage: unless it is equal on both
+ * (skip), its whole backup copy staged on the primary in st. */
+static bool prepare_whole(backctx *x, changed *ch, const char *st)
 {
-    sync_ctx *c = x->c;
     const stable *t = ch->t;
-    sbuf *q = &x->q, *q2 = &x->q2;
-    char kt[32], st[32], it[32];
-    snprintf(kt, sizeof(kt), "pg_temp.drd_k%zu", ch->idx);
-    snprintf(st, sizeof(st), "pg_temp.drd_s%zu", ch->idx);
-    snprintf(it, sizeof(it), "pg_temp.drd_i%zu", ch->idx);
+    sbuf *q = &x->q;
     int64_t rows = 0;
-
-    if (ch->whole) {
-        bool eq = false;
-        if (!whole_equal(x, ch, &eq))
-            return false;
-        if (eq) {
-            ch->skip = true;
-            return true;
-        }
-        if (!keyless_guard(x, ch))
-            return false;
+    bool eq = false;
+    if (!whole_equal(x, ch, &eq))
+        return false;
+    if (eq) {
+        ch->skip = true;
+        return true;
     }
-    /* staging for the backup's rows */
+    if (!keyless_guard(x, ch))
+        return false;
     sb_reset(q);
     sb_printf(q, "CREATE TEMP TABLE %s (LIKE %s)", st + 8, t->qname);
     if (!sq_cmd(&x->p, sb_str(q), "creating a staging table"))
         return false;
+    sb_reset(q);
+    sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
+    if (!ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
+        return false;
+    sb_reset(q);
+    sb_printf(q, "ANALYZE %s", st);
+    return sq_cmd(&x->p, sb_str(q), NULL);
+}
 
-    if (ch->whole) {
-        sb_reset(q);
-        sb_printf(q, "SELECT * FROM ONLY %s", t->qname);
-        if (!ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
-            return false;
-        sb_reset(q);
-        sb_printf(q, "ANALYZE %s", st);
-        return sq_cmd(&x->p, sb_str(q), NULL);
-    }
-
-    /* backup: the touched keys, each with the state before its first
-     * outage change, and the backup's current row */
+/* On the backup, kt: the touched keys, each with the state before its
+ * first outage change, and the backup's current row. */
+static bool collect_keys(backctx *x, const stable *t, const char *kt)
+{
+    sync_ctx *c = x->c;
+    sbuf *q = &x->q, *q2 = &x->q2;
     sb_reset(q2);
     sb_add(q2, "l.schema_name = ");
     sb_literal(q2, t->schema);
@@ -420,10 +415,15 @@ static bool prepare_table(backctx *x, changed *ch)
         sync_fail(c, "out of memory");
         return false;
     }
-    if (!sq_cmd(&x->b, sb_str(q), "collecting the changed keys"))
-        return false;
+    return sq_cmd(&x->b, sb_str(q), "collecting the changed keys");
+}
 
-    /* primary: the keys with the two hashes, typed from the catalog */
+/* On the primary, it: the keys with the two hashes (before the outage,
+ * the backup's now), typed from the catalog. */
+static bool ship_key_hashes(backctx *x, const stable *t, const char *kt, const char *it)
+{
+    sbuf *q = &x->q, *q2 = &x->q2;
+    int64_t rows = 0;
     sb_reset(q);
     sb_printf(q, "CREATE TEMP TABLE %s (", it + 8);
     for (size_t k = 0; k < t->nkey; k++) {
@@ -444,21 +444,18 @@ static bool prepare_table(backctx *x, changed *ch)
     sb_add(q, " END, ");
     row_hash(x, q, t, "drd_bcur");
     sb_printf(q, " FROM %s", kt);
-    if (q->oom || !ship(x, &x->b, &x->p, sb_str(q), it, true, &rows))
-        return false;
+    return !q->oom && ship(x, &x->b, &x->p, sb_str(q), it, true, &rows);
+}
 
-    /* the backup's current rows for those keys */
-    sb_reset(q);
-    sb_printf(q, "SELECT t.* FROM ONLY %s t JOIN %s k ON ", t->qname, kt);
-    catalog_keyjoin(q, t, "t", "k");
-    if (q->oom || !ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
-        return false;
-
-    /* classify against the primary's current rows:
-     *   same      primary = backup now
-     *   apply     primary = before the outage (or absent, for a key that
-     *             did not exist then)
-     *   conflict  anything else */
+/* Classify against the primary's current rows, into kt on the primary:
+ *   same      primary = backup now
+ *   apply     primary = before the outage (or absent, for a key that
+ *             did not exist then)
+ *   conflict  anything else */
+static bool classify_keys(backctx *x, const stable *t, const char *kt, const char *st,
+                          const char *it)
+{
+    sbuf *q = &x->q;
     sb_reset(q);
     sb_printf(q, "ANALYZE %s; CREATE TEMP TABLE %s AS SELECT ", it, kt + 8);
     keylist(q, t, "i.");
@@ -473,9 +470,84 @@ static bool prepare_table(backctx *x, changed *ch)
     sb_printf(q, " FROM %s k LEFT JOIN ONLY %s t ON ", it, t->qname);
     catalog_keyjoin(q, t, "t", "k");
     sb_printf(q, ") i; ANALYZE %s; ANALYZE %s", kt, st);
-    if (q->oom || !sq_cmd(&x->p, sb_str(q), "comparing with the primary's rows"))
+    return !q->oom && sq_cmd(&x->p, sb_str(q), "comparing with the primary's rows");
+}
+
+static bool prepare_table(backctx *x, changed *ch)
+{
+    const stable *t = ch->t;
+    sbuf *q = &x->q;
+    char kt[32], st[32], it[32];
+    snprintf(kt, sizeof(kt), "pg_temp.drd_k%zu", ch->idx);
+    snprintf(st, sizeof(st), "pg_temp.drd_s%zu", ch->idx);
+    snprintf(it, sizeof(it), "pg_temp.drd_i%zu", ch->idx);
+    int64_t rows = 0;
+
+    if (ch->whole)
+        return prepare_whole(x, ch, st);
+    /* staging for the backup's rows */
+    sb_reset(q);
+    sb_printf(q, "CREATE TEMP TABLE %s (LIKE %s)", st + 8, t->qname);
+    if (!sq_cmd(&x->p, sb_str(q), "creating a staging table"))
         return false;
-    return count_actions(x, ch);
+    if (!collect_keys(x, t, kt) || !ship_key_hashes(x, t, kt, it))
+        return false;
+    /* the backup's current rows for those keys */
+    sb_reset(q);
+    sb_printf(q, "SELECT t.* FROM ONLY %s t JOIN %s k ON ", t->qname, kt);
+    catalog_keyjoin(q, t, "t", "k");
+    if (q->oom || !ship(x, &x->b, &x->p, sb_str(q), st, ch->text, &rows))
+        return false;
+    return classify_keys(x, t, kt, st, it) && count_actions(x, ch);
+}
+
+/* Run q on dst and add the rows it touched to *n. */
+static bool exec_count(sconn *dst, sbuf *q, const char *what, int64_t *n)
+{
+    PGresult *r = q->oom ? NULL : sq_exec(dst, sb_str(q), what);
+    if (r == NULL)
+        return false;
+    *n += strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
+/* The upsert of the staged rows (all of them when whole, else those of
+ * kt matching filter): every column but the key, generated and identity
+ * ALWAYS columns is updated on a key conflict. */
+static void upsert_sql(sbuf *q, const stable *t, bool whole, const char *kt, const char *st,
+                       const char *filter)
+{
+    sb_printf(q, "INSERT INTO %s AS t (", t->qname);
+    catalog_collist(q, t, NULL, false);
+    sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
+    catalog_collist(q, t, "s.", false);
+    if (whole) {
+        sb_printf(q, " FROM %s s", st);
+    } else {
+        sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
+        catalog_keyjoin(q, t, "s", "k");
+        sb_printf(q, " WHERE %s", filter);
+    }
+    sb_add(q, " ON CONFLICT (");
+    keylist(q, t, NULL);
+    sb_add(q, ") DO ");
+    bool any = false;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const scol *col = &t->cols[i];
+        bool iskey = false;
+        for (size_t k = 0; k < t->nkey; k++)
+            iskey = iskey || strcmp(t->key[k], col->name) == 0;
+        if (iskey || col->generated || col->identity_always)
+            continue;
+        sb_add(q, any ? ", " : "UPDATE SET ");
+        sb_ident(q, col->name);
+        sb_add(q, " = EXCLUDED.");
+        sb_ident(q, col->name);
+        any = true;
+    }
+    if (!any)
+        sb_add(q, "NOTHING");
 }
 
 /* The apply statements for one table on dst: keys table kt (rows matching
@@ -486,36 +558,27 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
                         int64_t *written, int64_t *deleted)
 {
     sbuf *q = &x->q;
-    PGresult *r;
     if (t->nkey == 0 || (whole && replica)) {
         if (phase == 2)
             return true;
         sb_reset(q);
         sb_printf(q, "DELETE FROM ONLY %s", t->qname);
-        if ((r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+        if (!exec_count(dst, q, "deleting rows", deleted))
             return false;
-        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
         sb_reset(q);
         sb_printf(q, "INSERT INTO %s (", t->qname);
         catalog_collist(q, t, NULL, false);
         sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
         catalog_collist(q, t, NULL, false);
         sb_printf(q, " FROM %s", st);
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        return exec_count(dst, q, "inserting rows", written);
     }
     if (replica) {
         sb_reset(q);
         sb_printf(q, "DELETE FROM ONLY %s t USING %s k WHERE %s AND ", t->qname, kt, filter);
         catalog_keyjoin(q, t, "t", "k");
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
+        if (!exec_count(dst, q, "deleting rows", deleted))
             return false;
-        *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
         sb_reset(q);
         sb_printf(q, "INSERT INTO %s (", t->qname);
         catalog_collist(q, t, NULL, false);
@@ -524,49 +587,12 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
         sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
         catalog_keyjoin(q, t, "s", "k");
         sb_printf(q, " WHERE %s", filter);
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "inserting rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        return exec_count(dst, q, "inserting rows", written);
     }
     sb_reset(q);
     if (phase == 1) {
-        sb_printf(q, "INSERT INTO %s AS t (", t->qname);
-        catalog_collist(q, t, NULL, false);
-        sb_add(q, ") OVERRIDING SYSTEM VALUE SELECT ");
-        catalog_collist(q, t, "s.", false);
-        if (whole) {
-            sb_printf(q, " FROM %s s", st);
-        } else {
-            sb_printf(q, " FROM %s s JOIN %s k ON ", st, kt);
-            catalog_keyjoin(q, t, "s", "k");
-            sb_printf(q, " WHERE %s", filter);
-        }
-        sb_add(q, " ON CONFLICT (");
-        keylist(q, t, NULL);
-        sb_add(q, ") DO ");
-        bool any = false;
-        for (size_t i = 0; i < t->ncols; i++) {
-            const scol *col = &t->cols[i];
-            bool iskey = false;
-            for (size_t k = 0; k < t->nkey; k++)
-                iskey = iskey || strcmp(t->key[k], col->name) == 0;
-            if (iskey || col->generated || col->identity_always)
-                continue;
-            sb_add(q, any ? ", " : "UPDATE SET ");
-            sb_ident(q, col->name);
-            sb_add(q, " = EXCLUDED.");
-            sb_ident(q, col->name);
-            any = true;
-        }
-        if (!any)
-            sb_add(q, "NOTHING");
-        if (q->oom || (r = sq_exec(dst, sb_str(q), "writing rows")) == NULL)
-            return false;
-        *written += strtoll(PQcmdTuples(r), NULL, 10);
-        PQclear(r);
-        return true;
+        upsert_sql(q, t, whole, kt, st, filter);
+        return exec_count(dst, q, "writing rows", written);
     }
     if (whole) {
         sb_printf(q, "DELETE FROM ONLY %s t WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE ", t->qname, st);
@@ -579,11 +605,7 @@ static bool apply_table(backctx *x, sconn *dst, const stable *t, bool whole, con
         catalog_keyjoin(q, t, "s", "k");
         sb_add(q, ")");
     }
-    if (q->oom || (r = sq_exec(dst, sb_str(q), "deleting rows")) == NULL)
-        return false;
-    *deleted += strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return true;
+    return exec_count(dst, q, "deleting rows", deleted);
 }
 
 static int cmp_level_up(const void *a, const void *b)
@@ -886,8 +908,8 @@ bool sync_op_back(sync_ctx *c)
     sb_init(&x.q2);
     bool ok = false;
     int64_t t0 = mono_ms(), entries = 0, conflicts = 0, fk_conflicts = 0, rows = 0, tables = 0;
-    x.backup_wins = strcmp(c->resolution, "backup-wins") == 0;
-    x.primary_wins = strcmp(c->resolution, "primary-wins") == 0;
+    x.backup_wins = c->resolution == CONFLICTS_BACKUP_WINS;
+    x.primary_wins = c->resolution == CONFLICTS_PRIMARY_WINS;
 
     if (!back_begin(&x, &now, &entries) || !back_classify(&x, entries, &conflicts, &fk_conflicts) ||
         !back_resolve(&x, conflicts, fk_conflicts))

@@ -233,64 +233,65 @@ static void create_trigger(sbuf *q, const stable *t, const want_trigger *w)
     }
 }
 
-/* Re-running capture leaves the triggers that are already right alone
- * (dropping a trigger needs the table's owner; creating one only the
- * TRIGGER privilege), replaces wrong ones, and drops those on tables no
- * longer synced (a warning when it may not). */
-bool sync_op_capture(sync_ctx *c)
-{
-    sconn b = { .slot = -1 };
-    scatalog cat = { 0 };
-    sbuf q, nokey;
-    sb_init(&q);
-    sb_init(&nokey);
-    bool ok = false;
-    PGresult *r = NULL;
-    want_trigger (*want)[2] = NULL;
-    size_t *nwant = NULL;
+/* The triggers each table should have, and which of them are there. */
+typedef struct {
+    want_trigger (*want)[2];
+    size_t *nwant;
+    int kept, dropped, created;
+} trigger_plan;
 
-    if (!sconn_open(c, &b, false) || !catalog_load(&b, &cat))
-        goto cleanup;
-    size_t n_nokey = 0;
-    for (size_t i = 0; i < cat.n; i++)
-        if (cat.t[i].nkey == 0)
-            sb_printf(&nokey, "%s%s", n_nokey++ ? ", " : "", cat.t[i].label);
-    if (n_nokey > 0)
+/* Keyless tables are reported; they fail capture unless no_pk = copy.
+ * n_nokey: how many there are. */
+static bool check_keyless(sync_ctx *c, const scatalog *cat, size_t *n_nokey)
+{
+    sbuf nokey;
+    sb_init(&nokey);
+    *n_nokey = 0;
+    for (size_t i = 0; i < cat->n; i++)
+        if (cat->t[i].nkey == 0)
+            sb_printf(&nokey, "%s%s", (*n_nokey)++ ? ", " : "", cat->t[i].label);
+    if (*n_nokey > 0)
         sync_report(c, "tables without a primary key or replica identity: %s", sb_str(&nokey));
-    if (n_nokey > 0 && !c->no_pk_copy) {
+    bool ok = *n_nokey == 0 || c->no_pk_copy;
+    if (!ok)
         sync_fail(c, "tables without a primary key or replica identity (add one, exclude them,"
                   " or set [sync] no_pk = copy): %s", sb_str(&nokey));
-        goto cleanup;
-    }
-    want = calloc(cat.n + 1, sizeof(*want));
-    nwant = calloc(cat.n + 1, sizeof(*nwant));
-    if (want == NULL || nwant == NULL) {
-        sync_fail(c, "out of memory");
-        goto cleanup;
-    }
-    for (size_t i = 0; i < cat.n; i++)
-        nwant[i] = wanted(&cat.t[i], want[i]);
-    if (!sq_cmd(&b, "BEGIN", NULL) || !sq_cmd(&b, ledger_sql, "creating the ledger"))
-        goto cleanup;
+    sb_free(&nokey);
+    return ok;
+}
 
-    r = sq_exec(&b, our_triggers_sql, "listing drd's triggers");
+/* Whether drd's trigger in row i of our_triggers_sql is one t wants (then
+ * marked present). */
+static bool trigger_right(const trigger_plan *tp, const scatalog *cat, const stable *t,
+                          PGresult *r, int i)
+{
+    bool right = false;
+    if (t == NULL)
+        return false;
+    size_t ti = (size_t)(t - cat->t);
+    for (size_t k = 0; k < tp->nwant[ti]; k++) {
+        want_trigger *w = &tp->want[ti][k];
+        if (strcmp(w->tg, PQgetvalue(r, i, 2)) == 0 && strcmp(w->fn, PQgetvalue(r, i, 3)) == 0 &&
+            strcmp(w->args, PQgetvalue(r, i, 4)) == 0 && PQgetvalue(r, i, 5)[0] == 't')
+            right = w->present = true;
+    }
+    return right;
+}
+
+/* Drop drd's triggers that are wrong (replaced below) or on tables no
+ * longer synced (a warning when the owner's right is missing). */
+static bool drop_wrong_triggers(sync_ctx *c, sconn *b, const scatalog *cat, trigger_plan *tp)
+{
+    bool ok = false;
+    sbuf q;
+    sb_init(&q);
+    PGresult *r = sq_exec(b, our_triggers_sql, "listing drd's triggers");
     if (r == NULL)
         goto cleanup;
-    int kept = 0, dropped = 0, created = 0;
     for (int i = 0; i < PQntuples(r); i++) {
-        stable *t = catalog_find(&cat, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-        bool right = false;
-        if (t != NULL) {
-            size_t ti = (size_t)(t - cat.t);
-            for (size_t k = 0; k < nwant[ti]; k++) {
-                want_trigger *w = &want[ti][k];
-                if (strcmp(w->tg, PQgetvalue(r, i, 2)) == 0 && strcmp(w->fn, PQgetvalue(r, i, 3)) == 0 &&
-                    strcmp(w->args, PQgetvalue(r, i, 4)) == 0 && PQgetvalue(r, i, 5)[0] == 't')
-                    right = w->present = true;
-            }
-        }
-        if (right) {
-            kept++;
+        stable *t = catalog_find(cat, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        if (trigger_right(tp, cat, t, r, i)) {
+            tp->kept++;
             continue;
         }
         sb_reset(&q);
@@ -305,74 +306,122 @@ bool sync_op_capture(sync_ctx *c)
             goto cleanup;
         }
         if (t != NULL) {
-            if (!sq_cmd(&b, sb_str(&q), "replacing an outdated capture trigger"))
+            if (!sq_cmd(b, sb_str(&q), "replacing an outdated capture trigger"))
                 goto cleanup;
         } else {
             char err[512];
-            if (!sq_cmd(&b, "SAVEPOINT drd_drop", NULL))
+            if (!sq_cmd(b, "SAVEPOINT drd_drop", NULL))
                 goto cleanup;
-            if (!sq_try(&b, sb_str(&q), err, sizeof(err))) {
+            if (!sq_try(b, sb_str(&q), err, sizeof(err))) {
                 sync_report(c, "warning: cannot remove trigger %s from %s.%s, which is no longer"
                             " synced: %s", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0),
                             PQgetvalue(r, i, 1), err);
-                if (!sq_cmd(&b, "ROLLBACK TO SAVEPOINT drd_drop", NULL))
+                if (!sq_cmd(b, "ROLLBACK TO SAVEPOINT drd_drop", NULL))
                     goto cleanup;
                 continue;
             }
         }
-        dropped++;
+        tp->dropped++;
     }
+    ok = true;
+cleanup:
     PQclear(r);
-    r = NULL;
+    sb_free(&q);
+    return ok;
+}
 
-    /* Batched: one round trip per few tables, not per statement. */
-    sb_reset(&q);
-    for (size_t i = 0; i < cat.n; i++) {
-        if (cat.t[i].nkey > 0)
-            row_function(&q, &cat.t[i]);
-        for (size_t k = 0; k < nwant[i]; k++)
-            if (!want[i][k].present) {
-                create_trigger(&q, &cat.t[i], &want[i][k]);
-                created++;
+/* The row functions and the missing triggers. Batched: one round trip per
+ * few tables, not per statement. */
+static bool create_triggers(sync_ctx *c, sconn *b, const scatalog *cat, trigger_plan *tp)
+{
+    bool ok = false;
+    sbuf q;
+    sb_init(&q);
+    for (size_t i = 0; i < cat->n; i++) {
+        if (cat->t[i].nkey > 0)
+            row_function(&q, &cat->t[i]);
+        for (size_t k = 0; k < tp->nwant[i]; k++)
+            if (!tp->want[i][k].present) {
+                create_trigger(&q, &cat->t[i], &tp->want[i][k]);
+                tp->created++;
             }
-        if (q.len > 64 * 1024 || (i + 1 == cat.n && q.len > 0)) {
+        if (q.len > 64 * 1024 || (i + 1 == cat->n && q.len > 0)) {
             if (q.oom) {
                 sync_fail(c, "out of memory");
                 goto cleanup;
             }
-            if (!sq_cmd(&b, sb_str(&q), "creating the capture triggers"))
+            if (!sq_cmd(b, sb_str(&q), "creating the capture triggers"))
                 goto cleanup;
             sb_reset(&q);
         }
     }
+    ok = true;
+cleanup:
+    sb_free(&q);
+    return ok;
+}
+
+/* Record whether the backup was fenced, commit, and say what capture did. */
+static bool finish_capture(sync_ctx *c, sconn *b, const scatalog *cat, const trigger_plan *tp,
+                           size_t n_nokey)
+{
     const char *app_user[1] = { c->backup_app_user };
-    r = sq_params(&b, fenced_sql, 1, app_user, "recording whether the backup was fenced");
+    PGresult *r = sq_params(b, fenced_sql, 1, app_user, "recording whether the backup was fenced");
     if (r == NULL)
-        goto cleanup;
+        return false;
     PQclear(r);
-    r = sq_exec(&b, "SELECT count(*), (SELECT value FROM drd.meta WHERE name = 'installed_at'),"
+    r = sq_exec(b, "SELECT count(*), (SELECT value FROM drd.meta WHERE name = 'installed_at'),"
                 " (SELECT value FROM drd.meta WHERE name = 'fenced_at_capture') FROM drd.ledger", NULL);
-    if (r == NULL || !sq_cmd(&b, "COMMIT", "committing the capture"))
-        goto cleanup;
+    if (r == NULL || !sq_cmd(b, "COMMIT", "committing the capture")) {
+        PQclear(r);
+        return false;
+    }
     sync_report(c, "capture on the backup: %zu tables (%zu with a key, %zu copied whole when"
                 " changed); triggers: %d created, %d already there, %d removed; installed at %s;"
-                " %s entries in the ledger", cat.n, cat.n - n_nokey, n_nokey, created, kept,
-                dropped, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
+                " %s entries in the ledger", cat->n, cat->n - n_nokey, n_nokey, tp->created,
+                tp->kept, tp->dropped, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 0));
     if (strcmp(PQgetvalue(r, 0, 2), "false") == 0)
         sync_report(c, "warning: the backup was not fenced when capture was installed: writes the"
                     " app (or anyone) made there before %s are not in the ledger; verify cannot"
                     " tell them from the backup having been behind the primary, whose version"
                     " stands", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return true;
+}
+
+/* Re-running capture leaves the triggers that are already right alone
+ * (dropping a trigger needs the table's owner; creating one only the
+ * TRIGGER privilege), replaces wrong ones, and drops those on tables no
+ * longer synced (a warning when it may not). */
+bool sync_op_capture(sync_ctx *c)
+{
+    sconn b = { .slot = -1 };
+    scatalog cat = { 0 };
+    trigger_plan tp = { 0 };
+    size_t n_nokey = 0;
+    bool ok = false;
+
+    if (!sconn_open(c, &b, false) || !catalog_load(&b, &cat) || !check_keyless(c, &cat, &n_nokey))
+        goto cleanup;
+    tp.want = calloc(cat.n + 1, sizeof(*tp.want));
+    tp.nwant = calloc(cat.n + 1, sizeof(*tp.nwant));
+    if (tp.want == NULL || tp.nwant == NULL) {
+        sync_fail(c, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < cat.n; i++)
+        tp.nwant[i] = wanted(&cat.t[i], tp.want[i]);
+    if (!sq_cmd(&b, "BEGIN", NULL) || !sq_cmd(&b, ledger_sql, "creating the ledger") ||
+        !drop_wrong_triggers(c, &b, &cat, &tp) || !create_triggers(c, &b, &cat, &tp) ||
+        !finish_capture(c, &b, &cat, &tp, n_nokey))
+        goto cleanup;
     sync_add_counts(c, 0, (int64_t)cat.n);
     ok = true;
 cleanup:
-    PQclear(r);
     catalog_free(&cat);
     sconn_close(&b);
-    sb_free(&q);
-    sb_free(&nokey);
-    free(want);
-    free(nwant);
+    free(tp.want);
+    free(tp.nwant);
     return ok;
 }
 

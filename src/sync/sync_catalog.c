@@ -186,72 +186,66 @@ static void compute_levels(scatalog *cat)
         }
 }
 
-bool catalog_load(sconn *s, scatalog *out)
+/* A new table from row i of tables_sql; NULL when out of memory. */
+static stable *table_of_row(scatalog *out, PGresult *r, int i)
 {
-    sync_ctx *c = s->ctx;
-    *out = (scatalog){ 0 };
-    const char *params[1] = { c->schemas };
-    PGresult *r = sq_params(s, tables_sql, 1, params, "listing the tables");
-    if (r == NULL)
+    const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+    stable *t = realloc(out->t, (out->n + 1) * sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    out->t = t;
+    stable *cur = &out->t[out->n++];
+    *cur = (stable){ 0 };
+    cur->schema = strdup(schema);
+    cur->name = strdup(name);
+    cur->qname = qualified(schema, name);
+    cur->label = label_of(schema, name);
+    cur->bytes = strtoll(PQgetvalue(r, i, 7), NULL, 10);
+    str_copy(cur->oid, PQgetvalue(r, i, 9), sizeof(cur->oid));
+    if (cur->schema == NULL || cur->name == NULL || cur->qname == NULL || cur->label == NULL)
+        return NULL;
+    return cur;
+}
+
+/* The column in row i of tables_sql, added to cur (and to its key when it
+ * is a key column); false when out of memory. */
+static bool column_of_row(stable *cur, PGresult *r, int i)
+{
+    scol *cols = realloc(cur->cols, (cur->ncols + 1) * sizeof(*cols));
+    if (cols == NULL)
         return false;
-    int nr = PQntuples(r);
-    stable *cur = NULL;
-    for (int i = 0; i < nr; i++) {
-        const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
-        if (table_excluded(c->exclude, schema, name))
-            continue;
-        if (cur == NULL || strcmp(cur->schema, schema) != 0 || strcmp(cur->name, name) != 0) {
-            stable *t = realloc(out->t, (out->n + 1) * sizeof(*t));
-            if (t == NULL)
-                goto oom;
-            out->t = t;
-            cur = &out->t[out->n++];
-            *cur = (stable){ 0 };
-            cur->schema = strdup(schema);
-            cur->name = strdup(name);
-            cur->qname = qualified(schema, name);
-            cur->label = label_of(schema, name);
-            cur->bytes = strtoll(PQgetvalue(r, i, 7), NULL, 10);
-            str_copy(cur->oid, PQgetvalue(r, i, 9), sizeof(cur->oid));
-            if (cur->schema == NULL || cur->name == NULL || cur->qname == NULL || cur->label == NULL)
-                goto oom;
-        }
-        if (PQgetisnull(r, i, 2))
-            continue;                            /* a table without columns */
-        scol *cols = realloc(cur->cols, (cur->ncols + 1) * sizeof(*cols));
-        if (cols == NULL)
-            goto oom;
-        cur->cols = cols;
-        scol *col = &cur->cols[cur->ncols++];
-        *col = (scol){ 0 };
-        col->name = strdup(PQgetvalue(r, i, 2));
-        col->type = strdup(PQgetvalue(r, i, 3));
-        col->generated = PQgetvalue(r, i, 4)[0] == 't';
-        col->user_type = PQgetvalue(r, i, 5)[0] == 't';
-        col->identity_always = PQgetvalue(r, i, 8)[0] == 't';
-        col->hashable = PQgetvalue(r, i, 10)[0] == 't';
-        if (col->name == NULL || col->type == NULL)
-            goto oom;
-        long pos = strtol(PQgetvalue(r, i, 6), NULL, 10);
-        if (pos > 0) {
-            if ((size_t)pos > cur->nkey) {
-                char **k = realloc(cur->key, (size_t)pos * sizeof(*k));
-                if (k == NULL)
-                    goto oom;
-                for (size_t j = cur->nkey; j < (size_t)pos; j++)
-                    k[j] = NULL;
-                cur->key = k;
-                cur->nkey = (size_t)pos;
-            }
-            if ((cur->key[pos - 1] = strdup(col->name)) == NULL)
-                goto oom;
-        }
+    cur->cols = cols;
+    scol *col = &cur->cols[cur->ncols++];
+    *col = (scol){ 0 };
+    col->name = strdup(PQgetvalue(r, i, 2));
+    col->type = strdup(PQgetvalue(r, i, 3));
+    col->generated = PQgetvalue(r, i, 4)[0] == 't';
+    col->user_type = PQgetvalue(r, i, 5)[0] == 't';
+    col->identity_always = PQgetvalue(r, i, 8)[0] == 't';
+    col->hashable = PQgetvalue(r, i, 10)[0] == 't';
+    if (col->name == NULL || col->type == NULL)
+        return false;
+    long pos = strtol(PQgetvalue(r, i, 6), NULL, 10);
+    if (pos <= 0)
+        return true;
+    if ((size_t)pos > cur->nkey) {
+        char **k = realloc(cur->key, (size_t)pos * sizeof(*k));
+        if (k == NULL)
+            return false;
+        for (size_t j = cur->nkey; j < (size_t)pos; j++)
+            k[j] = NULL;
+        cur->key = k;
+        cur->nkey = (size_t)pos;
     }
-    PQclear(r);
-    r = NULL;
+    return (cur->key[pos - 1] = strdup(col->name)) != NULL;
+}
+
+/* A key column we did not see: the table has no key. */
+static void drop_partial_keys(scatalog *out)
+{
     for (size_t i = 0; i < out->n; i++)
         for (size_t j = 0; j < out->t[i].nkey; j++)
-            if (out->t[i].key[j] == NULL) {      /* a key column we did not see: no key */
+            if (out->t[i].key[j] == NULL) {
                 for (size_t k = 0; k < out->t[i].nkey; k++)
                     free(out->t[i].key[k]);
                 free(out->t[i].key);
@@ -259,22 +253,64 @@ bool catalog_load(sconn *s, scatalog *out)
                 out->t[i].nkey = 0;
                 break;
             }
+}
 
-    r = sq_params(s, fkeys_sql, 1, params, "listing the foreign keys");
+/* The synced tables with their columns and keys (tables_sql: one row per
+ * column, a table's rows together). */
+static bool load_tables(sconn *s, scatalog *out, const char *const *params)
+{
+    sync_ctx *c = s->ctx;
+    PGresult *r = sq_params(s, tables_sql, 1, params, "listing the tables");
     if (r == NULL)
-        goto fail;
+        return false;
+    stable *cur = NULL;
     for (int i = 0; i < PQntuples(r); i++) {
-        stable *t = catalog_find(out, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-        stable *p = catalog_find(out, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
-        if (t != NULL && p != NULL && !add_ref(t, p->label))
+        const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+        if (table_excluded(c->exclude, schema, name))
+            continue;
+        if ((cur == NULL || strcmp(cur->schema, schema) != 0 || strcmp(cur->name, name) != 0) &&
+            (cur = table_of_row(out, r, i)) == NULL)
+            goto oom;
+        if (PQgetisnull(r, i, 2))
+            continue;                            /* a table without columns */
+        if (!column_of_row(cur, r, i))
             goto oom;
     }
     PQclear(r);
-    compute_levels(out);
+    drop_partial_keys(out);
+    return true;
+oom:
+    sync_fail(c, "out of memory");
+    PQclear(r);
+    return false;
+}
 
-    r = sq_params(s, seqs_sql, 1, params, "listing the sequences");
+/* The foreign keys between synced tables, and the load levels they give. */
+static bool load_fkeys(sconn *s, scatalog *out, const char *const *params)
+{
+    PGresult *r = sq_params(s, fkeys_sql, 1, params, "listing the foreign keys");
     if (r == NULL)
-        goto fail;
+        return false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        stable *t = catalog_find(out, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        stable *p = catalog_find(out, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+        if (t != NULL && p != NULL && !add_ref(t, p->label)) {
+            sync_fail(s->ctx, "out of memory");
+            PQclear(r);
+            return false;
+        }
+    }
+    PQclear(r);
+    compute_levels(out);
+    return true;
+}
+
+static bool load_sequences(sconn *s, scatalog *out, const char *const *params)
+{
+    sync_ctx *c = s->ctx;
+    PGresult *r = sq_params(s, seqs_sql, 1, params, "listing the sequences");
+    if (r == NULL)
+        return false;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *schema = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
         if (table_excluded(c->exclude, schema, name))
@@ -298,8 +334,16 @@ bool catalog_load(sconn *s, scatalog *out)
     return true;
 oom:
     sync_fail(c, "out of memory");
-fail:
     PQclear(r);
+    return false;
+}
+
+bool catalog_load(sconn *s, scatalog *out)
+{
+    const char *params[1] = { s->ctx->schemas };
+    *out = (scatalog){ 0 };
+    if (load_tables(s, out, params) && load_fkeys(s, out, params) && load_sequences(s, out, params))
+        return true;
     catalog_free(out);
     return false;
 }

@@ -1,4 +1,4 @@
-/* sync_full.c - the worker pool, verify, and full mode.
+/* sync_full.c - the worker pool and verify (full mode: sync_copy.c).
  *
  * verify: per synced table, count(*) and an order-independent checksum
  *   (the sum of 64-bit row hashes, see sync_checksum_sql) computed by each
@@ -11,19 +11,7 @@
  *   differs, with how many backup rows are missing or different. Then
  *   every foreign key touching a synced table is checked on the primary
  *   (fk_verify, sync_fk.c): extra primary rows pass only while what they
- *   reference is there.
- *
- * full: whole tables backup -> primary from ONE snapshot: a coordinator
- *   connection on the backup exports it (REPEATABLE READ, read only) and
- *   every pool worker's backup connection imports it. The primary's tables
- *   are emptied in one transaction (TRUNCATE of all of them at once, or
- *   DELETE without the TRUNCATE privilege), then each task (a table, or a
- *   ctid page range of a big table, servers >= 14) is one COPY streamed
- *   from the backup into the primary in its own transaction. With
- *   session_replication_role = replica any order works; without it tables
- *   are loaded level by level (parents first) and a foreign-key cycle is
- *   refused. Not atomic across tables: a failure leaves some tables
- *   empty or partly loaded; running it again starts over. */
+ *   reference is there. */
 #include "sync_int.h"
 
 #include <inttypes.h>
@@ -36,7 +24,6 @@
 #include "drd/core/util.h"
 #include "drd/core/worker.h"
 
-#define CHUNK_MIN_BYTES (8LL * 1024 * 1024)
 
 /* The 64-bit hash of the row of alias t that verify sums: `t.*`, never a
  * bare `t`, which a column named t would shadow. */
@@ -268,6 +255,41 @@ static void touched_join(sbuf *b, const stable *t, bool ledger)
     sb_free(&which);
 }
 
+/* On the primary: the backup's rows (drd_verify_rows) missing there and
+ * different there, touched by the outage, then not, and the first stale
+ * key. Key columns are NOT NULL (primary key, replica identity index): a
+ * NULL one is a missing row. */
+static void missing_changed_sql(sbuf *q, const stable *t, bool by_record)
+{
+    for (int touched = 1; touched >= 0; touched--) {
+        sb_printf(q, "%scount(*) FILTER (WHERE %sk.touched AND t.", touched ? "SELECT " : ", ",
+                  touched ? "" : "NOT ");
+        sb_ident(q, t->key[0]);
+        sb_printf(q, " IS NULL), count(*) FILTER (WHERE %sk.touched AND t.", touched ? "" : "NOT ");
+        sb_ident(q, t->key[0]);
+        sb_add(q, " IS NOT NULL AND ");
+        sync_row_hash_sql(q, t, by_record);
+        sb_add(q, " <> k.h)");
+    }
+    /* the first stale key, named by its key columns (never another value) */
+    sb_add(q, ", min(concat(");
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_literal(q, t->key[k]);
+        sb_printf(q, ", '=', k.k%zu%s", k + 1, k + 1 < t->nkey ? ", ', ', " : "");
+    }
+    sb_add(q, ")) FILTER (WHERE NOT k.touched AND (t.");
+    sb_ident(q, t->key[0]);
+    sb_add(q, " IS NULL OR ");
+    sync_row_hash_sql(q, t, by_record);
+    sb_add(q, " <> k.h))");
+    sb_printf(q, " FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
+    for (size_t k = 0; k < t->nkey; k++) {
+        sb_printf(q, "%st.", k ? " AND " : "");
+        sb_ident(q, t->key[k]);
+        sb_printf(q, " = k.k%zu", k + 1);
+    }
+}
+
 /* Is every row of the backup's table t on the primary, identical? The
  * backup's key columns and row hashes (the checksum's, one per row), with
  * whether the outage changed the row (touched_col), are streamed by COPY
@@ -303,35 +325,7 @@ static bool verify_subset(sync_ctx *c, sworker *w, const stable *t, const verify
     touched_join(&out, t, va->ledger);
     sb_add(&out, ") TO STDOUT");
 
-    /* key columns are NOT NULL (primary key, replica identity index): a
-     * NULL one is a missing row */
-    for (int touched = 1; touched >= 0; touched--) {
-        sb_printf(&q, "%scount(*) FILTER (WHERE %sk.touched AND t.", touched ? "SELECT " : ", ",
-                  touched ? "" : "NOT ");
-        sb_ident(&q, t->key[0]);
-        sb_printf(&q, " IS NULL), count(*) FILTER (WHERE %sk.touched AND t.", touched ? "" : "NOT ");
-        sb_ident(&q, t->key[0]);
-        sb_add(&q, " IS NOT NULL AND ");
-        sync_row_hash_sql(&q, t, by_record);
-        sb_add(&q, " <> k.h)");
-    }
-    /* the first stale key, named by its key columns (never another value) */
-    sb_add(&q, ", min(concat(");
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_literal(&q, t->key[k]);
-        sb_printf(&q, ", '=', k.k%zu%s", k + 1, k + 1 < t->nkey ? ", ', ', " : "");
-    }
-    sb_add(&q, ")) FILTER (WHERE NOT k.touched AND (t.");
-    sb_ident(&q, t->key[0]);
-    sb_add(&q, " IS NULL OR ");
-    sync_row_hash_sql(&q, t, by_record);
-    sb_add(&q, " <> k.h))");
-    sb_printf(&q, " FROM pg_temp.drd_verify_rows k LEFT JOIN ONLY %s t ON ", t->qname);
-    for (size_t k = 0; k < t->nkey; k++) {
-        sb_printf(&q, "%st.", k ? " AND " : "");
-        sb_ident(&q, t->key[k]);
-        sb_printf(&q, " = k.k%zu", k + 1);
-    }
+    missing_changed_sql(&q, t, by_record);
     if (create.oom || out.oom || q.oom) {
         sync_fail(c, "out of memory");
         ok = false;
@@ -677,304 +671,5 @@ cleanup:
     sb_free(&s.bad);
     sb_free(&s.line);
     sb_free(&fkbad);
-    return ok;
-}
-
-/* ---- full ------------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t table;
-    int64_t page_from, page_to;   /* -1 = open end */
-    int64_t bytes;
-} ftask;
-
-typedef struct {
-    const scatalog *cat;
-    char snapshot[128];
-    bool replica;
-    ftask *tasks;                 /* this pool run's tasks */
-    int64_t *rows;                /* per table */
-    int64_t *ms;                  /* per table, summed over its pieces */
-    int *pieces;                  /* per table */
-} full_arg;
-
-static bool full_open(sync_ctx *c, sworker *w, void *arg)
-{
-    full_arg *fa = arg;
-    if (!sconn_open(c, &w->b, false) || !sconn_open(c, &w->p, true))
-        return false;
-    sbuf q;
-    sb_init(&q);
-    sb_add(&q, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ");
-    sb_literal(&q, fa->snapshot);
-    bool ok = !q.oom && sq_cmd(&w->b, sb_str(&q), "importing the snapshot");
-    sb_free(&q);
-    if (ok && fa->replica)
-        ok = sq_cmd(&w->p, "SET session_replication_role = replica", NULL);
-    return ok;
-}
-
-static bool full_run(sync_ctx *c, sworker *w, size_t task, void *arg)
-{
-    full_arg *fa = arg;
-    const ftask *ft = &fa->tasks[task];
-    const stable *t = &fa->cat->t[ft->table];
-    sbuf out, in;
-    sb_init(&out);
-    sb_init(&in);
-    bool ok = false;
-    int64_t t0 = mono_ms(), rows = 0;
-    char err[512];
-    for (int attempt = catalog_needs_text(t) ? 1 : 0; attempt < 2; attempt++) {
-        bool bin = attempt == 0;
-        sb_reset(&out);
-        sb_reset(&in);
-        sb_add(&out, "COPY (SELECT ");
-        catalog_collist(&out, t, NULL, false);
-        sb_printf(&out, " FROM ONLY %s", t->qname);
-        if (ft->page_from > 0 || ft->page_to >= 0) {
-            sb_printf(&out, " WHERE ctid >= '(%" PRId64 ",0)'::tid", ft->page_from);
-            if (ft->page_to >= 0)
-                sb_printf(&out, " AND ctid < '(%" PRId64 ",0)'::tid", ft->page_to);
-        }
-        sb_add(&out, ") TO STDOUT");
-        sb_printf(&in, "COPY %s (", t->qname);
-        catalog_collist(&in, t, NULL, false);
-        sb_add(&in, ") FROM STDIN");
-        if (bin) {
-            sb_add(&out, " (FORMAT binary)");
-            sb_add(&in, " (FORMAT binary)");
-        }
-        if (out.oom || in.oom) {
-            sync_fail(c, "out of memory");
-            goto out;
-        }
-        if (!sq_cmd(&w->b, "SAVEPOINT drd_copy", NULL) || !sq_cmd(&w->p, "BEGIN", NULL))
-            goto out;
-        if (sq_copy(&w->b, sb_str(&out), &w->p, sb_str(&in), &rows, err, sizeof(err))) {
-            if (!sq_cmd(&w->p, "COMMIT", "committing a table") ||
-                !sq_cmd(&w->b, "RELEASE SAVEPOINT drd_copy", NULL))
-                goto out;
-            ok = true;
-            break;
-        }
-        if (!bin || atomic_load(&c->stop)) {
-            sync_fail(c, "copying %s: %s", t->label, err);
-            goto out;
-        }
-        if (!sq_cmd(&w->p, "ROLLBACK", NULL) || !sq_cmd(&w->b, "ROLLBACK TO SAVEPOINT drd_copy", NULL))
-            goto out;
-        sync_report(c, "%s: binary COPY failed (%s); retrying in text format", t->label, err);
-    }
-out:
-    if (ok) {
-        pthread_mutex_lock(&c->mu);
-        fa->rows[ft->table] += rows;
-        fa->ms[ft->table] += mono_ms() - t0;
-        pthread_mutex_unlock(&c->mu);
-    }
-    sb_free(&out);
-    sb_free(&in);
-    return ok;
-}
-
-static int cmp_task_size(const void *a, const void *b)
-{
-    const ftask *x = a, *y = b;
-    return (x->bytes < y->bytes) - (x->bytes > y->bytes);
-}
-
-/* Empty the primary's synced tables, in one transaction. */
-static bool empty_primary(sync_ctx *c, sconn *p, const scatalog *cat, bool replica)
-{
-    sbuf q;
-    sb_init(&q);
-    bool ok = false;
-    char err[512];
-    sb_add(&q, "SELECT count(*) FROM (VALUES ");
-    for (size_t i = 0; i < cat->n; i++) {
-        sb_printf(&q, "%s(", i ? ", " : "");
-        sb_literal(&q, cat->t[i].qname);
-        sb_add(&q, ")");
-    }
-    sb_add(&q, ") v(o) WHERE NOT has_table_privilege(o, 'TRUNCATE')");
-    PGresult *r = q.oom ? NULL : sq_exec(p, sb_str(&q), "checking privileges");
-    if (r == NULL)
-        goto out;
-    bool can_truncate = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
-    PQclear(r);
-    sb_reset(&q);
-    if (can_truncate) {
-        sb_add(&q, "TRUNCATE ONLY ");
-        for (size_t i = 0; i < cat->n; i++)
-            sb_printf(&q, "%s%s", i ? ", " : "", cat->t[i].qname);
-        if (q.oom || !sq_cmd(p, "BEGIN", NULL))
-            goto out;
-        if (!sq_try(p, sb_str(&q), err, sizeof(err))) {
-            sync_fail(c, "cannot empty the primary's tables (TRUNCATE: %s); a table outside"
-                      " [sync] schemas/exclude may reference them: full mode refuses to CASCADE", err);
-            goto out;
-        }
-    } else {
-        /* DELETE, children first (any order with replica) */
-        if (!sq_cmd(p, "BEGIN", NULL))
-            goto out;
-        int maxlevel = 0;
-        for (size_t i = 0; i < cat->n; i++)
-            if (cat->t[i].level > maxlevel)
-                maxlevel = cat->t[i].level;
-        for (int lvl = maxlevel; lvl >= 0; lvl--)
-            for (size_t i = 0; i < cat->n; i++) {
-                if (cat->t[i].level != lvl)
-                    continue;
-                sb_reset(&q);
-                sb_printf(&q, "DELETE FROM ONLY %s", cat->t[i].qname);
-                if (!sq_cmd(p, sb_str(&q), "emptying a table (no TRUNCATE privilege)"))
-                    goto out;
-            }
-        (void)replica;
-    }
-    ok = sq_cmd(p, "COMMIT", "emptying the primary's tables");
-out:
-    if (!ok && p->pg != NULL)
-        sq_try(p, "ROLLBACK", NULL, 0);
-    sb_free(&q);
-    return ok;
-}
-
-bool sync_op_full(sync_ctx *c)
-{
-    sconn b = { .slot = -1 }, p = { .slot = -1 };
-    scatalog bcat = { 0 }, pcat = { 0 };
-    full_arg fa = { 0 };
-    ftask *tasks = NULL;
-    size_t ntasks = 0;
-    bool ok = false;
-    int64_t t0 = mono_ms();
-    PGresult *r = NULL;
-
-    if (!sconn_open(c, &b, false) || !sconn_open(c, &p, true))
-        goto cleanup;
-    if (!sq_cmd(&b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL))
-        goto cleanup;
-    if ((r = sq_exec(&b, "SELECT pg_export_snapshot(), current_setting('block_size')::bigint",
-                     "exporting a snapshot")) == NULL)
-        goto cleanup;
-    str_copy(fa.snapshot, PQgetvalue(r, 0, 0), sizeof(fa.snapshot));
-    int64_t block = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    if (block <= 0)
-        block = 8192;
-    PQclear(r);
-    r = NULL;
-    if (!catalog_load(&b, &bcat) || !catalog_load(&p, &pcat) || !catalog_compare(c, &bcat, &pcat))
-        goto cleanup;
-    fa.cat = &bcat;
-    fa.replica = sync_try_replica(&p);
-    if (!fa.replica) {
-        for (size_t i = 0; i < bcat.n; i++)
-            if (bcat.t[i].cyclic) {
-                sync_fail(c, "full copy: %s is part of a foreign-key cycle and the primary's role"
-                          " may not set session_replication_role = replica (superuser, or GRANT"
-                          " SET ON PARAMETER session_replication_role): refusing", bcat.t[i].label);
-                goto cleanup;
-            }
-    }
-    sync_report(c, "full copy of %zu tables from one snapshot of the backup, %d at a time;"
-                " foreign keys: %s", bcat.n, c->parallel,
-                fa.replica ? "session_replication_role = replica" : "tables loaded parents first");
-
-    /* tasks: big tables in page ranges (TID range scans: servers >= 14) */
-    int64_t total = 0;
-    for (size_t i = 0; i < bcat.n; i++)
-        total += bcat.t[i].bytes;
-    int64_t chunk = total / (c->parallel * 2);
-    if (chunk < CHUNK_MIN_BYTES)
-        chunk = CHUNK_MIN_BYTES;
-    bool tid_ranges = b.server_version >= 140000;
-    for (size_t i = 0; i < bcat.n; i++) {
-        int64_t bytes = bcat.t[i].bytes;
-        int64_t pieces = tid_ranges ? (bytes + chunk - 1) / chunk : 1;
-        if (pieces < 1)
-            pieces = 1;
-        int64_t pages = bytes / block;
-        ftask *nt = realloc(tasks, (ntasks + (size_t)pieces) * sizeof(*nt));
-        if (nt == NULL) {
-            sync_fail(c, "out of memory");
-            goto cleanup;
-        }
-        tasks = nt;
-        for (int64_t k = 0; k < pieces; k++) {
-            ftask *ft = &tasks[ntasks++];
-            ft->table = i;
-            ft->page_from = pieces == 1 ? 0 : pages * k / pieces;
-            ft->page_to = k == pieces - 1 ? -1 : pages * (k + 1) / pieces;
-            ft->bytes = bytes / pieces;
-        }
-    }
-    fa.rows = calloc(bcat.n + 1, sizeof(*fa.rows));
-    fa.ms = calloc(bcat.n + 1, sizeof(*fa.ms));
-    fa.pieces = calloc(bcat.n + 1, sizeof(*fa.pieces));
-    if (fa.rows == NULL || fa.ms == NULL || fa.pieces == NULL) {
-        sync_fail(c, "out of memory");
-        goto cleanup;
-    }
-    for (size_t i = 0; i < ntasks; i++)
-        fa.pieces[tasks[i].table]++;
-    if (!empty_primary(c, &p, &bcat, fa.replica))
-        goto cleanup;
-
-    /* with replica one run, biggest first; else level by level */
-    int maxlevel = 0;
-    if (!fa.replica)
-        for (size_t i = 0; i < bcat.n; i++)
-            if (bcat.t[i].level > maxlevel)
-                maxlevel = bcat.t[i].level;
-    ftask *run = calloc(ntasks + 1, sizeof(*run));
-    if (run == NULL) {
-        sync_fail(c, "out of memory");
-        goto cleanup;
-    }
-    fa.tasks = run;
-    for (int lvl = 0; lvl <= maxlevel; lvl++) {
-        size_t n = 0;
-        for (size_t i = 0; i < ntasks; i++)
-            if (fa.replica || bcat.t[tasks[i].table].level == lvl)
-                run[n++] = tasks[i];
-        qsort(run, n, sizeof(*run), cmp_task_size);
-        if (!sync_pool(c, c->parallel, n, full_open, full_run, &fa)) {
-            free(run);
-            goto cleanup;
-        }
-    }
-    free(run);
-    int64_t rows = 0;
-    for (size_t i = 0; i < bcat.n; i++) {
-        char d[32];
-        format_duration(fa.ms[i], d, sizeof(d));
-        if (fa.pieces[i] > 1)
-            sync_report(c, "%s: %" PRId64 " rows copied (%d pieces in parallel), %s", bcat.t[i].label,
-                        fa.rows[i], fa.pieces[i], d);
-        else
-            sync_report(c, "%s: %" PRId64 " rows copied, %s", bcat.t[i].label, fa.rows[i], d);
-        rows += fa.rows[i];
-    }
-    if (!sync_sequences(c, &b, &p, &bcat))
-        goto cleanup;
-    sq_try(&b, "COMMIT", NULL, 0);
-    sync_add_counts(c, rows, (int64_t)bcat.n);
-    char d[32];
-    format_duration(mono_ms() - t0, d, sizeof(d));
-    sync_report(c, "full copy done: %" PRId64 " rows in %zu tables in %s", rows, bcat.n, d);
-    ok = true;
-cleanup:
-    PQclear(r);
-    sconn_close(&b);
-    sconn_close(&p);
-    catalog_free(&bcat);
-    catalog_free(&pcat);
-    free(tasks);
-    free(fa.rows);
-    free(fa.ms);
-    free(fa.pieces);
     return ok;
 }

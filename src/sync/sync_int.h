@@ -13,7 +13,8 @@
  *   sync_window.c   passes while the app runs (pre-sync) and the stop
  *                   window's verify of the keys the outage touched
  *   sync_keys.c     that check for one table: both sides at once
- *   sync_full.c     full copy in one snapshot, the worker pool, verify
+ *   sync_full.c     the worker pool, verify
+ *   sync_copy.c     full copy in one snapshot (full mode)
  *
  * Threads: one job thread runs the operation; full mode and verify start
  * [sync] parallel pool threads. Every connection is registered with its
@@ -53,7 +54,7 @@ typedef struct sync_ctx {
     char *schemas;           /* comma list */
     char *exclude;           /* comma list of schema.table patterns, or NULL */
     bool no_pk_copy;         /* [sync] no_pk = copy */
-    char *resolution;        /* ask | backup-wins | primary-wins */
+    conflicts_mode resolution;
     bool full;               /* [sync] mode = full (sync-back copies whole tables) */
     int parallel;
     sync_op op;

@@ -239,7 +239,9 @@ static int cmd_run(tool *t, const char *trigger)
     loop_add_timer(t->loop, 0, on_settle, t);
     loop_run(t->loop);
     t->deadline_mono = 0;
-    int64_t id = refresh_request(t->refresh, trigger, err, sizeof err);
+    int64_t id = refresh_request(t->refresh, strcmp(trigger, "schedule") == 0 ? REFRESH_BY_SCHEDULE
+                                                                                : REFRESH_BY_HAND,
+                                 err, sizeof err);
     if (id == 0) {
         printf("refused: %s\n", err);
         return 1;
@@ -302,10 +304,7 @@ int main(int argc, char **argv)
         return ok ? 0 : 2;
     }
     config_errors_free(&errs);
-    log_level lvl = LOG_LVL_INFO;
-    if (t.cfg->log_level != NULL)
-        log_parse_level(t.cfg->log_level, &lvl);
-    log_set_level(quiet ? LOG_LVL_WARN : lvl);
+    log_set_level(quiet ? LOG_LVL_WARN : t.cfg->log_level);
 
     char err[512];
     t.loop = loop_new();

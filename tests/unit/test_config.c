@@ -177,11 +177,11 @@ static void test_full_valid(void **state)
     assert_int_equal(c->probe_failures, 5);
     assert_int_equal(c->probe_successes, 4);
     assert_int_equal(c->probe_cooldown_ms, 60000);
-    assert_string_equal(c->failover_policy, "auto");              /* canonical */
+    assert_int_equal(c->failover_policy, FAILOVER_AUTO);
     assert_int_equal(c->failover_min_outage_ms, 30000);
     assert_int_equal(c->failover_block_ms, 2 * 3600 * 1000);
     assert_string_equal(c->failover_runbook, "/etc/drd/failover.ini");
-    assert_string_equal(c->failover_fence, "command");
+    assert_int_equal(c->failover_fence, FENCE_COMMAND);
     assert_string_equal(c->failover_fence_command, "ssh db pg_ctl stop");
     assert_true(c->failover_fence_required);
     assert_string_equal(c->failback_runbook, "/etc/drd/failback.ini");
@@ -200,7 +200,7 @@ static void test_full_valid(void **state)
     assert_string_equal(c->http_web_root, "/usr/share/drd/web");
     assert_string_equal(c->state_db, "/var/lib/x/drd.db");
     assert_string_equal(c->notify_webhook, "https://hooks.example.com/abc");
-    assert_string_equal(c->log_level, "debug");
+    assert_int_equal(c->log_level, LOG_LVL_DEBUG);
 
     char *p = dir_path("full.conf");
     assert_string_equal(c->path, p);
@@ -215,6 +215,52 @@ static void test_full_valid(void **state)
     config_free(c);
 }
 
+/* Each choice is parsed once, at load, into its enum (any case); drd -n -v
+ * prints its name; a bad one is a FILE:LINE error naming the choices. */
+static void test_choices_typed(void **state)
+{
+    (void)state;
+    config_t *c = load_ok("choices.conf", TARGETS
+        "[failover]\npolicy = Manual\nfence = NOLOGIN\n"
+        "[http]\nmetrics = token\n[notify]\nformat = json\n"
+        "[sync]\nno_pk = copy\nconflicts = primary-wins\nmode = full\n"
+        "[refresh]\nmode = Reconcile\ndeletes = compare\n[log]\nlevel = warn\n");
+    assert_int_equal(c->failover_policy, FAILOVER_MANUAL);
+    assert_int_equal(c->failover_fence, FENCE_NOLOGIN);
+    assert_int_equal(c->http_metrics, METRICS_TOKEN);
+    assert_int_equal(c->notify_format, NOTIFY_JSON);
+    assert_int_equal(c->sync_no_pk, NO_PK_COPY);
+    assert_int_equal(c->sync_conflicts, CONFLICTS_PRIMARY_WINS);
+    assert_int_equal(c->sync_mode, SYNC_MODE_FULL);
+    assert_int_equal(c->refresh_mode, REFRESH_RECONCILE);
+    assert_int_equal(c->refresh_deletes, DELETES_COMPARE);
+    assert_int_equal(c->log_level, LOG_LVL_WARN);
+    assert_string_equal(config_get(c, "failover", "policy"), "Manual");   /* raw */
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    config_dump(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "failover.policy = manual\n"));
+    assert_non_null(strstr(buf, "sync.conflicts = primary-wins\n"));
+    assert_non_null(strstr(buf, "refresh.deletes = compare\n"));
+    assert_non_null(strstr(buf, "log.level = warn\n"));
+    free(buf);
+
+    /* a reload that changes a choice is seen by config_restart_needed's
+     * comparison as a change of value (not of a pointer) */
+    config_t *d = load_ok("choices2.conf", TARGETS "[failover]\npolicy = manual\n");
+    assert_int_equal(d->failover_policy, c->failover_policy);
+    config_free(d);
+    config_free(c);
+
+    load_fails("badchoice.conf", TARGETS "[refresh]\nmode = sometimes\n",
+               "@:6: bad value \"sometimes\" for mode in [refresh] (use off, dump, logical or reconcile)",
+               NULL);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -226,10 +272,10 @@ static void test_defaults(void **state)
     assert_int_equal(c->probe_failures, 3);
     assert_int_equal(c->probe_successes, 2);
     assert_int_equal(c->probe_cooldown_ms, 10000);
-    assert_string_equal(c->failover_policy, "approve");
+    assert_int_equal(c->failover_policy, FAILOVER_APPROVE);
     assert_int_equal(c->failover_min_outage_ms, 0);
     assert_int_equal(c->failover_block_ms, 3600000);
-    assert_string_equal(c->failover_fence, "read-only");
+    assert_int_equal(c->failover_fence, FENCE_READ_ONLY);
     assert_null(c->failover_fence_command);
     assert_false(c->failover_fence_required);
     char *fo = dir_path("runbooks/failover.ini"), *fb = dir_path("runbooks/failback.ini");
@@ -250,7 +296,15 @@ static void test_defaults(void **state)
     assert_null(c->http_token);
     assert_string_equal(c->state_db, "/var/lib/drd/drd.db");
     assert_null(c->notify_webhook);
-    assert_string_equal(c->log_level, "info");
+    assert_int_equal(c->log_level, LOG_LVL_INFO);
+    /* every choice's default, parsed at load (not all are the enum's 0) */
+    assert_int_equal(c->http_metrics, METRICS_OPEN);
+    assert_int_equal(c->notify_format, NOTIFY_SLACK);
+    assert_int_equal(c->sync_no_pk, NO_PK_REFUSE);
+    assert_int_equal(c->sync_conflicts, CONFLICTS_ASK);
+    assert_int_equal(c->sync_mode, SYNC_MODE_INCREMENTAL);
+    assert_int_equal(c->refresh_mode, REFRESH_OFF);
+    assert_int_equal(c->refresh_deletes, DELETES_AUTO);
     /* config_get gives defaults for table options */
     assert_string_equal(config_get(c, "probe", "cooldown"), "10s");
     assert_string_equal(config_get(c, "primary", "app_url"), c->primary.url);
@@ -846,7 +900,7 @@ static void test_example_conf(void **state)
         print_error("%s\n", errs.msgs[i]);
     assert_int_equal(errs.n, 0);
     assert_non_null(c);
-    assert_string_equal(c->failover_policy, "approve");
+    assert_int_equal(c->failover_policy, FAILOVER_APPROVE);
     assert_null(c->http_listen);
 
     size_t len = 0;
@@ -877,6 +931,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_valid),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_choices_typed),
         cmocka_unit_test(test_unknown_section),
         cmocka_unit_test(test_unknown_key),
         cmocka_unit_test(test_step_section_rejected),

@@ -35,6 +35,7 @@ struct fake_work {
     fake *f;
     uint64_t timer;
     bool ok;
+    char what[16];               /* the script's word: ok, fail, pending, spent */
     char name[64];
     void (*cb)(void *, const step_outcome *);
     void *cb_arg;
@@ -71,6 +72,11 @@ static void fake_fire(loop_t *loop, void *arg)
     fake_work *w = arg;
     step_outcome o = { .ok = w->ok, .exit_code = w->ok ? 0 : 1 };
     (void)loop;
+    if (strcmp(w->what, "pending") == 0) {        /* a fence step that could not reach the primary */
+        o.fence = FENCE_PENDING;
+        o.fence_target = TARGET_PRIMARY;
+    }
+    o.resolution_spent = strcmp(w->what, "spent") == 0;   /* a sync-back that used the decision */
     if (!w->ok)
         snprintf(o.error, sizeof o.error, "%s failed", w->name);
     w->f->inflight = NULL;
@@ -96,7 +102,8 @@ static void *fake_begin(void *arg, const runbook_step *s, int attempt, void (*cb
             loop_stop(f->loop);
         return w;
     }
-    w->ok = strcmp(what, "ok") == 0;
+    w->ok = strcmp(what, "fail") != 0;
+    str_copy(w->what, what, sizeof w->what);
     w->timer = loop_add_timer(f->loop, 0, fake_fire, w);   /* never from inside begin */
     return w;
 }
@@ -318,6 +325,51 @@ static void test_every_step_ok(void **state)
     assert_false(executor_busy(x->ex));
 }
 
+/* Steps report what they leave (a pending fence, a spent sync decision)
+ * in their outcome; the executor writes it to the store. */
+static void test_outcome_persisted_by_the_executor(void **state)
+{
+    fixture *x = *state;
+    char v[32];
+    assert_true(store_sync_resolution_set(x->st, "backup-wins"));
+    x->f.script = "one=pending;two=spent";
+    start(x);
+    run_loop(x);
+    assert_int_equal(x->done_state, RUN_SUCCEEDED);
+    assert_true(store_fence_pending_get(x->st, v, sizeof v));
+    assert_string_equal(v, "primary");
+    store_sync_resolution_get(x->st, v, sizeof v);
+    assert_string_equal(v, "");
+}
+
+/* What each fence effect does to the pending and fenced targets. */
+static void test_outcome_persist_fence(void **state)
+{
+    fixture *x = *state;
+    char pending[32], fenced[32];
+    step_outcome o = { .ok = true, .fence = FENCE_PENDING, .fence_target = TARGET_BACKUP };
+    step_outcome_persist(x->st, &o);
+    o.fence = FENCE_APPLIED;                     /* the primary: the backup's stays pending */
+    o.fence_target = TARGET_PRIMARY;
+    step_outcome_persist(x->st, &o);
+    store_fence_pending_get(x->st, pending, sizeof pending);
+    store_fenced_get(x->st, fenced, sizeof fenced);
+    assert_string_equal(pending, "backup");
+    assert_string_equal(fenced, "primary");
+    o.fence_target = TARGET_BACKUP;              /* the pending one done */
+    step_outcome_persist(x->st, &o);
+    store_fence_pending_get(x->st, pending, sizeof pending);
+    store_fenced_get(x->st, fenced, sizeof fenced);
+    assert_string_equal(pending, "");
+    assert_string_equal(fenced, "backup");
+    o.fence = FENCE_LIFTED;
+    step_outcome_persist(x->st, &o);
+    store_fenced_get(x->st, fenced, sizeof fenced);
+    assert_string_equal(fenced, "");
+    o.fence = FENCE_LEFT_ALONE;                  /* nothing, and a NULL store is accepted */
+    step_outcome_persist(NULL, &o);
+}
+
 static void test_failure_aborts_the_run(void **state)
 {
     fixture *x = *state;
@@ -531,6 +583,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_step_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_aborts_the_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcome_persisted_by_the_executor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcome_persist_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_then_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_exhausted_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_continue_goes_on_and_ends_failed, setup, teardown),

@@ -294,7 +294,7 @@ typedef struct {
     notify_t *n;
     metrics_counters counters;
     config_t cfg;                 /* only the [notify] fields are read */
-    char url[256], format[16];
+    char url[256];
     char dir[64], db[128];
     bool watchdog_fired;
 } fixture;
@@ -316,9 +316,8 @@ static int setup(void **state)
     if (fx->store == NULL)
         fail_msg("store_open: %s", err);
     snprintf(fx->url, sizeof(fx->url), "http://127.0.0.1:%d/hook", fx->srv->port);
-    str_copy(fx->format, "slack", sizeof(fx->format));
     fx->cfg.notify_webhook = fx->url;
-    fx->cfg.notify_format = fx->format;
+    fx->cfg.notify_format = NOTIFY_SLACK;
     fx->cfg.notify_retries = 3;
     fx->cfg.notify_timeout_ms = 3000;
     fx->cfg.notify_queue = 100;
@@ -521,7 +520,7 @@ static void test_slack_body(void **state)
 static void test_json_body(void **state)
 {
     fixture *fx = *state;
-    str_copy(fx->format, "json", sizeof(fx->format));
+    fx->cfg.notify_format = NOTIFY_JSON;
     make_notify(fx);
     json_t *fields = json_pack("{s:s, s:I, s:b, s:{s:[i,i]}, s:s}", "target", "primary",
                                "incident_id", (json_int_t)7, "auto", 0, "extra", "list", 1, 2,
@@ -745,7 +744,7 @@ static bool body_has(const char *body, const char *s)
 static void test_secrets_masked(void **state)
 {
     fixture *fx = *state;
-    str_copy(fx->format, "json", sizeof(fx->format));
+    fx->cfg.notify_format = NOTIFY_JSON;
     log_add_secret("tok-XYZ-123");
     make_notify(fx);
     json_t *fields = json_pack("{s:s, s:{s:[s]}}", "dsn", "postgresql://app:hunter2@db:5432/app",
@@ -884,7 +883,7 @@ static void test_reconfigure_url(void **state)
     assert_int_equal(rs.r[0].attempts, 1);
     assert_string_equal(rs.r[0].state, "pending");
     str_copy(fx->url, good, sizeof(fx->url));
-    str_copy(fx->format, "json", sizeof(fx->format));
+    fx->cfg.notify_format = NOTIFY_JSON;
     notify_reconfigure(fx->n, &fx->cfg);
     assert_true(wait_until(fx, nothing_pending, NULL, 3000));
     load_rows(fx, &rs);

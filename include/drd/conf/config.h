@@ -13,6 +13,7 @@
 #define DRD_CONFIG_H
 
 #include "drd/conf/choices.h"
+#include "drd/core/log.h"
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@ typedef struct {
     char *password;         /* loaded from password_file, or NULL */
 } config_target;
 
+/* The choices (choices.h) are parsed once, at load, into their enums. */
 typedef struct config {
     char *path;             /* the file this came from */
     char *dir;              /* its directory: relative paths resolve here */
@@ -36,10 +38,10 @@ typedef struct config {
     int64_t probe_failures, probe_successes;
     int64_t probe_confirm_ms;    /* 0 = off; else an idle watch connection per target and quick confirmation probes when it drops */
 
-    char *failover_policy;  /* auto | approve | manual */
+    failover_mode failover_policy;
     int64_t failover_min_outage_ms, failover_block_ms;
     char *failover_runbook;
-    char *failover_fence;   /* read-only | nologin | command | none */
+    fence_mode failover_fence;
     char *failover_fence_command;
     bool failover_fence_required;
     bool failover_require_seen_healthy; /* no policy failover of a primary not seen healthy */
@@ -55,23 +57,23 @@ typedef struct config {
     char *http_token;        /* loaded from token_file */
     char *http_web_root;
     int64_t http_session_ttl_ms; /* dashboard sessions expire after this */
-    char *http_metrics;          /* open | token */
+    metrics_access http_metrics;
     bool http_secure_cookie;     /* add Secure to the session cookie (behind TLS) */
 
     char *state_db;
 
     char *notify_webhook;
-    char *notify_format;         /* slack | json */
+    notify_format notify_format;
     int64_t notify_retries, notify_timeout_ms, notify_queue;
 
     char *sync_schemas;          /* comma-separated */
     char *sync_exclude;          /* comma-separated schema.table patterns, or NULL */
-    char *sync_no_pk;            /* copy | refuse */
-    char *sync_conflicts;        /* ask | backup-wins | primary-wins */
-    char *sync_mode;             /* incremental | full */
+    no_pk_mode sync_no_pk;
+    conflicts_mode sync_conflicts;
+    sync_mode sync_mode;
     int64_t sync_parallel;
 
-    char *refresh_mode;          /* off | dump | logical | reconcile */
+    refresh_mode refresh_mode;
     int64_t refresh_every_ms;    /* 0 = not by interval */
     char *refresh_schedule;      /* cron expression, or NULL */
     char *refresh_dir;
@@ -82,10 +84,10 @@ typedef struct config {
     char *refresh_tables;        /* comma-separated schema.table, NULL: every keyed table */
     char *refresh_change_columns; /* candidates in order, and schema.table=column overrides */
     int64_t refresh_lookback_ms, refresh_batch, refresh_full_every_ms, refresh_compare_every_ms;
-    char *refresh_deletes;       /* auto | ledger | compare */
+    deletes_mode refresh_deletes;
     char *refresh_egress_budget; /* a size ("5GB"), NULL: no budget */
 
-    char *log_level;
+    log_level log_level;
 
     int64_t check_every_ms;      /* [check] every: readiness checks in drd; 0 = off */
 

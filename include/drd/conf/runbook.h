@@ -34,7 +34,10 @@ typedef struct {
     char *prompt;                /* approve */
     int64_t expires_ms;          /* approve: undecided after this = rejected */
     char *message;               /* notify */
-    char *mode;                  /* fence: read-only|nologin|command|none */
+    char *mode;                  /* fence: read-only|nologin|command|none; sync-back: online */
+    /* mode, parsed (runbook_load, runbook_step_from_json): */
+    fence_mode fence;            /* fence */
+    bool online;                 /* sync-back: mode = online (pre-sync) */
     bool lift;                   /* fence: lift the fence instead */
     bool required;               /* fence: fail when unreachable */
     bool remove;                 /* capture: remove the ledger and triggers instead */

@@ -7,6 +7,8 @@
 
 typedef enum { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR } log_level;
 
+/* "debug", "info", "warn", "error", indexed by log_level, NULL-terminated. */
+extern const char *const log_level_names[];
 void log_set_level(log_level lvl);
 bool log_parse_level(const char *s, log_level *out);
 /* With journal=true lines carry "<N>" syslog prefixes instead of timestamps

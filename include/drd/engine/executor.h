@@ -75,10 +75,5 @@ bool executor_decide(executor_t *ex, int64_t approval_id, bool approve, const ch
 bool executor_busy(const executor_t *ex);
 int64_t executor_run_id(const executor_t *ex);
 
-/* The active run (or NULL) and the pending approvals, as JSON for the
- * status document; new references. */
-json_t *executor_run_json(executor_t *ex);
-json_t *executor_approvals_json(executor_t *ex);
-
 
 #endif

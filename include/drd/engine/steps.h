@@ -35,9 +35,24 @@ typedef struct {
     char note[256];              /* what happened, for the history ("" if nothing to say) */
     const char *output;          /* masked output (exec, sync report), valid during the callback; may be NULL */
     bool conflicts;              /* sync-back stopped on conflicts, nothing written */
+    /* What the step leaves for the policy and the next run: steps never
+     * write it themselves; whoever started the step passes the outcome
+     * to step_outcome_persist in its callback. */
+    enum {
+        FENCE_LEFT_ALONE = 0,
+        FENCE_APPLIED,           /* fence_target is fenced (its pending fence is done) */
+        FENCE_LIFTED,            /* fence_target's fence is lifted (its pending one too) */
+        FENCE_PENDING,           /* fence_target could not be reached: fence it when it answers */
+    } fence;
+    target_id fence_target;
+    bool resolution_spent;       /* sync-back succeeded: the operator's conflict decision is used up */
 } step_outcome;
 
 typedef void (*step_done_cb)(void *arg, const step_outcome *o);
+
+/* Write what an outcome leaves (fence pending, fenced, the sync
+ * resolution) through the store's typed functions. Accepts a NULL store. */
+void step_outcome_persist(store_t *st, const step_outcome *o);
 typedef struct step_run step_run;
 
 /* Start the work of step s (any action but approve). NULL only on OOM. */

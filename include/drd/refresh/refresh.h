@@ -47,10 +47,17 @@ void refresh_free(refresh_t *r);               /* kills a running refresh's chil
 void refresh_start(refresh_t *r);
 void refresh_reconfigure(refresh_t *r, const config_t *cfg);
 
-/* Start one now (trigger "manual" from drctl/API, "schedule" internally).
- * Returns the refresh id, or 0 with the reason it was refused in err (the
- * refusal is recorded too). */
-int64_t refresh_request(refresh_t *r, const char *trigger, char *err, size_t errlen);
+/* Who asked for a refresh: the schedule, or an operator (drctl/API); the
+ * names ("schedule", "manual") are store_refresh.trigger's. */
+typedef enum { REFRESH_BY_SCHEDULE = 0, REFRESH_BY_HAND } refresh_trigger;
+const char *refresh_trigger_name(refresh_trigger t);
+/* The mode a refresh record was made in (store_refresh.mode), REFRESH_OFF
+ * when unknown. */
+refresh_mode refresh_mode_of(const store_refresh *rec);
+
+/* Start one now. Returns the refresh id, or 0 with the reason it was
+ * refused in err (the refusal is recorded too). */
+int64_t refresh_request(refresh_t *r, refresh_trigger trigger, char *err, size_t errlen);
 bool refresh_busy(const refresh_t *r);
 
 /* How far behind the primary the backup is, in seconds: logical mode, the
@@ -125,7 +132,7 @@ int64_t refresh_every_effective(const config_t *cfg);
 /* [refresh] egress_budget in bytes, 0 = none. */
 int64_t refresh_budget_bytes(const config_t *cfg);
 /* The median bytes of the recent succeeded refreshes of mode, -1 none. */
-int64_t refresh_typical_bytes(store_t *store, const char *mode);
+int64_t refresh_typical_bytes(store_t *store, refresh_mode mode);
 
 /* Reconcile mode: the change column of table (schema.table) among its
  * columns cols[0..n): a "schema.table=column" entry of the

@@ -1,5 +1,5 @@
 /* states.h - the state file's states as enums with name tables: targets,
- * run, step and approval states, approval kinds. The names are the text
+ * run, step, approval and refresh states, approval kinds. The names are the text
  * SQLite, the API and the page carry (the contract); code compares the
  * enums, never the text. *_parse returns false for an unknown name. */
 #ifndef DRD_STATES_H
@@ -39,5 +39,11 @@ typedef enum { APPROVAL_POLICY = 0, APPROVAL_STEP, APPROVAL_ATTENTION, APPROVAL_
 const char *approval_kind_name(approval_kind k);
 bool approval_kind_parse(const char *s, approval_kind *out);
 approval_kind approval_kind_of(const char *s);    /* APPROVAL_KIND_COUNT when unknown */
+
+/* A backup refresh's state (store_refresh.state). */
+typedef enum { REFRESH_RUNNING = 0, REFRESH_SUCCEEDED, REFRESH_FAILED, REFRESH_REFUSED,
+               REFRESH_STATE_COUNT } refresh_state;
+const char *refresh_state_name(refresh_state s);
+refresh_state refresh_state_of(const char *s);    /* REFRESH_STATE_COUNT when unknown */
 
 #endif
