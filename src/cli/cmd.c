@@ -191,7 +191,11 @@ static int follow_run(const drctl *x, int64_t run_id)
             const char *action = str_or(json_object_get(st, "action"), "");
             const char *output = str_or(json_object_get(st, "output"), "");
             step_state ss = step_state_of(state);
-            if (ss == STEP_RUNNING && strlen(output) > shown[i] &&
+            /* while it runs, and once more when it has ended: the lines
+             * written since the last poll (pre-sync's last ones: the tail
+             * and the expected stop window) */
+            bool ended_now = ss != STEP_RUNNING && ss != STEP_PENDING && strcmp(seen[i], state) != 0;
+            if ((ss == STEP_RUNNING || ended_now) && strlen(output) > shown[i] &&
                 (strcmp(action, "sync-back") == 0 || strcmp(action, "verify") == 0 ||
                  strcmp(action, "capture") == 0))
                 shown[i] = print_progress(output, shown[i]);

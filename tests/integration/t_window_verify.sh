@@ -114,6 +114,10 @@ cmp_ok "$(fo_step "$fb" pre-sync finished_at)" -le "$(fo_step "$fb" stop-app sta
   "(b) ... before the app was stopped"
 like "$out" "pre-sync .*1 row differs that the outage never touched: the primary's version stands" \
   "(b) drctl failback's progress shows it"
+like "$out" "pre-sync done: passes .* expected stop window: about [0-9.]+ ?m?s" \
+  "(b) ... and pre-sync's last lines: the passes, the tail, the expected stop window"
+like "$out" "the stop window's verify, measured now in this snapshot: the [0-9]+ keys the outage touched are identical" \
+  "(b) ... the stop window's key check, measured online"
 fo_event_has "run: run $fb, pre-sync: 1 row differs that the outage never touched: the primary's version stands"
 ok $? "(b) an event is recorded"
 is "$(seq_of primary 12)" 1212 "(b) the primary's row is unchanged after the failback"
