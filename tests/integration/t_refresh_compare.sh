@@ -55,30 +55,7 @@ pg_psql backup "
   ALTER TABLE pairs ENABLE ALWAYS TRIGGER gone;" app >/dev/null || bail_out "audit on the backup"
 
 # ------------------------------------------------------------ pgbouncer ----
-BDIR=$TEST_TMP/bouncer
-mkdir -p "$BDIR" && chmod 0777 "$BDIR"
-BPORT=$(free_port) || bail_out "no port"
-cat >"$BDIR/pgbouncer.ini" <<EOF
-[databases]
-app = host=127.0.0.1 port=$(pg_port primary) dbname=app
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BPORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $BDIR/users.txt
-pool_mode = transaction
-default_pool_size = 4
-server_reset_query =
-logfile = $BDIR/pgbouncer.log
-pidfile = $BDIR/pgbouncer.pid
-EOF
-echo '"reader" ""' >"$BDIR/users.txt"
-chmod 0644 "$BDIR"/*
-_pg_as pgbouncer -d "$BDIR/pgbouncer.ini" || bail_out "pgbouncer did not start"
-cleanup_add "kill \$(cat '$BDIR/pgbouncer.pid' 2>/dev/null) 2>/dev/null"
-poll_until 10 psql -qAt -h 127.0.0.1 -p "$BPORT" -U reader -c 'SELECT 1' app >/dev/null 2>&1 \
-  || bail_out "pgbouncer does not answer"
+pgbouncer_start primary app reader || bail_out "pgbouncer did not start or does not answer"
 
 # every pass compares (compare_every's minimum), so that the test does not
 # wait; the look-back is off: it must not mend a live row deleted by mistake

@@ -528,3 +528,37 @@ pg_ctl_cmd() {
   _pg_root && pre="runuser -u postgres -- "
   echo "${pre}$PG_BIN/pg_ctl -D $(pg_datadir "$1") -l $(pg_log "$1")"
 }
+
+# pgbouncer_start NAME DB USER [POOL_SIZE]: a real pgbouncer in transaction
+# mode in front of cluster NAME's database DB, trust auth for USER, pool of
+# POOL_SIZE server connections (default 4). Sets BDIR (its dir: .ini, .log,
+# .pid) and BPORT; stopped at the test's exit. Returns 1 if it does not answer.
+pgbouncer_start() {
+  local name=$1 db=$2 user=$3 pool=${4:-4}
+  BDIR=$TEST_TMP/bouncer
+  mkdir -p "$BDIR" && chmod 0777 "$BDIR" || return 1
+  BPORT=$(free_port) || return 1
+  echo "$BPORT" >"$BDIR/port"
+  cat >"$BDIR/pgbouncer.ini" <<INI
+[databases]
+$db = host=127.0.0.1 port=$(pg_port "$name") dbname=$db
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $BDIR/users.txt
+pool_mode = transaction
+default_pool_size = $pool
+max_client_conn = 100
+server_reset_query =
+logfile = $BDIR/pgbouncer.log
+pidfile = $BDIR/pgbouncer.pid
+INI
+  printf '"%s" ""\n' "$user" >"$BDIR/users.txt"
+  chmod 0644 "$BDIR"/*
+  _pg_as pgbouncer -d "$BDIR/pgbouncer.ini" || return 1
+  cleanup_add "kill \$(cat '$BDIR/pgbouncer.pid' 2>/dev/null) 2>/dev/null"
+  poll_until 10 "$PG_BIN/psql" -X -qAt -h 127.0.0.1 -p "$BPORT" -U "$user" -c 'SELECT 1' "$db" \
+    >/dev/null 2>&1
+}
