@@ -244,25 +244,20 @@ PGresult *sq_params(sconn *s, const char *sql, int n, const char *const *values,
     return check_result(s, PQexecParams(s->pg, sql, n, NULL, values, NULL, NULL, 0), what);
 }
 
-bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
-                  PGresult **ra, PGresult **rb, const char *what)
+/* The last result of each of two queries already sent (simple protocol:
+ * one statement, one result), both checked; on any failure neither is
+ * kept. Both servers work at once: the second result is read while the
+ * first server is done already (or the other way round). */
+static bool both_results(sconn *a, bool sent_a, sconn *b, bool sent_b,
+                         PGresult **ra, PGresult **rb, const char *what)
 {
-    *ra = *rb = NULL;
-    if (atomic_load(&a->ctx->stop)) {
-        sync_fail(a->ctx, "cancelled");
-        return false;
-    }
-    log_debug("sync: both: %.300s", sql_a);
-    bool sa = PQsendQuery(a->pg, sql_a) == 1;
-    bool sb = PQsendQuery(b->pg, sql_b) == 1;
-    /* The last result of each (simple protocol: one statement, one result) */
     PGresult *r, *la = NULL, *lb = NULL;
-    if (sa)
+    if (sent_a)
         while ((r = PQgetResult(a->pg)) != NULL) {
             PQclear(la);
             la = r;
         }
-    if (sb)
+    if (sent_b)
         while ((r = PQgetResult(b->pg)) != NULL) {
             PQclear(lb);
             lb = r;
@@ -278,6 +273,20 @@ bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
     return true;
 }
 
+bool sq_exec_both(sconn *a, const char *sql_a, sconn *b, const char *sql_b,
+                  PGresult **ra, PGresult **rb, const char *what)
+{
+    *ra = *rb = NULL;
+    if (atomic_load(&a->ctx->stop)) {
+        sync_fail(a->ctx, "cancelled");
+        return false;
+    }
+    log_debug("sync: both: %.300s", sql_a);
+    bool sa = PQsendQuery(a->pg, sql_a) == 1;
+    bool sb = PQsendQuery(b->pg, sql_b) == 1;
+    return both_results(a, sa, b, sb, ra, rb, what);
+}
+
 bool sq_params_both(sconn *a, sconn *b, const char *sql, int n, const char *const *values,
                     PGresult **ra, PGresult **rb, const char *what)
 {
@@ -287,30 +296,9 @@ bool sq_params_both(sconn *a, sconn *b, const char *sql, int n, const char *cons
         return false;
     }
     log_debug("sync: both: %.300s", sql);
-    /* both servers work at once: the second result is read while the
-     * first server is done already (or the other way round) */
     bool sa = PQsendQueryParams(a->pg, sql, n, NULL, values, NULL, NULL, 0) == 1;
     bool sb = PQsendQueryParams(b->pg, sql, n, NULL, values, NULL, NULL, 0) == 1;
-    PGresult *r, *la = NULL, *lb = NULL;
-    if (sa)
-        while ((r = PQgetResult(a->pg)) != NULL) {
-            PQclear(la);
-            la = r;
-        }
-    if (sb)
-        while ((r = PQgetResult(b->pg)) != NULL) {
-            PQclear(lb);
-            lb = r;
-        }
-    *ra = check_result(a, la, what);
-    *rb = check_result(b, lb, what);
-    if (*ra == NULL || *rb == NULL) {
-        PQclear(*ra);
-        PQclear(*rb);
-        *ra = *rb = NULL;
-        return false;
-    }
-    return true;
+    return both_results(a, sa, b, sb, ra, rb, what);
 }
 
 bool sq_cmd(sconn *s, const char *sql, const char *what)
