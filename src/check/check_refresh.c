@@ -70,22 +70,6 @@ static PGresult *tables_of(PGconn *c, const config_t *cfg, char *err, size_t err
         " ORDER BY 1", 1, params, err, errlen);
 }
 
-static bool listed(const char *list, const char *name)
-{
-    if (list == NULL || list[0] == '\0')
-        return true;
-    size_t n = strlen(name);
-    for (const char *s = list; *s; ) {
-        while (*s == ' ' || *s == ',')
-            s++;
-        size_t len = strcspn(s, ", ");
-        if (len == n && strncmp(s, name, n) == 0)
-            return true;
-        s += len;
-    }
-    return false;
-}
-
 /* Which tables reconcile keeps and how; false (and err) when the source
  * does not answer. */
 static bool reconcile_tables(const config_t *cfg, int64_t timeout_ms, char *reason, size_t n,
@@ -106,7 +90,7 @@ static bool reconcile_tables(const config_t *cfg, int64_t timeout_ms, char *reas
     int by_change = 0;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *name = PQgetvalue(r, i, 0);
-        if (!listed(cfg->refresh_tables, name) || table_excluded(cfg->sync_exclude, PQgetvalue(r, i, 1),
+        if (!refresh_table_listed(cfg->refresh_tables, name) || table_excluded(cfg->sync_exclude, PQgetvalue(r, i, 1),
                                                                  PQgetvalue(r, i, 2)))
             continue;
         if (strcmp(PQgetvalue(r, i, 3), "t") != 0) {

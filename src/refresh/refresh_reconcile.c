@@ -272,8 +272,8 @@ static bool catalog_apply(rec_pass *p, const char *text)
         memset(&t, 0, sizeof t);
         bool ok = load_table(p, o, &t);
         const char *s = json_string_value(json_object_get(o, "s")), *n = json_string_value(json_object_get(o, "t"));
-        if (!ok || t.nkey == 0 || !rsql_listed(p->tables, t.name) || table_excluded(p->exclude, s, n)) {
-            if (ok && t.nkey == 0 && rsql_listed(p->tables, t.name))
+        if (!ok || t.nkey == 0 || !refresh_table_listed(p->tables, t.name) || table_excluded(p->exclude, s, n)) {
+            if (ok && t.nkey == 0 && refresh_table_listed(p->tables, t.name))
                 log_debug("refresh %" PRId64 ": %s has no primary key: not reconciled", p->j->rec.id, t.name);
             rt_free(&t);
             continue;

@@ -94,7 +94,6 @@ void rsql_cols(rsql *m, const rec_table *t, const size_t *idx, size_t n, const c
 size_t rsql_keyset(const rec_pass *p, const rec_table *t, size_t *idx);
 /* "(c, k) > ('v'::type, ...)" after the JSON position pos; "true" without one. */
 bool rsql_after(rsql *m, const rec_table *t, const size_t *idx, size_t n, const char *pos);
-bool rsql_listed(const char *list, const char *name);
 bool rsql_time_type(const char *type);
 
 /* The statements (malloc'd, NULL on OOM), each one simple query: */

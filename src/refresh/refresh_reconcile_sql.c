@@ -130,8 +130,7 @@ char *rsql_catalog(const rec_pass *p)
     return rsql_close(&m);
 }
 
-/* Is schema.table in the comma-separated list (NULL: every table)? */
-bool rsql_listed(const char *list, const char *name)
+bool refresh_table_listed(const char *list, const char *name)
 {
     if (list == NULL || list[0] == '\0')
         return true;

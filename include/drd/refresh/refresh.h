@@ -138,6 +138,9 @@ int64_t refresh_typical_bytes(store_t *store, refresh_mode mode);
  * columns cols[0..n): a "schema.table=column" entry of the
  * [refresh] change_columns list, else its first plain candidate the table
  * has; -1 none (the table is copied whole every full_every). */
+/* Is schema.table in [refresh] tables, a comma-separated list (NULL or
+ * empty: every table)? */
+bool refresh_table_listed(const char *list, const char *name);
 int refresh_change_column(const char *list, const char *table, char *const *cols, size_t ncols);
 
 /* Logical mode's sampling period (default 1 s; tests and benchmarks). */
